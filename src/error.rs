@@ -1,0 +1,98 @@
+//! The gateway's error: what went wrong in one line, and the kind that decides the answer.
+//!
+//! Like pingora's errors, the kind says whether a retry can help: a provider gets 503
+//! only when retrying later can succeed ([`Kind::Unavailable`]); anything it sent that
+//! can never succeed gets a 4xx, so it stops retrying.
+
+use std::fmt;
+
+/// What kind of failure, which fixes the HTTP status and the CLI exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is malformed or names something invalid (400).
+    BadRequest,
+    /// Missing or invalid signature or token (401).
+    Unauthorized,
+    /// The token is valid but not for this tenant (403).
+    Forbidden,
+    /// Unknown route, provider or tenant (404).
+    NotFound,
+    /// Wrong HTTP method (405).
+    MethodNotAllowed,
+    /// The change would break a state rule, e.g. clearing a permanent record without
+    /// evidence (409).
+    Conflict,
+    /// Body over the size limit (413).
+    PayloadTooLarge,
+    /// Wrong content type (415).
+    UnsupportedMediaType,
+    /// Redis (or the spool) cannot take or give the data now; retrying can help (503).
+    Unavailable,
+    /// A bug or a broken invariant (500).
+    Internal,
+}
+
+impl Kind {
+    /// The HTTP status code for this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            Kind::BadRequest => 400,
+            Kind::Unauthorized => 401,
+            Kind::Forbidden => 403,
+            Kind::NotFound => 404,
+            Kind::MethodNotAllowed => 405,
+            Kind::Conflict => 409,
+            Kind::PayloadTooLarge => 413,
+            Kind::UnsupportedMediaType => 415,
+            Kind::Unavailable => 503,
+            Kind::Internal => 500,
+        }
+    }
+}
+
+/// An error with its kind and a one-line message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// What kind of failure.
+    pub kind: Kind,
+    /// One line saying what was wrong; never contains a secret.
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(Kind::BadRequest, message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Error {
+        Error::new(Kind::Unauthorized, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(Kind::NotFound, message)
+    }
+
+    /// 503.
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(Kind::Unavailable, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

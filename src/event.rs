@@ -1,0 +1,184 @@
+//! Normalised channel events: what a provider told us, in one shape for every provider.
+//!
+//! Provider modules turn verified requests into [`ChannelEvent`]s; classification turns
+//! an event into a [`Decision`](crate::classify::Decision); the store applies it. Nothing
+//! here does I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::address::Address;
+
+/// A messaging channel on which a contact can be put on DND.
+///
+/// `all` is a scope, not a channel: see [`Scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// SMS and MMS.
+    Sms,
+    /// Calls and voicemail.
+    Voice,
+    /// WhatsApp, through Twilio or the Cloud API.
+    Whatsapp,
+    /// Facebook Messenger.
+    Messenger,
+    /// Instagram messaging.
+    Instagram,
+    /// Email.
+    Email,
+}
+
+impl Channel {
+    /// Every channel, in a stable order.
+    pub const ALL: [Channel; 6] = [
+        Channel::Sms,
+        Channel::Voice,
+        Channel::Whatsapp,
+        Channel::Messenger,
+        Channel::Instagram,
+        Channel::Email,
+    ];
+
+    /// The lower-case name used in URLs, configuration and Redis fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Messenger => "messenger",
+            Channel::Instagram => "instagram",
+            Channel::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a channel name we do not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown channel {0:?}: expected one of sms, voice, whatsapp, messenger, instagram, email")]
+pub struct UnknownChannel(pub String);
+
+impl FromStr for Channel {
+    type Err = UnknownChannel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownChannel(s.to_string()))
+    }
+}
+
+/// Where a DND record applies: one channel, or every channel of the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One channel.
+    Channel(Channel),
+    /// Every channel of the address.
+    All,
+}
+
+impl Scope {
+    /// The name used in Redis fields and URLs (`sms`, ..., `all`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Channel(c) => c.as_str(),
+            Scope::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = UnknownChannel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "all" {
+            Ok(Scope::All)
+        } else {
+            s.parse().map(Scope::Channel)
+        }
+    }
+}
+
+/// The provider that told us about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// Twilio Programmable Messaging (SMS, MMS, WhatsApp through Twilio).
+    Twilio,
+}
+
+impl Provider {
+    /// The lower-case name used in routes, configuration and audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Twilio => "twilio",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the provider itself concluded about an inbound message (Twilio's `OptOutType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderVerdict {
+    /// The provider saw an opt-out keyword.
+    OptOut,
+    /// The provider saw an opt-in keyword.
+    OptIn,
+    /// The provider saw a help keyword.
+    Help,
+}
+
+/// One thing a provider told us, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelEvent {
+    /// Who told us.
+    pub provider: Provider,
+    /// The provider's id for this event, unique per provider; the dedup key.
+    /// For Twilio status callbacks it is `MessageSid` plus the status, because one
+    /// message has several callbacks.
+    pub event_id: String,
+    /// When the event happened, in milliseconds since the Unix epoch. Providers that
+    /// send no time (Twilio) get the time of receipt.
+    pub event_time_ms: i64,
+    /// The channel the event happened on.
+    pub channel: Channel,
+    /// The contact's normalised address on that channel.
+    pub address: Address,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened, per kind of event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// The contact sent us a message.
+    Inbound {
+        /// The message text as received (possibly empty, e.g. a picture only).
+        body: String,
+        /// The provider's own keyword verdict, where it sends one.
+        provider_verdict: Option<ProviderVerdict>,
+    },
+    /// A delivery status for a message we sent to the contact.
+    DeliveryStatus {
+        /// The provider's status word (`delivered`, `undelivered`, `failed`, ...).
+        status: String,
+        /// The provider's error code, where the status carries one.
+        error_code: Option<String>,
+    },
+}
