@@ -23,4 +23,5 @@ pub mod error;
 pub mod event;
 pub mod secret;
 pub mod signature;
+pub mod store;
 pub mod twilio;

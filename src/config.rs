@@ -1,0 +1,498 @@
+//! The configuration: one TOML file, tenants with their secrets and policy.
+//!
+//! Loading resolves every secret (`env:VAR`, `file:PATH`, or inline) and checks every
+//! setting, collecting all problems so `dndgate config check` can name each one, per
+//! tenant and provider.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::classify::{ErrorTable, KeywordPolicy};
+use crate::secret::Secret;
+
+/// The default limit on a request body (SPEC section 3).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a temporary record blocks unless the tenant says otherwise.
+pub const DEFAULT_TEMPORARY_TTL: Duration = Duration::from_secs(72 * 3600);
+/// How long the dedup marker of an applied event is kept: a provider retrying the same
+/// event within this time is applied once.
+pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The port of the managed redis-server unless configured.
+pub const DEFAULT_MANAGED_PORT: u16 = 6380;
+
+/// A configuration that loaded and passed every check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// The base URL providers call and sign, without a trailing slash.
+    pub public_url: String,
+    /// Where Redis is.
+    pub redis: RedisTarget,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long a Redis call may take before the gateway answers 503 (or, for lookups,
+    /// fails closed).
+    pub redis_timeout: Duration,
+    /// How long dedup markers are kept.
+    pub dedup_ttl: Duration,
+    /// Most recent entries kept per audit stream shard (approximate trimming).
+    pub audit_max_len: u64,
+    /// Tenants by id.
+    pub tenants: BTreeMap<String, Tenant>,
+    /// Twilio's error-code table: the embedded default with the configured overrides.
+    pub twilio_codes: ErrorTable,
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// An existing Redis, by URL.
+    Url(String),
+    /// A redis-server that dndgate starts and supervises itself.
+    Managed(ManagedRedis),
+}
+
+/// Settings of the managed redis-server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRedis {
+    /// Port on 127.0.0.1; senders read DND from here.
+    pub port: u16,
+    /// Data directory (append-only file), next to the configuration by default.
+    pub dir: PathBuf,
+    /// `appendfsync` policy: `always` makes every acknowledged write durable.
+    pub appendfsync: String,
+}
+
+impl RedisTarget {
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        match self {
+            RedisTarget::Url(u) => u.clone(),
+            RedisTarget::Managed(m) => format!("redis://127.0.0.1:{}/", m.port),
+        }
+    }
+}
+
+/// One tenant: its API tokens, provider secrets and policy.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The tenant id, as in URLs and Redis keys.
+    pub id: String,
+    /// Bearer tokens for the operator API (several while rotating).
+    pub api_tokens: Vec<Secret>,
+    /// Twilio settings, when the tenant uses Twilio.
+    pub twilio: Option<TwilioTenant>,
+    /// Keyword lists and switches.
+    pub keywords: KeywordPolicy,
+    /// How long a temporary record blocks.
+    pub temporary_ttl: Duration,
+}
+
+/// A tenant's Twilio settings.
+#[derive(Debug, Clone)]
+pub struct TwilioTenant {
+    /// Auth tokens tried in turn (several while rotating).
+    pub auth_tokens: Vec<Secret>,
+    /// Account SIDs that route to this tenant on the shared `/webhooks/twilio` URL.
+    pub account_sids: Vec<String>,
+}
+
+/// Why a configuration was refused: every problem found, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration {path}:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// One line per problem, naming the tenant and setting.
+    pub problems: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    redis_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    redis_timeout: Option<String>,
+    dedup_ttl: Option<String>,
+    audit_max_len: Option<u64>,
+    managed_redis: Option<RawManaged>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    providers: RawProviders,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawManaged {
+    port: Option<u16>,
+    dir: Option<String>,
+    appendfsync: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProviders {
+    twilio: Option<RawProviderPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderPolicy {
+    /// Overrides of the embedded error-code table, in the same shape as
+    /// `providers/twilio.toml`.
+    error_codes_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    #[serde(default)]
+    api_tokens: Vec<String>,
+    twilio: Option<RawTwilio>,
+    temporary_ttl: Option<String>,
+    #[serde(default)]
+    phrase_mode: bool,
+    #[serde(default)]
+    yes_is_opt_in: bool,
+    keywords: Option<RawKeywords>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTwilio {
+    #[serde(default)]
+    auth_tokens: Vec<String>,
+    #[serde(default)]
+    account_sids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeywords {
+    opt_out: Option<Vec<String>>,
+    opt_in: Option<Vec<String>>,
+    help: Option<Vec<String>>,
+}
+
+/// Is `id` usable as a tenant id? It appears in URLs and inside Redis hash tags, so
+/// only lower-case letters, digits, `_` and `-`, at most 64.
+pub fn valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Parse a duration written as a number and a unit: `90s`, `15m`, `72h`, `30d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit: write e.g. 90s, 15m, 72h or 30d"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (relative to the
+/// configuration's directory; surrounding whitespace trimmed).
+pub fn resolve_secret(spec: &str, base: &Path) -> Result<Secret, String> {
+    if let Some(var) = spec.strip_prefix("env:") {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        }
+    } else if let Some(path) = spec.strip_prefix("file:") {
+        let path = base.join(path);
+        match std::fs::read_to_string(&path) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+            Ok(_) => Err(format!("secret file {} is empty", path.display())),
+            Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+        }
+    } else if spec.trim().is_empty() {
+        Err("secret is empty".to_string())
+    } else {
+        Ok(Secret::new(spec))
+    }
+}
+
+impl Config {
+    /// Read and check the configuration at `path`, applying the `DNDGATE_LISTEN` and
+    /// `DNDGATE_REDIS_URL` overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: shown.clone(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|problems| ConfigError {
+            path: shown,
+            problems,
+        })
+    }
+
+    /// Check configuration text; `base` is where relative paths start.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            vec![e
+                .to_string()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")]
+        })?;
+        let mut problems = Vec::new();
+
+        let listen_text = std::env::var("DNDGATE_LISTEN")
+            .ok()
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            problems.push(format!(
+                "listen: {listen_text:?} is not an address such as 127.0.0.1:8080"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let public_url = match raw.public_url {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                u.trim_end_matches('/').to_string()
+            }
+            Some(u) => {
+                problems.push(format!(
+                    "public_url: {u:?} must start with https:// (or http://)"
+                ));
+                String::new()
+            }
+            None => {
+                problems.push(
+                    "public_url is missing: set the base URL providers call, e.g. https://hooks.example.com (providers sign it)"
+                        .to_string(),
+                );
+                String::new()
+            }
+        };
+
+        let redis_url = std::env::var("DNDGATE_REDIS_URL")
+            .ok()
+            .or(raw.redis_url)
+            .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
+        let redis = if redis_url == "managed" {
+            let m = raw.managed_redis.unwrap_or_default();
+            let appendfsync = m.appendfsync.unwrap_or_else(|| "always".to_string());
+            if !["always", "everysec"].contains(&appendfsync.as_str()) {
+                problems.push(format!(
+                    "managed_redis.appendfsync: {appendfsync:?} must be \"always\" or \"everysec\""
+                ));
+            }
+            RedisTarget::Managed(ManagedRedis {
+                port: m.port.unwrap_or(DEFAULT_MANAGED_PORT),
+                dir: base.join(m.dir.unwrap_or_else(|| "dndgate-data".to_string())),
+                appendfsync,
+            })
+        } else if redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("redis+unix://")
+            || redis_url.starts_with("unix://")
+        {
+            if raw.managed_redis.is_some() {
+                problems.push(
+                    "managed_redis is set but redis_url is not \"managed\": remove one".into(),
+                );
+            }
+            RedisTarget::Url(redis_url)
+        } else {
+            problems.push(format!(
+                "redis_url: {redis_url:?} must be \"managed\" or a redis:// URL"
+            ));
+            RedisTarget::Url(redis_url)
+        };
+
+        let mut duration = |name: &str, value: Option<String>, default: Duration| match value {
+            None => default,
+            Some(v) => parse_duration(&v).unwrap_or_else(|e| {
+                problems.push(format!("{name}: {e}"));
+                default
+            }),
+        };
+        let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
+        let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
+
+        let mut twilio_codes = ErrorTable::twilio();
+        if let Some(file) = raw.providers.twilio.and_then(|p| p.error_codes_file) {
+            let path = base.join(&file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match ErrorTable::from_toml("twilio", &text) {
+                    Ok(overrides) => twilio_codes.merge(overrides),
+                    Err(e) => problems.push(format!("providers.twilio.error_codes_file: {e}")),
+                },
+                Err(e) => problems.push(format!(
+                    "providers.twilio.error_codes_file: cannot read {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+
+        let mut tenants = BTreeMap::new();
+        if raw.tenants.is_empty() {
+            problems.push("no tenants: add a [tenants.NAME] table".to_string());
+        }
+        let mut sid_owner: BTreeMap<String, String> = BTreeMap::new();
+        for (id, t) in raw.tenants {
+            if !valid_tenant_id(&id) {
+                problems.push(format!(
+                    "tenants.{id}: a tenant id may hold only a-z, 0-9, _ and -, at most 64"
+                ));
+                continue;
+            }
+            let mut secrets = |field: &str, specs: &[String]| -> Vec<Secret> {
+                specs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| match resolve_secret(s, base) {
+                        Ok(secret) => Some(secret),
+                        Err(e) => {
+                            problems.push(format!("tenants.{id}.{field}[{i}]: {e}"));
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let api_tokens = secrets("api_tokens", &t.api_tokens);
+            let twilio = t.twilio.map(|tw| {
+                let auth_tokens = secrets("twilio.auth_tokens", &tw.auth_tokens);
+                (tw, auth_tokens)
+            });
+            if api_tokens.is_empty() && t.api_tokens.is_empty() {
+                problems.push(format!(
+                    "tenants.{id}.api_tokens is empty: the operator API needs at least one token"
+                ));
+            }
+            let twilio = match twilio {
+                Some((tw, auth_tokens)) => {
+                    if tw.auth_tokens.is_empty() {
+                        problems.push(format!(
+                            "tenants.{id}.twilio.auth_tokens is empty: Twilio webhooks cannot be verified"
+                        ));
+                    }
+                    for sid in &tw.account_sids {
+                        if !(sid.len() == 34 && sid.starts_with("AC")) {
+                            problems.push(format!(
+                                "tenants.{id}.twilio.account_sids: {sid:?} is not an account SID (AC and 32 hex digits)"
+                            ));
+                        }
+                        if let Some(other) = sid_owner.insert(sid.clone(), id.clone()) {
+                            problems.push(format!(
+                                "tenants.{id}.twilio.account_sids: {sid} is also configured for tenant {other}"
+                            ));
+                        }
+                    }
+                    Some(TwilioTenant {
+                        auth_tokens,
+                        account_sids: tw.account_sids,
+                    })
+                }
+                None => None,
+            };
+            let temporary_ttl = match t.temporary_ttl {
+                None => DEFAULT_TEMPORARY_TTL,
+                Some(v) => match parse_duration(&v) {
+                    Ok(d) if d >= Duration::from_secs(60) => d,
+                    Ok(_) => {
+                        problems.push(format!(
+                            "tenants.{id}.temporary_ttl: {v:?} is under a minute"
+                        ));
+                        DEFAULT_TEMPORARY_TTL
+                    }
+                    Err(e) => {
+                        problems.push(format!("tenants.{id}.temporary_ttl: {e}"));
+                        DEFAULT_TEMPORARY_TTL
+                    }
+                },
+            };
+            let keywords = match keyword_policy(t.keywords, t.phrase_mode, t.yes_is_opt_in) {
+                Ok(k) => k,
+                Err(e) => {
+                    problems.push(format!("tenants.{id}.keywords: {e}"));
+                    KeywordPolicy::default()
+                }
+            };
+            tenants.insert(
+                id.clone(),
+                Tenant {
+                    id,
+                    api_tokens,
+                    twilio,
+                    keywords,
+                    temporary_ttl,
+                },
+            );
+        }
+
+        if problems.is_empty() {
+            Ok(Config {
+                listen,
+                public_url,
+                redis,
+                max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                redis_timeout,
+                dedup_ttl,
+                audit_max_len: raw.audit_max_len.unwrap_or(100_000),
+                tenants,
+                twilio_codes,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The tenant whose Twilio account SID is `sid`.
+    pub fn tenant_for_twilio_account(&self, sid: &str) -> Option<&Tenant> {
+        self.tenants.values().find(|t| {
+            t.twilio
+                .as_ref()
+                .is_some_and(|tw| tw.account_sids.iter().any(|s| s == sid))
+        })
+    }
+}
+
+fn keyword_policy(
+    raw: Option<RawKeywords>,
+    phrase_mode: bool,
+    yes_is_opt_in: bool,
+) -> Result<KeywordPolicy, String> {
+    let defaults = KeywordPolicy::default();
+    let (opt_out, opt_in, help) = match raw {
+        None => (defaults.opt_out, defaults.opt_in, defaults.help),
+        Some(k) => (
+            k.opt_out.unwrap_or(defaults.opt_out),
+            k.opt_in.unwrap_or(defaults.opt_in),
+            k.help.unwrap_or(defaults.help),
+        ),
+    };
+    KeywordPolicy::new(opt_out, opt_in, help, phrase_mode, yes_is_opt_in).map_err(|e| e.to_string())
+}

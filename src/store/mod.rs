@@ -1,0 +1,607 @@
+//! The Redis store: the key layout, the atomic apply script and the send-time lookup.
+//! The only module that knows the layout (README section "The Redis contract" documents
+//! it for senders in other languages).
+//!
+//! # Layout
+//!
+//! Let `h = sha1_hex(ADDRESS)` (lower-case hex of SHA-1 over the normalised address),
+//! `S = h[0]` (the shard, 16 per tenant) and `BBB = h[1..4]` (the bucket, 4096 per
+//! shard). Then:
+//!
+//! - `dnd:{TENANT:S}:BBB` is a hash of records: field `SCOPE:ADDRESS` (`sms:+1415...`,
+//!   `all:+1415...`), value `STATE|EVENT_MS|EXPIRES_MS|REASON|SOURCE`, at most 64
+//!   bytes so the hash stays listpack-encoded.
+//! - `dnd:{TENANT:S}:audit` is the audit stream of the shard.
+//! - `dnd:{TENANT:S}:seen:PROVIDER:EVENT_ID` is a dedup marker with a TTL.
+//!
+//! Many small hashes (about 15 records each at a million records) stay in Redis's
+//! compact listpack encoding, which is what keeps a record under 100 bytes; the hash
+//! tag `{TENANT:S}` keeps everything one event writes in one cluster slot, and no key
+//! is tenant-wide. Temporary records carry their expiry in the value and stop
+//! blocking by themselves: a reader compares `EXPIRES_MS` with its clock.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use sha1::{Digest, Sha1};
+
+use crate::address::Address;
+use crate::event::{Channel, Provider, Scope};
+
+/// The Lua script that applies one event.
+const APPLY_LUA: &str = include_str!("apply.lua");
+
+/// The Redis keys of one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// The record hash.
+    pub bucket: String,
+    /// The audit stream of the shard.
+    pub audit: String,
+    /// The hash tag, `TENANT:S`, shared by every key the address's events write.
+    pub tag: String,
+}
+
+/// The keys for `address` of `tenant`.
+pub fn keys(tenant: &str, address: &Address) -> Keys {
+    let digest = Sha1::digest(address.as_str().as_bytes());
+    let h = hex::encode(&digest[..2]);
+    let tag = format!("{tenant}:{}", &h[..1]);
+    Keys {
+        bucket: format!("dnd:{{{tag}}}:{}", &h[1..4]),
+        audit: format!("dnd:{{{tag}}}:audit"),
+        tag,
+    }
+}
+
+/// The hash field of a record.
+pub fn field(scope: Scope, address: &Address) -> String {
+    format!("{}:{}", scope.as_str(), address.as_str())
+}
+
+/// The state of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Blocks until the contact opts in or an operator clears it with evidence.
+    Permanent,
+    /// Blocks until its expiry, an inbound message on the channel, or an operator.
+    Temporary,
+    /// Lifted; kept so a late, older event cannot undo the newer change.
+    Cleared,
+}
+
+impl State {
+    /// The name used in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Permanent => "permanent",
+            State::Temporary => "temporary",
+            State::Cleared => "cleared",
+        }
+    }
+}
+
+/// A DND record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The state.
+    pub state: State,
+    /// When the change that made this record happened (ms since the epoch).
+    pub event_ms: i64,
+    /// For temporary records, when they stop blocking (ms since the epoch).
+    pub expires_ms: Option<i64>,
+    /// Why, e.g. `keyword:STOP`, `twilio:30004`.
+    pub reason: String,
+    /// Who: the provider's name, or `operator`. The event id that made the record is
+    /// in its audit entry: keeping it out of the record keeps the record small.
+    pub source: String,
+}
+
+impl Record {
+    /// Parse a stored value; `None` for a value this version does not understand.
+    pub fn parse(value: &str) -> Option<Record> {
+        let mut parts = value.splitn(5, '|');
+        let state = match parts.next()? {
+            "P" => State::Permanent,
+            "T" => State::Temporary,
+            "C" => State::Cleared,
+            _ => return None,
+        };
+        let event_ms = parts.next()?.parse().ok()?;
+        let expires = parts.next()?;
+        let expires_ms = if expires.is_empty() {
+            None
+        } else {
+            Some(expires.parse().ok()?)
+        };
+        Some(Record {
+            state,
+            event_ms,
+            expires_ms,
+            reason: parts.next()?.to_string(),
+            source: parts.next()?.to_string(),
+        })
+    }
+
+    /// Does this record block sending at `now_ms`?
+    pub fn blocks_at(&self, now_ms: i64) -> bool {
+        match self.state {
+            State::Permanent => true,
+            State::Temporary => self.expires_ms.is_some_and(|e| e > now_ms),
+            State::Cleared => false,
+        }
+    }
+}
+
+/// What the apply script should do; mirrors the classification's actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Set a permanent record.
+    BlockPermanent,
+    /// Set a temporary record (unless a permanent one is in place).
+    BlockTemporary,
+    /// Lift any record (opt-in).
+    Unblock,
+    /// Lift a temporary record only (proof of reachability).
+    Reachable,
+    /// Record a possible opt-out for review; no change.
+    Review,
+    /// Record a help request; no change.
+    Help,
+}
+
+impl StoreAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            StoreAction::BlockPermanent => "block_permanent",
+            StoreAction::BlockTemporary => "block_temporary",
+            StoreAction::Unblock => "unblock",
+            StoreAction::Reachable => "reachable",
+            StoreAction::Review => "review",
+            StoreAction::Help => "help",
+        }
+    }
+}
+
+/// One change to the records of one address, from one event.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The contact's address.
+    pub address: &'a Address,
+    /// The scopes (channels, or `all`) the change touches.
+    pub scopes: &'a [Scope],
+    /// What to do.
+    pub action: StoreAction,
+    /// Short reason, stored in the record and the audit entry.
+    pub reason: &'a str,
+    /// Who told us.
+    pub provider: Provider,
+    /// The provider's event id (the dedup key).
+    pub event_id: &'a str,
+    /// When the event happened (ms since the epoch).
+    pub event_ms: i64,
+    /// When we received it (ms since the epoch).
+    pub received_ms: i64,
+    /// The clock used to decide whether a temporary record is still live.
+    pub now_ms: i64,
+    /// How long a temporary record blocks.
+    pub temporary_ttl: Duration,
+}
+
+/// What happened to one scope's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record changed.
+    Applied,
+    /// The event is older than the record it would replace: not applied, audited.
+    Superseded,
+    /// A temporary block did not replace a permanent record.
+    KeptPermanent,
+    /// A possible opt-out recorded for review.
+    Review,
+    /// A help request recorded.
+    Help,
+    /// Nothing to do (e.g. an ordinary message with no temporary record).
+    Noop,
+}
+
+impl Outcome {
+    /// The name written in audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Superseded => "superseded",
+            Outcome::KeptPermanent => "kept_permanent",
+            Outcome::Review => "review",
+            Outcome::Help => "help",
+            Outcome::Noop => "noop",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "applied" => Outcome::Applied,
+            "superseded" => Outcome::Superseded,
+            "kept_permanent" => Outcome::KeptPermanent,
+            "review" => Outcome::Review,
+            "help" => Outcome::Help,
+            "noop" => Outcome::Noop,
+            _ => return None,
+        })
+    }
+}
+
+/// The result of applying a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The same provider event was applied before; nothing was written.
+    Duplicate,
+    /// Per scope, the outcome and the record now stored (if any).
+    Done(Vec<(Scope, Outcome, Option<Record>)>),
+}
+
+/// The answer to "may I send to this address on this channel?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// True when sending is not allowed.
+    pub blocked: bool,
+    /// The record that blocks (the channel's own, else the `all` one), or the record
+    /// found when nothing blocks.
+    pub record: Option<Record>,
+    /// Which scope the record is under.
+    pub scope: Option<Scope>,
+}
+
+/// Why the store could not answer. Lookups must fail closed on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Redis did not answer in time, or the connection failed.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered something this version cannot read (a broken invariant).
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+}
+
+impl From<StoreError> for crate::error::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => crate::error::Error::unavailable(format!(
+                "redis unavailable ({m}); nothing was recorded, retry later"
+            )),
+            StoreError::Protocol(m) => crate::error::Error::new(
+                crate::error::Kind::Internal,
+                format!("unexpected reply from redis: {m}"),
+            ),
+        }
+    }
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Longest wait for one Redis call.
+    pub timeout: Duration,
+    /// How long dedup markers live.
+    pub dedup_ttl: Duration,
+    /// Approximate length each audit stream shard is trimmed to.
+    pub audit_max_len: u64,
+}
+
+/// A handle on the DND store; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    script: Script,
+    options: StoreOptions,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Store {
+    /// A store on the Redis at `url`. Connects lazily, so the gateway starts (and
+    /// spools, and answers `/readyz` honestly) while Redis is down.
+    pub fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Store {
+            conn,
+            script: Script::new(APPLY_LUA),
+            options,
+        })
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.options.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {:?}",
+                self.options.timeout
+            ))),
+        }
+    }
+
+    /// Is Redis answering?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    /// Apply one change atomically: dedup marker, records, audit entries in one script
+    /// call.
+    pub async fn apply(&self, change: &Change<'_>) -> Result<Applied, StoreError> {
+        let keys = keys(change.tenant, change.address);
+        let seen = format!(
+            "dnd:{{{}}}:seen:{}:{}",
+            keys.tag, change.provider, change.event_id
+        );
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(&keys.bucket)
+            .key(&keys.audit)
+            .key(&seen)
+            .arg(change.action.as_str())
+            .arg(change.event_ms)
+            .arg(change.received_ms)
+            .arg(change.now_ms)
+            .arg(change.temporary_ttl.as_millis() as u64)
+            // `|` separates the record's fields; a reason never carries one.
+            .arg(change.reason.replace('|', "/"))
+            .arg(change.provider.as_str())
+            .arg(change.provider.as_str())
+            .arg(change.event_id)
+            .arg(self.options.dedup_ttl.as_secs().max(1))
+            .arg(self.options.audit_max_len)
+            .arg(change.address.as_str())
+            .arg(change.tenant);
+        for scope in change.scopes {
+            invocation.arg(field(*scope, change.address));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .with_timeout(invocation.invoke_async(&mut conn))
+            .await?;
+        parse_applied(reply, change.scopes)
+    }
+
+    /// May `address` be sent to on `channel` at `now_ms`? One HMGET on one key: the
+    /// channel's record and the `all` record.
+    pub async fn lookup(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &Address,
+        now_ms: i64,
+    ) -> Result<Verdict, StoreError> {
+        let mut verdicts = self
+            .lookup_many(tenant, channel, std::slice::from_ref(address), now_ms)
+            .await?;
+        verdicts
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("empty reply".into()))
+    }
+
+    /// The verdicts for many addresses on one channel, in one round trip (a pipeline
+    /// of one HMGET per address), in the order given.
+    pub async fn lookup_many(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        addresses: &[Address],
+        now_ms: i64,
+    ) -> Result<Vec<Verdict>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for address in addresses {
+            pipe.cmd("HMGET")
+                .arg(keys(tenant, address).bucket)
+                .arg(field(Scope::Channel(channel), address))
+                .arg(field(Scope::All, address));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<(Option<String>, Option<String>)> =
+            self.with_timeout(pipe.query_async(&mut conn)).await?;
+        if replies.len() != addresses.len() {
+            return Err(StoreError::Protocol(format!(
+                "{} replies for {} lookups",
+                replies.len(),
+                addresses.len()
+            )));
+        }
+        Ok(replies
+            .into_iter()
+            .map(|(own, all)| verdict(channel, own, all, now_ms))
+            .collect())
+    }
+
+    /// The audit entries of the shard that holds `address`, oldest first, filtered to
+    /// that address (at most `count` scanned from the newest).
+    pub async fn history(
+        &self,
+        tenant: &str,
+        address: &Address,
+        count: usize,
+    ) -> Result<Vec<Vec<(String, String)>>, StoreError> {
+        let keys = keys(tenant, address);
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .with_timeout(
+                redis::cmd("XREVRANGE")
+                    .arg(&keys.audit)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut mine: Vec<Vec<(String, String)>> = entries
+            .into_iter()
+            .filter(|(_, fields)| {
+                fields
+                    .iter()
+                    .any(|(k, v)| k == "address" && v == address.as_str())
+            })
+            .map(|(id, mut fields)| {
+                fields.insert(0, ("id".to_string(), id));
+                fields
+            })
+            .collect();
+        mine.reverse();
+        Ok(mine)
+    }
+}
+
+fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i64) -> Verdict {
+    let own = own.as_deref().and_then(Record::parse);
+    let all = all.as_deref().and_then(Record::parse);
+    let candidates = [(Scope::Channel(channel), own), (Scope::All, all)];
+    if let Some((scope, record)) = candidates
+        .iter()
+        .find(|(_, r)| r.as_ref().is_some_and(|r| r.blocks_at(now_ms)))
+    {
+        return Verdict {
+            blocked: true,
+            record: record.clone(),
+            scope: Some(*scope),
+        };
+    }
+    let (scope, record) = candidates
+        .into_iter()
+        .find(|(_, r)| r.is_some())
+        .map_or((None, None), |(s, r)| (Some(s), r));
+    Verdict {
+        blocked: false,
+        record,
+        scope,
+    }
+}
+
+fn parse_applied(reply: Value, scopes: &[Scope]) -> Result<Applied, StoreError> {
+    let bad = |what: &str| StoreError::Protocol(format!("apply script: {what}"));
+    let Value::Array(items) = reply else {
+        return Err(bad("not an array"));
+    };
+    if let [Value::BulkString(b)] = items.as_slice() {
+        if b.as_slice() == b"duplicate" {
+            return Ok(Applied::Duplicate);
+        }
+    }
+    if items.len() != scopes.len() {
+        return Err(bad("one result per scope expected"));
+    }
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    items
+        .iter()
+        .zip(scopes)
+        .map(|(item, scope)| {
+            let Value::Array(parts) = item else {
+                return Err(bad("result is not an array"));
+            };
+            let [_, outcome, after] = parts.as_slice() else {
+                return Err(bad("result has not three parts"));
+            };
+            let outcome = text(outcome)
+                .as_deref()
+                .and_then(Outcome::parse)
+                .ok_or_else(|| bad("unknown outcome"))?;
+            let after = text(after).as_deref().and_then(Record::parse);
+            Ok((*scope, outcome, after))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Applied::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let a = Address::parse(Channel::Sms, "+14155551234").unwrap();
+        let k = keys("acme", &a);
+        // sha1("+14155551234") starts with these four hex digits; senders in other
+        // languages compute the same.
+        let h = hex::encode(Sha1::digest(b"+14155551234"));
+        assert_eq!(k.bucket, format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]));
+        assert_eq!(k.audit, format!("dnd:{{acme:{}}}:audit", &h[..1]));
+        assert_eq!(field(Scope::All, &a), "all:+14155551234");
+    }
+
+    #[test]
+    fn record_round_trip_and_blocking() {
+        let table = [
+            (
+                "P|100||keyword:STOP|twilio:SM1",
+                State::Permanent,
+                None,
+                true,
+            ),
+            (
+                "T|100|200|twilio:30003|twilio:SM2",
+                State::Temporary,
+                Some(200),
+                true,
+            ),
+            (
+                "T|100|150|twilio:30003|twilio:SM2",
+                State::Temporary,
+                Some(150),
+                false,
+            ),
+            (
+                "C|100||keyword:START|twilio:SM3",
+                State::Cleared,
+                None,
+                false,
+            ),
+        ];
+        for (value, state, expires, blocks_at_150) in table {
+            let r = Record::parse(value).unwrap();
+            assert_eq!(r.state, state, "{value}");
+            assert_eq!(r.expires_ms, expires, "{value}");
+            assert_eq!(r.blocks_at(150), blocks_at_150, "{value}");
+        }
+        assert_eq!(Record::parse("X|1||r|s"), None);
+        assert_eq!(Record::parse("P|x||r|s"), None);
+        let r = Record::parse("P|1||reason|source|with|bars").unwrap();
+        assert_eq!(r.source, "source|with|bars");
+    }
+
+    #[test]
+    fn verdict_prefers_the_blocking_record() {
+        let v = verdict(
+            Channel::Sms,
+            Some("C|5||keyword:START|twilio:SM1".into()),
+            Some("P|1||unsubscribe|link".into()),
+            10,
+        );
+        assert!(v.blocked);
+        assert_eq!(v.scope, Some(Scope::All));
+        let v = verdict(Channel::Sms, None, None, 10);
+        assert!(!v.blocked);
+        assert_eq!(v.record, None);
+    }
+}

@@ -1,0 +1,345 @@
+//! The store against a real redis-server: the state rules of the apply script, with
+//! explicit event times, and the lookup.
+
+mod common;
+
+use std::time::Duration;
+
+use common::RedisServer;
+use dndgate::address::Address;
+use dndgate::event::{Channel, Provider, Scope};
+use dndgate::store::{Applied, Change, Outcome, State, Store, StoreAction, StoreOptions};
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn store(redis: &RedisServer) -> Store {
+    Store::open(
+        &redis.url(),
+        StoreOptions {
+            timeout: Duration::from_secs(2),
+            dedup_ttl: Duration::from_secs(3600),
+            audit_max_len: 10_000,
+        },
+    )
+    .unwrap()
+}
+
+fn sms(n: &str) -> Address {
+    Address::parse(Channel::Sms, n).unwrap()
+}
+
+struct Ev<'a> {
+    action: StoreAction,
+    reason: &'a str,
+    id: &'a str,
+    at: i64,
+}
+
+async fn apply(store: &Store, address: &Address, ev: Ev<'_>) -> Applied {
+    store
+        .apply(&Change {
+            tenant: "acme",
+            address,
+            scopes: &[Scope::Channel(Channel::Sms)],
+            action: ev.action,
+            reason: ev.reason,
+            provider: Provider::Twilio,
+            event_id: ev.id,
+            event_ms: ev.at,
+            received_ms: ev.at,
+            now_ms: ev.at,
+            temporary_ttl: Duration::from_millis(72 * HOUR_MS as u64),
+        })
+        .await
+        .unwrap()
+}
+
+fn outcome(applied: &Applied) -> Outcome {
+    match applied {
+        Applied::Done(v) => v[0].1,
+        Applied::Duplicate => panic!("unexpected duplicate"),
+    }
+}
+
+fn audit_len(redis: &RedisServer, store_key: &str) -> usize {
+    redis.cli(&["XLEN", store_key]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn stop_then_older_start_is_superseded_and_audited() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675310");
+    let t = 1_764_000_000_000;
+    let stop = Ev {
+        action: StoreAction::BlockPermanent,
+        reason: "keyword:STOP",
+        id: "SM1",
+        at: t,
+    };
+    assert_eq!(outcome(&apply(&store, &a, stop).await), Outcome::Applied);
+    let late_start = Ev {
+        action: StoreAction::Unblock,
+        reason: "keyword:START",
+        id: "SM0",
+        at: t - 1000,
+    };
+    assert_eq!(
+        outcome(&apply(&store, &a, late_start).await),
+        Outcome::Superseded
+    );
+
+    let v = store.lookup("acme", Channel::Sms, &a, t + 1).await.unwrap();
+    assert!(v.blocked, "a START older than the STOP must not lift it");
+    let r = v.record.unwrap();
+    assert_eq!(
+        (r.state, r.reason.as_str(), r.source.as_str()),
+        (State::Permanent, "keyword:STOP", "twilio")
+    );
+
+    let audit = dndgate::store::keys("acme", &a).audit;
+    assert_eq!(audit_len(&redis, &audit), 2);
+    let history = store.history("acme", &a, 100).await.unwrap();
+    let outcomes: Vec<&str> = history
+        .iter()
+        .map(|e| e.iter().find(|(k, _)| k == "outcome").unwrap().1.as_str())
+        .collect();
+    assert_eq!(outcomes, ["applied", "superseded"]);
+
+    // A newer START lifts it, and the lookup says so.
+    let start = Ev {
+        action: StoreAction::Unblock,
+        reason: "keyword:START",
+        id: "SM2",
+        at: t + 1000,
+    };
+    assert_eq!(outcome(&apply(&store, &a, start).await), Outcome::Applied);
+    let v = store
+        .lookup("acme", Channel::Sms, &a, t + 2000)
+        .await
+        .unwrap();
+    assert!(!v.blocked);
+    assert_eq!(v.record.unwrap().state, State::Cleared);
+    // ...and a STOP older than that START, arriving late, does not block again.
+    let late_stop = Ev {
+        action: StoreAction::BlockPermanent,
+        reason: "keyword:STOP",
+        id: "SM1b",
+        at: t + 500,
+    };
+    assert_eq!(
+        outcome(&apply(&store, &a, late_stop).await),
+        Outcome::Superseded
+    );
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &a, t + 2000)
+            .await
+            .unwrap()
+            .blocked
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_applied_once() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675310");
+    let t = 1_764_000_000_000;
+    for _ in 0..2 {
+        apply(
+            &store,
+            &a,
+            Ev {
+                action: StoreAction::BlockPermanent,
+                reason: "keyword:STOP",
+                id: "SMdup",
+                at: t,
+            },
+        )
+        .await;
+    }
+    let again = apply(
+        &store,
+        &a,
+        Ev {
+            action: StoreAction::BlockPermanent,
+            reason: "keyword:STOP",
+            id: "SMdup",
+            at: t + 5,
+        },
+    )
+    .await;
+    assert_eq!(again, Applied::Duplicate);
+    assert_eq!(
+        audit_len(&redis, &dndgate::store::keys("acme", &a).audit),
+        1
+    );
+}
+
+#[tokio::test]
+async fn temporary_records_expire_by_themselves_and_never_downgrade_permanent() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675311");
+    let t = 1_764_000_000_000;
+    let temp = Ev {
+        action: StoreAction::BlockTemporary,
+        reason: "twilio:30003",
+        id: "SMa:undelivered",
+        at: t,
+    };
+    assert_eq!(outcome(&apply(&store, &a, temp).await), Outcome::Applied);
+    let v = store
+        .lookup("acme", Channel::Sms, &a, t + HOUR_MS)
+        .await
+        .unwrap();
+    assert!(v.blocked);
+    assert_eq!(
+        v.record.as_ref().unwrap().expires_ms,
+        Some(t + 72 * HOUR_MS)
+    );
+    // No sweeper: at its expiry the same stored value stops blocking.
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &a, t + 72 * HOUR_MS)
+            .await
+            .unwrap()
+            .blocked
+    );
+
+    // An inbound message lifts a live temporary record.
+    let b = sms("+15558675312");
+    apply(
+        &store,
+        &b,
+        Ev {
+            action: StoreAction::BlockTemporary,
+            reason: "twilio:30005",
+            id: "SMb:failed",
+            at: t,
+        },
+    )
+    .await;
+    let inbound = Ev {
+        action: StoreAction::Reachable,
+        reason: "inbound",
+        id: "SMb2",
+        at: t + 10,
+    };
+    assert_eq!(outcome(&apply(&store, &b, inbound).await), Outcome::Applied);
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &b, t + 20)
+            .await
+            .unwrap()
+            .blocked
+    );
+
+    // ...but never a permanent one, and a temporary failure does not downgrade it.
+    let c = sms("+15558675313");
+    apply(
+        &store,
+        &c,
+        Ev {
+            action: StoreAction::BlockPermanent,
+            reason: "twilio:30004",
+            id: "SMc:undelivered",
+            at: t,
+        },
+    )
+    .await;
+    let inbound = Ev {
+        action: StoreAction::Reachable,
+        reason: "inbound",
+        id: "SMc2",
+        at: t + 10,
+    };
+    assert_eq!(outcome(&apply(&store, &c, inbound).await), Outcome::Noop);
+    let temp = Ev {
+        action: StoreAction::BlockTemporary,
+        reason: "twilio:30003",
+        id: "SMc3:undelivered",
+        at: t + 20,
+    };
+    assert_eq!(
+        outcome(&apply(&store, &c, temp).await),
+        Outcome::KeptPermanent
+    );
+    let v = store
+        .lookup("acme", Channel::Sms, &c, t + 100 * HOUR_MS)
+        .await
+        .unwrap();
+    assert!(v.blocked);
+    assert_eq!(v.record.unwrap().reason, "twilio:30004");
+}
+
+#[tokio::test]
+async fn noop_events_leave_nothing_behind() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675314");
+    let inbound = Ev {
+        action: StoreAction::Reachable,
+        reason: "inbound",
+        id: "SMx",
+        at: 1,
+    };
+    assert_eq!(outcome(&apply(&store, &a, inbound).await), Outcome::Noop);
+    assert_eq!(redis.snapshot(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn batch_lookup_of_ten_thousand() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let t = 1_764_000_000_000;
+    let addresses: Vec<Address> = (0..10_000).map(|i| sms(&format!("+1555{i:07}"))).collect();
+    for (i, a) in addresses.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
+        let id = format!("SM{i}");
+        apply(
+            &store,
+            a,
+            Ev {
+                action: StoreAction::BlockPermanent,
+                reason: "keyword:STOP",
+                id: &id,
+                at: t,
+            },
+        )
+        .await;
+    }
+    let verdicts = store
+        .lookup_many("acme", Channel::Sms, &addresses, t + 1)
+        .await
+        .unwrap();
+    assert_eq!(verdicts.len(), 10_000);
+    for (i, v) in verdicts.iter().enumerate() {
+        assert_eq!(v.blocked, i % 7 == 0, "address {i}");
+    }
+    // Another channel and another tenant see nothing.
+    let other = store
+        .lookup_many("acme", Channel::Whatsapp, &addresses[..10], t)
+        .await
+        .unwrap();
+    assert!(other.iter().all(|v| !v.blocked));
+    let other = store
+        .lookup_many("globex", Channel::Sms, &addresses[..10], t)
+        .await
+        .unwrap();
+    assert!(other.iter().all(|v| !v.blocked));
+}
+
+#[tokio::test]
+async fn lookups_fail_closed_when_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675315");
+    assert!(store.lookup("acme", Channel::Sms, &a, 1).await.is_ok());
+    redis.kill();
+    let err = store.lookup("acme", Channel::Sms, &a, 1).await.unwrap_err();
+    assert!(
+        matches!(err, dndgate::store::StoreError::Unavailable(_)),
+        "{err}"
+    );
+}
