@@ -257,14 +257,7 @@ impl Config {
 
     /// Check configuration text; `base` is where relative paths start.
     pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            vec![e
-                .to_string()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")]
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_error(&e)])?;
         let mut problems = Vec::new();
 
         let listen_text = std::env::var("DNDGATE_LISTEN")
@@ -297,40 +290,7 @@ impl Config {
             }
         };
 
-        let redis_url = std::env::var("DNDGATE_REDIS_URL")
-            .ok()
-            .or(raw.redis_url)
-            .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
-        let redis = if redis_url == "managed" {
-            let m = raw.managed_redis.unwrap_or_default();
-            let appendfsync = m.appendfsync.unwrap_or_else(|| "always".to_string());
-            if !["always", "everysec"].contains(&appendfsync.as_str()) {
-                problems.push(format!(
-                    "managed_redis.appendfsync: {appendfsync:?} must be \"always\" or \"everysec\""
-                ));
-            }
-            RedisTarget::Managed(ManagedRedis {
-                port: m.port.unwrap_or(DEFAULT_MANAGED_PORT),
-                dir: base.join(m.dir.unwrap_or_else(|| "dndgate-data".to_string())),
-                appendfsync,
-            })
-        } else if redis_url.starts_with("redis://")
-            || redis_url.starts_with("rediss://")
-            || redis_url.starts_with("redis+unix://")
-            || redis_url.starts_with("unix://")
-        {
-            if raw.managed_redis.is_some() {
-                problems.push(
-                    "managed_redis is set but redis_url is not \"managed\": remove one".into(),
-                );
-            }
-            RedisTarget::Url(redis_url)
-        } else {
-            problems.push(format!(
-                "redis_url: {redis_url:?} must be \"managed\" or a redis:// URL"
-            ));
-            RedisTarget::Url(redis_url)
-        };
+        let redis = redis_target(raw.redis_url, raw.managed_redis, base, &mut problems);
 
         let mut duration = |name: &str, value: Option<String>, default: Duration| match value {
             None => default,
@@ -477,6 +437,103 @@ impl Config {
                 .as_ref()
                 .is_some_and(|tw| tw.account_sids.iter().any(|s| s == sid))
         })
+    }
+}
+
+/// What a client of the store (the `check` verb) needs from the configuration: where
+/// Redis is and which tenants exist. Secrets are not resolved, so a sender's machine
+/// needs none of the providers' tokens.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Where Redis is.
+    pub redis: RedisTarget,
+    /// Longest wait for one Redis call.
+    pub timeout: Duration,
+    /// The configured tenant ids.
+    pub tenants: Vec<String>,
+}
+
+impl Config {
+    /// Read only the Redis settings and tenant ids of the configuration at `path`.
+    pub fn load_redis_only(path: &Path) -> Result<RedisSettings, ConfigError> {
+        let shown = path.display().to_string();
+        let fail = |problems| ConfigError {
+            path: shown.clone(),
+            problems,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| fail(vec![toml_error(&e)]))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut problems = Vec::new();
+        let redis = redis_target(raw.redis_url, raw.managed_redis, base, &mut problems);
+        let timeout = match raw.redis_timeout.as_deref().map(parse_duration) {
+            None => Duration::from_secs(2),
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                problems.push(format!("redis_timeout: {e}"));
+                Duration::from_secs(2)
+            }
+        };
+        if problems.is_empty() {
+            Ok(RedisSettings {
+                redis,
+                timeout,
+                tenants: raw.tenants.into_keys().collect(),
+            })
+        } else {
+            Err(fail(problems))
+        }
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn redis_target(
+    configured: Option<String>,
+    managed: Option<RawManaged>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> RedisTarget {
+    let redis_url = std::env::var("DNDGATE_REDIS_URL")
+        .ok()
+        .or(configured)
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
+    if redis_url == "managed" {
+        let m = managed.unwrap_or_default();
+        let appendfsync = m.appendfsync.unwrap_or_else(|| "always".to_string());
+        if !["always", "everysec"].contains(&appendfsync.as_str()) {
+            problems.push(format!(
+                "managed_redis.appendfsync: {appendfsync:?} must be \"always\" or \"everysec\""
+            ));
+        }
+        RedisTarget::Managed(ManagedRedis {
+            port: m.port.unwrap_or(DEFAULT_MANAGED_PORT),
+            dir: base.join(m.dir.unwrap_or_else(|| "dndgate-data".to_string())),
+            appendfsync,
+        })
+    } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|p| redis_url.starts_with(p))
+    {
+        if managed.is_some() {
+            problems.push("managed_redis is set but redis_url is not \"managed\": remove one".into());
+        }
+        RedisTarget::Url(redis_url)
+    } else {
+        problems.push(format!(
+            "redis_url: {redis_url:?} must be \"managed\" or a redis:// URL"
+        ));
+        RedisTarget::Url(redis_url)
     }
 }
 

@@ -1,0 +1,268 @@
+//! The `dndgate` command line: `serve`, `config check` and `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{Config, RedisTarget};
+use crate::event::Channel;
+use crate::lookup::{self, Lookup, LookupError};
+use crate::managed::ManagedRedisServer;
+use crate::pipeline::Gateway;
+use crate::store::{Store, StoreOptions};
+
+/// dndgate: turns messaging providers' webhooks into Do-Not-Disturb flags in Redis.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (and, with redis_url = "managed", its redis-server).
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "dndgate.toml")]
+        config: PathBuf,
+    },
+    /// Work with the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// May this address be sent to on this channel? Exit 0: allowed, 1: blocked (DND),
+    /// 2: error (do not send). JSON on stdout.
+    Check {
+        /// The configuration file (for the Redis location).
+        #[arg(long, short, default_value = "dndgate.toml")]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The channel: sms, voice, whatsapp, messenger, instagram or email.
+        #[arg(long)]
+        channel: String,
+        /// The address (E.164 phone number, email address, PAGE_ID:USER_ID).
+        address: String,
+    },
+}
+
+/// `dndgate config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration, resolve every secret and report every problem, per
+    /// tenant and provider. Exit 0 when it is valid.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "dndgate.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Run the command line; the process exits with the returned code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dndgate: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => serve(&config).await,
+            Command::Config {
+                command: ConfigCommand::Check { config },
+            } => config_check(&config),
+            Command::Check {
+                config,
+                tenant,
+                channel,
+                address,
+            } => check(&config, &tenant, &channel, &address).await,
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DNDGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn config_check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: ok", path.display());
+            println!("  listen {}, public_url {}", config.listen, config.public_url);
+            match &config.redis {
+                RedisTarget::Url(u) => println!("  redis {u}"),
+                RedisTarget::Managed(m) => println!(
+                    "  redis managed on 127.0.0.1:{} (data in {}, appendfsync {})",
+                    m.port,
+                    m.dir.display(),
+                    m.appendfsync
+                ),
+            }
+            for t in config.tenants.values() {
+                let twilio = t.twilio.as_ref().map_or("no".to_string(), |tw| {
+                    format!(
+                        "{} auth token(s), {} account SID(s)",
+                        tw.auth_tokens.len(),
+                        tw.account_sids.len()
+                    )
+                });
+                println!(
+                    "  tenant {}: {} API token(s); twilio: {twilio}; temporary records last {:?}",
+                    t.id,
+                    t.api_tokens.len(),
+                    t.temporary_ttl
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    init_logging();
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let managed = match &config.redis {
+        RedisTarget::Managed(m) => match ManagedRedisServer::start(m.clone()).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                eprintln!("dndgate: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        RedisTarget::Url(_) => None,
+    };
+    let code = run_gateway(config).await;
+    if let Some(server) = managed {
+        server.stop().await;
+    }
+    code
+}
+
+async fn run_gateway(config: Config) -> ExitCode {
+    let store = match Store::open(
+        &config.redis.url(),
+        StoreOptions {
+            timeout: config.redis_timeout,
+            dedup_ttl: config.dedup_ttl,
+            audit_max_len: config.audit_max_len,
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dndgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "redis is not answering yet; webhooks get 503 until it does");
+    }
+    let listener = match crate::server::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("dndgate: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(listen = %config.listen, public_url = %config.public_url, "dndgate serving");
+    let gateway = Gateway {
+        config: Arc::new(config),
+        store,
+    };
+    crate::server::run(gateway, listener, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitCode {
+    let fail = |message: String| {
+        println!("{}", json!({ "error": message }));
+        eprintln!("dndgate check: {message}; do not send");
+        ExitCode::from(2)
+    };
+    let settings = match Config::load_redis_only(path) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string().replace('\n', " ")),
+    };
+    if !settings.tenants.iter().any(|t| t == tenant) {
+        return fail(format!("unknown tenant {tenant:?} in {}", path.display()));
+    }
+    let channel: Channel = match channel.parse() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e}")),
+    };
+    let lookup = match Lookup::connect_with_timeout(&settings.redis.url(), settings.timeout) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    match lookup.check(tenant, channel, address).await {
+        Ok(verdict) => {
+            let normalised = crate::address::Address::parse(channel, address)
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| address.to_string());
+            println!(
+                "{}",
+                lookup::verdict_json(tenant, channel, &normalised, &verdict)
+            );
+            if verdict.blocked {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(LookupError::Store(e)) => fail(format!(
+            "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
+            settings.redis.url()
+        )),
+        Err(e) => fail(e.to_string()),
+    }
+}

@@ -1,0 +1,158 @@
+//! The send-time lookup as a Rust API: "may I send to this address on this channel?",
+//! for one address or a batch. The HTTP API and the CLI use it too.
+//!
+//! It fails closed: when Redis cannot answer, the result is an error, and a sender
+//! must not send.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dndgate::lookup::LookupError> {
+//! use dndgate::event::Channel;
+//! use dndgate::lookup::Lookup;
+//!
+//! let dnd = Lookup::connect("redis://127.0.0.1:6379/")?;
+//! if dnd.check("acme", Channel::Sms, "+1 (415) 555-1234").await?.blocked {
+//!     return Ok(()); // on DND: do not send
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::address::{Address, AddressError};
+use crate::config::{DEFAULT_DEDUP_TTL, valid_tenant_id};
+use crate::event::Channel;
+use crate::pipeline::now_ms;
+use crate::store::{Store, StoreError, StoreOptions, Verdict};
+
+/// Most addresses one batch check takes (SPEC section 10).
+pub const MAX_BATCH: usize = 10_000;
+
+/// Why a lookup gave no verdict. Never send on an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The address cannot be normalised for the channel.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The tenant id is not a valid id.
+    #[error("{0:?} is not a tenant id")]
+    Tenant(String),
+    /// Redis did not answer: fail closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// More addresses than one batch takes.
+    #[error("{0} addresses in one batch; at most {MAX_BATCH}")]
+    TooMany(usize),
+}
+
+/// A connection to the DND store for senders; cheap to clone.
+#[derive(Clone)]
+pub struct Lookup {
+    store: Store,
+}
+
+/// One address's verdict in a batch: the verdict, or why the address was refused.
+pub type BatchItem = Result<Verdict, AddressError>;
+
+impl Lookup {
+    /// Connect to the Redis at `url` (lazily: the first check connects), with a 2 s
+    /// timeout per call.
+    pub fn connect(url: &str) -> Result<Lookup, LookupError> {
+        Self::connect_with_timeout(url, Duration::from_secs(2))
+    }
+
+    /// Connect with a chosen timeout per call.
+    pub fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Lookup, LookupError> {
+        let store = Store::open(
+            url,
+            StoreOptions {
+                timeout,
+                dedup_ttl: DEFAULT_DEDUP_TTL,
+                audit_max_len: 100_000,
+            },
+        )?;
+        Ok(Lookup { store })
+    }
+
+    /// A lookup over an existing store handle.
+    pub fn from_store(store: Store) -> Lookup {
+        Lookup { store }
+    }
+
+    /// May `raw_address` be sent to on `channel` now?
+    pub async fn check(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        raw_address: &str,
+    ) -> Result<Verdict, LookupError> {
+        check_tenant(tenant)?;
+        let address = Address::parse(channel, raw_address)?;
+        Ok(self
+            .store
+            .lookup(tenant, channel, &address, now_ms())
+            .await?)
+    }
+
+    /// The verdicts for many addresses on one channel, in one round trip, in the order
+    /// given. An address that cannot be normalised gets its own error; Redis failing
+    /// fails the whole batch.
+    pub async fn check_many<S: AsRef<str>>(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        raw_addresses: &[S],
+    ) -> Result<Vec<BatchItem>, LookupError> {
+        check_tenant(tenant)?;
+        if raw_addresses.len() > MAX_BATCH {
+            return Err(LookupError::TooMany(raw_addresses.len()));
+        }
+        let parsed: Vec<Result<Address, AddressError>> = raw_addresses
+            .iter()
+            .map(|a| Address::parse(channel, a.as_ref()))
+            .collect();
+        let valid: Vec<Address> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+        let mut verdicts = self
+            .store
+            .lookup_many(tenant, channel, &valid, now_ms())
+            .await?
+            .into_iter();
+        Ok(parsed
+            .into_iter()
+            .map(|p| {
+                p.map(|_| {
+                    verdicts
+                        .next()
+                        .expect("one verdict per valid address (lookup_many checks the count)")
+                })
+            })
+            .collect())
+    }
+}
+
+fn check_tenant(tenant: &str) -> Result<(), LookupError> {
+    if valid_tenant_id(tenant) {
+        Ok(())
+    } else {
+        Err(LookupError::Tenant(tenant.to_string()))
+    }
+}
+
+/// A verdict as JSON, the shape the HTTP API and the CLI print.
+pub fn verdict_json(tenant: &str, channel: Channel, address: &str, v: &Verdict) -> serde_json::Value {
+    json!({
+        "tenant": tenant,
+        "channel": channel.as_str(),
+        "address": address,
+        "blocked": v.blocked,
+        "record": v.record.as_ref().map(|r| json!({
+            "scope": v.scope.map(|s| s.as_str()),
+            "state": r.state.as_str(),
+            "reason": r.reason,
+            "source": r.source,
+            "event_ms": r.event_ms,
+            "expires_ms": r.expires_ms,
+        })),
+    })
+}

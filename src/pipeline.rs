@@ -1,0 +1,274 @@
+//! The webhook road: route -> tenant and secrets -> verify -> parse -> normalise ->
+//! classify -> apply -> answer. Each step is one function named for it; data moves
+//! forward only. This module knows neither hyper (the server hands it a plain
+//! [`WebhookRequest`]) nor the Redis layout (the store does).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::classify::{self, Action, Decision, Permanence};
+use crate::config::{Config, Tenant};
+use crate::error::{Error, Kind};
+use crate::event::{ChannelEvent, Scope};
+use crate::signature::{self, TwilioSigned};
+use crate::store::{Applied, Change, Store, StoreAction};
+use crate::twilio::{self, CallbackKind};
+
+/// A webhook request as the server received it: no hyper types.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    /// The provider segment of the path.
+    pub provider: String,
+    /// The tenant segment of the path, when the provider posts per tenant.
+    pub tenant: Option<String>,
+    /// Path and query exactly as received; with the configured public URL in front it
+    /// is the URL the provider signed.
+    pub path_and_query: String,
+    /// The media type of the body, lower-cased, without parameters.
+    pub content_type: Option<String>,
+    /// Request headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl WebhookRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the server sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// Seconds for a `Retry-After` header (503 only).
+    pub retry_after: Option<u32>,
+}
+
+impl Answer {
+    /// A plain-text answer.
+    pub fn text(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A JSON answer.
+    pub fn json(status: u16, body: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// The answer for an error on a webhook route: its status and one line of text.
+    pub fn from_error(e: &Error) -> Answer {
+        let mut answer = Answer::text(e.kind.status(), format!("{}\n", e.message));
+        if e.kind == Kind::Unavailable {
+            answer.retry_after = Some(5);
+        }
+        answer
+    }
+}
+
+/// An empty TwiML document: Twilio sends no reply to the contact.
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+/// Everything a request needs, shared by all requests.
+pub struct Gateway {
+    /// The checked configuration.
+    pub config: Arc<Config>,
+    /// The DND store.
+    pub store: Store,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How one request went, for the log line and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// The tenant, once resolved.
+    pub tenant: Option<String>,
+    /// Events normalised from the request.
+    pub events: usize,
+    /// Records changed.
+    pub changed: usize,
+    /// Events that had been applied before.
+    pub duplicates: usize,
+}
+
+impl Gateway {
+    /// Handle one webhook request from route to answer.
+    pub async fn webhook(&self, req: WebhookRequest) -> (Answer, Report) {
+        let mut report = Report::default();
+        let answer = match self.webhook_steps(&req, &mut report).await {
+            Ok(answer) => answer,
+            Err(e) => Answer::from_error(&e),
+        };
+        (answer, report)
+    }
+
+    async fn webhook_steps(
+        &self,
+        req: &WebhookRequest,
+        report: &mut Report,
+    ) -> Result<Answer, Error> {
+        match req.provider.as_str() {
+            "twilio" => self.twilio(req, report).await,
+            other => Err(Error::not_found(format!(
+                "unknown provider {other:?}: this gateway serves twilio"
+            ))),
+        }
+    }
+
+    async fn twilio(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
+        // Parse the form first: Twilio signs the decoded parameters, and the shared URL
+        // names its tenant by AccountSid.
+        let params = match req.content_type.as_deref() {
+            Some("application/x-www-form-urlencoded") => twilio::parse_form(&req.body)?,
+            Some(other) => {
+                return Err(Error::new(
+                    Kind::UnsupportedMediaType,
+                    format!("content type {other} is not accepted: Twilio posts application/x-www-form-urlencoded"),
+                ))
+            }
+            None => {
+                return Err(Error::new(
+                    Kind::UnsupportedMediaType,
+                    "no content type: Twilio posts application/x-www-form-urlencoded",
+                ))
+            }
+        };
+        let tenant = self.twilio_tenant(req, &params)?;
+        report.tenant = Some(tenant.id.clone());
+        let tokens = tenant
+            .twilio
+            .as_ref()
+            .map(|t| t.auth_tokens.as_slice())
+            .unwrap_or_default();
+        let url = format!("{}{}", self.config.public_url, req.path_and_query);
+        signature::verify_twilio(
+            &url,
+            TwilioSigned::Form(&params),
+            req.header("x-twilio-signature"),
+            tokens,
+        )?;
+        let received_ms = now_ms();
+        let normalised = twilio::normalise(&params, received_ms)?;
+        report.events = normalised.events.len();
+        for event in &normalised.events {
+            let decision = classify::classify(
+                event,
+                &tenant.keywords,
+                &self.config.twilio_codes,
+            );
+            self.apply(tenant, event, &decision, received_ms, report)
+                .await?;
+        }
+        Ok(match normalised.kind {
+            CallbackKind::Inbound => Answer {
+                status: 200,
+                content_type: "text/xml",
+                body: EMPTY_TWIML.to_string(),
+                retry_after: None,
+            },
+            CallbackKind::Status => Answer::text(200, ""),
+        })
+    }
+
+    fn twilio_tenant(
+        &self,
+        req: &WebhookRequest,
+        params: &[(String, String)],
+    ) -> Result<&Tenant, Error> {
+        let tenant = match &req.tenant {
+            Some(id) => self
+                .config
+                .tenants
+                .get(id)
+                .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?,
+            None => {
+                let sid = twilio::account_sid(params).ok_or_else(|| {
+                    Error::bad_request("no AccountSid: post to /webhooks/twilio/{tenant} or include AccountSid")
+                })?;
+                self.config.tenant_for_twilio_account(sid).ok_or_else(|| {
+                    Error::not_found(format!("no tenant is configured for Twilio account {sid}"))
+                })?
+            }
+        };
+        if tenant.twilio.is_none() {
+            return Err(Error::not_found(format!(
+                "tenant {:?} has no [tenants.{}.twilio] configuration",
+                tenant.id, tenant.id
+            )));
+        }
+        Ok(tenant)
+    }
+
+    /// Apply one classified event to the store.
+    async fn apply(
+        &self,
+        tenant: &Tenant,
+        event: &ChannelEvent,
+        decision: &Decision,
+        received_ms: i64,
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        let action = match decision.action {
+            Action::None => return Ok(()),
+            Action::Block(Permanence::Permanent) => StoreAction::BlockPermanent,
+            Action::Block(Permanence::Temporary) => StoreAction::BlockTemporary,
+            Action::Unblock => StoreAction::Unblock,
+            Action::Reachable => StoreAction::Reachable,
+            Action::Review => StoreAction::Review,
+            Action::Help => StoreAction::Help,
+        };
+        let scopes = [Scope::Channel(event.channel)];
+        let applied = self
+            .store
+            .apply(&Change {
+                tenant: &tenant.id,
+                address: &event.address,
+                scopes: &scopes,
+                action,
+                reason: &decision.reason,
+                provider: event.provider,
+                event_id: &event.event_id,
+                event_ms: event.event_time_ms,
+                received_ms,
+                now_ms: received_ms,
+                temporary_ttl: tenant.temporary_ttl,
+            })
+            .await?;
+        match applied {
+            Applied::Duplicate => report.duplicates += 1,
+            Applied::Done(outcomes) => {
+                report.changed += outcomes
+                    .iter()
+                    .filter(|(_, o, _)| *o == crate::store::Outcome::Applied)
+                    .count();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! The HTTP server: hyper 1 on tokio, a plain accept loop, one task per connection.
+//! The only module that knows hyper: it turns requests into plain values for the
+//! pipeline and the API, and their answers back into responses.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::api;
+use crate::error::{Error, Kind};
+use crate::lookup::Lookup;
+use crate::pipeline::{Answer, Gateway, WebhookRequest};
+
+/// A client has this long to send a request's headers (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client has this long to send a request's body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// In-flight requests get this long to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Open connections at most; further clients wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Shared state of the server.
+struct App {
+    gateway: Gateway,
+    lookup: Lookup,
+}
+
+/// Serve on `listener` until `shutdown` completes, then stop accepting, let in-flight
+/// requests finish (up to [`SHUTDOWN_GRACE`]) and return.
+pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let lookup = Lookup::from_store(gateway.store.clone());
+    let app = Arc::new(App { gateway, lookup });
+    // Bounds memory under a connection flood; a permit lives as long as its connection.
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after {SHUTDOWN_GRACE:?}; exiting");
+    }
+}
+
+fn respond(answer: Answer) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    if let Some(secs) = answer.retry_after {
+        response.headers_mut().insert(RETRY_AFTER, secs.into());
+    }
+    response
+}
+
+fn method_not_allowed(allowed: &'static str, api: bool) -> Response<Full<Bytes>> {
+    let e = Error::new(
+        Kind::MethodNotAllowed,
+        format!("method not allowed here; use {allowed}"),
+    );
+    let mut r = respond(if api {
+        api::error_answer(&e)
+    } else {
+        Answer::from_error(&e)
+    });
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    r
+}
+
+/// Decode `%XX` escapes in one path segment.
+fn percent_decode(segment: &str) -> Result<String, Error> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::bad_request(format!("bad percent-escape in {segment:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::bad_request(format!("{segment:?} is not UTF-8")))
+}
+
+/// Read the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
+async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Vec<u8>, Error> {
+    let too_large = || {
+        Error::new(
+            Kind::PayloadTooLarge,
+            format!("body is larger than the limit of {limit} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Error::bad_request(format!(
+            "body not received within {BODY_READ_TIMEOUT:?}"
+        ))),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(Error::bad_request(format!("could not read the body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+    }
+}
+
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let response = match segments.as_slice() {
+        ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
+        ["readyz"] if method == Method::GET => match app.gateway.store.ping().await {
+            Ok(()) => respond(Answer::text(200, "ready\n")),
+            Err(e) => respond(Answer::from_error(&e.into())),
+        },
+        ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
+        ["webhooks", _provider] | ["webhooks", _provider, _] if method != Method::POST => {
+            method_not_allowed("POST", false)
+        }
+        ["webhooks", provider, rest @ ..] if rest.len() <= 1 => {
+            webhook(app, req, provider, rest.first().copied(), peer).await
+        }
+        ["v1", "tenants", tenant, "dnd", "check"] => {
+            if method != Method::POST {
+                method_not_allowed("POST", true)
+            } else {
+                api_call(app, req, tenant, |app, tenant, body| async move {
+                    api::post_check(&app.lookup, &tenant, &body).await
+                })
+                .await
+            }
+        }
+        ["v1", "tenants", tenant, "dnd", channel, address] => {
+            if method != Method::GET {
+                method_not_allowed("GET", true)
+            } else {
+                let (channel, address) = (channel.to_string(), address.to_string());
+                api_call(app, req, tenant, |app, tenant, _| async move {
+                    let address = percent_decode(&address)?;
+                    api::get_verdict(&app.lookup, &tenant, &channel, &address).await
+                })
+                .await
+            }
+        }
+        ["v1", ..] => respond(api::error_answer(&Error::not_found(format!(
+            "no API route {path}"
+        )))),
+        _ => respond(Answer::from_error(&Error::not_found(format!(
+            "no route {path}"
+        )))),
+    };
+    response
+}
+
+async fn webhook(
+    app: &App,
+    req: Request<Incoming>,
+    provider: &str,
+    tenant: Option<&str>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let tenant = match tenant.map(percent_decode).transpose() {
+        Ok(t) => t,
+        Err(e) => return respond(Answer::from_error(&e)),
+    };
+    let body = match read_body(body, declared, app.gateway.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!(provider, status = e.kind.status(), error = %e, %peer, "webhook refused");
+            return respond(Answer::from_error(&e));
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| {
+        v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    });
+    let request = WebhookRequest {
+        provider: provider.to_string(),
+        tenant,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string()),
+        content_type,
+        headers,
+        body,
+    };
+    let (answer, report) = app.gateway.webhook(request).await;
+    if answer.status < 400 {
+        tracing::info!(
+            provider,
+            tenant = report.tenant.as_deref().unwrap_or("-"),
+            status = answer.status,
+            events = report.events,
+            changed = report.changed,
+            duplicates = report.duplicates,
+            "webhook accepted"
+        );
+    } else {
+        tracing::warn!(
+            provider,
+            tenant = report.tenant.as_deref().unwrap_or("-"),
+            status = answer.status,
+            error = answer.body.trim_end(),
+            %peer,
+            "webhook refused"
+        );
+    }
+    respond(answer)
+}
+
+async fn api_call<F, Fut>(app: &App, req: Request<Incoming>, tenant: &str, call: F) -> Response<Full<Bytes>>
+where
+    F: FnOnce(&App, String, Vec<u8>) -> Fut,
+    Fut: Future<Output = Result<Answer, Error>>,
+{
+    let result = async {
+        let tenant = percent_decode(tenant)?;
+        let authorization = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        api::authorize(&app.gateway.config, &tenant, authorization)?;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = read_body(req.into_body(), declared, app.gateway.config.max_body_bytes).await?;
+        call(app, tenant, body).await
+    }
+    .await;
+    respond(result.unwrap_or_else(|e| api::error_answer(&e)))
+}
+
+/// Bind the configured address. A separate step so tests and the CLI can bind port 0
+/// and learn the address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
