@@ -1,27 +1,37 @@
 //! dndgate: a webhook gateway that turns messaging providers' callbacks into
 //! Do-Not-Disturb flags in Redis.
 //!
-//! Module map (a request walks them in this order; see `docs/ARCHITECTURE.md`):
+//! Module map, in the order a webhook walks them (see `docs/ARCHITECTURE.md`):
 //!
 //! - [`server`]: the hyper HTTP server; the only module that knows hyper.
-//! - [`config`]: the TOML configuration, tenants and their secrets.
-//! - [`signature`]: signature schemes, checked on the raw bytes.
+//! - [`pipeline`]: the webhook road: tenant, verify, parse, normalise, classify, apply,
+//!   answer.
+//! - [`config`]: the TOML configuration, tenants, secrets and policy.
+//! - [`signature`]: signature schemes, checked on the raw request.
 //! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
-//! - [`event`]: normalised channel events.
+//! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
-//! - [`store`]: the Redis layout, the atomic apply script and the lookup; the only
+//! - [`store`]: the Redis layout, the atomic apply script and the lookups; the only
 //!   module that knows the key layout.
-//! - [`pipeline`]: the webhook road from a verified request to an answer.
-//! - [`api`]: the operator API (lookup and batch check).
-//! - [`managed`]: `redis_url = "managed"`: start and supervise a local redis-server.
-//! - [`error`], [`secret`]: the error type and secrets that never reach a log.
+//! - [`lookup`]: the send-time lookup for senders, single and batch; fails closed.
+//! - [`api`]: the operator HTTP API (lookup and batch check).
+//! - [`managed`]: `redis_url = "managed"`: a supervised local redis-server.
+//! - [`cli`]: the `dndgate` command line.
+//! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 
 pub mod address;
+pub mod api;
 pub mod classify;
+pub mod cli;
+pub mod config;
 pub mod error;
 pub mod event;
+pub mod lookup;
+pub mod managed;
+pub mod pipeline;
 pub mod secret;
+pub mod server;
 pub mod signature;
 pub mod store;
 pub mod twilio;

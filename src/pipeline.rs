@@ -142,24 +142,23 @@ impl Gateway {
     }
 
     async fn twilio(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
-        // Parse the form first: Twilio signs the decoded parameters, and the shared URL
-        // names its tenant by AccountSid.
-        let params = match req.content_type.as_deref() {
-            Some("application/x-www-form-urlencoded") => twilio::parse_form(&req.body)?,
-            Some(other) => {
+        // Form callbacks: Twilio signs the decoded parameters, and the shared URL names
+        // its tenant by AccountSid, so the form is decoded before the tenant is known.
+        // JSON (Event Streams) bodies are signed through the bodySHA256 query parameter.
+        let form = match req.content_type.as_deref() {
+            Some("application/x-www-form-urlencoded") => Some(twilio::parse_form(&req.body)?),
+            Some("application/json") => None,
+            other => {
                 return Err(Error::new(
                     Kind::UnsupportedMediaType,
-                    format!("content type {other} is not accepted: Twilio posts application/x-www-form-urlencoded"),
-                ))
-            }
-            None => {
-                return Err(Error::new(
-                    Kind::UnsupportedMediaType,
-                    "no content type: Twilio posts application/x-www-form-urlencoded",
+                    format!(
+                        "content type {} is not accepted: Twilio posts application/x-www-form-urlencoded (or application/json from Event Streams)",
+                        other.unwrap_or("(none)")
+                    ),
                 ))
             }
         };
-        let tenant = self.twilio_tenant(req, &params)?;
+        let tenant = self.twilio_tenant(req, form.as_deref())?;
         report.tenant = Some(tenant.id.clone());
         let tokens = tenant
             .twilio
@@ -167,21 +166,19 @@ impl Gateway {
             .map(|t| t.auth_tokens.as_slice())
             .unwrap_or_default();
         let url = format!("{}{}", self.config.public_url, req.path_and_query);
-        signature::verify_twilio(
-            &url,
-            TwilioSigned::Form(&params),
-            req.header("x-twilio-signature"),
-            tokens,
-        )?;
+        let signed = match &form {
+            Some(params) => TwilioSigned::Form(params),
+            None => TwilioSigned::Json(&req.body),
+        };
+        signature::verify_twilio(&url, signed, req.header("x-twilio-signature"), tokens)?;
         let received_ms = now_ms();
-        let normalised = twilio::normalise(&params, received_ms)?;
+        let normalised = match &form {
+            Some(params) => twilio::normalise(params, received_ms)?,
+            None => twilio::normalise_event_streams(&req.body, received_ms)?,
+        };
         report.events = normalised.events.len();
         for event in &normalised.events {
-            let decision = classify::classify(
-                event,
-                &tenant.keywords,
-                &self.config.twilio_codes,
-            );
+            let decision = classify::classify(event, &tenant.keywords, &self.config.twilio_codes);
             self.apply(tenant, event, &decision, received_ms, report)
                 .await?;
         }
@@ -199,7 +196,7 @@ impl Gateway {
     fn twilio_tenant(
         &self,
         req: &WebhookRequest,
-        params: &[(String, String)],
+        form: Option<&[(String, String)]>,
     ) -> Result<&Tenant, Error> {
         let tenant = match &req.tenant {
             Some(id) => self
@@ -208,8 +205,10 @@ impl Gateway {
                 .get(id)
                 .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?,
             None => {
-                let sid = twilio::account_sid(params).ok_or_else(|| {
-                    Error::bad_request("no AccountSid: post to /webhooks/twilio/{tenant} or include AccountSid")
+                let sid = form.and_then(twilio::account_sid).ok_or_else(|| {
+                    Error::bad_request(
+                        "no AccountSid to find the tenant by: post to /webhooks/twilio/{tenant}",
+                    )
                 })?;
                 self.config.tenant_for_twilio_account(sid).ok_or_else(|| {
                     Error::not_found(format!("no tenant is configured for Twilio account {sid}"))

@@ -184,22 +184,23 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             if method != Method::POST {
                 method_not_allowed("POST", true)
             } else {
-                api_call(app, req, tenant, |app, tenant, body| async move {
+                let result = async {
+                    let (tenant, body) = api_request(app, req, tenant).await?;
                     api::post_check(&app.lookup, &tenant, &body).await
-                })
-                .await
+                };
+                respond(result.await.unwrap_or_else(|e| api::error_answer(&e)))
             }
         }
         ["v1", "tenants", tenant, "dnd", channel, address] => {
             if method != Method::GET {
                 method_not_allowed("GET", true)
             } else {
-                let (channel, address) = (channel.to_string(), address.to_string());
-                api_call(app, req, tenant, |app, tenant, _| async move {
-                    let address = percent_decode(&address)?;
-                    api::get_verdict(&app.lookup, &tenant, &channel, &address).await
-                })
-                .await
+                let result = async {
+                    let (tenant, _) = api_request(app, req, tenant).await?;
+                    let address = percent_decode(address)?;
+                    api::get_verdict(&app.lookup, &tenant, channel, &address).await
+                };
+                respond(result.await.unwrap_or_else(|e| api::error_answer(&e)))
             }
         }
         ["v1", ..] => respond(api::error_answer(&Error::not_found(format!(
@@ -280,28 +281,26 @@ async fn webhook(
     respond(answer)
 }
 
-async fn api_call<F, Fut>(app: &App, req: Request<Incoming>, tenant: &str, call: F) -> Response<Full<Bytes>>
-where
-    F: FnOnce(&App, String, Vec<u8>) -> Fut,
-    Fut: Future<Output = Result<Answer, Error>>,
-{
-    let result = async {
-        let tenant = percent_decode(tenant)?;
-        let authorization = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        api::authorize(&app.gateway.config, &tenant, authorization)?;
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let body = read_body(req.into_body(), declared, app.gateway.config.max_body_bytes).await?;
-        call(app, tenant, body).await
-    }
-    .await;
-    respond(result.unwrap_or_else(|e| api::error_answer(&e)))
+/// What every API call does first: decode the tenant, check its bearer token, read
+/// the body.
+async fn api_request(
+    app: &App,
+    req: Request<Incoming>,
+    tenant: &str,
+) -> Result<(String, Vec<u8>), Error> {
+    let tenant = percent_decode(tenant)?;
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    api::authorize(&app.gateway.config, &tenant, authorization)?;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = read_body(req.into_body(), declared, app.gateway.config.max_body_bytes).await?;
+    Ok((tenant, body))
 }
 
 /// Bind the configured address. A separate step so tests and the CLI can bind port 0
