@@ -1,0 +1,482 @@
+//! Classification: what an event means for the contact's DND state. Pure: events in,
+//! decisions out, no I/O and no clock, so every rule is tested by a table.
+//!
+//! - [`keywords`]: message normalisation and a tenant's keyword lists (SPEC section 5).
+//! - [`codes`]: provider error-code tables, data in `providers/*.toml`.
+//! - [`classify`] (this module): ties both to a [`ChannelEvent`], and settles
+//!   disagreements between the provider's verdict and ours.
+
+pub mod codes;
+pub mod keywords;
+
+pub use codes::{CodeAction, CodeRule, CodeTableError, ErrorTable};
+pub use keywords::{BodyVerdict, KeywordError, KeywordList, KeywordPolicy, normalize_text};
+
+use crate::event::{ChannelEvent, EventKind, Provider, ProviderVerdict};
+
+/// How long a DND record lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permanence {
+    /// Lifted only by an opt-in from the contact on that channel or an operator with
+    /// consent evidence.
+    Permanent,
+    /// Lifted by an inbound message on that channel, an operator, or its expiry.
+    Temporary,
+}
+
+/// What to do to the DND record of the event's (channel, address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to record (a delivery receipt, a sender-side error code).
+    None,
+    /// Put the contact on DND.
+    Block(Permanence),
+    /// The contact opted back in: lift any record on the channel.
+    Unblock,
+    /// The contact wrote to us: proof of reachability, lifts a temporary record only.
+    Reachable,
+    /// A possible opt-out ("please stop texting me"): recorded for review, not applied.
+    Review,
+    /// A help keyword: reported, no DND change.
+    Help,
+}
+
+impl Action {
+    /// How far the action leans to the opt-out side, for settling a disagreement
+    /// between two verdicts on one inbound message: the higher one wins.
+    ///
+    /// Blocking beats everything; a possible opt-out beats anything that would lift a
+    /// block (a message with STOP in it must never unblock); doing nothing beats
+    /// lifting; lifting a temporary record beats lifting every record.
+    fn caution(self) -> u8 {
+        match self {
+            Action::Block(_) => 4,
+            Action::Review => 3,
+            Action::Help | Action::None => 2,
+            Action::Reachable => 1,
+            Action::Unblock => 0,
+        }
+    }
+}
+
+/// A classification: the action and a short machine-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Short reason stored in the record and the audit entry, e.g. `keyword:STOP`,
+    /// `twilio:30004`.
+    pub reason: String,
+}
+
+impl Decision {
+    /// A decision with `action` and `reason`.
+    pub fn new(action: Action, reason: impl Into<String>) -> Decision {
+        Decision {
+            action,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Classify one event.
+///
+/// Inbound messages go to [`classify_inbound`], delivery statuses to
+/// [`classify_status`]; the table should be the one for `event.provider`.
+pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTable) -> Decision {
+    match &event.kind {
+        EventKind::Inbound {
+            body,
+            provider_verdict,
+        } => classify_inbound(body, *provider_verdict, keywords),
+        EventKind::DeliveryStatus { status, error_code } => {
+            classify_status(event.provider, status, error_code.as_deref(), codes)
+        }
+    }
+}
+
+/// Classify an inbound message from its body and the provider's own verdict, if any.
+///
+/// Our verdict from the body, with reasons:
+/// - whole-message opt-out: `Block(Permanent)`, `keyword:<KW>`;
+/// - whole-message opt-in: `Unblock`, `keyword:<KW>`;
+/// - whole-message help: `Help`, `keyword:<KW>`;
+/// - an opt-out keyword as whole word(s) inside a longer message: `Review`,
+///   `phrase:<KW>` (`Block(Permanent)` in phrase mode);
+/// - anything else, empty bodies included: no verdict (the message proves the contact
+///   is reachable: `Reachable`, `inbound`).
+///
+/// The provider's verdict: opt-out `Block(Permanent)` `provider:STOP`, opt-in `Unblock`
+/// `provider:START`, help `Help` `provider:HELP`.
+///
+/// With only one verdict, it stands. With both, the one further to the opt-out side
+/// wins (see `Action::caution`), and the provider's on a tie. So a provider START on a
+/// body STOP blocks, a provider STOP on a body START blocks, and a provider START on a
+/// body that merely contains STOP does not unblock.
+pub fn classify_inbound(
+    body: &str,
+    provider_verdict: Option<ProviderVerdict>,
+    keywords: &KeywordPolicy,
+) -> Decision {
+    let ours = match keywords.body_verdict(body) {
+        BodyVerdict::Keyword(list, keyword) => {
+            let action = match list {
+                KeywordList::OptOut => Action::Block(Permanence::Permanent),
+                KeywordList::OptIn => Action::Unblock,
+                KeywordList::Help => Action::Help,
+            };
+            Some(Decision::new(action, format!("keyword:{keyword}")))
+        }
+        BodyVerdict::PossibleOptOut(keyword) => {
+            let action = if keywords.phrase_mode {
+                Action::Block(Permanence::Permanent)
+            } else {
+                Action::Review
+            };
+            Some(Decision::new(action, format!("phrase:{keyword}")))
+        }
+        BodyVerdict::Ordinary => None,
+    };
+    let theirs = provider_verdict.map(|verdict| match verdict {
+        ProviderVerdict::OptOut => {
+            Decision::new(Action::Block(Permanence::Permanent), "provider:STOP")
+        }
+        ProviderVerdict::OptIn => Decision::new(Action::Unblock, "provider:START"),
+        ProviderVerdict::Help => Decision::new(Action::Help, "provider:HELP"),
+    });
+    match (theirs, ours) {
+        (None, None) => Decision::new(Action::Reachable, "inbound"),
+        (Some(only), None) | (None, Some(only)) => only,
+        (Some(theirs), Some(ours)) => {
+            if ours.action.caution() > theirs.action.caution() {
+                ours
+            } else {
+                theirs
+            }
+        }
+    }
+}
+
+/// Classify a delivery status by its error code.
+///
+/// - a code in `codes`: the table's action, reason `<provider>:<code>`;
+/// - a code not in `codes`: `None`, reason `unclassified:<provider>:<code>`. We never
+///   guess a DND from a code nobody has reviewed;
+/// - no code (or a blank one): `None`, reason `status:<status>` (lower-cased;
+///   `status:unknown` when the status is blank too).
+pub fn classify_status(
+    provider: Provider,
+    status: &str,
+    error_code: Option<&str>,
+    codes: &ErrorTable,
+) -> Decision {
+    match error_code.map(str::trim).filter(|code| !code.is_empty()) {
+        Some(code) => match codes.lookup(code) {
+            Some(rule) => Decision::new(rule.action.action(), format!("{provider}:{code}")),
+            None => Decision::new(Action::None, format!("unclassified:{provider}:{code}")),
+        },
+        None => {
+            let status = status.trim().to_ascii_lowercase();
+            let status = if status.is_empty() {
+                "unknown"
+            } else {
+                &status
+            };
+            Decision::new(Action::None, format!("status:{status}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::event::Channel;
+
+    const PERM: Action = Action::Block(Permanence::Permanent);
+    const TEMP: Action = Action::Block(Permanence::Temporary);
+
+    fn event(kind: EventKind) -> ChannelEvent {
+        ChannelEvent {
+            provider: Provider::Twilio,
+            event_id: "SM123".into(),
+            event_time_ms: 1_700_000_000_000,
+            channel: Channel::Sms,
+            address: Address::parse(Channel::Sms, "+14155551234").unwrap(),
+            kind,
+        }
+    }
+
+    fn inbound(body: &str, provider_verdict: Option<ProviderVerdict>) -> ChannelEvent {
+        event(EventKind::Inbound {
+            body: body.into(),
+            provider_verdict,
+        })
+    }
+
+    fn status(status: &str, error_code: Option<&str>) -> ChannelEvent {
+        event(EventKind::DeliveryStatus {
+            status: status.into(),
+            error_code: error_code.map(str::to_string),
+        })
+    }
+
+    fn run(event: &ChannelEvent, keywords: &KeywordPolicy) -> (Action, String) {
+        let decision = classify(event, keywords, &ErrorTable::twilio());
+        (decision.action, decision.reason)
+    }
+
+    #[test]
+    fn inbound_without_provider_verdict() {
+        let policy = KeywordPolicy::default();
+        let cases: &[(&str, Action, &str)] = &[
+            ("STOP", PERM, "keyword:STOP"),
+            ("stop", PERM, "keyword:STOP"),
+            ("Stop.", PERM, "keyword:STOP"),
+            ("StOpAlL", PERM, "keyword:STOPALL"),
+            ("Stop all", PERM, "keyword:STOP ALL"),
+            ("arrêt", PERM, "keyword:ARRET"),
+            ("¡Alto!", PERM, "keyword:ALTO"),
+            ("opt out", PERM, "keyword:OPT OUT"),
+            ("cancelar", PERM, "keyword:CANCELAR"),
+            ("start", Action::Unblock, "keyword:START"),
+            ("Unstop", Action::Unblock, "keyword:UNSTOP"),
+            ("help", Action::Help, "keyword:HELP"),
+            ("Info?", Action::Help, "keyword:INFO"),
+            ("ayuda", Action::Help, "keyword:AYUDA"),
+            ("please stop texting me", Action::Review, "phrase:STOP"),
+            ("Stop all these messages", Action::Review, "phrase:STOP ALL"),
+            // Possible opt-outs are not applied by default precisely because of
+            // messages like this one.
+            ("I can't stop laughing", Action::Review, "phrase:STOP"),
+            ("Stopped by the store", Action::Reachable, "inbound"),
+            ("yes", Action::Reachable, "inbound"),
+            ("please start sending again", Action::Reachable, "inbound"),
+            ("See you Tuesday", Action::Reachable, "inbound"),
+            ("", Action::Reachable, "inbound"),
+            ("📷", Action::Reachable, "inbound"),
+        ];
+        for (body, action, reason) in cases {
+            assert_eq!(
+                run(&inbound(body, None), &policy),
+                (*action, reason.to_string()),
+                "body {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn phrase_mode_applies_possible_opt_outs() {
+        let policy = KeywordPolicy::new(
+            keywords::DEFAULT_OPT_OUT,
+            keywords::DEFAULT_OPT_IN,
+            keywords::DEFAULT_HELP,
+            true,
+        )
+        .unwrap();
+        let cases: &[(&str, Action, &str)] = &[
+            ("please stop texting me", PERM, "phrase:STOP"),
+            ("Stop all these messages", PERM, "phrase:STOP ALL"),
+            ("STOP", PERM, "keyword:STOP"),
+            ("Stopped by the store", Action::Reachable, "inbound"),
+            ("please start again", Action::Reachable, "inbound"),
+        ];
+        for (body, action, reason) in cases {
+            assert_eq!(
+                run(&inbound(body, None), &policy),
+                (*action, reason.to_string()),
+                "body {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn yes_opt_in_only_when_enabled() {
+        let on = KeywordPolicy::default().with_yes_opt_in(true).unwrap();
+        let cases: &[(&KeywordPolicy, &str, Action, &str)] = &[
+            (
+                &KeywordPolicy::default(),
+                "YES",
+                Action::Reachable,
+                "inbound",
+            ),
+            (&on, "YES", Action::Unblock, "keyword:YES"),
+            (&on, "yes.", Action::Unblock, "keyword:YES"),
+            (&on, "yes I'll be there", Action::Reachable, "inbound"),
+        ];
+        for (policy, body, action, reason) in cases {
+            assert_eq!(
+                run(&inbound(body, None), policy),
+                (*action, reason.to_string()),
+                "body {body:?}"
+            );
+        }
+    }
+
+    /// Every provider verdict against every kind of body. The opt-out side wins; on a
+    /// tie the provider's reason is kept.
+    #[test]
+    fn provider_verdict_precedence() {
+        use ProviderVerdict::*;
+        let review = KeywordPolicy::default();
+        let phrase = KeywordPolicy {
+            phrase_mode: true,
+            ..KeywordPolicy::default()
+        };
+        // (provider verdict, body, phrase mode?, expected action, expected reason)
+        let cases: &[(Option<ProviderVerdict>, &str, bool, Action, &str)] = &[
+            (Some(OptOut), "STOP", false, PERM, "provider:STOP"),
+            (Some(OptOut), "START", false, PERM, "provider:STOP"),
+            (Some(OptOut), "HELP", false, PERM, "provider:STOP"),
+            (Some(OptOut), "please stop", false, PERM, "provider:STOP"),
+            (Some(OptOut), "please stop", true, PERM, "provider:STOP"),
+            (Some(OptOut), "hello", false, PERM, "provider:STOP"),
+            (Some(OptOut), "", false, PERM, "provider:STOP"),
+            (Some(OptIn), "STOP", false, PERM, "keyword:STOP"),
+            (
+                Some(OptIn),
+                "START",
+                false,
+                Action::Unblock,
+                "provider:START",
+            ),
+            (Some(OptIn), "HELP", false, Action::Help, "keyword:HELP"),
+            (
+                Some(OptIn),
+                "please stop",
+                false,
+                Action::Review,
+                "phrase:STOP",
+            ),
+            (Some(OptIn), "please stop", true, PERM, "phrase:STOP"),
+            (
+                Some(OptIn),
+                "hello",
+                false,
+                Action::Unblock,
+                "provider:START",
+            ),
+            (Some(OptIn), "", false, Action::Unblock, "provider:START"),
+            (Some(Help), "STOP", false, PERM, "keyword:STOP"),
+            (Some(Help), "START", false, Action::Help, "provider:HELP"),
+            (Some(Help), "HELP", false, Action::Help, "provider:HELP"),
+            (
+                Some(Help),
+                "please stop",
+                false,
+                Action::Review,
+                "phrase:STOP",
+            ),
+            (Some(Help), "please stop", true, PERM, "phrase:STOP"),
+            (Some(Help), "hello", false, Action::Help, "provider:HELP"),
+            (None, "STOP", false, PERM, "keyword:STOP"),
+            (None, "START", false, Action::Unblock, "keyword:START"),
+            (None, "HELP", false, Action::Help, "keyword:HELP"),
+            (None, "please stop", false, Action::Review, "phrase:STOP"),
+            (None, "please stop", true, PERM, "phrase:STOP"),
+            (None, "hello", false, Action::Reachable, "inbound"),
+        ];
+        for (verdict, body, phrase_mode, action, reason) in cases {
+            let policy = if *phrase_mode { &phrase } else { &review };
+            assert_eq!(
+                run(&inbound(body, *verdict), policy),
+                (*action, reason.to_string()),
+                "provider {verdict:?}, body {body:?}, phrase mode {phrase_mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_with_every_table_code() {
+        let policy = KeywordPolicy::default();
+        let cases: &[(&str, Option<&str>, Action, &str)] = &[
+            ("undelivered", Some("30003"), TEMP, "twilio:30003"),
+            ("undelivered", Some("30005"), TEMP, "twilio:30005"),
+            ("undelivered", Some("30006"), TEMP, "twilio:30006"),
+            ("undelivered", Some("30004"), PERM, "twilio:30004"),
+            ("failed", Some("21610"), PERM, "twilio:21610"),
+            ("failed", Some("21614"), PERM, "twilio:21614"),
+            ("undelivered", Some("63014"), PERM, "twilio:63014"),
+            ("failed", Some("30001"), Action::None, "twilio:30001"),
+            ("failed", Some("30002"), Action::None, "twilio:30002"),
+            ("undelivered", Some("30007"), Action::None, "twilio:30007"),
+            ("undelivered", Some("30008"), Action::None, "twilio:30008"),
+            ("failed", Some("30009"), Action::None, "twilio:30009"),
+            ("failed", Some("30010"), Action::None, "twilio:30010"),
+            ("failed", Some("30034"), Action::None, "twilio:30034"),
+            ("failed", Some("21408"), Action::None, "twilio:21408"),
+            ("failed", Some("21211"), Action::None, "twilio:21211"),
+            ("failed", Some("63016"), Action::None, "twilio:63016"),
+            ("undelivered", Some(" 30004 "), PERM, "twilio:30004"),
+            // Unknown codes never guess a DND.
+            (
+                "failed",
+                Some("63024"),
+                Action::None,
+                "unclassified:twilio:63024",
+            ),
+            (
+                "failed",
+                Some("99999"),
+                Action::None,
+                "unclassified:twilio:99999",
+            ),
+            // No code: the status alone says nothing about DND.
+            ("delivered", None, Action::None, "status:delivered"),
+            ("Sent", None, Action::None, "status:sent"),
+            ("failed", None, Action::None, "status:failed"),
+            ("failed", Some(""), Action::None, "status:failed"),
+            ("failed", Some("  "), Action::None, "status:failed"),
+            ("", None, Action::None, "status:unknown"),
+            ("  ", Some(""), Action::None, "status:unknown"),
+        ];
+        for (status_word, code, action, reason) in cases {
+            assert_eq!(
+                run(&status(status_word, *code), &policy),
+                (*action, reason.to_string()),
+                "status {status_word:?}, code {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_table_entry_classifies_as_its_rule() {
+        let table = ErrorTable::twilio();
+        for (code, rule) in table.iter() {
+            let decision = classify_status(Provider::Twilio, "failed", Some(code), &table);
+            assert_eq!(decision.action, rule.action.action(), "code {code}");
+            assert_eq!(decision.reason, format!("twilio:{code}"));
+        }
+    }
+
+    #[test]
+    fn configured_overrides_change_the_decision() {
+        let mut table = ErrorTable::twilio();
+        table.merge(
+            ErrorTable::from_toml(
+                "twilio",
+                "[codes.30003]\naction = \"none\"\nreason = \"tenant opts out of this rule\"\n",
+            )
+            .unwrap(),
+        );
+        let decision = classify(
+            &status("undelivered", Some("30003")),
+            &KeywordPolicy::default(),
+            &table,
+        );
+        assert_eq!(decision, Decision::new(Action::None, "twilio:30003"));
+    }
+
+    #[test]
+    fn an_empty_table_never_blocks() {
+        let decision = classify(
+            &status("failed", Some("30004")),
+            &KeywordPolicy::default(),
+            &ErrorTable::default(),
+        );
+        assert_eq!(
+            decision,
+            Decision::new(Action::None, "unclassified:twilio:30004")
+        );
+    }
+}
