@@ -39,7 +39,10 @@ pub fn authorize(config: &Config, tenant: &str, authorization: Option<&str>) -> 
         .get(tenant)
         .ok_or_else(|| Error::not_found(format!("unknown tenant {tenant:?}")))?;
     let token = authorization
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <token>"))?;
     let mut ok = false;
@@ -57,7 +60,8 @@ pub fn authorize(config: &Config, tenant: &str, authorization: Option<&str>) -> 
 }
 
 fn channel(name: &str) -> Result<Channel, Error> {
-    name.parse().map_err(|e: crate::event::UnknownChannel| Error::bad_request(e.to_string()))
+    name.parse()
+        .map_err(|e: crate::event::UnknownChannel| Error::bad_request(e.to_string()))
 }
 
 /// `GET /v1/tenants/{t}/dnd/{channel}/{address}`.
@@ -68,7 +72,8 @@ pub async fn get_verdict(
     raw_address: &str,
 ) -> Result<Answer, Error> {
     let channel = channel(channel_name)?;
-    let address = Address::parse(channel, raw_address).map_err(|e| Error::bad_request(e.to_string()))?;
+    let address =
+        Address::parse(channel, raw_address).map_err(|e| Error::bad_request(e.to_string()))?;
     let verdict = lookup.check(tenant, channel, address.as_str()).await?;
     Ok(Answer::json(
         200,

@@ -70,7 +70,10 @@ pub enum ConfigCommand {
 /// Run the command line; the process exits with the returned code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dndgate: cannot start the runtime: {e}");
@@ -106,7 +109,10 @@ fn config_check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("{}: ok", path.display());
-            println!("  listen {}, public_url {}", config.listen, config.public_url);
+            println!(
+                "  listen {}, public_url {}",
+                config.listen, config.public_url
+            );
             match &config.redis {
                 RedisTarget::Url(u) => println!("  redis {u}"),
                 RedisTarget::Managed(m) => println!(

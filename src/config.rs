@@ -208,7 +208,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
     };
     Ok(Duration::from_secs(secs))
 }
@@ -526,7 +530,8 @@ fn redis_target(
         .any(|p| redis_url.starts_with(p))
     {
         if managed.is_some() {
-            problems.push("managed_redis is set but redis_url is not \"managed\": remove one".into());
+            problems
+                .push("managed_redis is set but redis_url is not \"managed\": remove one".into());
         }
         RedisTarget::Url(redis_url)
     } else {
@@ -551,5 +556,7 @@ fn keyword_policy(
             k.help.unwrap_or(defaults.help),
         ),
     };
-    KeywordPolicy::new(opt_out, opt_in, help, phrase_mode, yes_is_opt_in).map_err(|e| e.to_string())
+    KeywordPolicy::new(&opt_out, &opt_in, &help, phrase_mode)
+        .and_then(|k| k.with_yes_opt_in(yes_is_opt_in))
+        .map_err(|e| e.to_string())
 }

@@ -140,7 +140,12 @@ fn check_tenant(tenant: &str) -> Result<(), LookupError> {
 }
 
 /// A verdict as JSON, the shape the HTTP API and the CLI print.
-pub fn verdict_json(tenant: &str, channel: Channel, address: &str, v: &Verdict) -> serde_json::Value {
+pub fn verdict_json(
+    tenant: &str,
+    channel: Channel,
+    address: &str,
+    v: &Verdict,
+) -> serde_json::Value {
     json!({
         "tenant": tenant,
         "channel": channel.as_str(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{Mutex, watch};
 
 use crate::config::ManagedRedis;
 
@@ -25,7 +25,9 @@ pub struct ManagedRedisServer {
 #[derive(Debug, thiserror::Error)]
 pub enum ManagedError {
     /// redis-server is not on the PATH.
-    #[error("redis-server was not found on the PATH: install it (Debian/Ubuntu: apt install redis-server; macOS: brew install redis) or set redis_url to an existing Redis")]
+    #[error(
+        "redis-server was not found on the PATH: install it (Debian/Ubuntu: apt install redis-server; macOS: brew install redis) or set redis_url to an existing Redis"
+    )]
     NotInstalled,
     /// It started but did not answer.
     #[error("redis-server on port {port} did not become ready: {detail} (see {log})")]
@@ -59,8 +61,11 @@ async fn running_dir(port: u16) -> Option<Result<String, ()>> {
     .await
     .ok()?
     .ok()?;
-    let reply: redis::RedisResult<(String, String)> =
-        redis::cmd("CONFIG").arg("GET").arg("dir").query_async(&mut conn).await;
+    let reply: redis::RedisResult<(String, String)> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query_async(&mut conn)
+        .await;
     Some(reply.map(|(_, dir)| dir).map_err(|_| ()))
 }
 
@@ -71,7 +76,12 @@ fn spawn(settings: &ManagedRedis) -> Result<Child, ManagedError> {
         .arg("--port")
         .arg(settings.port.to_string())
         .args(["--bind", "127.0.0.1", "--protected-mode", "yes"])
-        .args(["--appendonly", "yes", "--appendfsync", &settings.appendfsync])
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            &settings.appendfsync,
+        ])
         .args(["--maxmemory-policy", "noeviction", "--save", ""])
         .arg("--dir")
         .arg(dir)
@@ -162,23 +172,21 @@ impl ManagedRedisServer {
     pub async fn stop(self) {
         let _ = self.stopping.send(true);
         self.supervisor.abort();
-        if let Ok(client) = redis::Client::open(self.url()) {
-            if let Ok(Ok(mut conn)) = tokio::time::timeout(
+        if let Ok(client) = redis::Client::open(self.url())
+            && let Ok(Ok(mut conn)) = tokio::time::timeout(
                 Duration::from_secs(1),
                 client.get_multiplexed_async_connection(),
             )
             .await
-            {
-                let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query_async(&mut conn).await;
-            }
+        {
+            let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query_async(&mut conn).await;
         }
-        if let Some(mut child) = self.child.lock().await.take() {
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        if let Some(mut child) = self.child.lock().await.take()
+            && tokio::time::timeout(Duration::from_secs(10), child.wait())
                 .await
                 .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        {
+            let _ = child.kill().await;
         }
         tracing::info!("managed redis-server stopped");
     }
@@ -205,7 +213,10 @@ async fn supervise(
         if !exited {
             continue;
         }
-        tracing::error!(port = settings.port, "managed redis-server stopped unexpectedly; restarting");
+        tracing::error!(
+            port = settings.port,
+            "managed redis-server stopped unexpectedly; restarting"
+        );
         match spawn(&settings) {
             Ok(mut c) => match wait_ready(&settings, &mut c).await {
                 Ok(()) => *guard = Some(c),

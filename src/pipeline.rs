@@ -155,7 +155,7 @@ impl Gateway {
                         "content type {} is not accepted: Twilio posts application/x-www-form-urlencoded (or application/json from Event Streams)",
                         other.unwrap_or("(none)")
                     ),
-                ))
+                ));
             }
         };
         let tenant = self.twilio_tenant(req, form.as_deref())?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -167,7 +167,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
-    let response = match segments.as_slice() {
+    match segments.as_slice() {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
         ["readyz"] if method == Method::GET => match app.gateway.store.ping().await {
             Ok(()) => respond(Answer::text(200, "ready\n")),
@@ -209,8 +209,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         _ => respond(Answer::from_error(&Error::not_found(format!(
             "no route {path}"
         )))),
-    };
-    response
+    }
 }
 
 async fn webhook(
@@ -242,9 +241,17 @@ async fn webhook(
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| {
-        v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-    });
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let request = WebhookRequest {
         provider: provider.to_string(),
         tenant,

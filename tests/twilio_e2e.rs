@@ -17,7 +17,16 @@ fn write_config(dir: &tempfile::TempDir, redis: &RedisServer) -> String {
 }
 
 fn check(config: &str, channel: &str, address: &str) -> (i32, Value) {
-    let (code, stdout, stderr) = dndgate(&["check", "--config", config, "--tenant", "acme", "--channel", channel, address]);
+    let (code, stdout, stderr) = dndgate(&[
+        "check",
+        "--config",
+        config,
+        "--tenant",
+        "acme",
+        "--channel",
+        channel,
+        address,
+    ]);
     let json = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {stdout:?} {stderr:?}"));
     (code, json)
@@ -37,7 +46,9 @@ async fn stop_blocks_start_clears_and_a_retried_stop_is_applied_once() {
     let gw = TestGateway::start(&config_text(&redis.url())).await;
 
     let stop = inbound_sms("SM11111111111111111111111111111111", STOPPER, "Stop.");
-    let r = gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop).await;
+    let r = gw
+        .twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("text/xml"));
     assert_eq!(r.body, dndgate::pipeline::EMPTY_TWIML);
@@ -52,12 +63,19 @@ async fn stop_blocks_start_clears_and_a_retried_stop_is_applied_once() {
     assert_eq!(check(&config, "whatsapp", STOPPER).0, 0);
 
     // Twilio retries the same STOP: one audit entry.
-    let r = gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop).await;
+    let r = gw
+        .twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(audit_entries(&redis, STOPPER), 1);
 
     let start = inbound_sms("SM22222222222222222222222222222222", STOPPER, "START");
-    assert_eq!(gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &start).await.status, 200);
+    assert_eq!(
+        gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &start)
+            .await
+            .status,
+        200
+    );
     let (code, json) = check(&config, "sms", STOPPER);
     assert_eq!(code, 0, "allowed exits 0: {json}");
     assert_eq!(json["blocked"], false);
@@ -73,9 +91,27 @@ async fn error_codes_give_temporary_permanent_or_nothing() {
     let gw = TestGateway::start(&config_text(&redis.url())).await;
 
     let cases = [
-        ("SM30003000000000000000000000000000", "+15550000001", "30003", 1, Some("temporary")),
-        ("SM30004000000000000000000000000000", "+15550000002", "30004", 1, Some("permanent")),
-        ("SM30007000000000000000000000000000", "+15550000003", "30007", 0, None),
+        (
+            "SM30003000000000000000000000000000",
+            "+15550000001",
+            "30003",
+            1,
+            Some("temporary"),
+        ),
+        (
+            "SM30004000000000000000000000000000",
+            "+15550000002",
+            "30004",
+            1,
+            Some("permanent"),
+        ),
+        (
+            "SM30007000000000000000000000000000",
+            "+15550000003",
+            "30007",
+            0,
+            None,
+        ),
     ];
     for (sid, to, code, want_exit, want_state) in cases {
         let before = redis.snapshot();
@@ -88,13 +124,20 @@ async fn error_codes_give_temporary_permanent_or_nothing() {
         if want_state.is_some() {
             assert_eq!(json["record"]["reason"], format!("twilio:{code}"));
         } else {
-            assert_eq!(redis.snapshot(), before, "a sender-side code writes nothing");
+            assert_eq!(
+                redis.snapshot(),
+                before,
+                "a sender-side code writes nothing"
+            );
         }
     }
     // The temporary record carries its expiry: 72 hours by default.
     let (_, json) = check(&config, "sms", "+15550000001");
     let r = &json["record"];
-    assert_eq!(r["expires_ms"].as_i64().unwrap() - r["event_ms"].as_i64().unwrap(), 72 * 3_600_000);
+    assert_eq!(
+        r["expires_ms"].as_i64().unwrap() - r["event_ms"].as_i64().unwrap(),
+        72 * 3_600_000
+    );
     gw.stop().await;
 }
 
@@ -102,16 +145,29 @@ async fn error_codes_give_temporary_permanent_or_nothing() {
 async fn whatsapp_through_twilio_and_the_shared_url() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&config_text(&redis.url())).await;
-    let mut p = inbound_sms("SM33333333333333333333333333333333", "whatsapp:+1 (415) 523-8886", "stop");
+    let mut p = inbound_sms(
+        "SM33333333333333333333333333333333",
+        "whatsapp:+1 (415) 523-8886",
+        "stop",
+    );
     p.push(("ProfileName", "Alice"));
     p.push(("WaId", "14155238886"));
     // Posted to the shared URL: the tenant comes from AccountSid.
     let r = gw.twilio("/webhooks/twilio", TWILIO_TOKEN, &p).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let lookup = Lookup::connect(&redis.url()).unwrap();
-    let v = lookup.check("acme", Channel::Whatsapp, "+14155238886").await.unwrap();
+    let v = lookup
+        .check("acme", Channel::Whatsapp, "+14155238886")
+        .await
+        .unwrap();
     assert!(v.blocked);
-    assert!(!lookup.check("acme", Channel::Sms, "+14155238886").await.unwrap().blocked);
+    assert!(
+        !lookup
+            .check("acme", Channel::Sms, "+14155238886")
+            .await
+            .unwrap()
+            .blocked
+    );
     gw.stop().await;
 }
 
@@ -120,56 +176,133 @@ async fn http_lookup_batch_and_tenant_isolation() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&config_text(&redis.url())).await;
     let stop = inbound_sms("SM44444444444444444444444444444444", STOPPER, "UNSUBSCRIBE");
-    assert_eq!(gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop).await.status, 200);
-    let fail = status_callback("SM55555555555555555555555555555555", "+15550000009", "failed", Some("30005"));
-    assert_eq!(gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &fail).await.status, 200);
+    assert_eq!(
+        gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop)
+            .await
+            .status,
+        200
+    );
+    let fail = status_callback(
+        "SM55555555555555555555555555555555",
+        "+15550000009",
+        "failed",
+        Some("30005"),
+    );
+    assert_eq!(
+        gw.twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &fail)
+            .await
+            .status,
+        200
+    );
 
     let auth = format!("Bearer {API_TOKEN}");
-    let r = http(gw.addr, "GET", "/v1/tenants/acme/dnd/sms/%2B15558675310", &[("Authorization", &auth)], b"").await;
+    let r = http(
+        gw.addr,
+        "GET",
+        "/v1/tenants/acme/dnd/sms/%2B15558675310",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let json: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(json["blocked"], true);
     assert_eq!(json["record"]["reason"], "keyword:UNSUBSCRIBE");
 
     // Another tenant's token, no token, a wrong one: refused, one line each.
-    for header in [format!("Bearer {GLOBEX_API_TOKEN}"), String::new(), "Bearer nope".into()] {
-        let headers: Vec<(&str, &str)> = if header.is_empty() { vec![] } else { vec![("Authorization", &header)] };
-        let r = http(gw.addr, "GET", "/v1/tenants/acme/dnd/sms/%2B15558675310", &headers, b"").await;
+    for header in [
+        format!("Bearer {GLOBEX_API_TOKEN}"),
+        String::new(),
+        "Bearer nope".into(),
+    ] {
+        let headers: Vec<(&str, &str)> = if header.is_empty() {
+            vec![]
+        } else {
+            vec![("Authorization", &header)]
+        };
+        let r = http(
+            gw.addr,
+            "GET",
+            "/v1/tenants/acme/dnd/sms/%2B15558675310",
+            &headers,
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 401, "{header}: {}", r.body);
         let json: Value = serde_json::from_str(&r.body).unwrap();
         assert!(!json["error"].as_str().unwrap().contains('\n'));
     }
     // globex sees nothing of acme's records.
-    let r = http(gw.addr, "GET", "/v1/tenants/globex/dnd/sms/+15558675310", &[("Authorization", &format!("Bearer {GLOBEX_API_TOKEN}"))], b"").await;
+    let r = http(
+        gw.addr,
+        "GET",
+        "/v1/tenants/globex/dnd/sms/+15558675310",
+        &[("Authorization", &format!("Bearer {GLOBEX_API_TOKEN}"))],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(serde_json::from_str::<Value>(&r.body).unwrap()["blocked"], false);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap()["blocked"],
+        false
+    );
 
     // A batch of 10,000 with the two blocked numbers and one unreadable address in it.
-    let mut addresses: Vec<String> = (0..9_997).map(|i| format!("+1555{:07}", 1_000_000 + i)).collect();
+    let mut addresses: Vec<String> = (0..9_997)
+        .map(|i| format!("+1555{:07}", 1_000_000 + i))
+        .collect();
     addresses.push(STOPPER.into());
     addresses.push("+1 555 000 0009".into());
     addresses.push("not a number".into());
     let body = serde_json::json!({ "channel": "sms", "addresses": addresses }).to_string();
-    let r = http(gw.addr, "POST", "/v1/tenants/acme/dnd/check", &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes()).await;
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/dnd/check",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let json: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(json["checked"], 10_000);
-    let blocked: Vec<&str> = json["blocked"].as_array().unwrap().iter().map(|b| b["address"].as_str().unwrap()).collect();
+    let blocked: Vec<&str> = json["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["address"].as_str().unwrap())
+        .collect();
     assert_eq!(blocked, [STOPPER, "+1 555 000 0009"]);
     assert_eq!(json["blocked"][1]["state"], "temporary");
     assert_eq!(json["invalid"][0]["address"], "not a number");
 
     // The same through the Rust API.
     let lookup = Lookup::connect(&redis.url()).unwrap();
-    let items = lookup.check_many("acme", Channel::Sms, &addresses).await.unwrap();
-    let blocked = items.iter().filter(|i| matches!(i, Ok(v) if v.blocked)).count();
+    let items = lookup
+        .check_many("acme", Channel::Sms, &addresses)
+        .await
+        .unwrap();
+    let blocked = items
+        .iter()
+        .filter(|i| matches!(i, Ok(v) if v.blocked))
+        .count();
     assert_eq!((items.len(), blocked), (10_000, 2));
     assert!(items[9_999].is_err());
 
     // Over the limit: refused.
     addresses.push("+15550000000".into());
     let body = serde_json::json!({ "channel": "sms", "addresses": addresses }).to_string();
-    let r = http(gw.addr, "POST", "/v1/tenants/acme/dnd/check", &[("Authorization", &auth)], body.as_bytes()).await;
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/dnd/check",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
     gw.stop().await;
 }
@@ -179,9 +312,20 @@ async fn a_rotated_token_still_verifies() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&config_text(&redis.url())).await;
     let p = inbound_sms("SM66666666666666666666666666666666", "+15550000010", "STOP");
-    assert_eq!(gw.twilio("/webhooks/twilio/acme", OLD_TWILIO_TOKEN, &p).await.status, 200);
+    assert_eq!(
+        gw.twilio("/webhooks/twilio/acme", OLD_TWILIO_TOKEN, &p)
+            .await
+            .status,
+        200
+    );
     let lookup = Lookup::connect(&redis.url()).unwrap();
-    assert!(lookup.check("acme", Channel::Sms, "+15550000010").await.unwrap().blocked);
+    assert!(
+        lookup
+            .check("acme", Channel::Sms, "+15550000010")
+            .await
+            .unwrap()
+            .blocked
+    );
     gw.stop().await;
 }
 
@@ -196,30 +340,131 @@ async fn bad_input_gets_its_status_and_one_line_and_changes_nothing() {
     let tampered = body.replace("STOP", "STOP+");
     let bad_from = inbound_sms("SM88888888888888888888888888888888", "4155551234", "STOP");
     let bad_from_sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &bad_from);
-    let other_tenant_sig = twilio_signature("globex-twilio-token", &format!("{PUBLIC_URL}{path}"), &stop);
+    let other_tenant_sig =
+        twilio_signature("globex-twilio-token", &format!("{PUBLIC_URL}{path}"), &stop);
     let big = vec![b'a'; 1024 * 1024 + 1];
     let form_ct = ("Content-Type", "application/x-www-form-urlencoded");
-    let cases: Vec<(&str, &str, &str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
-        ("unsigned", "POST", path, vec![form_ct], body.clone().into_bytes(), 401),
-        ("wrong signature", "POST", path, vec![form_ct, ("X-Twilio-Signature", "WRONG_SIGNATURE")], body.clone().into_bytes(), 401),
-        ("tampered body", "POST", path, vec![form_ct, ("X-Twilio-Signature", &good_sig)], tampered.into_bytes(), 401),
-        ("another tenant's token", "POST", path, vec![form_ct, ("X-Twilio-Signature", &other_tenant_sig)], body.clone().into_bytes(), 401),
-        ("oversized", "POST", path, vec![form_ct, ("X-Twilio-Signature", &good_sig)], big, 413),
-        ("wrong content type", "POST", path, vec![("Content-Type", "application/xml"), ("X-Twilio-Signature", &good_sig)], body.clone().into_bytes(), 415),
-        ("no content type", "POST", path, vec![("X-Twilio-Signature", &good_sig)], body.clone().into_bytes(), 415),
-        ("malformed form", "POST", path, vec![form_ct, ("X-Twilio-Signature", &good_sig)], b"Body=%ZZ&From=%2".to_vec(), 400),
-        ("unknown tenant", "POST", "/webhooks/twilio/initech", vec![form_ct, ("X-Twilio-Signature", &good_sig)], body.clone().into_bytes(), 404),
-        ("unknown provider", "POST", "/webhooks/carrierpigeon/acme", vec![form_ct], body.clone().into_bytes(), 404),
+    // name, method, path, headers, body, expected status
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "unsigned",
+            "POST",
+            path,
+            vec![form_ct],
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "wrong signature",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", "WRONG_SIGNATURE")],
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "tampered body",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", &good_sig)],
+            tampered.into_bytes(),
+            401,
+        ),
+        (
+            "another tenant's token",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", &other_tenant_sig)],
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "oversized",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", &good_sig)],
+            big,
+            413,
+        ),
+        (
+            "wrong content type",
+            "POST",
+            path,
+            vec![
+                ("Content-Type", "application/xml"),
+                ("X-Twilio-Signature", &good_sig),
+            ],
+            body.clone().into_bytes(),
+            415,
+        ),
+        (
+            "no content type",
+            "POST",
+            path,
+            vec![("X-Twilio-Signature", &good_sig)],
+            body.clone().into_bytes(),
+            415,
+        ),
+        (
+            "malformed form",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", &good_sig)],
+            b"Body=%ZZ&From=%2".to_vec(),
+            400,
+        ),
+        (
+            "unknown tenant",
+            "POST",
+            "/webhooks/twilio/initech",
+            vec![form_ct, ("X-Twilio-Signature", &good_sig)],
+            body.clone().into_bytes(),
+            404,
+        ),
+        (
+            "unknown provider",
+            "POST",
+            "/webhooks/carrierpigeon/acme",
+            vec![form_ct],
+            body.clone().into_bytes(),
+            404,
+        ),
         ("wrong method", "GET", path, vec![], vec![], 405),
-        ("unnormalisable number", "POST", path, vec![form_ct, ("X-Twilio-Signature", &bad_from_sig)], form(&bad_from).into_bytes(), 400),
-        ("unknown route", "POST", "/webhook/twilio/acme", vec![form_ct], body.clone().into_bytes(), 404),
+        (
+            "unnormalisable number",
+            "POST",
+            path,
+            vec![form_ct, ("X-Twilio-Signature", &bad_from_sig)],
+            form(&bad_from).into_bytes(),
+            400,
+        ),
+        (
+            "unknown route",
+            "POST",
+            "/webhook/twilio/acme",
+            vec![form_ct],
+            body.clone().into_bytes(),
+            404,
+        ),
     ];
     for (name, method, path, headers, body, status) in cases {
         let before = redis.snapshot();
         let r = http(gw.addr, method, path, &headers, &body).await;
         assert_eq!(r.status, status, "{name}: {}", r.body);
         let line = r.body.trim_end();
-        assert!(!line.is_empty() && !line.contains('\n'), "{name}: one line, got {:?}", r.body);
+        assert!(
+            !line.is_empty() && !line.contains('\n'),
+            "{name}: one line, got {:?}",
+            r.body
+        );
         assert_eq!(redis.snapshot(), before, "{name}: redis must be unchanged");
     }
     // And the good request still works afterwards.
@@ -240,7 +485,14 @@ async fn redis_down_means_503_for_webhooks_and_fail_closed_lookups() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some());
     let auth = format!("Bearer {API_TOKEN}");
-    let r = http(gw.addr, "GET", "/v1/tenants/acme/dnd/sms/+15550000012", &[("Authorization", &auth)], b"").await;
+    let r = http(
+        gw.addr,
+        "GET",
+        "/v1/tenants/acme/dnd/sms/+15550000012",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 503, "{}", r.body);
     let r = http(gw.addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(r.status, 503, "{}", r.body);

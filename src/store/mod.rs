@@ -500,10 +500,10 @@ fn parse_applied(reply: Value, scopes: &[Scope]) -> Result<Applied, StoreError> 
     let Value::Array(items) = reply else {
         return Err(bad("not an array"));
     };
-    if let [Value::BulkString(b)] = items.as_slice() {
-        if b.as_slice() == b"duplicate" {
-            return Ok(Applied::Duplicate);
-        }
+    if let [Value::BulkString(b)] = items.as_slice()
+        && b.as_slice() == b"duplicate"
+    {
+        return Ok(Applied::Duplicate);
     }
     if items.len() != scopes.len() {
         return Err(bad("one result per scope expected"));
