@@ -133,9 +133,12 @@ impl ManagedRedisServer {
     /// Start the server (or adopt one a previous run of dndgate left running on the
     /// same port and data directory, e.g. after the gateway was killed) and supervise
     /// it.
-    pub async fn start(settings: ManagedRedis) -> Result<ManagedRedisServer, ManagedError> {
-        std::fs::create_dir_all(&settings.dir)
-            .map_err(|e| ManagedError::DataDir(settings.dir.display().to_string(), e))?;
+    pub async fn start(mut settings: ManagedRedis) -> Result<ManagedRedisServer, ManagedError> {
+        let data_dir_error = |e| ManagedError::DataDir(settings.dir.display().to_string(), e);
+        std::fs::create_dir_all(&settings.dir).map_err(data_dir_error)?;
+        // redis-server changes into --dir before it opens --logfile: absolute paths keep
+        // both where we mean them.
+        settings.dir = std::fs::canonicalize(&settings.dir).map_err(data_dir_error)?;
         let child = match running_dir(settings.port).await {
             Some(Ok(dir)) if same_dir(&dir, &settings.dir) => {
                 tracing::warn!(
