@@ -115,6 +115,8 @@ pub struct Report {
     pub changed: usize,
     /// Events that had been applied before.
     pub duplicates: usize,
+    /// Events of a batch that could not be read, one line each.
+    pub rejected: Vec<String>,
 }
 
 impl Gateway {
@@ -181,6 +183,18 @@ impl Gateway {
             let decision = classify::classify(event, &tenant.keywords, &self.config.twilio_codes);
             self.apply(tenant, event, &decision, received_ms, report)
                 .await?;
+        }
+        if !normalised.rejected.is_empty() {
+            report.rejected = normalised.rejected.clone();
+            return Ok(Answer::text(
+                200,
+                format!(
+                    "applied {} event(s); refused {}: {}\n",
+                    normalised.events.len(),
+                    normalised.rejected.len(),
+                    normalised.rejected.join("; ")
+                ),
+            ));
         }
         Ok(match normalised.kind {
             CallbackKind::Inbound => Answer {
@@ -253,7 +267,9 @@ impl Gateway {
                 reason: &decision.reason,
                 provider: event.provider,
                 event_id: &event.event_id,
-                event_ms: event.event_time_ms,
+                // A provider clock ahead of ours must not make a record look newer
+                // than events that really came after it.
+                event_ms: event.event_time_ms.min(received_ms),
                 received_ms,
                 now_ms: received_ms,
                 temporary_ttl: tenant.temporary_ttl,

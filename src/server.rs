@@ -273,8 +273,12 @@ async fn webhook(
             events = report.events,
             changed = report.changed,
             duplicates = report.duplicates,
+            rejected = report.rejected.len(),
             "webhook accepted"
         );
+        for why in &report.rejected {
+            tracing::warn!(provider, why = why.as_str(), "event in a batch refused");
+        }
     } else {
         tracing::warn!(
             provider,

@@ -95,6 +95,10 @@ pub struct Normalised {
     pub kind: CallbackKind,
     /// What it taught us.
     pub events: Vec<ChannelEvent>,
+    /// Events of a batch that could not be read, one line each (`event 3: ...`). The
+    /// rest of the batch is still applied: refusing the whole batch would lose the good
+    /// events, since a provider does not retry a 4xx.
+    pub rejected: Vec<String>,
 }
 
 impl Normalised {
@@ -102,6 +106,7 @@ impl Normalised {
         Normalised {
             kind: CallbackKind::Status,
             events: Vec::new(),
+            rejected: Vec::new(),
         }
     }
 }
@@ -144,6 +149,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         return Ok(Normalised {
             kind: CallbackKind::Inbound,
             events: vec![event],
+            rejected: Vec::new(),
         });
     }
 
@@ -174,6 +180,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
     Ok(Normalised {
         kind: CallbackKind::Status,
         events: vec![event],
+        rejected: Vec::new(),
     })
 }
 
@@ -272,16 +279,18 @@ pub fn normalise_event_streams(body: &[u8], received_ms: i64) -> Result<Normalis
         }
     };
     let mut events = Vec::new();
+    let mut rejected = Vec::new();
     for (index, cloud_event) in cloud_events.iter().enumerate() {
-        if let Some(event) = event_streams_event(cloud_event, received_ms)
-            .map_err(|why| Error::bad_request(format!("Event Streams event {index}: {why}")))?
-        {
-            events.push(event);
+        match event_streams_event(cloud_event, received_ms) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err(why) => rejected.push(format!("event {index}: {why}")),
         }
     }
     Ok(Normalised {
         kind: CallbackKind::Status,
         events,
+        rejected,
     })
 }
 
@@ -663,7 +672,16 @@ mod tests {
             let got = normalise(&params, NOW);
             match want {
                 Ok((kind, events)) => {
-                    assert_eq!(got, Ok(Normalised { kind, events }), "{name}");
+                    let rejected = Vec::new();
+                    assert_eq!(
+                        got,
+                        Ok(Normalised {
+                            kind,
+                            events,
+                            rejected
+                        }),
+                        "{name}"
+                    );
                 }
                 Err(fragment) => {
                     let err = got.expect_err(name);
@@ -786,22 +804,29 @@ mod tests {
 
     #[test]
     fn event_streams_refusals() {
-        for (body, fragment) in [
-            (&b"not json"[..], "not JSON"),
-            (b"42", "neither an array"),
-            (br#"[{"data":{}}]"#, "has no type"),
-            (
-                br#"[{"type":"com.twilio.messaging.message.failed","data":{"to":"+12345678901"}}]"#,
-                "no data.messageSid",
-            ),
-            (
-                br#"[{"type":"com.twilio.messaging.inbound-message.received","data":{"messageSid":"SM1","from":"12"}}]"#,
-                "data.from is not a valid sms address",
-            ),
-        ] {
+        for (body, fragment) in [(&b"not json"[..], "not JSON"), (b"42", "neither an array")] {
             let err = normalise_event_streams(body, NOW).unwrap_err();
             assert_eq!(err.kind, Kind::BadRequest);
             assert!(err.message.contains(fragment), "{}", err.message);
+        }
+        // A bad event in a batch is reported; the good ones around it are kept.
+        for (bad, fragment) in [
+            (r#"{"data":{}}"#, "event 1: it has no type"),
+            (
+                r#"{"type":"com.twilio.messaging.message.failed","data":{"to":"+12345678901"}}"#,
+                "event 1: com.twilio.messaging.message.failed has no data.messageSid",
+            ),
+            (
+                r#"{"type":"com.twilio.messaging.inbound-message.received","data":{"messageSid":"SM1","from":"12"}}"#,
+                "data.from is not a valid sms address",
+            ),
+        ] {
+            let good = r#"{"type":"com.twilio.messaging.message.sent","data":{"messageSid":"SM9","to":"+12345678901"}}"#;
+            let body = format!("[{good},{bad},{good}]");
+            let got = normalise_event_streams(body.as_bytes(), NOW).unwrap();
+            assert_eq!(got.events.len(), 2, "{bad}");
+            assert_eq!(got.rejected.len(), 1, "{bad}");
+            assert!(got.rejected[0].contains(fragment), "{}", got.rejected[0]);
         }
         let single = br#"{"type":"com.twilio.messaging.message.sent","data":{"messageSid":"SM1","to":"+12345678901"}}"#;
         assert_eq!(

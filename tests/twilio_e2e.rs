@@ -501,3 +501,38 @@ async fn redis_down_means_503_for_webhooks_and_fail_closed_lookups() {
     assert!(json["error"].as_str().unwrap().contains("redis"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() {
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let body = r#"[
+ {"specversion":"1.0","type":"com.twilio.messaging.inbound-message.received","source":"/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages/SMaa.json","id":"EZ1","datacontenttype":"application/json","time":"2026-11-27T10:00:00.000Z",
+  "data":{"messageSid":"SMaa000000000000000000000000000000","from":"+15550000020","to":"+15017122661","body":"arrêt","timestamp":"2026-11-27T10:00:00.000Z","accountSid":"AC00000000000000000000000000000000"}},
+ {"specversion":"1.0","type":"com.twilio.messaging.message.undelivered","id":"EZ2",
+  "data":{"messageSid":"SMbb000000000000000000000000000000","to":"+15550000021","from":"+15017122661","messageStatus":"UNDELIVERED","errorCode":30003,"timestamp":"2026-11-27T10:00:01.000Z"}},
+ {"specversion":"1.0","type":"com.twilio.messaging.message.failed","id":"EZ3","data":{"to":"+15550000022"}}
+]"#;
+    let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let path = format!("/webhooks/twilio/acme?bodySHA256={hash}");
+    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &[]);
+    let headers = [("Content-Type", "application/json"), ("X-Twilio-Signature", sig.as_str())];
+    // The same signature over a different body: refused, nothing written.
+    let r = http(gw.addr, "POST", &path, &headers, body.replace("arrêt", "hello").as_bytes()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(redis.snapshot(), Vec::<String>::new());
+
+    let r = http(gw.addr, "POST", &path, &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("refused 1: event 2"), "{}", r.body);
+    let lookup = Lookup::connect(&redis.url()).unwrap();
+    let v = lookup.check("acme", Channel::Sms, "+15550000020").await.unwrap();
+    assert!(v.blocked, "ARRÊT is an opt-out");
+    let r = v.record.unwrap();
+    assert_eq!(r.reason, "keyword:ARRET");
+    assert_eq!(r.event_ms, 1_795_773_600_000, "the event's own time, not receipt");
+    let v = lookup.check("acme", Channel::Sms, "+15550000021").await.unwrap();
+    assert_eq!(v.record.map(|r| r.reason), Some("twilio:30003".to_string()));
+    gw.stop().await;
+}
