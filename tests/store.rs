@@ -35,6 +35,15 @@ struct Ev<'a> {
     at: i64,
 }
 
+fn ev<'a>(action: StoreAction, reason: &'a str, id: &'a str, at: i64) -> Ev<'a> {
+    Ev {
+        action,
+        reason,
+        id,
+        at,
+    }
+}
+
 async fn apply(store: &Store, address: &Address, ev: Ev<'_>) -> Applied {
     store
         .apply(&Change {
@@ -71,19 +80,9 @@ async fn stop_then_older_start_is_superseded_and_audited() {
     let store = store(&redis);
     let a = sms("+15558675310");
     let t = 1_764_000_000_000;
-    let stop = Ev {
-        action: StoreAction::BlockPermanent,
-        reason: "keyword:STOP",
-        id: "SM1",
-        at: t,
-    };
+    let stop = ev(StoreAction::BlockPermanent, "keyword:STOP", "SM1", t);
     assert_eq!(outcome(&apply(&store, &a, stop).await), Outcome::Applied);
-    let late_start = Ev {
-        action: StoreAction::Unblock,
-        reason: "keyword:START",
-        id: "SM0",
-        at: t - 1000,
-    };
+    let late_start = ev(StoreAction::Unblock, "keyword:START", "SM0", t - 1000);
     assert_eq!(
         outcome(&apply(&store, &a, late_start).await),
         Outcome::Superseded
@@ -107,12 +106,7 @@ async fn stop_then_older_start_is_superseded_and_audited() {
     assert_eq!(outcomes, ["applied", "superseded"]);
 
     // A newer START lifts it, and the lookup says so.
-    let start = Ev {
-        action: StoreAction::Unblock,
-        reason: "keyword:START",
-        id: "SM2",
-        at: t + 1000,
-    };
+    let start = ev(StoreAction::Unblock, "keyword:START", "SM2", t + 1000);
     assert_eq!(outcome(&apply(&store, &a, start).await), Outcome::Applied);
     let v = store
         .lookup("acme", Channel::Sms, &a, t + 2000)
@@ -121,12 +115,7 @@ async fn stop_then_older_start_is_superseded_and_audited() {
     assert!(!v.blocked);
     assert_eq!(v.record.unwrap().state, State::Cleared);
     // ...and a STOP older than that START, arriving late, does not block again.
-    let late_stop = Ev {
-        action: StoreAction::BlockPermanent,
-        reason: "keyword:STOP",
-        id: "SM1b",
-        at: t + 500,
-    };
+    let late_stop = ev(StoreAction::BlockPermanent, "keyword:STOP", "SM1b", t + 500);
     assert_eq!(
         outcome(&apply(&store, &a, late_stop).await),
         Outcome::Superseded
@@ -150,24 +139,14 @@ async fn the_same_event_twice_is_applied_once() {
         apply(
             &store,
             &a,
-            Ev {
-                action: StoreAction::BlockPermanent,
-                reason: "keyword:STOP",
-                id: "SMdup",
-                at: t,
-            },
+            ev(StoreAction::BlockPermanent, "keyword:STOP", "SMdup", t),
         )
         .await;
     }
     let again = apply(
         &store,
         &a,
-        Ev {
-            action: StoreAction::BlockPermanent,
-            reason: "keyword:STOP",
-            id: "SMdup",
-            at: t + 5,
-        },
+        ev(StoreAction::BlockPermanent, "keyword:STOP", "SMdup", t + 5),
     )
     .await;
     assert_eq!(again, Applied::Duplicate);
@@ -183,12 +162,12 @@ async fn temporary_records_expire_by_themselves_and_never_downgrade_permanent() 
     let store = store(&redis);
     let a = sms("+15558675311");
     let t = 1_764_000_000_000;
-    let temp = Ev {
-        action: StoreAction::BlockTemporary,
-        reason: "twilio:30003",
-        id: "SMa:undelivered",
-        at: t,
-    };
+    let temp = ev(
+        StoreAction::BlockTemporary,
+        "twilio:30003",
+        "SMa:undelivered",
+        t,
+    );
     assert_eq!(outcome(&apply(&store, &a, temp).await), Outcome::Applied);
     let v = store
         .lookup("acme", Channel::Sms, &a, t + HOUR_MS)
@@ -213,20 +192,10 @@ async fn temporary_records_expire_by_themselves_and_never_downgrade_permanent() 
     apply(
         &store,
         &b,
-        Ev {
-            action: StoreAction::BlockTemporary,
-            reason: "twilio:30005",
-            id: "SMb:failed",
-            at: t,
-        },
+        ev(StoreAction::BlockTemporary, "twilio:30005", "SMb:failed", t),
     )
     .await;
-    let inbound = Ev {
-        action: StoreAction::Reachable,
-        reason: "inbound",
-        id: "SMb2",
-        at: t + 10,
-    };
+    let inbound = ev(StoreAction::Reachable, "inbound", "SMb2", t + 10);
     assert_eq!(outcome(&apply(&store, &b, inbound).await), Outcome::Applied);
     assert!(
         !store
@@ -241,27 +210,22 @@ async fn temporary_records_expire_by_themselves_and_never_downgrade_permanent() 
     apply(
         &store,
         &c,
-        Ev {
-            action: StoreAction::BlockPermanent,
-            reason: "twilio:30004",
-            id: "SMc:undelivered",
-            at: t,
-        },
+        ev(
+            StoreAction::BlockPermanent,
+            "twilio:30004",
+            "SMc:undelivered",
+            t,
+        ),
     )
     .await;
-    let inbound = Ev {
-        action: StoreAction::Reachable,
-        reason: "inbound",
-        id: "SMc2",
-        at: t + 10,
-    };
+    let inbound = ev(StoreAction::Reachable, "inbound", "SMc2", t + 10);
     assert_eq!(outcome(&apply(&store, &c, inbound).await), Outcome::Noop);
-    let temp = Ev {
-        action: StoreAction::BlockTemporary,
-        reason: "twilio:30003",
-        id: "SMc3:undelivered",
-        at: t + 20,
-    };
+    let temp = ev(
+        StoreAction::BlockTemporary,
+        "twilio:30003",
+        "SMc3:undelivered",
+        t + 20,
+    );
     assert_eq!(
         outcome(&apply(&store, &c, temp).await),
         Outcome::KeptPermanent
@@ -279,12 +243,7 @@ async fn noop_events_leave_nothing_behind() {
     let redis = RedisServer::start();
     let store = store(&redis);
     let a = sms("+15558675314");
-    let inbound = Ev {
-        action: StoreAction::Reachable,
-        reason: "inbound",
-        id: "SMx",
-        at: 1,
-    };
+    let inbound = ev(StoreAction::Reachable, "inbound", "SMx", 1);
     assert_eq!(outcome(&apply(&store, &a, inbound).await), Outcome::Noop);
     assert_eq!(redis.snapshot(), Vec::<String>::new());
 }
@@ -300,12 +259,7 @@ async fn batch_lookup_of_ten_thousand() {
         apply(
             &store,
             a,
-            Ev {
-                action: StoreAction::BlockPermanent,
-                reason: "keyword:STOP",
-                id: &id,
-                at: t,
-            },
+            ev(StoreAction::BlockPermanent, "keyword:STOP", &id, t),
         )
         .await;
     }

@@ -517,9 +517,19 @@ async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() 
     let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
     let path = format!("/webhooks/twilio/acme?bodySHA256={hash}");
     let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &[]);
-    let headers = [("Content-Type", "application/json"), ("X-Twilio-Signature", sig.as_str())];
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Twilio-Signature", sig.as_str()),
+    ];
     // The same signature over a different body: refused, nothing written.
-    let r = http(gw.addr, "POST", &path, &headers, body.replace("arrêt", "hello").as_bytes()).await;
+    let r = http(
+        gw.addr,
+        "POST",
+        &path,
+        &headers,
+        body.replace("arrêt", "hello").as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(redis.snapshot(), Vec::<String>::new());
 
@@ -527,12 +537,21 @@ async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() 
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("refused 1: event 2"), "{}", r.body);
     let lookup = Lookup::connect(&redis.url()).unwrap();
-    let v = lookup.check("acme", Channel::Sms, "+15550000020").await.unwrap();
+    let v = lookup
+        .check("acme", Channel::Sms, "+15550000020")
+        .await
+        .unwrap();
     assert!(v.blocked, "ARRÊT is an opt-out");
     let r = v.record.unwrap();
     assert_eq!(r.reason, "keyword:ARRET");
-    assert_eq!(r.event_ms, 1_795_773_600_000, "the event's own time, not receipt");
-    let v = lookup.check("acme", Channel::Sms, "+15550000021").await.unwrap();
+    assert_eq!(
+        r.event_ms, 1_795_773_600_000,
+        "the event's own time, not receipt"
+    );
+    let v = lookup
+        .check("acme", Channel::Sms, "+15550000021")
+        .await
+        .unwrap();
     assert_eq!(v.record.map(|r| r.reason), Some("twilio:30003".to_string()));
     gw.stop().await;
 }
