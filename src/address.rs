@@ -69,6 +69,31 @@ impl Address {
         }
     }
 
+    /// Normalise `raw` without knowing its channel: a phone number (`+`, `00`, or a
+    /// `whatsapp:`/`sms:`/`tel:` prefix), an email address (has `@`), a business-scoped
+    /// WhatsApp id, or a page-scoped id (`PAGE_ID:USER_ID`). For routes and files that
+    /// name an address with no channel (history, contacts, plain address lists).
+    pub fn parse_any(raw: &str) -> Result<Address, AddressError> {
+        let t = raw.trim();
+        if t.contains('@') {
+            Address::parse(Channel::Email, t)
+        } else if is_business_scoped_id(strip_prefix_ci(t, "whatsapp:").unwrap_or(t).trim()) {
+            Address::parse(Channel::Whatsapp, t)
+        } else if t.contains(':')
+            && t.split_once(':')
+                .is_some_and(|(p, _)| p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            Address::parse(Channel::Messenger, t)
+        } else {
+            Address::parse(Channel::Sms, t)
+        }
+    }
+
+    /// An address read back from the store, which holds only normalised ones.
+    pub(crate) fn from_store(normalised: String) -> Address {
+        Address(normalised)
+    }
+
     /// The normalised text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -200,6 +225,16 @@ mod tests {
             (Messenger, "5678"),
             (Instagram, "abc:123"),
         ];
+        for (raw, want) in [
+            ("whatsapp:+1 (415) 555-1234", "+14155551234"),
+            ("Alice@Example.com", "alice@example.com"),
+            ("1234:5678", "1234:5678"),
+            ("US.ABC123", "US.ABC123"),
+            ("00442079460018", "+442079460018"),
+        ] {
+            assert_eq!(Address::parse_any(raw).unwrap().as_str(), want, "{raw}");
+        }
+        assert!(Address::parse_any("4155551234").is_err());
         for (channel, raw) in bad {
             assert!(
                 Address::parse(*channel, raw).is_err(),

@@ -53,6 +53,13 @@ pub enum Command {
         /// The address (E.164 phone number, email address, PAGE_ID:USER_ID).
         address: String,
     },
+    /// Import existing suppression lists (SendGrid and Twilio CSV exports, a plain
+    /// address list, or a dndgate export) as permanent DND records.
+    Import(crate::bulk::ImportArgs),
+    /// Export a tenant's DND records as CSV.
+    Export(crate::bulk::ExportArgs),
+    /// Read a contacts CSV on stdin and write only the rows that may be sent to.
+    Filter(crate::bulk::FilterArgs),
 }
 
 /// `dndgate config ...`.
@@ -92,6 +99,9 @@ pub fn main() -> ExitCode {
                 channel,
                 address,
             } => check(&config, &tenant, &channel, &address).await,
+            Command::Import(args) => crate::bulk::import_cmd(args).await,
+            Command::Export(args) => crate::bulk::export_cmd(args).await,
+            Command::Filter(args) => crate::bulk::filter_cmd(args).await,
         }
     })
 }
@@ -134,7 +144,7 @@ fn config_check(path: &Path) -> ExitCode {
                     "  tenant {}: {} API token(s); twilio: {twilio}; temporary records last {:?}",
                     t.id,
                     t.api_tokens.len(),
-                    t.temporary_ttl
+                    t.policy.temporary_ttl
                 );
             }
             ExitCode::SUCCESS

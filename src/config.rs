@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::classify::{ErrorTable, KeywordPolicy};
+use crate::event::Channel;
 use crate::secret::Secret;
 
 /// The default limit on a request body (SPEC section 3).
@@ -89,8 +90,46 @@ pub struct Tenant {
     pub twilio: Option<TwilioTenant>,
     /// Keyword lists and switches.
     pub keywords: KeywordPolicy,
+    /// The DND state policy.
+    pub policy: Policy,
+}
+
+/// A tenant's DND state policy (SPEC section 6), each setting with a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
     /// How long a temporary record blocks.
     pub temporary_ttl: Duration,
+    /// Temporary failures within [`Policy::escalate_window`] that make the record
+    /// permanent.
+    pub escalate_after: u32,
+    /// The window in which temporary failures are counted.
+    pub escalate_window: Duration,
+    /// Channels an SMS opt-out (and the opt-in that lifts it) covers besides SMS.
+    pub sms_opt_out_also: Vec<Channel>,
+    /// What an email unsubscribe blocks.
+    pub email_unsubscribe_scope: EmailUnsubscribeScope,
+}
+
+/// What an email unsubscribe (a provider event or our link) blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailUnsubscribeScope {
+    /// Every channel of the contact (an `all` record): the default.
+    All,
+    /// Email only.
+    Email,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            temporary_ttl: DEFAULT_TEMPORARY_TTL,
+            escalate_after: 3,
+            escalate_window: Duration::from_secs(30 * 86400),
+            // A revocation by text covers calls to the number too (FCC 24-24).
+            sms_opt_out_also: vec![Channel::Voice],
+            email_unsubscribe_scope: EmailUnsubscribeScope::All,
+        }
+    }
 }
 
 /// A tenant's Twilio settings.
@@ -158,6 +197,10 @@ struct RawTenant {
     api_tokens: Vec<String>,
     twilio: Option<RawTwilio>,
     temporary_ttl: Option<String>,
+    escalate_after: Option<u32>,
+    escalate_window: Option<String>,
+    sms_opt_out_also: Option<Vec<String>>,
+    email_unsubscribe_scope: Option<String>,
     #[serde(default)]
     phrase_mode: bool,
     #[serde(default)]
@@ -180,6 +223,20 @@ struct RawKeywords {
     opt_out: Option<Vec<String>>,
     opt_in: Option<Vec<String>>,
     help: Option<Vec<String>>,
+    /// Extra lists per language, added to the lists above.
+    #[serde(default)]
+    languages: BTreeMap<String, RawKeywordLists>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeywordLists {
+    #[serde(default)]
+    opt_out: Vec<String>,
+    #[serde(default)]
+    opt_in: Vec<String>,
+    #[serde(default)]
+    help: Vec<String>,
 }
 
 /// Is `id` usable as a tenant id? It appears in URLs and inside Redis hash tags, so
@@ -333,6 +390,7 @@ impl Config {
                 ));
                 continue;
             }
+            let policy = tenant_policy(&id, &t, &mut problems);
             let mut secrets = |field: &str, specs: &[String]| -> Vec<Secret> {
                 specs
                     .iter()
@@ -382,22 +440,6 @@ impl Config {
                 }
                 None => None,
             };
-            let temporary_ttl = match t.temporary_ttl {
-                None => DEFAULT_TEMPORARY_TTL,
-                Some(v) => match parse_duration(&v) {
-                    Ok(d) if d >= Duration::from_secs(60) => d,
-                    Ok(_) => {
-                        problems.push(format!(
-                            "tenants.{id}.temporary_ttl: {v:?} is under a minute"
-                        ));
-                        DEFAULT_TEMPORARY_TTL
-                    }
-                    Err(e) => {
-                        problems.push(format!("tenants.{id}.temporary_ttl: {e}"));
-                        DEFAULT_TEMPORARY_TTL
-                    }
-                },
-            };
             let keywords = match keyword_policy(t.keywords, t.phrase_mode, t.yes_is_opt_in) {
                 Ok(k) => k,
                 Err(e) => {
@@ -412,7 +454,7 @@ impl Config {
                     api_tokens,
                     twilio,
                     keywords,
-                    temporary_ttl,
+                    policy,
                 },
             );
         }
@@ -542,20 +584,96 @@ fn redis_target(
     }
 }
 
+fn tenant_policy(id: &str, t: &RawTenant, problems: &mut Vec<String>) -> Policy {
+    let defaults = Policy::default();
+    let mut duration = |name: &str, value: &Option<String>, default: Duration| match value {
+        None => default,
+        Some(v) => match parse_duration(v) {
+            Ok(d) if d >= Duration::from_secs(60) => d,
+            Ok(_) => {
+                problems.push(format!("tenants.{id}.{name}: {v:?} is under a minute"));
+                default
+            }
+            Err(e) => {
+                problems.push(format!("tenants.{id}.{name}: {e}"));
+                default
+            }
+        },
+    };
+    let temporary_ttl = duration("temporary_ttl", &t.temporary_ttl, defaults.temporary_ttl);
+    let escalate_window = duration(
+        "escalate_window",
+        &t.escalate_window,
+        defaults.escalate_window,
+    );
+    let escalate_after = match t.escalate_after {
+        Some(0) => {
+            problems.push(format!(
+                "tenants.{id}.escalate_after: 0 would make every temporary failure permanent; use 1 or more"
+            ));
+            defaults.escalate_after
+        }
+        Some(n) => n,
+        None => defaults.escalate_after,
+    };
+    let sms_opt_out_also = match &t.sms_opt_out_also {
+        None => defaults.sms_opt_out_also,
+        Some(names) => names
+            .iter()
+            .filter_map(|n| match n.parse::<Channel>() {
+                Ok(Channel::Sms) => None,
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(format!("tenants.{id}.sms_opt_out_also: {e}"));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let email_unsubscribe_scope = match t.email_unsubscribe_scope.as_deref() {
+        None | Some("all") => EmailUnsubscribeScope::All,
+        Some("email") => EmailUnsubscribeScope::Email,
+        Some(other) => {
+            problems.push(format!(
+                "tenants.{id}.email_unsubscribe_scope: {other:?} must be \"all\" or \"email\""
+            ));
+            EmailUnsubscribeScope::All
+        }
+    };
+    Policy {
+        temporary_ttl,
+        escalate_after,
+        escalate_window,
+        sms_opt_out_also,
+        email_unsubscribe_scope,
+    }
+}
+
 fn keyword_policy(
     raw: Option<RawKeywords>,
     phrase_mode: bool,
     yes_is_opt_in: bool,
 ) -> Result<KeywordPolicy, String> {
     let defaults = KeywordPolicy::default();
-    let (opt_out, opt_in, help) = match raw {
+    let (mut opt_out, mut opt_in, mut help) = match raw.as_ref() {
         None => (defaults.opt_out, defaults.opt_in, defaults.help),
         Some(k) => (
-            k.opt_out.unwrap_or(defaults.opt_out),
-            k.opt_in.unwrap_or(defaults.opt_in),
-            k.help.unwrap_or(defaults.help),
+            k.opt_out.clone().unwrap_or(defaults.opt_out),
+            k.opt_in.clone().unwrap_or(defaults.opt_in),
+            k.help.clone().unwrap_or(defaults.help),
         ),
     };
+    for lists in raw.iter().flat_map(|k| k.languages.values()) {
+        opt_out.extend(lists.opt_out.iter().cloned());
+        opt_in.extend(lists.opt_in.iter().cloned());
+        help.extend(lists.help.iter().cloned());
+    }
+    // The same word listed twice in one list (a default and a language list) is
+    // harmless; the same word in two lists is the error KeywordPolicy reports.
+    for list in [&mut opt_out, &mut opt_in, &mut help] {
+        let mut seen = std::collections::BTreeSet::new();
+        list.retain(|w| seen.insert(crate::classify::normalize_text(w)));
+    }
     KeywordPolicy::new(&opt_out, &opt_in, &help, phrase_mode)
         .and_then(|k| k.with_yes_opt_in(yes_is_opt_in))
         .map_err(|e| e.to_string())

@@ -116,6 +116,11 @@ impl FromStr for Scope {
 pub enum Provider {
     /// Twilio Programmable Messaging (SMS, MMS, WhatsApp through Twilio).
     Twilio,
+    /// An operator, through the API or the CLI (not a provider, but a source of
+    /// changes all the same).
+    Operator,
+    /// An import of an existing suppression list.
+    Import,
 }
 
 impl Provider {
@@ -123,6 +128,8 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Twilio => "twilio",
+            Provider::Operator => "operator",
+            Provider::Import => "import",
         }
     }
 }

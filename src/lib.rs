@@ -12,16 +12,21 @@
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
+//! - [`state`]: which records a change reaches (policy, contact linking).
 //! - [`store`]: the Redis layout, the atomic apply script and the lookups; the only
 //!   module that knows the key layout.
 //! - [`lookup`]: the send-time lookup for senders, single and batch; fails closed.
 //! - [`api`]: the operator HTTP API (lookup and batch check).
 //! - [`managed`]: `redis_url = "managed"`: a supervised local redis-server.
+//! - [`audit`]: the audit stream contract: typed entries and a consumer for automations.
+//! - [`bulk`]: import, export and filter of a tenant's records.
 //! - [`cli`]: the `dndgate` command line.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 
 pub mod address;
 pub mod api;
+pub mod audit;
+pub mod bulk;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -33,5 +38,6 @@ pub mod pipeline;
 pub mod secret;
 pub mod server;
 pub mod signature;
+pub mod state;
 pub mod store;
 pub mod twilio;

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::classify::{self, Action, Decision, Permanence};
+use crate::classify::{self, Decision};
 use crate::config::{Config, Tenant};
 use crate::error::{Error, Kind};
-use crate::event::{ChannelEvent, Scope};
+use crate::event::ChannelEvent;
 use crate::signature::{self, TwilioSigned};
-use crate::store::{Applied, Change, Store, StoreAction};
+use crate::state;
+use crate::store::Store;
 use crate::twilio::{self, CallbackKind};
 
 /// A webhook request as the server received it: no hyper types.
@@ -247,22 +248,15 @@ impl Gateway {
         received_ms: i64,
         report: &mut Report,
     ) -> Result<(), Error> {
-        let action = match decision.action {
-            Action::None => return Ok(()),
-            Action::Block(Permanence::Permanent) => StoreAction::BlockPermanent,
-            Action::Block(Permanence::Temporary) => StoreAction::BlockTemporary,
-            Action::Unblock => StoreAction::Unblock,
-            Action::Reachable => StoreAction::Reachable,
-            Action::Review => StoreAction::Review,
-            Action::Help => StoreAction::Help,
+        let Some(action) = state::store_action(decision.action) else {
+            return Ok(());
         };
-        let scopes = [Scope::Channel(event.channel)];
-        let applied = self
-            .store
-            .apply(&Change {
-                tenant: &tenant.id,
+        let outcomes = state::apply(
+            &self.store,
+            tenant,
+            &state::Request {
                 address: &event.address,
-                scopes: &scopes,
+                scopes: state::event_scopes(event, decision.action, &tenant.policy),
                 action,
                 reason: &decision.reason,
                 provider: event.provider,
@@ -272,18 +266,13 @@ impl Gateway {
                 event_ms: event.event_time_ms.min(received_ms),
                 received_ms,
                 now_ms: received_ms,
-                temporary_ttl: tenant.temporary_ttl,
-            })
-            .await?;
-        match applied {
-            Applied::Duplicate => report.duplicates += 1,
-            Applied::Done(outcomes) => {
-                report.changed += outcomes
-                    .iter()
-                    .filter(|(_, o, _)| *o == crate::store::Outcome::Applied)
-                    .count();
-            }
-        }
+                actor: None,
+                evidence: None,
+            },
+        )
+        .await?;
+        report.duplicates += usize::from(outcomes.duplicate);
+        report.changed += outcomes.changed();
         Ok(())
     }
 }

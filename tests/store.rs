@@ -58,6 +58,11 @@ async fn apply(store: &Store, address: &Address, ev: Ev<'_>) -> Applied {
             received_ms: ev.at,
             now_ms: ev.at,
             temporary_ttl: Duration::from_millis(72 * HOUR_MS as u64),
+            escalate_after: 3,
+            escalate_window: Duration::from_secs(30 * 86400),
+            actor: None,
+            evidence: None,
+            contact: None,
         })
         .await
         .unwrap()

@@ -59,15 +59,22 @@ async fn stop_blocks_start_clears_and_a_retried_stop_is_applied_once() {
     assert_eq!(json["record"]["state"], "permanent");
     assert_eq!(json["record"]["reason"], "keyword:STOP");
     assert_eq!(json["record"]["source"], "twilio");
-    // Another channel of the same number is not blocked by an SMS STOP.
+    // By default an SMS STOP also revokes calls (sms_opt_out_also = ["voice"]), and
+    // nothing else: WhatsApp is a separate consent.
+    assert_eq!(check(&config, "voice", STOPPER).0, 1);
     assert_eq!(check(&config, "whatsapp", STOPPER).0, 0);
+    assert_eq!(
+        audit_entries(&redis, STOPPER),
+        2,
+        "one entry per record: sms and voice"
+    );
 
-    // Twilio retries the same STOP: one audit entry.
+    // Twilio retries the same STOP: no new audit entry.
     let r = gw
         .twilio("/webhooks/twilio/acme", TWILIO_TOKEN, &stop)
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(audit_entries(&redis, STOPPER), 1);
+    assert_eq!(audit_entries(&redis, STOPPER), 2);
 
     let start = inbound_sms("SM22222222222222222222222222222222", STOPPER, "START");
     assert_eq!(
@@ -79,7 +86,12 @@ async fn stop_blocks_start_clears_and_a_retried_stop_is_applied_once() {
     let (code, json) = check(&config, "sms", STOPPER);
     assert_eq!(code, 0, "allowed exits 0: {json}");
     assert_eq!(json["blocked"], false);
-    assert_eq!(audit_entries(&redis, STOPPER), 2);
+    assert_eq!(
+        check(&config, "voice", STOPPER).0,
+        0,
+        "START lifts what STOP set"
+    );
+    assert_eq!(audit_entries(&redis, STOPPER), 4);
     gw.stop().await;
 }
 

@@ -116,10 +116,12 @@ impl ErrorTable {
             .expect("the embedded providers/twilio.toml is valid (tested)")
     }
 
-    /// The table shipped for `provider`.
+    /// The table shipped for `provider` (empty for sources that send no error codes,
+    /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
         match provider {
             Provider::Twilio => ErrorTable::twilio(),
+            Provider::Operator | Provider::Import => ErrorTable::default(),
         }
     }
 

@@ -13,6 +13,8 @@
 //!   bytes so the hash stays listpack-encoded.
 //! - `dnd:{TENANT:S}:audit` is the audit stream of the shard.
 //! - `dnd:{TENANT:S}:seen:PROVIDER:EVENT_ID` is a dedup marker with a TTL.
+//! - `dnd:{TENANT:S}:fails:SCOPE:ADDRESS` is a sorted set of recent temporary failures
+//!   (score: event time), for escalation; it expires with the window.
 //!
 //! Many small hashes (about 15 records each at a million records) stay in Redis's
 //! compact listpack encoding, which is what keeps a record under 100 bytes; the hash
@@ -53,6 +55,28 @@ pub fn keys(tenant: &str, address: &Address) -> Keys {
         audit: format!("dnd:{{{tag}}}:audit"),
         tag,
     }
+}
+
+/// The audit streams of a tenant, one per shard (16), in shard order. Automations
+/// read them all (see `docs/AUDIT.md`).
+pub fn audit_keys(tenant: &str) -> Vec<String> {
+    (0..16)
+        .map(|s| format!("dnd:{{{tenant}:{s:x}}}:audit"))
+        .collect()
+}
+
+/// The key of a contact's set of linked addresses: `dnd:{TENANT:S}:contact:ID`, with
+/// `S` the first hex digit of the SHA-1 of the contact id.
+pub fn contact_key(tenant: &str, contact: &str) -> String {
+    let digest = Sha1::digest(contact.as_bytes());
+    let h = hex::encode(&digest[..1]);
+    format!("dnd:{{{tenant}:{}}}:contact:{contact}", &h[..1])
+}
+
+/// The hash field, in the address's bucket, that names the contact the address is
+/// linked to.
+fn link_field(address: &Address) -> String {
+    format!("link:{}", address.as_str())
 }
 
 /// The hash field of a record.
@@ -149,6 +173,9 @@ pub enum StoreAction {
     Review,
     /// Record a help request; no change.
     Help,
+    /// An operator lifts the record: a temporary one always, a permanent one only with
+    /// consent evidence (otherwise the change is refused and audited).
+    Clear,
 }
 
 impl StoreAction {
@@ -160,6 +187,7 @@ impl StoreAction {
             StoreAction::Reachable => "reachable",
             StoreAction::Review => "review",
             StoreAction::Help => "help",
+            StoreAction::Clear => "clear",
         }
     }
 }
@@ -189,6 +217,54 @@ pub struct Change<'a> {
     pub now_ms: i64,
     /// How long a temporary record blocks.
     pub temporary_ttl: Duration,
+    /// Temporary failures within [`Change::escalate_window`] that make a record
+    /// permanent (this one included).
+    pub escalate_after: u32,
+    /// The window in which temporary failures are counted.
+    pub escalate_window: Duration,
+    /// Who made an operator change (recorded in the audit entry).
+    pub actor: Option<&'a str>,
+    /// Consent evidence, as JSON text (recorded in the audit entry).
+    pub evidence: Option<&'a str>,
+    /// The contact whose linked addresses an `all`-scope change reaches.
+    pub contact: Option<&'a str>,
+}
+
+impl Change<'_> {
+    /// The JSON the apply script reads. Times go as decimal strings: Lua numbers are
+    /// doubles and print in exponent form.
+    fn script_arg(&self, dedup_ttl: Duration, audit_max_len: u64) -> String {
+        let mut arg = serde_json::json!({
+            "action": self.action.as_str(),
+            "event_ms": self.event_ms.to_string(),
+            "received_ms": self.received_ms.to_string(),
+            "now_ms": self.now_ms.to_string(),
+            "ttl_ms": self.temporary_ttl.as_millis().to_string(),
+            "escalate_count": self.escalate_after.max(1).to_string(),
+            "escalate_window_ms": self.escalate_window.as_millis().max(1).to_string(),
+            // `|` separates the record's fields; a reason never carries one.
+            "reason": self.reason.replace('|', "/"),
+            "source": self.provider.as_str(),
+            "provider": self.provider.as_str(),
+            "event_id": self.event_id,
+            "dedup_ttl_s": dedup_ttl.as_secs().max(1).to_string(),
+            "audit_max_len": audit_max_len.to_string(),
+            "address": self.address.as_str(),
+            "tenant": self.tenant,
+            "fields": self.scopes.iter().map(|s| field(*s, self.address)).collect::<Vec<_>>(),
+        });
+        // Absent, not null: a JSON null is truthy in the script.
+        for (key, value) in [
+            ("actor", self.actor),
+            ("evidence", self.evidence),
+            ("contact", self.contact),
+        ] {
+            if let Some(v) = value {
+                arg[key] = v.into();
+            }
+        }
+        arg.to_string()
+    }
 }
 
 /// What happened to one scope's record.
@@ -196,10 +272,14 @@ pub struct Change<'a> {
 pub enum Outcome {
     /// The record changed.
     Applied,
+    /// Enough temporary failures inside the window: the record became permanent.
+    Escalated,
     /// The event is older than the record it would replace: not applied, audited.
     Superseded,
     /// A temporary block did not replace a permanent record.
     KeptPermanent,
+    /// An operator tried to clear a permanent record without consent evidence.
+    Refused,
     /// A possible opt-out recorded for review.
     Review,
     /// A help request recorded.
@@ -213,6 +293,8 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
+            Outcome::Escalated => "escalated",
+            Outcome::Refused => "refused",
             Outcome::Superseded => "superseded",
             Outcome::KeptPermanent => "kept_permanent",
             Outcome::Review => "review",
@@ -224,6 +306,8 @@ impl Outcome {
     fn parse(s: &str) -> Option<Outcome> {
         Some(match s {
             "applied" => Outcome::Applied,
+            "escalated" => Outcome::Escalated,
+            "refused" => Outcome::Refused,
             "superseded" => Outcome::Superseded,
             "kept_permanent" => Outcome::KeptPermanent,
             "review" => Outcome::Review,
@@ -335,6 +419,12 @@ impl Store {
         }
     }
 
+    /// A connection for modules that run their own commands on keys the store names
+    /// (the audit consumer).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Is Redis answering?
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
@@ -352,27 +442,15 @@ impl Store {
             keys.tag, change.provider, change.event_id
         );
         let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(&keys.bucket)
-            .key(&keys.audit)
-            .key(&seen)
-            .arg(change.action.as_str())
-            .arg(change.event_ms)
-            .arg(change.received_ms)
-            .arg(change.now_ms)
-            .arg(change.temporary_ttl.as_millis() as u64)
-            // `|` separates the record's fields; a reason never carries one.
-            .arg(change.reason.replace('|', "/"))
-            .arg(change.provider.as_str())
-            .arg(change.provider.as_str())
-            .arg(change.event_id)
-            .arg(self.options.dedup_ttl.as_secs().max(1))
-            .arg(self.options.audit_max_len)
-            .arg(change.address.as_str())
-            .arg(change.tenant);
+        invocation.key(&keys.bucket).key(&keys.audit).key(&seen);
         for scope in change.scopes {
-            invocation.arg(field(*scope, change.address));
+            invocation.key(format!(
+                "dnd:{{{}}}:fails:{}",
+                keys.tag,
+                field(*scope, change.address)
+            ));
         }
+        invocation.arg(change.script_arg(self.options.dedup_ttl, self.options.audit_max_len));
         let mut conn = self.conn.clone();
         let reply: Value = self
             .with_timeout(invocation.invoke_async(&mut conn))
@@ -430,6 +508,138 @@ impl Store {
             .into_iter()
             .map(|(own, all)| verdict(channel, own, all, now_ms))
             .collect())
+    }
+
+    /// The contact `address` is linked to, if any.
+    pub async fn contact_of(
+        &self,
+        tenant: &str,
+        address: &Address,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(
+            redis::cmd("HGET")
+                .arg(keys(tenant, address).bucket)
+                .arg(link_field(address))
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// The addresses linked to `contact`, sorted.
+    pub async fn contact_addresses(
+        &self,
+        tenant: &str,
+        contact: &str,
+    ) -> Result<Vec<Address>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut members: Vec<String> = self
+            .with_timeout(
+                redis::cmd("SMEMBERS")
+                    .arg(contact_key(tenant, contact))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        members.sort();
+        Ok(members.into_iter().map(Address::from_store).collect())
+    }
+
+    /// Make `addresses` exactly the addresses of `contact`: each is linked to it (and
+    /// unlinked from any other contact), and addresses it had before but not now are
+    /// unlinked. Several keys in several slots: not atomic, but idempotent, so a failed
+    /// call is repaired by repeating it.
+    pub async fn link_contact(
+        &self,
+        tenant: &str,
+        contact: &str,
+        addresses: &[Address],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let before = self.contact_addresses(tenant, contact).await?;
+        for address in addresses {
+            if let Some(other) = self.contact_of(tenant, address).await?
+                && other != contact
+            {
+                self.with_timeout(
+                    redis::cmd("SREM")
+                        .arg(contact_key(tenant, &other))
+                        .arg(address.as_str())
+                        .query_async::<i64>(&mut conn),
+                )
+                .await?;
+            }
+            self.with_timeout(
+                redis::cmd("HSET")
+                    .arg(keys(tenant, address).bucket)
+                    .arg(link_field(address))
+                    .arg(contact)
+                    .query_async::<i64>(&mut conn),
+            )
+            .await?;
+        }
+        for gone in before.iter().filter(|a| !addresses.contains(a)) {
+            self.with_timeout(
+                redis::cmd("HDEL")
+                    .arg(keys(tenant, gone).bucket)
+                    .arg(link_field(gone))
+                    .query_async::<i64>(&mut conn),
+            )
+            .await?;
+        }
+        let key = contact_key(tenant, contact);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key);
+        if !addresses.is_empty() {
+            pipe.sadd(
+                &key,
+                addresses.iter().map(Address::as_str).collect::<Vec<_>>(),
+            );
+        }
+        self.with_timeout(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// One page of a tenant's records for export: from `cursor` (start with 0) to the
+    /// returned cursor (0 when done). Records are `(scope, address, record)`; cleared
+    /// records are included (they carry the opt-in time).
+    pub async fn export_page(
+        &self,
+        tenant: &str,
+        cursor: u64,
+    ) -> Result<(u64, Vec<(Scope, Address, Record)>), StoreError> {
+        let mut conn = self.conn.clone();
+        // Buckets are dnd:{TENANT:S}:BBB with S and BBB hex digits; nothing else matches.
+        let pattern = format!("dnd:{{{tenant}:?}}:???");
+        let (next, bucket_keys): (u64, Vec<String>) = self
+            .with_timeout(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut pipe = redis::pipe();
+        for key in &bucket_keys {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let buckets: Vec<Vec<(String, String)>> = if bucket_keys.is_empty() {
+            Vec::new()
+        } else {
+            self.with_timeout(pipe.query_async(&mut conn)).await?
+        };
+        let mut records = Vec::new();
+        for (field, value) in buckets.into_iter().flatten() {
+            let Some((scope, address)) = field.split_once(':') else {
+                continue;
+            };
+            let (Ok(scope), Some(record)) = (scope.parse::<Scope>(), Record::parse(&value)) else {
+                continue; // link fields, and values a newer version wrote
+            };
+            records.push((scope, Address::from_store(address.to_string()), record));
+        }
+        Ok((next, records))
     }
 
     /// The audit entries of the shard that holds `address`, oldest first, filtered to

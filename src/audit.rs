@@ -1,0 +1,3 @@
+//! The audit stream as a contract for automations.
+//!
+//! SKELETON: to be implemented.
