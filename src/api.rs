@@ -1,16 +1,19 @@
-//! The operator API: the send-time lookup over HTTP, behind each tenant's bearer
-//! tokens. Knows no hyper: the server hands it plain values.
+//! The operator API (SPEC section 10), behind each tenant's bearer tokens: lookups,
+//! batch checks, set and clear with consent evidence, history and contact linking.
+//! Knows no hyper: the server hands it plain values.
 
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::address::Address;
-use crate::config::Config;
+use crate::classify::Permanence;
+use crate::config::{Config, Tenant};
 use crate::error::{Error, Kind};
-use crate::event::Channel;
+use crate::event::{Channel, Scope};
 use crate::lookup::{self, Lookup, LookupError, MAX_BATCH};
-use crate::pipeline::Answer;
+use crate::pipeline::{Answer, Gateway, now_ms};
 use crate::secret::constant_time_eq;
+use crate::state::{self, Evidence, OperatorChange, Outcomes};
 
 /// The answer for an error on an API route: its status and `{"error": "..."}`.
 pub fn error_answer(e: &Error) -> Answer {
@@ -128,6 +131,264 @@ pub async fn post_check(lookup: &Lookup, tenant: &str, body: &[u8]) -> Result<An
             "checked": req.addresses.len(),
             "blocked": blocked,
             "invalid": invalid,
+        }),
+    ))
+}
+
+fn tenant<'a>(gw: &'a Gateway, id: &str) -> Result<&'a Tenant, Error> {
+    gw.config
+        .tenants
+        .get(id)
+        .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))
+}
+
+fn scope(name: &str) -> Result<Scope, Error> {
+    name.parse()
+        .map_err(|_| Error::bad_request(format!("unknown scope {name:?}: expected a channel (sms, voice, whatsapp, messenger, instagram, email) or all")))
+}
+
+/// An address in a URL path: normalised for the scope's channel, or guessed for `all`.
+fn scoped_address(scope: Scope, raw: &str) -> Result<Address, Error> {
+    match scope {
+        Scope::Channel(c) => Address::parse(c, raw),
+        Scope::All => Address::parse_any(raw),
+    }
+    .map_err(|e| Error::bad_request(e.to_string()))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Error> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request(format!("body must be {shape}: {e}")))
+}
+
+fn changes_json(outcomes: &Outcomes) -> serde_json::Value {
+    json!(
+        outcomes
+            .changes
+            .iter()
+            .map(|c| json!({
+                "address": c.address.as_str(),
+                "scope": c.scope.as_str(),
+                "outcome": c.outcome.as_str(),
+                "state": c.record.as_ref().map(|r| r.state.as_str()),
+                "reason": c.record.as_ref().map(|r| r.reason.as_str()),
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRequest {
+    state: String,
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+/// `PUT /v1/tenants/{t}/dnd/{channel or all}/{address}`: set a record by hand.
+pub async fn put_dnd(
+    gw: &Gateway,
+    tenant_id: &str,
+    scope_name: &str,
+    raw_address: &str,
+    body: &[u8],
+) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    let scope = scope(scope_name)?;
+    let address = scoped_address(scope, raw_address)?;
+    let req: SetRequest = json_body(
+        body,
+        r#"{"state": "permanent" | "temporary", "reason": "...", "actor": "..."}"#,
+    )?;
+    let permanence = match req.state.as_str() {
+        "permanent" => Permanence::Permanent,
+        "temporary" => Permanence::Temporary,
+        other => {
+            return Err(Error::bad_request(format!(
+                "state {other:?} must be \"permanent\" or \"temporary\""
+            )));
+        }
+    };
+    let change = OperatorChange {
+        scope,
+        address: &address,
+        actor: req.actor.as_deref(),
+        now_ms: now_ms(),
+    };
+    let outcomes = state::operator_set(
+        &gw.store,
+        tenant,
+        &change,
+        permanence,
+        req.reason.as_deref(),
+    )
+    .await?;
+    Ok(Answer::json(
+        200,
+        &json!({ "tenant": tenant.id, "changes": changes_json(&outcomes) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearRequest {
+    actor: Option<String>,
+    evidence: Option<Evidence>,
+}
+
+/// `DELETE /v1/tenants/{t}/dnd/{channel or all}/{address}`: clear a record; a
+/// permanent one needs consent evidence (409 without it).
+pub async fn delete_dnd(
+    gw: &Gateway,
+    tenant_id: &str,
+    scope_name: &str,
+    raw_address: &str,
+    body: &[u8],
+) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    let scope = scope(scope_name)?;
+    let address = scoped_address(scope, raw_address)?;
+    let req: ClearRequest = json_body(
+        body,
+        r#"{"actor": "...", "evidence": {"agreed": "...", "captured_at": "...", "method": "...", "reference": "..."}}"#,
+    )?;
+    let change = OperatorChange {
+        scope,
+        address: &address,
+        actor: req.actor.as_deref(),
+        now_ms: now_ms(),
+    };
+    let outcomes = state::operator_clear(&gw.store, tenant, &change, req.evidence.as_ref()).await?;
+    Ok(Answer::json(
+        200,
+        &json!({ "tenant": tenant.id, "changes": changes_json(&outcomes) }),
+    ))
+}
+
+/// `GET /v1/tenants/{t}/history/{address}`: the audit entries of the address, oldest
+/// first (every scope; the address's shard stream as far back as it is kept).
+pub async fn get_history(
+    gw: &Gateway,
+    tenant_id: &str,
+    raw_address: &str,
+) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    let address = Address::parse_any(raw_address).map_err(|e| Error::bad_request(e.to_string()))?;
+    let entries = gw
+        .store
+        .history(&tenant.id, &address, HISTORY_SCAN)
+        .await
+        .map_err(Error::from)?;
+    let entries: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|fields| {
+            let mut object = serde_json::Map::new();
+            for (k, v) in fields {
+                let value = if k == "evidence" {
+                    serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))
+                } else {
+                    serde_json::Value::String(v)
+                };
+                object.insert(k, value);
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect();
+    Ok(Answer::json(
+        200,
+        &json!({ "tenant": tenant.id, "address": address.as_str(), "entries": entries }),
+    ))
+}
+
+/// How many of a shard's newest audit entries a history request scans.
+pub const HISTORY_SCAN: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactRequest {
+    addresses: Vec<String>,
+}
+
+/// The longest contact id accepted.
+const MAX_CONTACT_ID: usize = 128;
+
+fn contact_id(id: &str) -> Result<&str, Error> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_CONTACT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(id)
+    } else {
+        Err(Error::bad_request(format!(
+            "contact id {id:?} must be 1 to {MAX_CONTACT_ID} of A-Z, a-z, 0-9, _, - and ."
+        )))
+    }
+}
+
+/// `PUT /v1/tenants/{t}/contacts/{id}`: the contact's addresses (phone, email, page-scoped
+/// ids), so an `all`-scope change to any of them reaches them all.
+pub async fn put_contact(
+    gw: &Gateway,
+    tenant_id: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    let id = contact_id(id)?;
+    let req: ContactRequest = json_body(
+        body,
+        r#"{"addresses": ["+14155551234", "alice@example.com"]}"#,
+    )?;
+    if req.addresses.len() > 100 {
+        return Err(Error::bad_request("a contact has at most 100 addresses"));
+    }
+    let mut addresses = Vec::new();
+    let mut bad = Vec::new();
+    for raw in &req.addresses {
+        match Address::parse_any(raw) {
+            Ok(a) if !addresses.contains(&a) => addresses.push(a),
+            Ok(_) => {}
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Error::bad_request(format!(
+            "nothing linked: {}",
+            bad.join("; ")
+        )));
+    }
+    gw.store
+        .link_contact(&tenant.id, id, &addresses)
+        .await
+        .map_err(Error::from)?;
+    contact_answer(gw, tenant, id).await
+}
+
+/// `GET /v1/tenants/{t}/contacts/{id}`: the contact's linked addresses.
+pub async fn get_contact(gw: &Gateway, tenant_id: &str, id: &str) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    contact_answer(gw, tenant, contact_id(id)?).await
+}
+
+async fn contact_answer(gw: &Gateway, tenant: &Tenant, id: &str) -> Result<Answer, Error> {
+    let addresses = gw
+        .store
+        .contact_addresses(&tenant.id, id)
+        .await
+        .map_err(Error::from)?;
+    Ok(Answer::json(
+        200,
+        &json!({
+            "tenant": tenant.id,
+            "contact": id,
+            "addresses": addresses.iter().map(Address::as_str).collect::<Vec<_>>(),
         }),
     ))
 }

@@ -180,29 +180,14 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         ["webhooks", provider, rest @ ..] if rest.len() <= 1 => {
             webhook(app, req, provider, rest.first().copied(), peer).await
         }
-        ["v1", "tenants", tenant, "dnd", "check"] => {
-            if method != Method::POST {
-                method_not_allowed("POST", true)
-            } else {
-                let result = async {
-                    let (tenant, body) = api_request(app, req, tenant).await?;
-                    api::post_check(&app.lookup, &tenant, &body).await
-                };
-                respond(result.await.unwrap_or_else(|e| api::error_answer(&e)))
-            }
-        }
-        ["v1", "tenants", tenant, "dnd", channel, address] => {
-            if method != Method::GET {
-                method_not_allowed("GET", true)
-            } else {
-                let result = async {
-                    let (tenant, _) = api_request(app, req, tenant).await?;
-                    let address = percent_decode(address)?;
-                    api::get_verdict(&app.lookup, &tenant, channel, &address).await
-                };
-                respond(result.await.unwrap_or_else(|e| api::error_answer(&e)))
-            }
-        }
+        ["openapi.json"] if method == Method::GET => respond(Answer {
+            status: 200,
+            content_type: "application/json",
+            body: OPENAPI.to_string(),
+            retry_after: None,
+        }),
+        ["openapi.json"] => method_not_allowed("GET", true),
+        ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest).await,
         ["v1", ..] => respond(api::error_answer(&Error::not_found(format!(
             "no API route {path}"
         )))),
@@ -290,6 +275,63 @@ async fn webhook(
         );
     }
     respond(answer)
+}
+
+/// The OpenAPI description of the operator API, kept in the repository.
+pub const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+/// Route an operator API call under `/v1/tenants/{tenant}/`.
+async fn api_route(
+    app: &App,
+    req: Request<Incoming>,
+    tenant: &str,
+    rest: &[&str],
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let allowed: &'static str = match rest {
+        ["dnd", "check"] => "POST",
+        ["dnd", _, _] => "GET, PUT, DELETE",
+        ["history", _] => "GET",
+        ["contacts", _] => "GET, PUT",
+        _ => {
+            return respond(api::error_answer(&Error::not_found(format!(
+                "no API route {}",
+                req.uri().path()
+            ))));
+        }
+    };
+    if !allowed.split(", ").any(|m| m == method.as_str()) {
+        return method_not_allowed(allowed, true);
+    }
+    let gw = &app.gateway;
+    let result = async {
+        let (tenant, body) = api_request(app, req, tenant).await?;
+        let decode = |s: &str| percent_decode(s);
+        match (method, rest) {
+            (Method::POST, ["dnd", "check"]) => api::post_check(&app.lookup, &tenant, &body).await,
+            (Method::GET, ["dnd", channel, address]) => {
+                api::get_verdict(&app.lookup, &tenant, channel, &decode(address)?).await
+            }
+            (Method::PUT, ["dnd", scope, address]) => {
+                api::put_dnd(gw, &tenant, scope, &decode(address)?, &body).await
+            }
+            (Method::DELETE, ["dnd", scope, address]) => {
+                api::delete_dnd(gw, &tenant, scope, &decode(address)?, &body).await
+            }
+            (Method::GET, ["history", address]) => {
+                api::get_history(gw, &tenant, &decode(address)?).await
+            }
+            (Method::GET, ["contacts", id]) => api::get_contact(gw, &tenant, &decode(id)?).await,
+            (Method::PUT, ["contacts", id]) => {
+                api::put_contact(gw, &tenant, &decode(id)?, &body).await
+            }
+            (method, _) => Err(Error::new(
+                Kind::MethodNotAllowed,
+                format!("{method} is not allowed here; use {allowed}"),
+            )),
+        }
+    };
+    respond(result.await.unwrap_or_else(|e| api::error_answer(&e)))
 }
 
 /// What every API call does first: decode the tenant, check its bearer token, read

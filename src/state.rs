@@ -12,7 +12,7 @@ use crate::address::Address;
 use crate::classify::{Action, Permanence};
 use crate::config::{Policy, Tenant};
 use crate::event::{Channel, ChannelEvent, EventKind, Provider, Scope};
-use crate::store::{Applied, Change, Outcome, Record, Store, StoreAction, StoreError};
+use crate::store::{Applied, Change, Outcome, Record, State, Store, StoreAction, StoreError};
 
 /// One change to make, before policy and linking.
 #[derive(Debug, Clone)]
@@ -217,5 +217,232 @@ fn collect(outcomes: &mut Outcomes, address: &Address, applied: Applied) {
                         }),
                 )
         }
+    }
+}
+
+/// Consent evidence an operator gives to lift a permanent record (SPEC section 6):
+/// what was agreed, when, how it was captured, and a reference to the proof.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// What the contact agreed to, e.g. "marketing texts from Acme".
+    pub agreed: String,
+    /// When, as RFC 3339 text.
+    pub captured_at: String,
+    /// How it was captured, e.g. "web form", "recorded call", "signed paper form".
+    pub method: String,
+    /// Where the proof is: a form submission id, a URL, a file name.
+    pub reference: String,
+}
+
+/// The longest text accepted in an evidence field or an operator reason.
+pub const MAX_TEXT: usize = 500;
+
+impl Evidence {
+    /// Check every field is present and sensible; the error names each problem.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("agreed", &self.agreed),
+            ("captured_at", &self.captured_at),
+            ("method", &self.method),
+            ("reference", &self.reference),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("evidence.{name} is empty"));
+            } else if value.len() > MAX_TEXT {
+                problems.push(format!("evidence.{name} is longer than {MAX_TEXT} bytes"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// Why an operator change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// A permanent record cannot be cleared without consent evidence (409); the refusal
+    /// is in the audit stream.
+    #[error(
+        "{0} is on permanent DND: clearing it needs consent evidence (agreed, captured_at, method, reference)"
+    )]
+    NeedsEvidence(String),
+    /// Redis did not answer (503).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<OperatorError> for crate::error::Error {
+    fn from(e: OperatorError) -> Self {
+        use crate::error::{Error, Kind};
+        match e {
+            OperatorError::Invalid(m) => Error::bad_request(m),
+            e @ OperatorError::NeedsEvidence(_) => Error::new(Kind::Conflict, e.to_string()),
+            OperatorError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// An operator's change: set or clear a record.
+#[derive(Debug, Clone)]
+pub struct OperatorChange<'a> {
+    /// The scope: one channel or `all`.
+    pub scope: Scope,
+    /// The address.
+    pub address: &'a Address,
+    /// Who (recorded in the audit entry).
+    pub actor: Option<&'a str>,
+    /// The clock.
+    pub now_ms: i64,
+}
+
+fn check_text(name: &str, value: Option<&str>) -> Result<(), OperatorError> {
+    match value {
+        Some(v) if v.len() > MAX_TEXT => Err(OperatorError::Invalid(format!(
+            "{name} is longer than {MAX_TEXT} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Set a record by hand: permanent, or temporary for the tenant's `temporary_ttl`.
+/// The reason is recorded as `operator` or `operator:REASON`.
+pub async fn operator_set(
+    store: &Store,
+    tenant: &Tenant,
+    change: &OperatorChange<'_>,
+    permanence: Permanence,
+    reason: Option<&str>,
+) -> Result<Outcomes, OperatorError> {
+    check_text("actor", change.actor)?;
+    let reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        None => "operator".to_string(),
+        Some(r) if r.len() > 40 || r.contains(['|', '\n', '\r']) => {
+            return Err(OperatorError::Invalid(
+                "reason must be at most 40 characters, on one line, without |".into(),
+            ));
+        }
+        Some(r) => format!("operator:{r}"),
+    };
+    let action = match permanence {
+        Permanence::Permanent => StoreAction::BlockPermanent,
+        Permanence::Temporary => StoreAction::BlockTemporary,
+    };
+    let event_id = new_event_id(change.now_ms);
+    Ok(apply(
+        store,
+        tenant,
+        &Request {
+            address: change.address,
+            scopes: vec![change.scope],
+            action,
+            reason: &reason,
+            provider: Provider::Operator,
+            event_id: &event_id,
+            event_ms: change.now_ms,
+            received_ms: change.now_ms,
+            now_ms: change.now_ms,
+            actor: change.actor,
+            evidence: None,
+        },
+    )
+    .await?)
+}
+
+/// Clear a record by hand. A temporary record needs nothing more; a permanent one
+/// needs consent evidence, without which nothing changes (not on any linked address
+/// either) and the refusal is audited.
+pub async fn operator_clear(
+    store: &Store,
+    tenant: &Tenant,
+    change: &OperatorChange<'_>,
+    evidence: Option<&Evidence>,
+) -> Result<Outcomes, OperatorError> {
+    check_text("actor", change.actor)?;
+    if let Some(e) = evidence {
+        e.validate().map_err(OperatorError::Invalid)?;
+    }
+    let evidence_json = evidence.map(|e| serde_json::to_string(e).expect("strings serialise"));
+    let reason = if evidence.is_some() {
+        "operator:consent"
+    } else {
+        "operator"
+    };
+    // Without evidence, an all-scope clear that would meet a permanent record on a
+    // linked address is refused as a whole: nothing is lifted anywhere, and the
+    // refusal is audited where that record is.
+    if evidence.is_none() && change.scope == Scope::All {
+        let linked = match store.contact_of(&tenant.id, change.address).await? {
+            Some(id) => store.contact_addresses(&tenant.id, &id).await?,
+            None => Vec::new(),
+        };
+        for address in linked.iter().filter(|a| *a != change.address) {
+            let record = store.record(&tenant.id, Scope::All, address).await?;
+            if record.is_some_and(|r| r.blocks_at(change.now_ms) && r.state == State::Permanent) {
+                let event_id = new_event_id(change.now_ms);
+                store
+                    .apply(&change_for_refusal(tenant, change, address, &event_id))
+                    .await?;
+                return Err(OperatorError::NeedsEvidence(address.to_string()));
+            }
+        }
+    }
+    let event_id = new_event_id(change.now_ms);
+    let outcomes = apply(
+        store,
+        tenant,
+        &Request {
+            address: change.address,
+            scopes: vec![change.scope],
+            action: StoreAction::Clear,
+            reason,
+            provider: Provider::Operator,
+            event_id: &event_id,
+            event_ms: change.now_ms,
+            received_ms: change.now_ms,
+            now_ms: change.now_ms,
+            actor: change.actor,
+            evidence: evidence_json.as_deref(),
+        },
+    )
+    .await?;
+    if outcomes.refused() {
+        return Err(OperatorError::NeedsEvidence(change.address.to_string()));
+    }
+    Ok(outcomes)
+}
+
+/// The refused clear of a linked address's permanent `all` record, so the refusal is
+/// audited where the record is.
+fn change_for_refusal<'a>(
+    tenant: &'a Tenant,
+    change: &'a OperatorChange<'a>,
+    address: &'a Address,
+    event_id: &'a str,
+) -> Change<'a> {
+    Change {
+        tenant: &tenant.id,
+        address,
+        scopes: &[Scope::All],
+        action: StoreAction::Clear,
+        reason: "operator",
+        provider: Provider::Operator,
+        event_id,
+        event_ms: change.now_ms,
+        received_ms: change.now_ms,
+        now_ms: change.now_ms,
+        temporary_ttl: tenant.policy.temporary_ttl,
+        escalate_after: tenant.policy.escalate_after,
+        escalate_window: tenant.policy.escalate_window,
+        actor: change.actor,
+        evidence: None,
+        contact: None,
     }
 }

@@ -45,8 +45,16 @@ local function temporary_expiry()
   return string.format('%d', event_ms + tonumber(c.ttl_ms))
 end
 
+-- An operator clear without evidence is all or nothing: if any record it names is
+-- permanent, every field is refused, so a request never half-applies.
+local refuse_all = false
+if action == 'clear' and not c.evidence then
+  for _, field in ipairs(c.fields) do
+    if current(redis.call('HGET', record, field)) == 'P' then refuse_all = true end
+  end
+end
+
 local results = {}
-local recorded = false
 for i, field in ipairs(c.fields) do
   local fails = KEYS[3 + i]
   local before = redis.call('HGET', record, field)
@@ -81,7 +89,7 @@ for i, field in ipairs(c.fields) do
   elseif action == 'unblock' or action == 'reachable' then
     outcome, after = 'applied', record_value('C', '', reason)
   elseif action == 'clear' then
-    if state == 'P' and not c.evidence then
+    if refuse_all then
       outcome = 'refused'
     else
       outcome, after = 'applied', record_value('C', '', reason)
@@ -96,7 +104,6 @@ for i, field in ipairs(c.fields) do
     end
   end
   if outcome ~= 'noop' then
-    recorded = true
     local entry = {
       'tenant', c.tenant, 'scope', string.match(field, '^([^:]+):'), 'address', c.address,
       'action', action, 'outcome', outcome,

@@ -510,6 +510,25 @@ impl Store {
             .collect())
     }
 
+    /// The stored record of one scope of `address`, whatever its state.
+    pub async fn record(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        address: &Address,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = self
+            .with_timeout(
+                redis::cmd("HGET")
+                    .arg(keys(tenant, address).bucket)
+                    .arg(field(scope, address))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(value.as_deref().and_then(Record::parse))
+    }
+
     /// The contact `address` is linked to, if any.
     pub async fn contact_of(
         &self,

@@ -76,7 +76,7 @@ impl RedisServer {
             .ok()?;
         out.status
             .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 
     /// Every key and its value, as text, sorted: a snapshot to show that bad input
