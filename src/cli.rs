@@ -53,6 +53,47 @@ pub enum Command {
         /// The address (E.164 phone number, email address, PAGE_ID:USER_ID).
         address: String,
     },
+    /// Set a DND record by hand (permanent, or temporary with --temporary).
+    Set {
+        #[command(flatten)]
+        target: Target,
+        /// A temporary record (for the tenant's temporary_ttl) instead of a permanent one.
+        #[arg(long)]
+        temporary: bool,
+        /// Why (recorded as operator:REASON; at most 40 characters).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Clear a DND record. A permanent one needs consent evidence: all four of
+    /// --agreed, --captured-at, --method and --reference. Exit 0: cleared, 1: refused
+    /// for want of evidence (nothing changed), 2: error.
+    Clear {
+        #[command(flatten)]
+        target: Target,
+        /// What the contact agreed to.
+        #[arg(long)]
+        agreed: Option<String>,
+        /// When the consent was captured (RFC 3339).
+        #[arg(long)]
+        captured_at: Option<String>,
+        /// How it was captured (web form, recorded call, ...).
+        #[arg(long)]
+        method: Option<String>,
+        /// Where the proof is (submission id, URL, file).
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// Print the audit entries of an address, oldest first, one JSON object a line.
+    History {
+        /// The configuration file.
+        #[arg(long, short, default_value = "dndgate.toml")]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The address (phone number, email address or PAGE_ID:USER_ID).
+        address: String,
+    },
     /// Import existing suppression lists (SendGrid and Twilio CSV exports, a plain
     /// address list, or a dndgate export) as permanent DND records.
     Import(crate::bulk::ImportArgs),
@@ -60,6 +101,25 @@ pub enum Command {
     Export(crate::bulk::ExportArgs),
     /// Read a contacts CSV on stdin and write only the rows that may be sent to.
     Filter(crate::bulk::FilterArgs),
+}
+
+/// Which record an operator verb works on.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The configuration file.
+    #[arg(long, short, default_value = "dndgate.toml")]
+    config: PathBuf,
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// A channel (sms, voice, whatsapp, messenger, instagram, email) or all.
+    #[arg(long)]
+    scope: String,
+    /// Who is making the change (recorded in the audit entry).
+    #[arg(long)]
+    actor: Option<String>,
+    /// The address.
+    address: String,
 }
 
 /// `dndgate config ...`.
@@ -99,6 +159,23 @@ pub fn main() -> ExitCode {
                 channel,
                 address,
             } => check(&config, &tenant, &channel, &address).await,
+            Command::Set {
+                target,
+                temporary,
+                reason,
+            } => set(&target, temporary, reason.as_deref()).await,
+            Command::Clear {
+                target,
+                agreed,
+                captured_at,
+                method,
+                reference,
+            } => clear(&target, [agreed, captured_at, method, reference]).await,
+            Command::History {
+                config,
+                tenant,
+                address,
+            } => history(&config, &tenant, &address).await,
             Command::Import(args) => crate::bulk::import_cmd(args).await,
             Command::Export(args) => crate::bulk::export_cmd(args).await,
             Command::Filter(args) => crate::bulk::filter_cmd(args).await,
@@ -240,11 +317,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitCode {
-    let fail = |message: String| {
-        println!("{}", json!({ "error": message }));
-        eprintln!("dndgate check: {message}; do not send");
-        ExitCode::from(2)
-    };
+    let fail = |message: String| fail("check", &format!("{message}; do not send"));
     let settings = match Config::load_redis_only(path) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string().replace('\n', " ")),
@@ -280,5 +353,165 @@ async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitC
             settings.redis.url()
         )),
         Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Print a one-line error (and the same as JSON on stdout) and give exit code 2.
+fn fail(verb: &str, message: &str) -> ExitCode {
+    println!("{}", json!({ "error": message }));
+    eprintln!("dndgate {verb}: {message}");
+    ExitCode::from(2)
+}
+
+/// Load the whole configuration and open the store, for verbs that change records.
+pub fn open(path: &Path) -> Result<(Config, Store), String> {
+    let config = Config::load(path).map_err(|e| e.to_string().replace('\n', " "))?;
+    let store = Store::open(
+        &config.redis.url(),
+        StoreOptions {
+            timeout: config.redis_timeout,
+            dedup_ttl: config.dedup_ttl,
+            audit_max_len: config.audit_max_len,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((config, store))
+}
+
+fn target_address(
+    target: &Target,
+) -> Result<(crate::event::Scope, crate::address::Address), String> {
+    let scope: crate::event::Scope = target.scope.parse().map_err(|e| format!("{e}"))?;
+    let address = match scope {
+        crate::event::Scope::Channel(c) => crate::address::Address::parse(c, &target.address),
+        crate::event::Scope::All => crate::address::Address::parse_any(&target.address),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((scope, address))
+}
+
+fn print_changes(outcomes: &crate::state::Outcomes) {
+    for c in &outcomes.changes {
+        println!(
+            "{}",
+            json!({
+                "address": c.address.as_str(),
+                "scope": c.scope.as_str(),
+                "outcome": c.outcome.as_str(),
+                "state": c.record.as_ref().map(|r| r.state.as_str()),
+                "reason": c.record.as_ref().map(|r| r.reason.as_str()),
+            })
+        );
+    }
+}
+
+async fn set(target: &Target, temporary: bool, reason: Option<&str>) -> ExitCode {
+    let run = async {
+        let (config, store) = open(&target.config)?;
+        let tenant = config
+            .tenants
+            .get(&target.tenant)
+            .ok_or_else(|| format!("unknown tenant {:?}", target.tenant))?;
+        let (scope, address) = target_address(target)?;
+        let change = crate::state::OperatorChange {
+            scope,
+            address: &address,
+            actor: target.actor.as_deref(),
+            now_ms: crate::pipeline::now_ms(),
+        };
+        let permanence = if temporary {
+            crate::classify::Permanence::Temporary
+        } else {
+            crate::classify::Permanence::Permanent
+        };
+        crate::state::operator_set(&store, tenant, &change, permanence, reason)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match run.await {
+        Ok(outcomes) => {
+            print_changes(&outcomes);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("set", &e),
+    }
+}
+
+async fn clear(target: &Target, evidence: [Option<String>; 4]) -> ExitCode {
+    let given = evidence.iter().filter(|e| e.is_some()).count();
+    if given != 0 && given != 4 {
+        return fail(
+            "clear",
+            "consent evidence needs all of --agreed, --captured-at, --method and --reference",
+        );
+    }
+    let [agreed, captured_at, method, reference] = evidence;
+    let evidence = match (agreed, captured_at, method, reference) {
+        (Some(agreed), Some(captured_at), Some(method), Some(reference)) => {
+            Some(crate::state::Evidence {
+                agreed,
+                captured_at,
+                method,
+                reference,
+            })
+        }
+        _ => None,
+    };
+    let run = async {
+        let (config, store) = open(&target.config).map_err(|e| (2, e))?;
+        let tenant = config
+            .tenants
+            .get(&target.tenant)
+            .ok_or_else(|| (2, format!("unknown tenant {:?}", target.tenant)))?;
+        let (scope, address) = target_address(target).map_err(|e| (2, e))?;
+        let change = crate::state::OperatorChange {
+            scope,
+            address: &address,
+            actor: target.actor.as_deref(),
+            now_ms: crate::pipeline::now_ms(),
+        };
+        crate::state::operator_clear(&store, tenant, &change, evidence.as_ref())
+            .await
+            .map_err(|e| match e {
+                crate::state::OperatorError::NeedsEvidence(_) => (1, e.to_string()),
+                other => (2, other.to_string()),
+            })
+    };
+    match run.await {
+        Ok(outcomes) => {
+            print_changes(&outcomes);
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => {
+            fail("clear", &e);
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn history(path: &Path, tenant: &str, raw: &str) -> ExitCode {
+    let run = async {
+        let (config, store) = open(path)?;
+        if !config.tenants.contains_key(tenant) {
+            return Err(format!("unknown tenant {tenant:?}"));
+        }
+        let address = crate::address::Address::parse_any(raw).map_err(|e| e.to_string())?;
+        store
+            .history(tenant, &address, crate::api::HISTORY_SCAN)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match run.await {
+        Ok(entries) => {
+            for fields in entries {
+                let object: serde_json::Map<String, serde_json::Value> = fields
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                println!("{}", serde_json::Value::Object(object));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("history", &e),
     }
 }
