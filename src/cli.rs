@@ -217,11 +217,16 @@ fn config_check(path: &Path) -> ExitCode {
                         tw.account_sids.len()
                     )
                 });
+                let p = &t.policy;
+                let also: Vec<&str> = p.sms_opt_out_also.iter().map(|c| c.as_str()).collect();
                 println!(
-                    "  tenant {}: {} API token(s); twilio: {twilio}; temporary records last {:?}",
+                    "  tenant {}: {} API token(s); twilio: {twilio}; temporary records last {}, {} failures within {} make them permanent; an SMS STOP also covers [{}]",
                     t.id,
                     t.api_tokens.len(),
-                    t.policy.temporary_ttl
+                    crate::config::format_duration(p.temporary_ttl),
+                    p.escalate_after,
+                    crate::config::format_duration(p.escalate_window),
+                    also.join(", ")
                 );
             }
             ExitCode::SUCCESS

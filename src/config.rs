@@ -274,6 +274,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Write a duration the way the configuration does: `72h`, `30d`, `90s`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs % 86400 == 0 {
+        format!("{}d", secs / 86400)
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 /// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (relative to the
 /// configuration's directory; surrounding whitespace trimmed).
 pub fn resolve_secret(spec: &str, base: &Path) -> Result<Secret, String> {
@@ -677,4 +693,127 @@ fn keyword_policy(
     KeywordPolicy::new(&opt_out, &opt_in, &help, phrase_mode)
         .and_then(|k| k.with_yes_opt_in(yes_is_opt_in))
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra_tenant: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            "public_url = \"https://hooks.example.com\"\n[tenants.acme]\napi_tokens = [\"t\"]\n{extra_tenant}\n"
+        );
+        Config::parse(&text, Path::new("."))
+    }
+
+    #[test]
+    fn durations_both_ways() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("72h", 259_200),
+            ("30d", 2_592_000),
+        ] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(d.as_secs(), secs, "{text}");
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{text}");
+        }
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "72", "h", "3 fortnights", "-1h", "1y"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_inline_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "from-file\n").unwrap();
+        assert_eq!(
+            resolve_secret("inline", dir.path()).unwrap().expose(),
+            "inline"
+        );
+        assert_eq!(
+            resolve_secret("file:token", dir.path()).unwrap().expose(),
+            "from-file"
+        );
+        assert!(
+            resolve_secret("file:missing", dir.path())
+                .unwrap_err()
+                .contains("cannot read")
+        );
+        assert!(
+            resolve_secret("env:DNDGATE_SURELY_UNSET_42", dir.path())
+                .unwrap_err()
+                .contains("not set")
+        );
+        assert!(resolve_secret("", dir.path()).is_err());
+    }
+
+    #[test]
+    fn policy_defaults_and_settings() {
+        let config = parse("").unwrap();
+        let policy = &config.tenants["acme"].policy;
+        assert_eq!(*policy, Policy::default());
+        assert_eq!(policy.sms_opt_out_also, [Channel::Voice]);
+        let config = parse(
+            "temporary_ttl = \"24h\"\nescalate_after = 5\nescalate_window = \"7d\"\nsms_opt_out_also = [\"voice\", \"whatsapp\"]\nemail_unsubscribe_scope = \"email\"",
+        )
+        .unwrap();
+        let policy = &config.tenants["acme"].policy;
+        assert_eq!(policy.temporary_ttl, Duration::from_secs(86400));
+        assert_eq!(
+            (policy.escalate_after, policy.escalate_window),
+            (5, Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(policy.sms_opt_out_also, [Channel::Voice, Channel::Whatsapp]);
+        assert_eq!(policy.email_unsubscribe_scope, EmailUnsubscribeScope::Email);
+    }
+
+    #[test]
+    fn keyword_languages_add_to_the_lists() {
+        let config = parse(
+            "yes_is_opt_in = true\n[tenants.acme.keywords.languages.de]\nopt_out = [\"Stopp\", \"STOP\"]\nhelp = [\"Hilfe\"]",
+        )
+        .unwrap();
+        let k = &config.tenants["acme"].keywords;
+        assert!(k.opt_out.iter().any(|w| w == "STOPP"));
+        assert!(k.opt_out.iter().any(|w| w == "ARRET"), "defaults kept");
+        assert!(k.help.iter().any(|w| w == "HILFE"));
+        assert!(k.yes_is_opt_in());
+    }
+
+    #[test]
+    fn every_problem_is_named_per_tenant() {
+        let problems = parse(
+            "escalate_after = 0\nsms_opt_out_also = [\"fax\"]\nemail_unsubscribe_scope = \"some\"\ntemporary_ttl = \"30s\"\n[tenants.acme.keywords]\nopt_in = [\"STOP\"]",
+        )
+        .unwrap_err();
+        for needle in [
+            "tenants.acme.escalate_after",
+            "tenants.acme.sms_opt_out_also",
+            "tenants.acme.email_unsubscribe_scope",
+            "tenants.acme.temporary_ttl",
+            "tenants.acme.keywords",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{needle} not in {problems:?}"
+            );
+        }
+        let problems = Config::parse(
+            "public_url = \"x\"\n[tenants.\"Bad Id\"]\napi_tokens = [\"t\"]",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("public_url")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("tenants.Bad Id")),
+            "{problems:?}"
+        );
+        let problems = Config::parse("publik_url = \"x\"", Path::new(".")).unwrap_err();
+        assert!(problems[0].contains("publik_url"), "{problems:?}");
+    }
 }
