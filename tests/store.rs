@@ -302,3 +302,52 @@ async fn lookups_fail_closed_when_redis_is_down() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn expired_temporary_records_are_dropped_when_their_bucket_is_written() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let t = 1_764_000_000_000;
+    // Find a second address in the same bucket as the first.
+    let a = sms("+15550009000");
+    let bucket = dndgate::store::keys("acme", &a).bucket;
+    let b = (1..100_000)
+        .map(|i| sms(&format!("+1555{:07}", 9_000_000 + i)))
+        .find(|b| dndgate::store::keys("acme", b).bucket == bucket)
+        .unwrap();
+    apply(
+        &store,
+        &a,
+        ev(StoreAction::BlockTemporary, "twilio:30003", "SMa:u", t),
+    )
+    .await;
+    // Still live when b is written: kept.
+    apply(
+        &store,
+        &b,
+        ev(
+            StoreAction::BlockPermanent,
+            "keyword:STOP",
+            "SMb",
+            t + HOUR_MS,
+        ),
+    )
+    .await;
+    assert_eq!(redis.cli(&["HLEN", &bucket]).unwrap(), "2");
+    // Expired when the bucket is next written: dropped, and the lookup never cared.
+    let later = t + 73 * HOUR_MS;
+    apply(
+        &store,
+        &b,
+        ev(StoreAction::Unblock, "keyword:START", "SMb2", later),
+    )
+    .await;
+    assert_eq!(redis.cli(&["HLEN", &bucket]).unwrap(), "1");
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &a, later)
+            .await
+            .unwrap()
+            .blocked
+    );
+}

@@ -55,6 +55,7 @@ if action == 'clear' and not c.evidence then
 end
 
 local results = {}
+local wrote = false
 for i, field in ipairs(c.fields) do
   local fails = KEYS[3 + i]
   local before = redis.call('HGET', record, field)
@@ -98,6 +99,7 @@ for i, field in ipairs(c.fields) do
     return redis.error_reply('unknown action ' .. tostring(action))
   end
   if after then
+    wrote = true
     redis.call('HSET', record, field, after)
     if string.sub(after, 1, 1) == 'C' then
       redis.call('DEL', fails)
@@ -120,6 +122,19 @@ for i, field in ipairs(c.fields) do
     redis.call('XADD', audit, 'MAXLEN', '~', c.audit_max_len, '*', unpack(entry))
   end
   results[#results + 1] = {field, outcome, after or before or ''}
+end
+
+-- Expired temporary records block nothing; when this bucket is written anyway, drop
+-- them so memory does not grow with every bounce ever seen. (Readers never need this:
+-- they compare EXPIRES_MS with their clock.)
+if wrote then
+  local all = redis.call('HGETALL', record)
+  for j = 1, #all, 2 do
+    local exp = string.match(all[j + 1], '^T|%d+|(%d+)|')
+    if exp and tonumber(exp) <= now_ms then
+      redis.call('HDEL', record, all[j])
+    end
+  end
 end
 
 -- An event that changed or reported nothing leaves no marker: there is nothing to
