@@ -171,18 +171,22 @@ impl AuditEntry {
                 v => Record::parse(v).map(Some).ok_or_else(|| bad(name, v)),
             }
         };
-        let scope = need("scope")?;
-        let outcome = need("outcome")?;
+        let parse_scope = |v: &str| v.parse().map_err(|_| bad("scope", v));
+        let parse_outcome = |v: &str| {
+            OUTCOMES
+                .into_iter()
+                .find(|o| o.as_str() == v)
+                .ok_or_else(|| bad("outcome", v))
+        };
+        // Fields are checked in the order the contract lists them, so an error names
+        // the first thing wrong.
         Ok(AuditEntry {
             id: id.to_string(),
             tenant: need("tenant")?.to_string(),
-            scope: scope.parse().map_err(|_| bad("scope", scope))?,
+            scope: parse_scope(need("scope")?)?,
             address: need("address")?.to_string(),
             action: need("action")?.to_string(),
-            outcome: OUTCOMES
-                .into_iter()
-                .find(|o| o.as_str() == outcome)
-                .ok_or_else(|| bad("outcome", outcome))?,
+            outcome: parse_outcome(need("outcome")?)?,
             before: record("before")?,
             after: record("after")?,
             reason: need("reason")?.to_string(),
