@@ -310,6 +310,10 @@ pub struct AuditConsumer {
     /// been read through. Walking with a cursor means an entry the automation leaves
     /// unacknowledged does not stop the recovery from reaching the rest.
     pending_cursor: Vec<Option<String>>,
+    /// Set while a read is in flight: still set at the next call means the caller
+    /// dropped that call's future (a timeout, a `select!`), and whatever Redis had
+    /// delivered to it is in our pending list unseen.
+    reading: bool,
 }
 
 impl AuditConsumer {
@@ -345,6 +349,7 @@ impl AuditConsumer {
             group: group.to_string(),
             consumer: consumer.to_string(),
             options,
+            reading: false,
         };
         consumer.create_groups(consumer.options.start).await?;
         Ok(consumer)
@@ -363,12 +368,21 @@ impl AuditConsumer {
     ///
     /// Every delivered entry stays pending until [`AuditConsumer::ack`], unreadable
     /// ones included: they come back as `Err(BadEntry)` with their id.
+    ///
+    /// Dropping the returned future (a timeout, a `select!`) loses nothing: the next
+    /// call re-reads the pending list first. Redis keeps a dropped blocking read
+    /// waiting, though, and the connection answers nothing else until it ends, so
+    /// keep `block` short when calls may be dropped.
     pub async fn next_batch(
         &mut self,
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, AuditError> {
         let count = count.max(1);
+        if self.reading {
+            self.pending_cursor.fill(Some("0".into()));
+        }
+        self.reading = true;
         let result = match self.read(count, block).await {
             // The group was lost with its stream (Redis restarted without persistence,
             // or the keys were deleted): every entry now in the stream is newer than
@@ -384,6 +398,7 @@ impl AuditConsumer {
             // they are in our pending list, so walk it again next time.
             self.pending_cursor.fill(Some("0".into()));
         }
+        self.reading = false;
         result
     }
 

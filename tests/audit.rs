@@ -888,3 +888,30 @@ fn temporary_blocks_are_judged_at_the_event_time() {
     .unwrap();
     assert!(e.dnd_disabled());
 }
+
+#[tokio::test]
+async fn entries_delivered_to_a_dropped_read_are_not_lost() {
+    let env = env();
+    let mut consumer = env.consumer("crm", "w1", ConsumerOptions::default()).await;
+    // The caller gives up on a blocking read (a timeout, a select!): Redis keeps the
+    // read blocked and delivers the next entry to it, into this consumer's pending
+    // list, though no one sees the reply.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        consumer.next_batch(10, Duration::from_secs(2)),
+    )
+    .await;
+    assert!(dropped.is_err());
+    env.apply(&ev(
+        A,
+        StoreAction::BlockPermanent,
+        "keyword:STOP",
+        "SMlost",
+        1000,
+    ))
+    .await;
+    assert_eq!(env.xpending("crm"), 1);
+    let read = entries(drain(&mut consumer, 10).await);
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].1.event_id, "SMlost");
+}
