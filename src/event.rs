@@ -116,6 +116,8 @@ impl FromStr for Scope {
 pub enum Provider {
     /// Twilio Programmable Messaging (SMS, MMS, WhatsApp through Twilio).
     Twilio,
+    /// Meta: WhatsApp Cloud API, Messenger and Instagram messaging.
+    Meta,
     /// An operator, through the API or the CLI (not a provider, but a source of
     /// changes all the same).
     Operator,
@@ -128,6 +130,7 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Twilio => "twilio",
+            Provider::Meta => "meta",
             Provider::Operator => "operator",
             Provider::Import => "import",
         }
@@ -149,6 +152,10 @@ pub enum ProviderVerdict {
     OptIn,
     /// The provider saw a help keyword.
     Help,
+    /// The contact asked to stop marketing messages only (WhatsApp's "Stop promotions").
+    MarketingOptOut,
+    /// The contact asked to receive marketing messages again.
+    MarketingOptIn,
 }
 
 /// One thing a provider told us, normalised.
@@ -180,6 +187,14 @@ pub enum EventKind {
         body: String,
         /// The provider's own keyword verdict, where it sends one.
         provider_verdict: Option<ProviderVerdict>,
+    },
+    /// The contact changed a preference without writing a message: WhatsApp's
+    /// marketing preference (stop, resume), Messenger's marketing notifications.
+    Preference {
+        /// The preference covers marketing messages only.
+        marketing_only: bool,
+        /// Stop (true) or resume (false).
+        opt_out: bool,
     },
     /// A delivery status for a message we sent to the contact.
     DeliveryStatus {

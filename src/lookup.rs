@@ -151,6 +151,7 @@ pub fn verdict_json(
         "channel": channel.as_str(),
         "address": address,
         "blocked": v.blocked,
+        "marketing_only": v.marketing_only,
         "record": v.record.as_ref().map(|r| json!({
             "scope": v.scope.map(|s| s.as_str()),
             "state": r.state.as_str(),

@@ -88,6 +88,8 @@ pub fn store_action(action: Action) -> Option<StoreAction> {
         Action::Reachable => StoreAction::Reachable,
         Action::Review => StoreAction::Review,
         Action::Help => StoreAction::Help,
+        Action::BlockMarketing => StoreAction::BlockMarketing,
+        Action::UnblockMarketing => StoreAction::UnblockMarketing,
     })
 }
 

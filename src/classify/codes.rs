@@ -14,6 +14,7 @@ use crate::event::Provider;
 
 /// The Twilio table shipped with the gateway.
 const TWILIO_TOML: &str = include_str!("../../providers/twilio.toml");
+const META_TOML: &str = include_str!("../../providers/meta.toml");
 
 /// Longest code we accept as a table key; real codes are a handful of characters.
 const MAX_CODE_LEN: usize = 32;
@@ -27,6 +28,9 @@ pub enum CodeAction {
     Permanent,
     /// Temporary DND: the address cannot receive now; it may later.
     Temporary,
+    /// Permanent DND for marketing messages only (WhatsApp 131050: the contact stopped
+    /// marketing from this business; service messages still go).
+    Marketing,
     /// No DND change: the error is about our sender, account or content, or is
     /// transient.
     None,
@@ -38,6 +42,7 @@ impl CodeAction {
         match self {
             CodeAction::Permanent => Action::Block(Permanence::Permanent),
             CodeAction::Temporary => Action::Block(Permanence::Temporary),
+            CodeAction::Marketing => Action::BlockMarketing,
             CodeAction::None => Action::None,
         }
     }
@@ -116,11 +121,18 @@ impl ErrorTable {
             .expect("the embedded providers/twilio.toml is valid (tested)")
     }
 
+    /// The table shipped for Meta (`providers/meta.toml`).
+    pub fn meta() -> ErrorTable {
+        ErrorTable::from_toml(Provider::Meta.as_str(), META_TOML)
+            .expect("the embedded providers/meta.toml is valid (tested)")
+    }
+
     /// The table shipped for `provider` (empty for sources that send no error codes,
     /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
         match provider {
             Provider::Twilio => ErrorTable::twilio(),
+            Provider::Meta => ErrorTable::meta(),
             Provider::Operator | Provider::Import => ErrorTable::default(),
         }
     }
@@ -133,7 +145,7 @@ impl ErrorTable {
     /// provider = "twilio"   # optional; checked against provider_name when present
     ///
     /// [codes.30003]
-    /// action = "temporary"  # "permanent" | "temporary" | "none"
+    /// action = "temporary"  # "permanent" | "temporary" | "marketing" | "none"
     /// reason = "handset unreachable for now"
     /// source = "https://..." # optional
     /// ```

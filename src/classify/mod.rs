@@ -39,6 +39,12 @@ pub enum Action {
     Review,
     /// A help keyword: reported, no DND change.
     Help,
+    /// Stop marketing messages only (WhatsApp 131050, "Stop promotions", Messenger's
+    /// notification opt-out): a permanent record that blocks marketing, not service
+    /// messages.
+    BlockMarketing,
+    /// Resume marketing messages: lifts a marketing-only record, nothing stronger.
+    UnblockMarketing,
 }
 
 impl Action {
@@ -50,10 +56,11 @@ impl Action {
     /// lifting; lifting a temporary record beats lifting every record.
     fn caution(self) -> u8 {
         match self {
-            Action::Block(_) => 4,
+            Action::Block(_) => 5,
+            Action::BlockMarketing => 4,
             Action::Review => 3,
             Action::Help | Action::None => 2,
-            Action::Reachable => 1,
+            Action::Reachable | Action::UnblockMarketing => 1,
             Action::Unblock => 0,
         }
     }
@@ -92,7 +99,24 @@ pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTab
         EventKind::DeliveryStatus { status, error_code } => {
             classify_status(event.provider, status, error_code.as_deref(), codes)
         }
+        EventKind::Preference {
+            marketing_only,
+            opt_out,
+        } => classify_preference(event.provider, *marketing_only, *opt_out),
     }
+}
+
+/// Classify a preference change: a marketing stop or resume (reason
+/// `<provider>:marketing_stop` / `:marketing_resume`), or a full opt-out or opt-in
+/// (`<provider>:stop` / `:resume`).
+pub fn classify_preference(provider: Provider, marketing_only: bool, opt_out: bool) -> Decision {
+    let (action, what) = match (marketing_only, opt_out) {
+        (true, true) => (Action::BlockMarketing, "marketing_stop"),
+        (true, false) => (Action::UnblockMarketing, "marketing_resume"),
+        (false, true) => (Action::Block(Permanence::Permanent), "stop"),
+        (false, false) => (Action::Unblock, "resume"),
+    };
+    Decision::new(action, format!("{provider}:{what}"))
 }
 
 /// Classify an inbound message from its body and the provider's own verdict, if any.
@@ -143,6 +167,12 @@ pub fn classify_inbound(
         }
         ProviderVerdict::OptIn => Decision::new(Action::Unblock, "provider:START"),
         ProviderVerdict::Help => Decision::new(Action::Help, "provider:HELP"),
+        ProviderVerdict::MarketingOptOut => {
+            Decision::new(Action::BlockMarketing, "provider:STOP_MARKETING")
+        }
+        ProviderVerdict::MarketingOptIn => {
+            Decision::new(Action::UnblockMarketing, "provider:RESUME_MARKETING")
+        }
     });
     match (theirs, ours) {
         (None, None) => Decision::new(Action::Reachable, "inbound"),

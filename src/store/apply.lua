@@ -7,8 +7,9 @@
 -- ARGV[1]   the change, as JSON (see store::Change); times are decimal strings of ms.
 --
 -- Record value: STATE|EVENT_MS|EXPIRES_MS|REASON|SOURCE with STATE P (permanent),
--- T (temporary, blocks until EXPIRES_MS) or C (cleared: allowed; kept so that a late,
--- older event cannot undo a newer change).
+-- M (permanent for marketing messages only), T (temporary, blocks until EXPIRES_MS)
+-- or C (cleared: allowed; kept so that a late, older event cannot undo a newer
+-- change).
 --
 -- Returns, per field: {field, outcome, after}, or {'duplicate'} when the event was
 -- applied before. Outcomes: applied, escalated, superseded, kept_permanent, refused,
@@ -50,7 +51,8 @@ end
 local refuse_all = false
 if action == 'clear' and not c.evidence then
   for _, field in ipairs(c.fields) do
-    if current(redis.call('HGET', record, field)) == 'P' then refuse_all = true end
+    local state = current(redis.call('HGET', record, field))
+    if state == 'P' or state == 'M' then refuse_all = true end
   end
 end
 
@@ -66,12 +68,21 @@ for i, field in ipairs(c.fields) do
     outcome = action
   elseif action == 'reachable' and state ~= 'T' then
     outcome = 'noop'
+  elseif action == 'unblock_marketing' and state ~= 'M' then
+    -- A resume of marketing lifts a marketing-only record and nothing stronger.
+    outcome = 'noop'
   elseif ev and event_ms < ev then
     outcome = 'superseded'
   elseif action == 'block_permanent' then
     outcome, after = 'applied', record_value('P', '', reason)
-  elseif action == 'block_temporary' then
+  elseif action == 'block_marketing' then
     if state == 'P' then
+      outcome = 'kept_permanent'
+    else
+      outcome, after = 'applied', record_value('M', '', reason)
+    end
+  elseif action == 'block_temporary' then
+    if state == 'P' or state == 'M' then
       outcome = 'kept_permanent'
     else
       -- Escalation: count the failures inside the window, this one included.
@@ -87,7 +98,7 @@ for i, field in ipairs(c.fields) do
         outcome, after = 'applied', record_value('T', temporary_expiry(), reason)
       end
     end
-  elseif action == 'unblock' or action == 'reachable' then
+  elseif action == 'unblock' or action == 'reachable' or action == 'unblock_marketing' then
     outcome, after = 'applied', record_value('C', '', reason)
   elseif action == 'clear' then
     if refuse_all then

@@ -91,6 +91,9 @@ pub enum State {
     Permanent,
     /// Blocks until its expiry, an inbound message on the channel, or an operator.
     Temporary,
+    /// Blocks marketing messages until the contact resumes them or opts in, or an
+    /// operator clears it with evidence; service messages are allowed.
+    Marketing,
     /// Lifted; kept so a late, older event cannot undo the newer change.
     Cleared,
 }
@@ -101,6 +104,7 @@ impl State {
         match self {
             State::Permanent => "permanent",
             State::Temporary => "temporary",
+            State::Marketing => "marketing",
             State::Cleared => "cleared",
         }
     }
@@ -129,6 +133,7 @@ impl Record {
         let state = match parts.next()? {
             "P" => State::Permanent,
             "T" => State::Temporary,
+            "M" => State::Marketing,
             "C" => State::Cleared,
             _ => return None,
         };
@@ -148,13 +153,23 @@ impl Record {
         })
     }
 
-    /// Does this record block sending at `now_ms`?
+    /// Does this record block sending at `now_ms`? A marketing-only record counts as
+    /// blocking: a sender that does not say its message is a service message is
+    /// treated as sending marketing (see [`Record::blocks_service_at`]).
     pub fn blocks_at(&self, now_ms: i64) -> bool {
         match self.state {
-            State::Permanent => true,
+            State::Permanent | State::Marketing => true,
             State::Temporary => self.expires_ms.is_some_and(|e| e > now_ms),
             State::Cleared => false,
         }
+    }
+}
+
+impl Record {
+    /// Does this record block a service (non-marketing) message at `now_ms`? Only a
+    /// marketing-only record answers differently from [`Record::blocks_at`].
+    pub fn blocks_service_at(&self, now_ms: i64) -> bool {
+        self.state != State::Marketing && self.blocks_at(now_ms)
     }
 }
 
@@ -173,6 +188,11 @@ pub enum StoreAction {
     Review,
     /// Record a help request; no change.
     Help,
+    /// Set a permanent record for marketing messages only (unless a permanent record
+    /// is in place).
+    BlockMarketing,
+    /// Lift a marketing-only record (the contact resumed marketing); nothing stronger.
+    UnblockMarketing,
     /// An operator lifts the record: a temporary one always, a permanent one only with
     /// consent evidence (otherwise the change is refused and audited).
     Clear,
@@ -188,6 +208,8 @@ impl StoreAction {
             StoreAction::Review => "review",
             StoreAction::Help => "help",
             StoreAction::Clear => "clear",
+            StoreAction::BlockMarketing => "block_marketing",
+            StoreAction::UnblockMarketing => "unblock_marketing",
         }
     }
 }
@@ -330,8 +352,12 @@ pub enum Applied {
 /// The answer to "may I send to this address on this channel?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// True when sending is not allowed.
+    /// True when sending is not allowed (a marketing message, or any message when the
+    /// sender does not say).
     pub blocked: bool,
+    /// True when only marketing messages are blocked: a service (utility,
+    /// authentication) message may still be sent.
+    pub marketing_only: bool,
     /// The record that blocks (the channel's own, else the `all` one), or the record
     /// found when nothing blocks.
     pub record: Option<Record>,
@@ -703,24 +729,33 @@ fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i
     let own = own.as_deref().and_then(Record::parse);
     let all = all.as_deref().and_then(Record::parse);
     let candidates = [(Scope::Channel(channel), own), (Scope::All, all)];
-    if let Some((scope, record)) = candidates
+    let blocks =
+        |r: &Option<Record>, f: fn(&Record, i64) -> bool| r.as_ref().is_some_and(|r| f(r, now_ms));
+    // The strongest record decides: one that blocks service messages too, else a
+    // marketing-only one, else whatever is stored.
+    let deciding = candidates
         .iter()
-        .find(|(_, r)| r.as_ref().is_some_and(|r| r.blocks_at(now_ms)))
-    {
+        .find(|(_, r)| blocks(r, Record::blocks_service_at))
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|(_, r)| blocks(r, Record::blocks_at))
+        })
+        .or_else(|| candidates.iter().find(|(_, r)| r.is_some()));
+    let Some((scope, record)) = deciding else {
         return Verdict {
-            blocked: true,
-            record: record.clone(),
-            scope: Some(*scope),
+            blocked: false,
+            marketing_only: false,
+            record: None,
+            scope: None,
         };
-    }
-    let (scope, record) = candidates
-        .into_iter()
-        .find(|(_, r)| r.is_some())
-        .map_or((None, None), |(s, r)| (Some(s), r));
+    };
+    let blocked = blocks(record, Record::blocks_at);
     Verdict {
-        blocked: false,
-        record,
-        scope,
+        blocked,
+        marketing_only: blocked && !blocks(record, Record::blocks_service_at),
+        record: record.clone(),
+        scope: Some(*scope),
     }
 }
 
@@ -832,5 +867,18 @@ mod tests {
         let v = verdict(Channel::Sms, None, None, 10);
         assert!(!v.blocked);
         assert_eq!(v.record, None);
+        // Marketing-only: blocked (a sender that does not say is sending marketing),
+        // and flagged so a service message may go; a full record elsewhere wins.
+        let m = "M|1||meta:131050|meta";
+        let v = verdict(Channel::Whatsapp, Some(m.into()), None, 10);
+        assert!(v.blocked && v.marketing_only);
+        let v = verdict(
+            Channel::Whatsapp,
+            Some(m.into()),
+            Some("P|1||unsubscribe|link".into()),
+            10,
+        );
+        assert!(v.blocked && !v.marketing_only);
+        assert_eq!(v.scope, Some(Scope::All));
     }
 }
