@@ -597,3 +597,28 @@ fn export_and_filter_refuse_an_unknown_tenant() {
     assert_eq!(r.stdout, "");
     let _ = Path::new(s.config());
 }
+
+#[test]
+fn an_older_suppression_does_not_undo_a_newer_opt_in() {
+    let s = Setup::new();
+    // The contact opted back in (cleared) after the bounce SendGrid recorded.
+    let history = s.file(
+        "history.csv",
+        "scope,address,state,reason,source,event_ms,expires_ms\n\
+         email,alice@example.com,cleared,keyword:START,twilio,1700000500000,\n",
+    );
+    assert_eq!(s.import("acme", "dndgate", &[], &history).code, 0);
+    let bounces = s.file("b.csv", "email,created\nalice@example.com,1700000000\n");
+    let r = s.import("acme", "sendgrid", &[], &bounces);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "imported 0, already present 1, bad 0");
+    assert!(r.stderr.contains("note: 1 of the rows"), "{}", r.stderr);
+    assert!(!s.blocked("email", "alice@example.com"));
+    // The source of an imported row is `import`, whatever the file says: the store
+    // writes the provider that made the change, and that was the import.
+    let (_, rows) = s.export("acme", &["--all-states"]);
+    assert_eq!(
+        rows.into_iter().collect::<Vec<_>>(),
+        ["email,alice@example.com,cleared,keyword:START,import,1700000500000,"]
+    );
+}

@@ -20,6 +20,10 @@ use super::{EXPORT_COLUMNS, fatal, read_store, redis_settings};
 /// Exit 0: complete. Exit 2: error (one line on stderr); if some rows were already
 /// written, the output is incomplete and must not be used.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Columns: scope,address,state,reason,source,event_ms,expires_ms (times in ms since the Unix \
+epoch). `dndgate import --format dndgate` reads the file back.\n\n\
+Exit 0: complete. 2: error (one line on stderr); any output already written is incomplete.")]
 pub struct ExportArgs {
     /// The configuration file (for the Redis location and the tenants).
     #[arg(long, short, default_value = "dndgate.toml")]

@@ -31,6 +31,13 @@ const IN_FLIGHT: usize = 4;
 /// the output is incomplete, so treat the whole run as failed. Redis down at the start
 /// writes nothing.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Rows whose address is on DND, missing, or not an address on the channel are left out; the \
+header and the other rows are written in input order. Summary on stderr: \
+`read N, sendable S, blocked B, invalid I`.\n\n\
+Exit 0: the output is complete. 2: error (one line on stderr). If Redis fails part-way, the \
+rows already written were checked, but the output is incomplete: treat the run as failed. \
+Redis down at the start, an unknown tenant or no address column: nothing is written.")]
 pub struct FilterArgs {
     /// The configuration file (for the Redis location and the tenants).
     #[arg(long, short, default_value = "dndgate.toml")]

@@ -77,6 +77,12 @@ impl Format {
 /// nothing could be done (unreadable file, unknown tenant, Redis down) or the import
 /// stopped part-way (Redis went away): importing the file again is safe and completes it.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Bad rows are reported on stderr as `line N: why`, skipped, and never applied; the good rows \
+are imported. Each row gets an event id made from the row, so importing the same file again \
+changes nothing. Summary on stdout: `imported N, already present M, bad K`.\n\n\
+Exit 0: done, no bad rows. 1: done, some rows were bad. 2: nothing could be done (unreadable \
+file, unknown tenant, Redis down), or Redis went away part-way: import the file again.")]
 pub struct ImportArgs {
     /// The configuration file (for Redis and the tenant's policy).
     #[arg(long, short, default_value = "dndgate.toml")]
@@ -721,5 +727,56 @@ pub async fn import_cmd(args: ImportArgs) -> ExitCode {
         ),
         None if summary.bad > 0 => ExitCode::from(1),
         None => ExitCode::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sendgrid_times() {
+        let ok = [
+            ("", None),
+            ("1700000000", Some(1_700_000_000_000)),
+            ("0", Some(0)),
+            ("2023-11-14 22:13:20", Some(1_700_000_000_000)),
+            ("2023-11-14T22:13:20Z", Some(1_700_000_000_000)),
+            ("2023-11-14T22:13:20.5+00:00", Some(1_700_000_000_500)),
+            ("2024-02-29 00:00:00 UTC", Some(1_709_164_800_000)),
+            ("1970-01-01T00:00:00Z", Some(0)),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_time(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "yesterday",
+            "2023-11-14",
+            "2023-13-01 00:00:00",
+            "2023-11-14T22:13:20+02:00",
+            "-5",
+            "99999999999999999999",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dndgate_rows_map_states_to_actions() {
+        let row = |state: &str, expires: &str| {
+            dndgate_row(&["sms", "+14155551234", state, "r", "twilio", "1000", expires])
+        };
+        assert_eq!(
+            row("permanent", "").unwrap().action,
+            StoreAction::BlockPermanent
+        );
+        assert_eq!(row("cleared", "").unwrap().action, StoreAction::Unblock);
+        let t = row("temporary", "4000").unwrap();
+        assert_eq!(t.action, StoreAction::BlockTemporary);
+        assert_eq!(t.temporary_ttl, Some(Duration::from_millis(3000)));
+        assert!(row("temporary", "").is_err());
+        assert!(row("temporary", "1000").is_err());
+        assert!(row("permanent", "4000").is_err());
+        assert!(row("gone", "").is_err());
     }
 }
