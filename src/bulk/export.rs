@@ -1,0 +1,151 @@
+//! `dndgate export`: a tenant's DND records as CSV on stdout.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::address::Address;
+use crate::event::Scope;
+use crate::pipeline::now_ms;
+use crate::store::{Record, Store, StoreError};
+
+use super::{EXPORT_COLUMNS, fatal, read_store, redis_settings};
+
+/// `dndgate export`: write a tenant's DND records to stdout as CSV with the header
+/// `scope,address,state,reason,source,event_ms,expires_ms` (times in milliseconds since
+/// the Unix epoch; `expires_ms` only for temporary records). Rows come in no
+/// particular order. `dndgate import --format dndgate` reads the file back.
+///
+/// Exit 0: complete. Exit 2: error (one line on stderr); if some rows were already
+/// written, the output is incomplete and must not be used.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Columns: scope,address,state,reason,source,event_ms,expires_ms (times in ms since the Unix \
+epoch). `dndgate import --format dndgate` reads the file back.\n\n\
+Exit 0: complete. 2: error (one line on stderr); any output already written is incomplete.")]
+pub struct ExportArgs {
+    /// The configuration file (for the Redis location and the tenants).
+    #[arg(long, short, default_value = "dndgate.toml")]
+    pub config: PathBuf,
+    /// The tenant whose records to export.
+    #[arg(long)]
+    pub tenant: String,
+    /// Only records of this scope: sms, voice, whatsapp, messenger, instagram, email,
+    /// or all (the records that block every channel). Default: every scope.
+    #[arg(long)]
+    pub scope: Option<Scope>,
+    /// Also export records that do not block now: cleared ones (lifted by an opt-in or
+    /// an operator) and expired temporary ones. Default: only records that block now.
+    /// Use it for a backup or a copy to another tenant that keeps the opt-in history.
+    #[arg(long)]
+    pub all_states: bool,
+}
+
+/// Which records an export writes.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportFilter {
+    /// Only this scope, or every scope.
+    pub scope: Option<Scope>,
+    /// Include records that do not block at `now_ms`.
+    pub all_states: bool,
+    /// The clock for "blocks now".
+    pub now_ms: i64,
+}
+
+/// Write the tenant's records to `out` as CSV (header included) and return how many
+/// rows were written. Pages through [`Store::export_page`] until the cursor is back at
+/// 0; SCAN may return a bucket twice, so rows are de-duplicated by (scope, address).
+pub async fn export<W: Write>(
+    store: &Store,
+    tenant: &str,
+    filter: ExportFilter,
+    out: W,
+) -> Result<u64, ExportError> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer
+        .write_record(EXPORT_COLUMNS)
+        .map_err(ExportError::Write)?;
+    // The field text (`scope:address`) is the record's identity in its bucket.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut written = 0u64;
+    let mut cursor = 0u64;
+    loop {
+        let (next, records) = store.export_page(tenant, cursor).await?;
+        for (scope, address, record) in records {
+            if filter.scope.is_some_and(|s| s != scope)
+                || !(filter.all_states || record.blocks_at(filter.now_ms))
+                || !seen.insert(format!("{scope}:{address}"))
+            {
+                continue;
+            }
+            write_row(&mut writer, scope, &address, &record)?;
+            written += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    writer.flush().map_err(|e| ExportError::Write(e.into()))?;
+    Ok(written)
+}
+
+fn write_row<W: Write>(
+    writer: &mut csv::Writer<W>,
+    scope: Scope,
+    address: &Address,
+    record: &Record,
+) -> Result<(), ExportError> {
+    let expires = record.expires_ms.map(|e| e.to_string()).unwrap_or_default();
+    writer
+        .write_record([
+            scope.as_str(),
+            address.as_str(),
+            record.state.as_str(),
+            &record.reason,
+            &record.source,
+            &record.event_ms.to_string(),
+            &expires,
+        ])
+        .map_err(ExportError::Write)
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Redis could not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The output could not be written (a closed pipe, a full disk).
+    #[error("cannot write the output: {0}")]
+    Write(csv::Error),
+}
+
+/// Run `dndgate export`.
+pub async fn export_cmd(args: ExportArgs) -> ExitCode {
+    let settings = match redis_settings(&args.config, &args.tenant) {
+        Ok(s) => s,
+        Err(e) => return fatal("export", e),
+    };
+    let store = match read_store(&settings).await {
+        Ok(s) => s,
+        Err(e) => return fatal("export", format!("{e}; nothing was exported")),
+    };
+    let filter = ExportFilter {
+        scope: args.scope,
+        all_states: args.all_states,
+        now_ms: now_ms(),
+    };
+    let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    match export(&store, &args.tenant, filter, out).await {
+        Ok(n) => {
+            eprintln!("exported {n} records");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fatal(
+            "export",
+            format!("{e}; the output is incomplete, do not use it"),
+        ),
+    }
+}

@@ -1,0 +1,79 @@
+//! Bulk work on a tenant's records: `import` of existing suppression lists, `export`,
+//! and `filter` (the "all contacts except DND" smart list).
+//!
+//! All three go through the store's public API ([`crate::state::apply`],
+//! [`crate::store::Store::export_page`], [`crate::lookup::Lookup::check_many`]) and
+//! never build a Redis key: the layout stays the store's business.
+//!
+//! - [`import`]: a SendGrid or Twilio export, a plain address list or a dndgate export
+//!   becomes DND records, row by row, each row one atomic apply with a deterministic
+//!   event id, so importing the same file twice changes nothing the second time.
+//! - [`export`]: the tenant's records as CSV, in the shape `import --format dndgate`
+//!   reads back.
+//! - [`filter`]: a contacts CSV in, only the rows that may be sent to out; fails closed.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Config, RedisSettings};
+use crate::store::{Store, StoreOptions};
+
+pub mod export;
+pub mod filter;
+pub mod import;
+
+pub use export::{ExportArgs, export_cmd};
+pub use filter::{FilterArgs, filter_cmd};
+pub use import::{ImportArgs, import_cmd};
+
+/// The columns of a dndgate export, in order: the contract between `export` and
+/// `import --format dndgate`.
+pub const EXPORT_COLUMNS: [&str; 7] = [
+    "scope",
+    "address",
+    "state",
+    "reason",
+    "source",
+    "event_ms",
+    "expires_ms",
+];
+
+/// Print `dndgate VERB: MESSAGE` as one line on stderr and return exit code 2, the
+/// "nothing could be done / do not trust the output" code of every bulk verb.
+fn fatal(verb: &str, message: impl std::fmt::Display) -> ExitCode {
+    // Configuration errors span several lines; callers grep one.
+    let line = message.to_string().replace('\n', " ");
+    eprintln!("dndgate {verb}: {line}");
+    ExitCode::from(2)
+}
+
+/// The Redis settings of `path`, with `tenant` checked against the tenants it names.
+/// `export` and `filter` only read, so they need no provider secret resolved.
+fn redis_settings(path: &Path, tenant: &str) -> Result<RedisSettings, String> {
+    let settings = Config::load_redis_only(path).map_err(|e| e.to_string())?;
+    if !settings.tenants.iter().any(|t| t == tenant) {
+        return Err(format!("unknown tenant {tenant:?} in {}", path.display()));
+    }
+    Ok(settings)
+}
+
+/// A store for read-only work, and a PING so that "Redis is down" is reported before
+/// any output is written.
+async fn read_store(settings: &RedisSettings) -> Result<Store, String> {
+    let store = Store::open(
+        &settings.redis.url(),
+        StoreOptions {
+            timeout: settings.timeout,
+            dedup_ttl: crate::config::DEFAULT_DEDUP_TTL,
+            audit_max_len: 100_000,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    store.ping().await.map_err(|e| {
+        format!(
+            "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
+            settings.redis.url()
+        )
+    })?;
+    Ok(store)
+}
