@@ -45,6 +45,24 @@ pub struct Keys {
     pub tag: String,
 }
 
+/// The record hash of `address` of `tenant` alone: what a lookup needs, built with one
+/// allocation.
+fn bucket_key(tenant: &str, address: &Address) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = Sha1::digest(address.as_str().as_bytes());
+    let hex = |n: u8| HEX[n as usize] as char;
+    let mut key = String::with_capacity(tenant.len() + 12);
+    key.push_str("dnd:{");
+    key.push_str(tenant);
+    key.push(':');
+    key.push(hex(d[0] >> 4));
+    key.push_str("}:");
+    key.push(hex(d[0] & 0xf));
+    key.push(hex(d[1] >> 4));
+    key.push(hex(d[1] & 0xf));
+    key
+}
+
 /// The keys for `address` of `tenant`.
 pub fn keys(tenant: &str, address: &Address) -> Keys {
     let digest = Sha1::digest(address.as_str().as_bytes());
@@ -516,7 +534,7 @@ impl Store {
         let mut pipe = redis::pipe();
         for address in addresses {
             pipe.cmd("HMGET")
-                .arg(keys(tenant, address).bucket)
+                .arg(bucket_key(tenant, address))
                 .arg(field(Scope::Channel(channel), address))
                 .arg(field(Scope::All, address));
         }
@@ -812,6 +830,7 @@ mod tests {
         assert_eq!(k.bucket, format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]));
         assert_eq!(k.audit, format!("dnd:{{acme:{}}}:audit", &h[..1]));
         assert_eq!(field(Scope::All, &a), "all:+14155551234");
+        assert_eq!(bucket_key("acme", &a), k.bucket);
     }
 
     #[test]
