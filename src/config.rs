@@ -47,6 +47,33 @@ pub struct Config {
     pub tenants: BTreeMap<String, Tenant>,
     /// Twilio's error-code table: the embedded default with the configured overrides.
     pub twilio_codes: ErrorTable,
+    /// Meta's error-code table: the embedded default with the configured overrides.
+    pub meta_codes: ErrorTable,
+    /// The Meta app, when the gateway takes Meta webhooks.
+    pub meta: Option<MetaApp>,
+}
+
+/// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
+/// for every tenant (entries are routed by the account ids tenants list).
+#[derive(Debug, Clone)]
+pub struct MetaApp {
+    /// App secrets, tried in turn (several while rotating).
+    pub app_secrets: Vec<Secret>,
+    /// Verify tokens accepted in the GET handshake.
+    pub verify_tokens: Vec<Secret>,
+}
+
+/// A tenant's Meta accounts: the ids Meta names in webhook entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaTenant {
+    /// WhatsApp business phone number ids (`metadata.phone_number_id`).
+    pub whatsapp_phone_number_ids: Vec<String>,
+    /// WhatsApp Business Account ids (the entry id of WhatsApp webhooks).
+    pub whatsapp_business_account_ids: Vec<String>,
+    /// Facebook page ids (Messenger).
+    pub page_ids: Vec<String>,
+    /// Instagram professional account ids.
+    pub instagram_account_ids: Vec<String>,
 }
 
 /// Where Redis is.
@@ -88,6 +115,8 @@ pub struct Tenant {
     pub api_tokens: Vec<Secret>,
     /// Twilio settings, when the tenant uses Twilio.
     pub twilio: Option<TwilioTenant>,
+    /// Meta accounts, when the tenant uses WhatsApp Cloud API, Messenger or Instagram.
+    pub meta: Option<MetaTenant>,
     /// Keyword lists and switches.
     pub keywords: KeywordPolicy,
     /// The DND state policy.
@@ -166,6 +195,29 @@ struct RawConfig {
     tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
     providers: RawProviders,
+    meta: Option<RawMetaApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetaApp {
+    #[serde(default)]
+    app_secrets: Vec<String>,
+    #[serde(default)]
+    verify_tokens: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetaTenant {
+    #[serde(default)]
+    whatsapp_phone_number_ids: Vec<String>,
+    #[serde(default)]
+    whatsapp_business_account_ids: Vec<String>,
+    #[serde(default)]
+    page_ids: Vec<String>,
+    #[serde(default)]
+    instagram_account_ids: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +232,7 @@ struct RawManaged {
 #[serde(deny_unknown_fields)]
 struct RawProviders {
     twilio: Option<RawProviderPolicy>,
+    meta: Option<RawProviderPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +249,7 @@ struct RawTenant {
     #[serde(default)]
     api_tokens: Vec<String>,
     twilio: Option<RawTwilio>,
+    meta: Option<RawMetaTenant>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
     escalate_window: Option<String>,
@@ -379,20 +433,41 @@ impl Config {
         let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
 
-        let mut twilio_codes = ErrorTable::twilio();
-        if let Some(file) = raw.providers.twilio.and_then(|p| p.error_codes_file) {
-            let path = base.join(&file);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => match ErrorTable::from_toml("twilio", &text) {
-                    Ok(overrides) => twilio_codes.merge(overrides),
-                    Err(e) => problems.push(format!("providers.twilio.error_codes_file: {e}")),
-                },
-                Err(e) => problems.push(format!(
-                    "providers.twilio.error_codes_file: cannot read {}: {e}",
-                    path.display()
-                )),
+        let twilio_codes = error_table(
+            ErrorTable::twilio(),
+            "twilio",
+            raw.providers.twilio.and_then(|p| p.error_codes_file),
+            base,
+            &mut problems,
+        );
+        let meta_codes = error_table(
+            ErrorTable::meta(),
+            "meta",
+            raw.providers.meta.and_then(|p| p.error_codes_file),
+            base,
+            &mut problems,
+        );
+        let meta = raw.meta.map(|m| {
+            let mut resolve = |field: &str, specs: &[String]| -> Vec<Secret> {
+                if specs.is_empty() {
+                    problems.push(format!("meta.{field} is empty"));
+                }
+                specs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, spec)| {
+                        resolve_secret(spec, base)
+                            .map_err(|e| problems.push(format!("meta.{field}[{i}]: {e}")))
+                            .ok()
+                    })
+                    .collect()
+            };
+            MetaApp {
+                app_secrets: resolve("app_secrets", &m.app_secrets),
+                verify_tokens: resolve("verify_tokens", &m.verify_tokens),
             }
-        }
+        });
+        let mut meta_owner: BTreeMap<String, String> = BTreeMap::new();
 
         let mut tenants = BTreeMap::new();
         if raw.tenants.is_empty() {
@@ -407,6 +482,40 @@ impl Config {
                 continue;
             }
             let policy = tenant_policy(&id, &t, &mut problems);
+            let meta_tenant = t.meta.as_ref().map(|m| {
+                let lists = [
+                    ("whatsapp_phone_number_ids", &m.whatsapp_phone_number_ids),
+                    ("whatsapp_business_account_ids", &m.whatsapp_business_account_ids),
+                    ("page_ids", &m.page_ids),
+                    ("instagram_account_ids", &m.instagram_account_ids),
+                ];
+                for (field, ids) in lists {
+                    for account in ids {
+                        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+                            problems.push(format!(
+                                "tenants.{id}.meta.{field}: {account:?} is not a Meta id (digits only)"
+                            ));
+                        }
+                        if let Some(other) = meta_owner.insert(format!("{field}:{account}"), id.clone())
+                        {
+                            problems.push(format!(
+                                "tenants.{id}.meta.{field}: {account} is also configured for tenant {other}"
+                            ));
+                        }
+                    }
+                }
+                MetaTenant {
+                    whatsapp_phone_number_ids: m.whatsapp_phone_number_ids.clone(),
+                    whatsapp_business_account_ids: m.whatsapp_business_account_ids.clone(),
+                    page_ids: m.page_ids.clone(),
+                    instagram_account_ids: m.instagram_account_ids.clone(),
+                }
+            });
+            if meta_tenant.is_some() && meta.is_none() {
+                problems.push(format!(
+                    "tenants.{id}.meta is set but there is no [meta] table with the app's app_secrets and verify_tokens"
+                ));
+            }
             let mut secrets = |field: &str, specs: &[String]| -> Vec<Secret> {
                 specs
                     .iter()
@@ -469,6 +578,7 @@ impl Config {
                     id,
                     api_tokens,
                     twilio,
+                    meta: meta_tenant,
                     keywords,
                     policy,
                 },
@@ -486,6 +596,8 @@ impl Config {
                 audit_max_len: raw.audit_max_len.unwrap_or(100_000),
                 tenants,
                 twilio_codes,
+                meta_codes,
+                meta,
             })
         } else {
             Err(problems)
@@ -500,6 +612,31 @@ impl Config {
                 .is_some_and(|tw| tw.account_sids.iter().any(|s| s == sid))
         })
     }
+}
+
+/// The embedded error table of `provider`, with the overrides from `file`, if any.
+fn error_table(
+    mut table: ErrorTable,
+    provider: &str,
+    file: Option<String>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> ErrorTable {
+    let Some(file) = file else {
+        return table;
+    };
+    let path = base.join(&file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match ErrorTable::from_toml(provider, &text) {
+            Ok(overrides) => table.merge(overrides),
+            Err(e) => problems.push(format!("providers.{provider}.error_codes_file: {e}")),
+        },
+        Err(e) => problems.push(format!(
+            "providers.{provider}.error_codes_file: cannot read {}: {e}",
+            path.display()
+        )),
+    }
+    table
 }
 
 /// What a client of the store (the `check` verb) needs from the configuration: where
