@@ -604,6 +604,22 @@ impl Config {
         }
     }
 
+    /// The tenant that owns a Meta account.
+    pub fn tenant_for_meta(&self, account: &crate::meta::AccountId) -> Option<&Tenant> {
+        use crate::meta::AccountId;
+        self.tenants.values().find(|t| {
+            t.meta.as_ref().is_some_and(|m| {
+                let (ids, id) = match account {
+                    AccountId::WhatsappPhoneNumberId(id) => (&m.whatsapp_phone_number_ids, id),
+                    AccountId::WhatsappBusinessAccount(id) => (&m.whatsapp_business_account_ids, id),
+                    AccountId::Page(id) => (&m.page_ids, id),
+                    AccountId::Instagram(id) => (&m.instagram_account_ids, id),
+                };
+                ids.contains(id)
+            })
+        })
+    }
+
     /// The tenant whose Twilio account SID is `sid`.
     pub fn tenant_for_twilio_account(&self, sid: &str) -> Option<&Tenant> {
         self.tenants.values().find(|t| {

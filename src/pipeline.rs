@@ -11,6 +11,7 @@ use crate::config::{Config, Tenant};
 use crate::error::{Error, Kind};
 use crate::event::ChannelEvent;
 use crate::signature::{self, TwilioSigned};
+use crate::meta;
 use crate::state;
 use crate::store::Store;
 use crate::twilio::{self, CallbackKind};
@@ -105,6 +106,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How an account is named in a log line and an answer.
+fn account_label(account: &meta::AccountId) -> String {
+    match account {
+        meta::AccountId::WhatsappPhoneNumberId(id) => format!("whatsapp phone number id {id}"),
+        meta::AccountId::WhatsappBusinessAccount(id) => format!("whatsapp business account {id}"),
+        meta::AccountId::Page(id) => format!("page {id}"),
+        meta::AccountId::Instagram(id) => format!("instagram account {id}"),
+    }
+}
+
 /// How one request went, for the log line and the tests.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
@@ -118,6 +129,8 @@ pub struct Report {
     pub duplicates: usize,
     /// Events of a batch that could not be read, one line each.
     pub rejected: Vec<String>,
+    /// Entries of a batch for accounts no tenant owns, one line each.
+    pub skipped: Vec<String>,
 }
 
 impl Gateway {
@@ -138,10 +151,101 @@ impl Gateway {
     ) -> Result<Answer, Error> {
         match req.provider.as_str() {
             "twilio" => self.twilio(req, report).await,
+            "meta" => self.meta(req, report).await,
             other => Err(Error::not_found(format!(
-                "unknown provider {other:?}: this gateway serves twilio"
+                "unknown provider {other:?}: this gateway serves twilio and meta"
             ))),
         }
+    }
+
+    /// Answer a provider's GET handshake (Meta's hub.challenge). `query` is the raw
+    /// query string.
+    pub fn handshake(&self, provider: &str, query: &str) -> Answer {
+        let result = match provider {
+            "meta" => match &self.config.meta {
+                Some(app) => meta::verify_handshake(query, &app.verify_tokens).map(|challenge| Answer::text(200, challenge)),
+                None => Err(Error::not_found("no [meta] app is configured on this gateway")),
+            },
+            "twilio" => Err(Error::new(Kind::MethodNotAllowed, "Twilio posts its webhooks: use POST")),
+            other => Err(Error::not_found(format!(
+                "unknown provider {other:?}: this gateway serves twilio and meta"
+            ))),
+        };
+        result.unwrap_or_else(|e| Answer::from_error(&e))
+    }
+
+    /// Meta: one callback URL for every tenant. Verify the whole body with the app
+    /// secret, then route each entry's events to the tenant that owns its account;
+    /// entries of unknown accounts are skipped (logged), never failing the rest.
+    async fn meta(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
+        let app = self
+            .config
+            .meta
+            .as_ref()
+            .ok_or_else(|| Error::not_found("no [meta] app is configured on this gateway"))?;
+        if req.content_type.as_deref() != Some("application/json") {
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "content type {} is not accepted: Meta posts application/json",
+                    req.content_type.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
+        signature::verify_meta(&req.body, req.header("x-hub-signature-256"), &app.app_secrets)?;
+        let webhook = meta::parse(&req.body)?;
+        let only = match &req.tenant {
+            Some(id) => Some(
+                self.config
+                    .tenants
+                    .get(id)
+                    .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?,
+            ),
+            None => None,
+        };
+        let received_ms = now_ms();
+        for entry in &webhook.entries {
+            let accounts = entry.account_ids();
+            if accounts.is_empty() {
+                report.skipped.push(format!("entry {}: names no account", entry.index));
+                continue;
+            }
+            let normalised = meta::normalise_entry(webhook.object, entry, received_ms);
+            report.rejected.extend(normalised.rejected);
+            for meta_event in &normalised.events {
+                // The event's own account first, then the entry's others (a WhatsApp
+                // business account id when the phone number id is not configured).
+                let tenant = std::iter::once(&meta_event.account)
+                    .chain(&accounts)
+                    .find_map(|account| self.config.tenant_for_meta(account))
+                    .filter(|t| only.is_none_or(|o| o.id == t.id));
+                let Some(tenant) = tenant else {
+                    report.skipped.push(format!(
+                        "entry {}: account {} belongs to no tenant",
+                        entry.index,
+                        account_label(&meta_event.account)
+                    ));
+                    continue;
+                };
+                report.events += 1;
+                report.tenant.get_or_insert_with(|| tenant.id.clone());
+                let event = &meta_event.event;
+                let decision = classify::classify(event, &tenant.keywords, &self.config.meta_codes);
+                self.apply(tenant, event, &decision, received_ms, report)
+                    .await?;
+            }
+        }
+        let mut notes = Vec::new();
+        if !report.rejected.is_empty() {
+            notes.push(format!("refused {}: {}", report.rejected.len(), report.rejected.join("; ")));
+        }
+        if !report.skipped.is_empty() {
+            notes.push(format!("skipped {}: {}", report.skipped.len(), report.skipped.join("; ")));
+        }
+        Ok(Answer::text(
+            200,
+            format!("applied {} event(s){}\n", report.events, notes.iter().map(|n| format!("; {n}")).collect::<String>()),
+        ))
     }
 
     async fn twilio(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {

@@ -174,8 +174,11 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             Err(e) => respond(Answer::from_error(&e.into())),
         },
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
+        ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => {
+            respond(app.gateway.handshake(provider, req.uri().query().unwrap_or("")))
+        }
         ["webhooks", _provider] | ["webhooks", _provider, _] if method != Method::POST => {
-            method_not_allowed("POST", false)
+            method_not_allowed("GET, POST", false)
         }
         ["webhooks", provider, rest @ ..] if rest.len() <= 1 => {
             webhook(app, req, provider, rest.first().copied(), peer).await
@@ -259,10 +262,14 @@ async fn webhook(
             changed = report.changed,
             duplicates = report.duplicates,
             rejected = report.rejected.len(),
+            skipped = report.skipped.len(),
             "webhook accepted"
         );
         for why in &report.rejected {
             tracing::warn!(provider, why = why.as_str(), "event in a batch refused");
+        }
+        for why in &report.skipped {
+            tracing::warn!(provider, why = why.as_str(), "entry for an unknown account skipped");
         }
     } else {
         tracing::warn!(

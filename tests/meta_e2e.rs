@@ -1,0 +1,302 @@
+//! End to end: Meta webhooks (WhatsApp Cloud API, Messenger, Instagram) in Meta's
+//! documented shapes, signed with X-Hub-Signature-256, through a running gateway into a
+//! real redis-server, read back through the lookup and the audit history.
+
+mod common;
+
+use common::*;
+use dndgate::event::Channel;
+use dndgate::lookup::Lookup;
+use serde_json::{Value, json};
+
+const APP_SECRET: &str = "meta-app-secret";
+const OLD_APP_SECRET: &str = "meta-app-secret-being-rotated-out";
+const VERIFY_TOKEN: &str = "meatyhamhock";
+const ACME_PHONE_ID: &str = "106540352242922";
+const ACME_WABA: &str = "102290129340398";
+const ACME_PAGE: &str = "1111111111";
+const ACME_IG: &str = "17841400000000000";
+const GLOBEX_PHONE_ID: &str = "200000000000001";
+
+fn config(redis: &RedisServer) -> String {
+    let base = config_text(&redis.url());
+    let base = base.replacen(
+        "[tenants.acme.twilio]",
+        &format!(
+            "[tenants.acme.meta]\nwhatsapp_phone_number_ids = [\"{ACME_PHONE_ID}\"]\nwhatsapp_business_account_ids = [\"{ACME_WABA}\"]\npage_ids = [\"{ACME_PAGE}\"]\ninstagram_account_ids = [\"{ACME_IG}\"]\n\n[tenants.acme.twilio]"
+        ),
+        1,
+    );
+    let base = base.replacen(
+        "[tenants.globex.twilio]",
+        &format!("[tenants.globex.meta]\nwhatsapp_phone_number_ids = [\"{GLOBEX_PHONE_ID}\"]\n\n[tenants.globex.twilio]"),
+        1,
+    );
+    format!(
+        "{base}\n[meta]\napp_secrets = [\"{OLD_APP_SECRET}\", \"{APP_SECRET}\"]\nverify_tokens = [\"{VERIFY_TOKEN}\"]\n"
+    )
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post(gw: &TestGateway, body: &str) -> HttpResponse {
+    post_signed(gw, body, &sign(APP_SECRET, body.as_bytes())).await
+}
+
+async fn post_signed(gw: &TestGateway, body: &str, signature: &str) -> HttpResponse {
+    http(
+        gw.addr,
+        "POST",
+        "/webhooks/meta",
+        &[("Content-Type", "application/json"), ("X-Hub-Signature-256", signature)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// A WhatsApp webhook of one change for a business phone number.
+fn whatsapp(phone_number_id: &str, field: &str, value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": phone_number_id});
+    json!({"object": "whatsapp_business_account", "entry": [
+        {"id": ACME_WABA, "changes": [{"field": field, "value": value}]}
+    ]})
+}
+
+fn wa_text(from: &str, wamid: &str, text: &str, ts: u64) -> Value {
+    json!({
+        "contacts": [{"profile": {"name": "Kerry"}, "wa_id": from}],
+        "messages": [{"from": from, "id": wamid, "timestamp": ts.to_string(), "type": "text", "text": {"body": text}}]
+    })
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60
+}
+
+async fn verdict(redis: &RedisServer, tenant: &str, channel: Channel, address: &str) -> dndgate::store::Verdict {
+    Lookup::connect(&redis.url())
+        .unwrap()
+        .check(tenant, channel, address)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn handshake_echoes_the_challenge_only_for_the_verify_token() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let ok = "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock";
+    let r = http(gw.addr, "GET", ok, &[], b"").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "1158201444"));
+    let bad = "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=wrong";
+    let r = http(gw.addr, "GET", bad, &[], b"").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains("1158201444"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+
+    // Inbound STOP (with an accented word elsewhere in the batch: Meta escapes it).
+    let body = whatsapp(ACME_PHONE_ID, "messages", wa_text("16505551234", "wamid.STOP1", "Stop", t)).to_string();
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505551234").await;
+    assert!(v.blocked && !v.marketing_only);
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+    // Not SMS: a WhatsApp STOP is about WhatsApp.
+    assert!(!verdict(&redis, "acme", Channel::Sms, "+16505551234").await.blocked);
+    let body = whatsapp(ACME_PHONE_ID, "messages", wa_text("16505551234", "wamid.START1", "START", t + 1)).to_string();
+    assert_eq!(post(&gw, &body).await.status, 200);
+    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505551234").await.blocked);
+
+    // The "Stop promotions" button of a marketing template: marketing only.
+    let button = json!({
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": "16505550002"}],
+        "messages": [{"context": {"from": "15550783881", "id": "wamid.TEMPLATE"}, "from": "16505550002",
+            "id": "wamid.BTN1", "timestamp": t.to_string(), "type": "button",
+            "button": {"payload": "Stop promotions", "text": "Stop promotions"}}]
+    });
+    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "messages", button).to_string()).await.status, 200);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505550002").await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().state, dndgate::store::State::Marketing);
+    // The user resumes marketing through their preferences.
+    let resume = json!({
+        "contacts": [{"wa_id": "16505550002"}],
+        "user_preferences": [{"wa_id": "16505550002", "detail": "User requested to resume marketing messages",
+            "category": "marketing_messages", "value": "resume", "timestamp": t + 5}]
+    });
+    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "user_preferences", resume).to_string()).await.status, 200);
+    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505550002").await.blocked);
+
+    // A preference stop.
+    let stop = json!({
+        "contacts": [{"wa_id": "16505550003"}],
+        "user_preferences": [{"wa_id": "16505550003", "detail": "User requested to stop marketing messages",
+            "category": "marketing_messages", "value": "stop", "timestamp": t}]
+    });
+    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "user_preferences", stop).to_string()).await.status, 200);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505550003").await;
+    assert!(v.blocked && v.marketing_only);
+
+    // Statuses with errors: 131050 marketing, 131026 temporary, 131048 (ours) nothing.
+    for (recipient, code, want) in [
+        ("16505550004", 131050, Some("marketing")),
+        ("16505550005", 131026, Some("temporary")),
+        ("16505550006", 131048, None),
+    ] {
+        let before = redis.snapshot();
+        let status = json!({"statuses": [{
+            "id": format!("wamid.OUT{code}"), "status": "failed", "timestamp": t.to_string(), "recipient_id": recipient,
+            "errors": [{"code": code, "title": "error", "message": "error", "error_data": {"details": "details"}}]
+        }]});
+        let r = post(&gw, &whatsapp(ACME_PHONE_ID, "messages", status).to_string()).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = verdict(&redis, "acme", Channel::Whatsapp, &format!("+{recipient}")).await;
+        assert_eq!(v.blocked.then(|| v.record.clone().unwrap().state.as_str()), want, "{code}");
+        if want.is_none() {
+            assert_eq!(redis.snapshot(), before, "131048 is about our sender: nothing written");
+        } else {
+            assert_eq!(v.record.unwrap().reason, format!("meta:{code}"));
+        }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn messenger_and_instagram() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t_ms = now_s() * 1000;
+    let messaging = |object: &str, account: &str, event: Value| {
+        json!({"object": object, "entry": [{"id": account, "time": t_ms, "messaging": [event]}]}).to_string()
+    };
+    let text = |account: &str, psid: &str, mid: &str, text: &str, at: u64| {
+        json!({"sender": {"id": psid}, "recipient": {"id": account}, "timestamp": at,
+               "message": {"mid": mid, "text": text}})
+    };
+    // Messenger STOP and START.
+    let r = post(&gw, &messaging("page", ACME_PAGE, text(ACME_PAGE, "2222222222", "m_1", "stop", t_ms))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let address = format!("{ACME_PAGE}:2222222222");
+    assert!(verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
+    post(&gw, &messaging("page", ACME_PAGE, text(ACME_PAGE, "2222222222", "m_2", "start", t_ms + 1))).await;
+    assert!(!verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
+    // Our own messages come back as echoes: never the contact's words.
+    let echo = json!({"sender": {"id": ACME_PAGE}, "recipient": {"id": "2222222222"}, "timestamp": t_ms,
+                      "message": {"mid": "m_3", "is_echo": true, "text": "STOP"}});
+    post(&gw, &messaging("page", ACME_PAGE, echo)).await;
+    assert!(!verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
+    // Messenger marketing notifications turned off: marketing only.
+    let optout = json!({"sender": {"id": "3333333333"}, "recipient": {"id": ACME_PAGE}, "timestamp": t_ms,
+        "optin": {"type": "notification_messages", "notification_messages_status": "STOP NOTIFICATIONS",
+                  "notification_messages_token": "token-1"}});
+    post(&gw, &messaging("page", ACME_PAGE, optout)).await;
+    let v = verdict(&redis, "acme", Channel::Messenger, &format!("{ACME_PAGE}:3333333333")).await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    // Instagram STOP.
+    let r = post(&gw, &messaging("instagram", ACME_IG, text(ACME_IG, "4444444444", "ig_1", "STOP", t_ms))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(verdict(&redis, "acme", Channel::Instagram, &format!("{ACME_IG}:4444444444")).await.blocked);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_split_by_tenant_and_unknown_accounts_are_skipped() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let change = |phone_id: &str, from: &str, wamid: &str| {
+        json!({"id": "999", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_id},
+            "contacts": [{"wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": t.to_string(), "type": "text", "text": {"body": "STOP"}}]
+        }}]})
+    };
+    let body = json!({"object": "whatsapp_business_account", "entry": [
+        change(ACME_PHONE_ID, "16505559001", "wamid.A"),
+        change(GLOBEX_PHONE_ID, "16505559002", "wamid.B"),
+        change("777777777777777", "16505559003", "wamid.C"),
+        {"id": "", "changes": []},
+    ]})
+    .to_string();
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(verdict(&redis, "acme", Channel::Whatsapp, "+16505559001").await.blocked);
+    assert!(!verdict(&redis, "globex", Channel::Whatsapp, "+16505559001").await.blocked);
+    assert!(verdict(&redis, "globex", Channel::Whatsapp, "+16505559002").await.blocked);
+    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505559002").await.blocked);
+    for tenant in ["acme", "globex"] {
+        assert!(!verdict(&redis, tenant, Channel::Whatsapp, "+16505559003").await.blocked);
+    }
+
+    // A thousand entries in one request: every one applied.
+    let entries: Vec<Value> = (0..1000)
+        .map(|i| change(ACME_PHONE_ID, &format!("1650556{i:04}"), &format!("wamid.K{i}")))
+        .collect();
+    let body = json!({"object": "whatsapp_business_account", "entry": entries}).to_string();
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let numbers: Vec<String> = (0..1000).map(|i| format!("+1650556{i:04}")).collect();
+    let verdicts = Lookup::connect(&redis.url()).unwrap().check_many("acme", Channel::Whatsapp, &numbers).await.unwrap();
+    assert!(verdicts.iter().all(|v| v.as_ref().unwrap().blocked));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_meta_input_changes_nothing() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    // Meta signs the body as sent, with non-ASCII escaped: \u00e9.
+    let sent = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{ACME_WABA}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{ACME_PHONE_ID}"}},"contacts":[{{"wa_id":"16505558001"}}],"messages":[{{"from":"16505558001","id":"wamid.E1","timestamp":"{}","type":"text","text":{{"body":"arr\u00eat"}}}}]}}}}]}}]}}"#,
+        now_s()
+    );
+    let good_signature = sign(APP_SECRET, sent.as_bytes());
+    let reserialised = serde_json::from_str::<Value>(&sent).unwrap().to_string();
+    assert!(reserialised.contains('ê'));
+    let unknown_object = json!({"object": "carrier_pigeon", "entry": []}).to_string();
+    let cases: Vec<(&str, String, String, &str, u16)> = vec![
+        ("unsigned", sent.clone(), String::new(), "application/json", 401),
+        ("wrong secret", sent.clone(), sign("not-the-secret", sent.as_bytes()), "application/json", 401),
+        ("signature over re-serialised JSON", reserialised.clone(), good_signature.clone(), "application/json", 401),
+        ("sha1 header format", sent.clone(), good_signature.replace("sha256=", "sha1="), "application/json", 401),
+        ("unknown object", unknown_object.clone(), sign(APP_SECRET, unknown_object.as_bytes()), "application/json", 400),
+        ("not JSON", "{not json".into(), sign(APP_SECRET, b"{not json"), "application/json", 400),
+        ("wrong content type", sent.clone(), good_signature.clone(), "text/plain", 415),
+    ];
+    for (name, body, signature, content_type, want) in cases {
+        let before = redis.snapshot();
+        let mut headers = vec![("Content-Type", content_type)];
+        if !signature.is_empty() {
+            headers.push(("X-Hub-Signature-256", signature.as_str()));
+        }
+        let r = http(gw.addr, "POST", "/webhooks/meta", &headers, body.as_bytes()).await;
+        assert_eq!(r.status, want, "{name}: {}", r.body);
+        assert!(!r.body.trim_end().contains('\n'), "{name}: one line: {}", r.body);
+        assert_eq!(redis.snapshot(), before, "{name}");
+    }
+    // The body exactly as Meta sent it verifies, under the old secret too (rotation).
+    let r = post_signed(&gw, &sent, &sign(OLD_APP_SECRET, sent.as_bytes())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505558001").await;
+    assert!(v.blocked, "ARRÊT, escaped by Meta, is an opt-out");
+    gw.stop().await;
+}
