@@ -9,6 +9,8 @@
 //! - [`config`]: the TOML configuration, tenants, secrets and policy.
 //! - [`signature`]: signature schemes, checked on the raw request.
 //! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
+//! - [`meta`]: the Meta provider (WhatsApp, Messenger, Instagram): handshake, parse,
+//!   normalise.
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -34,6 +36,7 @@ pub mod error;
 pub mod event;
 pub mod lookup;
 pub mod managed;
+pub mod meta;
 pub mod pipeline;
 pub mod secret;
 pub mod server;
