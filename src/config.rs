@@ -611,7 +611,9 @@ impl Config {
             t.meta.as_ref().is_some_and(|m| {
                 let (ids, id) = match account {
                     AccountId::WhatsappPhoneNumberId(id) => (&m.whatsapp_phone_number_ids, id),
-                    AccountId::WhatsappBusinessAccount(id) => (&m.whatsapp_business_account_ids, id),
+                    AccountId::WhatsappBusinessAccount(id) => {
+                        (&m.whatsapp_business_account_ids, id)
+                    }
                     AccountId::Page(id) => (&m.page_ids, id),
                     AccountId::Instagram(id) => (&m.instagram_account_ids, id),
                 };

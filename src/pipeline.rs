@@ -10,8 +10,8 @@ use crate::classify::{self, Decision};
 use crate::config::{Config, Tenant};
 use crate::error::{Error, Kind};
 use crate::event::ChannelEvent;
-use crate::signature::{self, TwilioSigned};
 use crate::meta;
+use crate::signature::{self, TwilioSigned};
 use crate::state;
 use crate::store::Store;
 use crate::twilio::{self, CallbackKind};
@@ -163,10 +163,16 @@ impl Gateway {
     pub fn handshake(&self, provider: &str, query: &str) -> Answer {
         let result = match provider {
             "meta" => match &self.config.meta {
-                Some(app) => meta::verify_handshake(query, &app.verify_tokens).map(|challenge| Answer::text(200, challenge)),
-                None => Err(Error::not_found("no [meta] app is configured on this gateway")),
+                Some(app) => meta::verify_handshake(query, &app.verify_tokens)
+                    .map(|challenge| Answer::text(200, challenge)),
+                None => Err(Error::not_found(
+                    "no [meta] app is configured on this gateway",
+                )),
             },
-            "twilio" => Err(Error::new(Kind::MethodNotAllowed, "Twilio posts its webhooks: use POST")),
+            "twilio" => Err(Error::new(
+                Kind::MethodNotAllowed,
+                "Twilio posts its webhooks: use POST",
+            )),
             other => Err(Error::not_found(format!(
                 "unknown provider {other:?}: this gateway serves twilio and meta"
             ))),
@@ -192,7 +198,11 @@ impl Gateway {
                 ),
             ));
         }
-        signature::verify_meta(&req.body, req.header("x-hub-signature-256"), &app.app_secrets)?;
+        signature::verify_meta(
+            &req.body,
+            req.header("x-hub-signature-256"),
+            &app.app_secrets,
+        )?;
         let webhook = meta::parse(&req.body)?;
         let only = match &req.tenant {
             Some(id) => Some(
@@ -207,7 +217,9 @@ impl Gateway {
         for entry in &webhook.entries {
             let accounts = entry.account_ids();
             if accounts.is_empty() {
-                report.skipped.push(format!("entry {}: names no account", entry.index));
+                report
+                    .skipped
+                    .push(format!("entry {}: names no account", entry.index));
                 continue;
             }
             let normalised = meta::normalise_entry(webhook.object, entry, received_ms);
@@ -237,14 +249,26 @@ impl Gateway {
         }
         let mut notes = Vec::new();
         if !report.rejected.is_empty() {
-            notes.push(format!("refused {}: {}", report.rejected.len(), report.rejected.join("; ")));
+            notes.push(format!(
+                "refused {}: {}",
+                report.rejected.len(),
+                report.rejected.join("; ")
+            ));
         }
         if !report.skipped.is_empty() {
-            notes.push(format!("skipped {}: {}", report.skipped.len(), report.skipped.join("; ")));
+            notes.push(format!(
+                "skipped {}: {}",
+                report.skipped.len(),
+                report.skipped.join("; ")
+            ));
         }
         Ok(Answer::text(
             200,
-            format!("applied {} event(s){}\n", report.events, notes.iter().map(|n| format!("; {n}")).collect::<String>()),
+            format!(
+                "applied {} event(s){}\n",
+                report.events,
+                notes.iter().map(|n| format!("; {n}")).collect::<String>()
+            ),
         ))
     }
 

@@ -174,9 +174,10 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             Err(e) => respond(Answer::from_error(&e.into())),
         },
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
-        ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => {
-            respond(app.gateway.handshake(provider, req.uri().query().unwrap_or("")))
-        }
+        ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => respond(
+            app.gateway
+                .handshake(provider, req.uri().query().unwrap_or("")),
+        ),
         ["webhooks", _provider] | ["webhooks", _provider, _] if method != Method::POST => {
             method_not_allowed("GET, POST", false)
         }
@@ -269,7 +270,11 @@ async fn webhook(
             tracing::warn!(provider, why = why.as_str(), "event in a batch refused");
         }
         for why in &report.skipped {
-            tracing::warn!(provider, why = why.as_str(), "entry for an unknown account skipped");
+            tracing::warn!(
+                provider,
+                why = why.as_str(),
+                "entry for an unknown account skipped"
+            );
         }
     } else {
         tracing::warn!(

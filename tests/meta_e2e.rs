@@ -53,7 +53,10 @@ async fn post_signed(gw: &TestGateway, body: &str, signature: &str) -> HttpRespo
         gw.addr,
         "POST",
         "/webhooks/meta",
-        &[("Content-Type", "application/json"), ("X-Hub-Signature-256", signature)],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Hub-Signature-256", signature),
+        ],
         body.as_bytes(),
     )
     .await
@@ -63,7 +66,8 @@ async fn post_signed(gw: &TestGateway, body: &str, signature: &str) -> HttpRespo
 fn whatsapp(phone_number_id: &str, field: &str, value: Value) -> Value {
     let mut value = value;
     value["messaging_product"] = json!("whatsapp");
-    value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": phone_number_id});
+    value["metadata"] =
+        json!({"display_phone_number": "15550783881", "phone_number_id": phone_number_id});
     json!({"object": "whatsapp_business_account", "entry": [
         {"id": ACME_WABA, "changes": [{"field": field, "value": value}]}
     ]})
@@ -84,7 +88,12 @@ fn now_s() -> u64 {
         - 60
 }
 
-async fn verdict(redis: &RedisServer, tenant: &str, channel: Channel, address: &str) -> dndgate::store::Verdict {
+async fn verdict(
+    redis: &RedisServer,
+    tenant: &str,
+    channel: Channel,
+    address: &str,
+) -> dndgate::store::Verdict {
     Lookup::connect(&redis.url())
         .unwrap()
         .check(tenant, channel, address)
@@ -96,7 +105,8 @@ async fn verdict(redis: &RedisServer, tenant: &str, channel: Channel, address: &
 async fn handshake_echoes_the_challenge_only_for_the_verify_token() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&config(&redis)).await;
-    let ok = "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock";
+    let ok =
+        "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock";
     let r = http(gw.addr, "GET", ok, &[], b"").await;
     assert_eq!((r.status, r.body.as_str()), (200, "1158201444"));
     let bad = "/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=wrong";
@@ -113,17 +123,35 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
     let t = now_s();
 
     // Inbound STOP (with an accented word elsewhere in the batch: Meta escapes it).
-    let body = whatsapp(ACME_PHONE_ID, "messages", wa_text("16505551234", "wamid.STOP1", "Stop", t)).to_string();
+    let body = whatsapp(
+        ACME_PHONE_ID,
+        "messages",
+        wa_text("16505551234", "wamid.STOP1", "Stop", t),
+    )
+    .to_string();
     let r = post(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505551234").await;
     assert!(v.blocked && !v.marketing_only);
     assert_eq!(v.record.unwrap().reason, "keyword:STOP");
     // Not SMS: a WhatsApp STOP is about WhatsApp.
-    assert!(!verdict(&redis, "acme", Channel::Sms, "+16505551234").await.blocked);
-    let body = whatsapp(ACME_PHONE_ID, "messages", wa_text("16505551234", "wamid.START1", "START", t + 1)).to_string();
+    assert!(
+        !verdict(&redis, "acme", Channel::Sms, "+16505551234")
+            .await
+            .blocked
+    );
+    let body = whatsapp(
+        ACME_PHONE_ID,
+        "messages",
+        wa_text("16505551234", "wamid.START1", "START", t + 1),
+    )
+    .to_string();
     assert_eq!(post(&gw, &body).await.status, 200);
-    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505551234").await.blocked);
+    assert!(
+        !verdict(&redis, "acme", Channel::Whatsapp, "+16505551234")
+            .await
+            .blocked
+    );
 
     // The "Stop promotions" button of a marketing template: marketing only.
     let button = json!({
@@ -132,7 +160,15 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
             "id": "wamid.BTN1", "timestamp": t.to_string(), "type": "button",
             "button": {"payload": "Stop promotions", "text": "Stop promotions"}}]
     });
-    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "messages", button).to_string()).await.status, 200);
+    assert_eq!(
+        post(
+            &gw,
+            &whatsapp(ACME_PHONE_ID, "messages", button).to_string()
+        )
+        .await
+        .status,
+        200
+    );
     let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505550002").await;
     assert!(v.blocked && v.marketing_only, "{v:?}");
     assert_eq!(v.record.unwrap().state, dndgate::store::State::Marketing);
@@ -142,8 +178,20 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
         "user_preferences": [{"wa_id": "16505550002", "detail": "User requested to resume marketing messages",
             "category": "marketing_messages", "value": "resume", "timestamp": t + 5}]
     });
-    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "user_preferences", resume).to_string()).await.status, 200);
-    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505550002").await.blocked);
+    assert_eq!(
+        post(
+            &gw,
+            &whatsapp(ACME_PHONE_ID, "user_preferences", resume).to_string()
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(
+        !verdict(&redis, "acme", Channel::Whatsapp, "+16505550002")
+            .await
+            .blocked
+    );
 
     // A preference stop.
     let stop = json!({
@@ -151,7 +199,15 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
         "user_preferences": [{"wa_id": "16505550003", "detail": "User requested to stop marketing messages",
             "category": "marketing_messages", "value": "stop", "timestamp": t}]
     });
-    assert_eq!(post(&gw, &whatsapp(ACME_PHONE_ID, "user_preferences", stop).to_string()).await.status, 200);
+    assert_eq!(
+        post(
+            &gw,
+            &whatsapp(ACME_PHONE_ID, "user_preferences", stop).to_string()
+        )
+        .await
+        .status,
+        200
+    );
     let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505550003").await;
     assert!(v.blocked && v.marketing_only);
 
@@ -166,12 +222,24 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
             "id": format!("wamid.OUT{code}"), "status": "failed", "timestamp": t.to_string(), "recipient_id": recipient,
             "errors": [{"code": code, "title": "error", "message": "error", "error_data": {"details": "details"}}]
         }]});
-        let r = post(&gw, &whatsapp(ACME_PHONE_ID, "messages", status).to_string()).await;
+        let r = post(
+            &gw,
+            &whatsapp(ACME_PHONE_ID, "messages", status).to_string(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let v = verdict(&redis, "acme", Channel::Whatsapp, &format!("+{recipient}")).await;
-        assert_eq!(v.blocked.then(|| v.record.clone().unwrap().state.as_str()), want, "{code}");
+        assert_eq!(
+            v.blocked.then(|| v.record.clone().unwrap().state.as_str()),
+            want,
+            "{code}"
+        );
         if want.is_none() {
-            assert_eq!(redis.snapshot(), before, "131048 is about our sender: nothing written");
+            assert_eq!(
+                redis.snapshot(),
+                before,
+                "131048 is about our sender: nothing written"
+            );
         } else {
             assert_eq!(v.record.unwrap().reason, format!("meta:{code}"));
         }
@@ -185,35 +253,87 @@ async fn messenger_and_instagram() {
     let gw = TestGateway::start(&config(&redis)).await;
     let t_ms = now_s() * 1000;
     let messaging = |object: &str, account: &str, event: Value| {
-        json!({"object": object, "entry": [{"id": account, "time": t_ms, "messaging": [event]}]}).to_string()
+        json!({"object": object, "entry": [{"id": account, "time": t_ms, "messaging": [event]}]})
+            .to_string()
     };
     let text = |account: &str, psid: &str, mid: &str, text: &str, at: u64| {
         json!({"sender": {"id": psid}, "recipient": {"id": account}, "timestamp": at,
                "message": {"mid": mid, "text": text}})
     };
     // Messenger STOP and START.
-    let r = post(&gw, &messaging("page", ACME_PAGE, text(ACME_PAGE, "2222222222", "m_1", "stop", t_ms))).await;
+    let r = post(
+        &gw,
+        &messaging(
+            "page",
+            ACME_PAGE,
+            text(ACME_PAGE, "2222222222", "m_1", "stop", t_ms),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let address = format!("{ACME_PAGE}:2222222222");
-    assert!(verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
-    post(&gw, &messaging("page", ACME_PAGE, text(ACME_PAGE, "2222222222", "m_2", "start", t_ms + 1))).await;
-    assert!(!verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
+    assert!(
+        verdict(&redis, "acme", Channel::Messenger, &address)
+            .await
+            .blocked
+    );
+    post(
+        &gw,
+        &messaging(
+            "page",
+            ACME_PAGE,
+            text(ACME_PAGE, "2222222222", "m_2", "start", t_ms + 1),
+        ),
+    )
+    .await;
+    assert!(
+        !verdict(&redis, "acme", Channel::Messenger, &address)
+            .await
+            .blocked
+    );
     // Our own messages come back as echoes: never the contact's words.
     let echo = json!({"sender": {"id": ACME_PAGE}, "recipient": {"id": "2222222222"}, "timestamp": t_ms,
                       "message": {"mid": "m_3", "is_echo": true, "text": "STOP"}});
     post(&gw, &messaging("page", ACME_PAGE, echo)).await;
-    assert!(!verdict(&redis, "acme", Channel::Messenger, &address).await.blocked);
+    assert!(
+        !verdict(&redis, "acme", Channel::Messenger, &address)
+            .await
+            .blocked
+    );
     // Messenger marketing notifications turned off: marketing only.
     let optout = json!({"sender": {"id": "3333333333"}, "recipient": {"id": ACME_PAGE}, "timestamp": t_ms,
         "optin": {"type": "notification_messages", "notification_messages_status": "STOP NOTIFICATIONS",
                   "notification_messages_token": "token-1"}});
     post(&gw, &messaging("page", ACME_PAGE, optout)).await;
-    let v = verdict(&redis, "acme", Channel::Messenger, &format!("{ACME_PAGE}:3333333333")).await;
+    let v = verdict(
+        &redis,
+        "acme",
+        Channel::Messenger,
+        &format!("{ACME_PAGE}:3333333333"),
+    )
+    .await;
     assert!(v.blocked && v.marketing_only, "{v:?}");
     // Instagram STOP.
-    let r = post(&gw, &messaging("instagram", ACME_IG, text(ACME_IG, "4444444444", "ig_1", "STOP", t_ms))).await;
+    let r = post(
+        &gw,
+        &messaging(
+            "instagram",
+            ACME_IG,
+            text(ACME_IG, "4444444444", "ig_1", "STOP", t_ms),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(verdict(&redis, "acme", Channel::Instagram, &format!("{ACME_IG}:4444444444")).await.blocked);
+    assert!(
+        verdict(
+            &redis,
+            "acme",
+            Channel::Instagram,
+            &format!("{ACME_IG}:4444444444")
+        )
+        .await
+        .blocked
+    );
     gw.stop().await;
 }
 
@@ -239,23 +359,53 @@ async fn a_batch_is_split_by_tenant_and_unknown_accounts_are_skipped() {
     .to_string();
     let r = post(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(verdict(&redis, "acme", Channel::Whatsapp, "+16505559001").await.blocked);
-    assert!(!verdict(&redis, "globex", Channel::Whatsapp, "+16505559001").await.blocked);
-    assert!(verdict(&redis, "globex", Channel::Whatsapp, "+16505559002").await.blocked);
-    assert!(!verdict(&redis, "acme", Channel::Whatsapp, "+16505559002").await.blocked);
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505559001")
+            .await
+            .blocked
+    );
+    assert!(
+        !verdict(&redis, "globex", Channel::Whatsapp, "+16505559001")
+            .await
+            .blocked
+    );
+    assert!(
+        verdict(&redis, "globex", Channel::Whatsapp, "+16505559002")
+            .await
+            .blocked
+    );
+    assert!(
+        !verdict(&redis, "acme", Channel::Whatsapp, "+16505559002")
+            .await
+            .blocked
+    );
     for tenant in ["acme", "globex"] {
-        assert!(!verdict(&redis, tenant, Channel::Whatsapp, "+16505559003").await.blocked);
+        assert!(
+            !verdict(&redis, tenant, Channel::Whatsapp, "+16505559003")
+                .await
+                .blocked
+        );
     }
 
     // A thousand entries in one request: every one applied.
     let entries: Vec<Value> = (0..1000)
-        .map(|i| change(ACME_PHONE_ID, &format!("1650556{i:04}"), &format!("wamid.K{i}")))
+        .map(|i| {
+            change(
+                ACME_PHONE_ID,
+                &format!("1650556{i:04}"),
+                &format!("wamid.K{i}"),
+            )
+        })
         .collect();
     let body = json!({"object": "whatsapp_business_account", "entry": entries}).to_string();
     let r = post(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let numbers: Vec<String> = (0..1000).map(|i| format!("+1650556{i:04}")).collect();
-    let verdicts = Lookup::connect(&redis.url()).unwrap().check_many("acme", Channel::Whatsapp, &numbers).await.unwrap();
+    let verdicts = Lookup::connect(&redis.url())
+        .unwrap()
+        .check_many("acme", Channel::Whatsapp, &numbers)
+        .await
+        .unwrap();
     assert!(verdicts.iter().all(|v| v.as_ref().unwrap().blocked));
     gw.stop().await;
 }
@@ -274,13 +424,55 @@ async fn bad_meta_input_changes_nothing() {
     assert!(reserialised.contains('ê'));
     let unknown_object = json!({"object": "carrier_pigeon", "entry": []}).to_string();
     let cases: Vec<(&str, String, String, &str, u16)> = vec![
-        ("unsigned", sent.clone(), String::new(), "application/json", 401),
-        ("wrong secret", sent.clone(), sign("not-the-secret", sent.as_bytes()), "application/json", 401),
-        ("signature over re-serialised JSON", reserialised.clone(), good_signature.clone(), "application/json", 401),
-        ("sha1 header format", sent.clone(), good_signature.replace("sha256=", "sha1="), "application/json", 401),
-        ("unknown object", unknown_object.clone(), sign(APP_SECRET, unknown_object.as_bytes()), "application/json", 400),
-        ("not JSON", "{not json".into(), sign(APP_SECRET, b"{not json"), "application/json", 400),
-        ("wrong content type", sent.clone(), good_signature.clone(), "text/plain", 415),
+        (
+            "unsigned",
+            sent.clone(),
+            String::new(),
+            "application/json",
+            401,
+        ),
+        (
+            "wrong secret",
+            sent.clone(),
+            sign("not-the-secret", sent.as_bytes()),
+            "application/json",
+            401,
+        ),
+        (
+            "signature over re-serialised JSON",
+            reserialised.clone(),
+            good_signature.clone(),
+            "application/json",
+            401,
+        ),
+        (
+            "sha1 header format",
+            sent.clone(),
+            good_signature.replace("sha256=", "sha1="),
+            "application/json",
+            401,
+        ),
+        (
+            "unknown object",
+            unknown_object.clone(),
+            sign(APP_SECRET, unknown_object.as_bytes()),
+            "application/json",
+            400,
+        ),
+        (
+            "not JSON",
+            "{not json".into(),
+            sign(APP_SECRET, b"{not json"),
+            "application/json",
+            400,
+        ),
+        (
+            "wrong content type",
+            sent.clone(),
+            good_signature.clone(),
+            "text/plain",
+            415,
+        ),
     ];
     for (name, body, signature, content_type, want) in cases {
         let before = redis.snapshot();
@@ -290,7 +482,11 @@ async fn bad_meta_input_changes_nothing() {
         }
         let r = http(gw.addr, "POST", "/webhooks/meta", &headers, body.as_bytes()).await;
         assert_eq!(r.status, want, "{name}: {}", r.body);
-        assert!(!r.body.trim_end().contains('\n'), "{name}: one line: {}", r.body);
+        assert!(
+            !r.body.trim_end().contains('\n'),
+            "{name}: one line: {}",
+            r.body
+        );
         assert_eq!(redis.snapshot(), before, "{name}");
     }
     // The body exactly as Meta sent it verifies, under the old secret too (rotation).
