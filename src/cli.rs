@@ -209,6 +209,13 @@ fn config_check(path: &Path) -> ExitCode {
                     m.appendfsync
                 ),
             }
+            if let Some(meta) = &config.meta {
+                println!(
+                    "  meta app: {} app secret(s), {} verify token(s)",
+                    meta.app_secrets.len(),
+                    meta.verify_tokens.len()
+                );
+            }
             for t in config.tenants.values() {
                 let twilio = t.twilio.as_ref().map_or("no".to_string(), |tw| {
                     format!(

@@ -191,17 +191,30 @@ account_sids = ["AC123"]
         assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
     }
 
-    let (code, stdout, stderr) = dndgate(&["config", "check", "--config", "examples/dndgate.toml"]);
-    // The example reads its secrets from the environment, unset here: it names them.
-    assert_eq!(code, 2, "{stdout}");
-    assert!(
-        stderr.contains("ACME_API_TOKEN") && stderr.contains("ACME_TWILIO_TOKEN"),
-        "{stderr}"
-    );
+    // The example reads its secrets from the environment; unset, each one is named.
+    let vars = [
+        "ACME_API_TOKEN",
+        "ACME_TWILIO_TOKEN",
+        "META_APP_SECRET",
+        "META_VERIFY_TOKEN",
+    ];
+    let mut unset = Command::new(env!("CARGO_BIN_EXE_dndgate"));
+    unset.args(["config", "check", "--config", "examples/dndgate.toml"]);
+    for var in vars {
+        unset.env_remove(var);
+    }
+    let out = unset.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in vars {
+        assert!(stderr.contains(var), "{var} not named in {stderr}");
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_dndgate"))
         .args(["config", "check", "--config", "examples/dndgate.toml"])
         .env("ACME_API_TOKEN", "a")
         .env("ACME_TWILIO_TOKEN", "b")
+        .env("META_APP_SECRET", "c")
+        .env("META_VERIFY_TOKEN", "d")
         .output()
         .unwrap();
     assert!(
