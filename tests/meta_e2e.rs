@@ -153,6 +153,39 @@ async fn whatsapp_stop_start_buttons_statuses_and_preferences() {
             .blocked
     );
 
+    // Both are in the audit history, with Meta's message ids and event times.
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "GET",
+        "/v1/tenants/acme/history/%2B16505551234",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    let history: Value = serde_json::from_str(&r.body).unwrap();
+    let entries: Vec<(&str, &str, &str, &str)> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["scope"].as_str().unwrap(),
+                e["provider"].as_str().unwrap(),
+                e["event_id"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("whatsapp", "meta", "wamid.STOP1", "applied"),
+            ("whatsapp", "meta", "wamid.START1", "applied")
+        ]
+    );
+    assert_eq!(history["entries"][0]["event_ms"], (t * 1000).to_string());
+
     // The "Stop promotions" button of a marketing template: marketing only.
     let button = json!({
         "contacts": [{"profile": {"name": "Ana"}, "wa_id": "16505550002"}],
