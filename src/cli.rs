@@ -300,6 +300,7 @@ async fn run_gateway(config: Config) -> ExitCode {
     let gateway = Gateway {
         config: Arc::new(config),
         store,
+        fetch: Arc::new(crate::fetch::NoFetch),
     };
     crate::server::run(gateway, listener, shutdown_signal()).await;
     ExitCode::SUCCESS

@@ -51,6 +51,8 @@ pub struct Config {
     pub meta_codes: ErrorTable,
     /// The Meta app, when the gateway takes Meta webhooks.
     pub meta: Option<MetaApp>,
+    /// Amazon SNS settings (certificate hosts, subscription confirmation).
+    pub sns: SnsSettings,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -61,6 +63,48 @@ pub struct MetaApp {
     pub app_secrets: Vec<Secret>,
     /// Verify tokens accepted in the GET handshake.
     pub verify_tokens: Vec<Secret>,
+}
+
+/// A tenant's SendGrid settings.
+#[derive(Debug, Clone)]
+pub struct SendgridTenant {
+    /// The Signed Event Webhook verification keys (P-256, from SendGrid's settings),
+    /// several while rotating; checked at load.
+    pub public_keys: Vec<p256::ecdsa::VerifyingKey>,
+}
+
+/// A provider whose webhooks are checked with shared secrets, several while rotating.
+#[derive(Debug, Clone)]
+pub struct SecretsTenant {
+    /// The secrets, tried in turn.
+    pub secrets: Vec<Secret>,
+}
+
+/// A tenant's Amazon SES settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesTenant {
+    /// SNS topic ARNs whose notifications belong to this tenant (the allow-list: a
+    /// message from any other topic is refused).
+    pub topic_arns: Vec<String>,
+}
+
+/// Gateway-wide settings for Amazon SNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsSettings {
+    /// Host names signing certificates may be fetched from: exact names, or a
+    /// pattern with one `*` for the region (default `sns.*.amazonaws.com`).
+    pub cert_hosts: Vec<String>,
+    /// Confirm subscriptions of allow-listed topics by fetching their SubscribeURL.
+    pub confirm_subscriptions: bool,
+}
+
+impl Default for SnsSettings {
+    fn default() -> SnsSettings {
+        SnsSettings {
+            cert_hosts: vec!["sns.*.amazonaws.com".to_string()],
+            confirm_subscriptions: true,
+        }
+    }
 }
 
 /// A tenant's Meta accounts: the ids Meta names in webhook entries.
@@ -117,6 +161,16 @@ pub struct Tenant {
     pub twilio: Option<TwilioTenant>,
     /// Meta accounts, when the tenant uses WhatsApp Cloud API, Messenger or Instagram.
     pub meta: Option<MetaTenant>,
+    /// SendGrid Event Webhook verification keys.
+    pub sendgrid: Option<SendgridTenant>,
+    /// Mailgun webhook signing keys.
+    pub mailgun: Option<SecretsTenant>,
+    /// Postmark basic-auth credentials (`user:password`).
+    pub postmark: Option<SecretsTenant>,
+    /// Amazon SES through SNS: the topics this tenant's notifications come from.
+    pub ses: Option<SesTenant>,
+    /// Standard Webhooks (Resend and others) signing secrets (`whsec_...`).
+    pub standard_webhooks: Option<SecretsTenant>,
     /// Keyword lists and switches.
     pub keywords: KeywordPolicy,
     /// The DND state policy.
@@ -196,6 +250,49 @@ struct RawConfig {
     #[serde(default)]
     providers: RawProviders,
     meta: Option<RawMetaApp>,
+    sns: Option<RawSns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSns {
+    cert_hosts: Option<Vec<String>>,
+    confirm_subscriptions: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSendgrid {
+    #[serde(default)]
+    public_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailgun {
+    #[serde(default)]
+    signing_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostmark {
+    #[serde(default)]
+    credentials: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStandardWebhooks {
+    #[serde(default)]
+    secrets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSes {
+    #[serde(default)]
+    topic_arns: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +347,11 @@ struct RawTenant {
     api_tokens: Vec<String>,
     twilio: Option<RawTwilio>,
     meta: Option<RawMetaTenant>,
+    sendgrid: Option<RawSendgrid>,
+    mailgun: Option<RawMailgun>,
+    postmark: Option<RawPostmark>,
+    ses: Option<RawSes>,
+    standard_webhooks: Option<RawStandardWebhooks>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
     escalate_window: Option<String>,
@@ -468,6 +570,26 @@ impl Config {
             }
         });
         let mut meta_owner: BTreeMap<String, String> = BTreeMap::new();
+        let sns = match raw.sns {
+            None => SnsSettings::default(),
+            Some(r) => {
+                let defaults = SnsSettings::default();
+                let cert_hosts = r.cert_hosts.unwrap_or(defaults.cert_hosts);
+                for host in &cert_hosts {
+                    if host.matches('*').count() > 1 || host.contains('/') || host.is_empty() {
+                        problems.push(format!(
+                            "sns.cert_hosts: {host:?} must be a host name with at most one *"
+                        ));
+                    }
+                }
+                SnsSettings {
+                    cert_hosts,
+                    confirm_subscriptions: r
+                        .confirm_subscriptions
+                        .unwrap_or(defaults.confirm_subscriptions),
+                }
+            }
+        };
 
         let mut tenants = BTreeMap::new();
         if raw.tenants.is_empty() {
@@ -565,6 +687,79 @@ impl Config {
                 }
                 None => None,
             };
+            let sendgrid = t.sendgrid.as_ref().map(|sg| {
+                if sg.public_keys.is_empty() {
+                    problems.push(format!("tenants.{id}.sendgrid.public_keys is empty: SendGrid events cannot be verified"));
+                }
+                let public_keys = sg
+                    .public_keys
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, key)| {
+                        parse_p256_key(key)
+                            .map_err(|e| problems.push(format!("tenants.{id}.sendgrid.public_keys[{i}]: {e}")))
+                            .ok()
+                    })
+                    .collect();
+                SendgridTenant { public_keys }
+            });
+            let mut secret_list = |provider: &str, field: &str, given: &[String]| {
+                if given.is_empty() {
+                    problems.push(format!(
+                        "tenants.{id}.{provider}.{field} is empty: its webhooks cannot be verified"
+                    ));
+                }
+                let secrets = given
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, spec)| {
+                        resolve_secret(spec, base)
+                            .map_err(|e| {
+                                problems.push(format!("tenants.{id}.{provider}.{field}[{i}]: {e}"))
+                            })
+                            .ok()
+                    })
+                    .collect();
+                SecretsTenant { secrets }
+            };
+            let mailgun = t
+                .mailgun
+                .as_ref()
+                .map(|m| secret_list("mailgun", "signing_keys", &m.signing_keys));
+            let postmark = t
+                .postmark
+                .as_ref()
+                .map(|m| secret_list("postmark", "credentials", &m.credentials));
+            let standard_webhooks = t
+                .standard_webhooks
+                .as_ref()
+                .map(|m| secret_list("standard_webhooks", "secrets", &m.secrets));
+            if let Some(pm) = &postmark
+                && pm.secrets.iter().any(|c| !c.expose().contains(':'))
+            {
+                problems.push(format!(
+                    "tenants.{id}.postmark.credentials: write each as user:password"
+                ));
+            }
+            if let Some(sw) = &standard_webhooks
+                && sw.secrets.iter().any(|c| !c.expose().starts_with("whsec_"))
+            {
+                problems.push(format!("tenants.{id}.standard_webhooks.secrets: each starts with whsec_ (copy it whole from the sender's dashboard)"));
+            }
+            let ses = t.ses.as_ref().map(|ses| {
+                if ses.topic_arns.is_empty() {
+                    problems.push(format!("tenants.{id}.ses.topic_arns is empty: every SNS message would be refused"));
+                }
+                for arn in &ses.topic_arns {
+                    if !(arn.starts_with("arn:aws") && arn.split(':').count() == 6) {
+                        problems.push(format!("tenants.{id}.ses.topic_arns: {arn:?} is not a topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"));
+                    }
+                    if let Some(other) = meta_owner.insert(format!("ses:{arn}"), id.clone()) {
+                        problems.push(format!("tenants.{id}.ses.topic_arns: {arn} is also configured for tenant {other}"));
+                    }
+                }
+                SesTenant { topic_arns: ses.topic_arns.clone() }
+            });
             let keywords = match keyword_policy(t.keywords, t.phrase_mode, t.yes_is_opt_in) {
                 Ok(k) => k,
                 Err(e) => {
@@ -579,6 +774,11 @@ impl Config {
                     api_tokens,
                     twilio,
                     meta: meta_tenant,
+                    sendgrid,
+                    mailgun,
+                    postmark,
+                    ses,
+                    standard_webhooks,
                     keywords,
                     policy,
                 },
@@ -598,6 +798,7 @@ impl Config {
                 twilio_codes,
                 meta_codes,
                 meta,
+                sns,
             })
         } else {
             Err(problems)
@@ -630,6 +831,24 @@ impl Config {
                 .is_some_and(|tw| tw.account_sids.iter().any(|s| s == sid))
         })
     }
+}
+
+/// Read a SendGrid verification key: base64 of a DER SubjectPublicKeyInfo, as SendGrid
+/// shows it (`MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...`), PEM armour allowed.
+pub fn parse_p256_key(text: &str) -> Result<p256::ecdsa::VerifyingKey, String> {
+    use base64::Engine;
+    use p256::pkcs8::DecodePublicKey;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>()
+        .split_whitespace()
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| "not base64: paste the key as SendGrid shows it".to_string())?;
+    p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+        .map_err(|_| "not a P-256 public key (SubjectPublicKeyInfo)".to_string())
 }
 
 /// The embedded error table of `provider`, with the overrides from `file`, if any.

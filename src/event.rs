@@ -118,6 +118,16 @@ pub enum Provider {
     Twilio,
     /// Meta: WhatsApp Cloud API, Messenger and Instagram messaging.
     Meta,
+    /// SendGrid Event Webhook.
+    Sendgrid,
+    /// Mailgun webhooks.
+    Mailgun,
+    /// Postmark webhooks.
+    Postmark,
+    /// Amazon SES notifications through SNS.
+    Ses,
+    /// Standard Webhooks senders (Resend and other Svix-style senders).
+    StandardWebhooks,
     /// An operator, through the API or the CLI (not a provider, but a source of
     /// changes all the same).
     Operator,
@@ -131,6 +141,11 @@ impl Provider {
         match self {
             Provider::Twilio => "twilio",
             Provider::Meta => "meta",
+            Provider::Sendgrid => "sendgrid",
+            Provider::Mailgun => "mailgun",
+            Provider::Postmark => "postmark",
+            Provider::Ses => "ses",
+            Provider::StandardWebhooks => "standard-webhooks",
             Provider::Operator => "operator",
             Provider::Import => "import",
         }
@@ -189,14 +204,19 @@ pub enum EventKind {
         provider_verdict: Option<ProviderVerdict>,
     },
     /// The contact changed a preference without writing a message: WhatsApp's
-    /// marketing preference (stop, resume), Messenger's marketing notifications.
+    /// marketing preference (stop, resume), Messenger's marketing notifications, an
+    /// email unsubscribe or resubscribe (`marketing_only: false`).
     Preference {
         /// The preference covers marketing messages only.
         marketing_only: bool,
         /// Stop (true) or resume (false).
         opt_out: bool,
     },
-    /// A delivery status for a message we sent to the contact.
+    /// The contact reported our message as spam (an email complaint).
+    Complaint,
+    /// A delivery status for a message we sent to the contact. For email, a bounce
+    /// or other failure, with the provider's classification as the code its error
+    /// table knows (`bounce`, `HardBounce`, `Permanent:General`, ...).
     DeliveryStatus {
         /// The provider's status word (`delivered`, `undelivered`, `failed`, ...).
         status: String,

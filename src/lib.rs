@@ -23,6 +23,7 @@
 //! - [`audit`]: the audit stream contract: typed entries and a consumer for automations.
 //! - [`bulk`]: import, export and filter of a tenant's records.
 //! - [`cli`]: the `dndgate` command line.
+//! - [`fetch`]: outbound GETs (SNS certificates), behind a trait for tests.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 
 pub mod address;
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod fetch;
 pub mod lookup;
 pub mod managed;
 pub mod meta;

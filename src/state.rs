@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::address::Address;
 use crate::classify::{Action, Permanence};
-use crate::config::{Policy, Tenant};
+use crate::config::{EmailUnsubscribeScope, Policy, Tenant};
 use crate::event::{Channel, ChannelEvent, EventKind, Provider, Scope};
 use crate::store::{Applied, Change, Outcome, Record, State, Store, StoreAction, StoreError};
 
@@ -95,8 +95,23 @@ pub fn store_action(action: Action) -> Option<StoreAction> {
 
 /// The scopes a classified event touches: its channel, plus, for an opt-out or opt-in
 /// sent by SMS, the channels the tenant's SMS opt-out also covers (a STOP by text
-/// revokes calls too; the START that lifts it lifts them too).
+/// revokes calls too; the START that lifts it lifts them too); for an email
+/// unsubscribe or resubscribe, `all` unless the tenant's `email_unsubscribe_scope` is
+/// `email`.
 pub fn event_scopes(event: &ChannelEvent, action: Action, policy: &Policy) -> Vec<Scope> {
+    // An email unsubscribe (and the resubscribe that lifts it) covers every channel of
+    // the contact unless the tenant says email only.
+    let email_unsubscribe = event.channel == Channel::Email
+        && matches!(
+            event.kind,
+            EventKind::Preference {
+                marketing_only: false,
+                ..
+            }
+        );
+    if email_unsubscribe && policy.email_unsubscribe_scope == EmailUnsubscribeScope::All {
+        return vec![Scope::All];
+    }
     let mut scopes = vec![Scope::Channel(event.channel)];
     let keyword = matches!(action, Action::Block(_) | Action::Unblock)
         && matches!(event.kind, EventKind::Inbound { .. });

@@ -134,6 +134,12 @@ impl ErrorTable {
             Provider::Twilio => ErrorTable::twilio(),
             Provider::Meta => ErrorTable::meta(),
             Provider::Operator | Provider::Import => ErrorTable::default(),
+            // The email providers' tables arrive with their modules.
+            Provider::Sendgrid
+            | Provider::Mailgun
+            | Provider::Postmark
+            | Provider::Ses
+            | Provider::StandardWebhooks => ErrorTable::default(),
         }
     }
 

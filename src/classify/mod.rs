@@ -103,6 +103,10 @@ pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTab
             marketing_only,
             opt_out,
         } => classify_preference(event.provider, *marketing_only, *opt_out),
+        EventKind::Complaint => Decision::new(
+            Action::Block(Permanence::Permanent),
+            format!("{}:complaint", event.provider),
+        ),
     }
 }
 

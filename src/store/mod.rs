@@ -554,6 +554,34 @@ impl Store {
             .collect())
     }
 
+    /// Remember a one-time token (Mailgun's signed `token`) for `ttl`: true the first
+    /// time, false when it was seen before, so a replayed request is refused. The key,
+    /// `dnd:{TENANT:S}:once:PROVIDER:TOKEN`, is sharded by the token's SHA-1.
+    pub async fn claim_once(
+        &self,
+        tenant: &str,
+        provider: Provider,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let digest = Sha1::digest(token.as_bytes());
+        let shard = hex::encode(&digest[..1]);
+        let key = format!("dnd:{{{tenant}:{}}}:once:{provider}:{token}", &shard[..1]);
+        let mut conn = self.conn.clone();
+        let set: Option<String> = self
+            .with_timeout(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// The stored record of one scope of `address`, whatever its state.
     pub async fn record(
         &self,

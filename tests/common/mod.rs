@@ -236,6 +236,14 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config_text: &str) -> TestGateway {
+        Self::start_with_fetch(config_text, std::sync::Arc::new(dndgate::fetch::NoFetch)).await
+    }
+
+    /// Start with a chosen outbound fetcher (fixtures for SNS certificates).
+    pub async fn start_with_fetch(
+        config_text: &str,
+        fetch: std::sync::Arc<dyn dndgate::fetch::Fetch>,
+    ) -> TestGateway {
         let config = dndgate::config::Config::parse(config_text, std::path::Path::new("."))
             .unwrap_or_else(|p| panic!("test config: {p:?}"));
         let store = dndgate::store::Store::open(
@@ -252,6 +260,7 @@ impl TestGateway {
         let gateway = dndgate::pipeline::Gateway {
             config: std::sync::Arc::new(config),
             store,
+            fetch,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(dndgate::server::run(gateway, listener, async {

@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn shared_vectors() {
         let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../tests/vectors/twilio.json"))
+            serde_json::from_str(include_str!("../../tests/vectors/twilio.json"))
                 .expect("vector file is JSON");
         assert!(vectors.len() >= 20, "vector file lost entries");
         for v in &vectors {
@@ -659,7 +659,7 @@ mod meta_tests {
     #[test]
     fn shared_vectors() {
         let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../tests/vectors/meta.json"))
+            serde_json::from_str(include_str!("../../tests/vectors/meta.json"))
                 .expect("vector file is JSON");
         let mut run = 0;
         for v in &vectors {

@@ -11,6 +11,12 @@ use crate::config::{Config, Tenant};
 use crate::error::{Error, Kind};
 use crate::event::ChannelEvent;
 use crate::meta;
+
+mod mailgun;
+mod postmark;
+mod sendgrid;
+mod ses;
+mod standard_webhooks;
 use crate::signature::{self, TwilioSigned};
 use crate::state;
 use crate::store::Store;
@@ -87,6 +93,31 @@ impl Answer {
     }
 }
 
+/// The providers this gateway serves, for error messages.
+pub const PROVIDERS: &str = "twilio, meta, sendgrid, mailgun, postmark, ses and standard-webhooks";
+
+/// The 200 answer for a batch: how many events were applied, and one line per part
+/// refused or skipped.
+pub fn batch_answer(report: &Report) -> Answer {
+    let mut text = format!("applied {} event(s)", report.events);
+    if !report.rejected.is_empty() {
+        text.push_str(&format!(
+            "; refused {}: {}",
+            report.rejected.len(),
+            report.rejected.join("; ")
+        ));
+    }
+    if !report.skipped.is_empty() {
+        text.push_str(&format!(
+            "; skipped {}: {}",
+            report.skipped.len(),
+            report.skipped.join("; ")
+        ));
+    }
+    text.push('\n');
+    Answer::text(200, text)
+}
+
 /// An empty TwiML document: Twilio sends no reply to the contact.
 pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
 
@@ -96,6 +127,8 @@ pub struct Gateway {
     pub config: Arc<Config>,
     /// The DND store.
     pub store: Store,
+    /// Outbound GETs (SNS certificates and subscription confirmations).
+    pub fetch: Arc<dyn crate::fetch::Fetch>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -152,10 +185,64 @@ impl Gateway {
         match req.provider.as_str() {
             "twilio" => self.twilio(req, report).await,
             "meta" => self.meta(req, report).await,
+            "sendgrid" => self.sendgrid(req, report).await,
+            "mailgun" => self.mailgun(req, report).await,
+            "postmark" => self.postmark(req, report).await,
+            "ses" => self.ses(req, report).await,
+            "standard-webhooks" | "resend" => self.standard_webhooks(req, report).await,
             other => Err(Error::not_found(format!(
-                "unknown provider {other:?}: this gateway serves twilio and meta"
+                "unknown provider {other:?}: this gateway serves {PROVIDERS}"
             ))),
         }
+    }
+
+    /// The tenant named in the path, for providers that post per tenant; the error
+    /// names the provider's configuration table when the tenant has none.
+    pub(crate) fn path_tenant(
+        &self,
+        req: &WebhookRequest,
+        provider: &str,
+        configured: impl Fn(&Tenant) -> bool,
+    ) -> Result<&Tenant, Error> {
+        let id = req.tenant.as_deref().ok_or_else(|| {
+            Error::not_found(format!(
+                "post {provider} webhooks to /webhooks/{provider}/{{tenant}}"
+            ))
+        })?;
+        let tenant = self
+            .config
+            .tenants
+            .get(id)
+            .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?;
+        if configured(tenant) {
+            Ok(tenant)
+        } else {
+            Err(Error::not_found(format!(
+                "tenant {id:?} has no [tenants.{id}.{}] configuration",
+                provider.replace('-', "_")
+            )))
+        }
+    }
+
+    /// Classify and apply a tenant's events, in order; `codes` is the provider's
+    /// error table. Stops at the first store failure (the provider retries the whole
+    /// request; what was applied is deduplicated then).
+    pub(crate) async fn apply_events(
+        &self,
+        tenant: &Tenant,
+        events: &[ChannelEvent],
+        codes: &classify::ErrorTable,
+        received_ms: i64,
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        report.tenant.get_or_insert_with(|| tenant.id.clone());
+        for event in events {
+            report.events += 1;
+            let decision = classify::classify(event, &tenant.keywords, codes);
+            self.apply(tenant, event, &decision, received_ms, report)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Answer a provider's GET handshake (Meta's hub.challenge). `query` is the raw
@@ -174,7 +261,7 @@ impl Gateway {
                 "Twilio posts its webhooks: use POST",
             )),
             other => Err(Error::not_found(format!(
-                "unknown provider {other:?}: this gateway serves twilio and meta"
+                "unknown provider {other:?}: this gateway serves {PROVIDERS}"
             ))),
         };
         result.unwrap_or_else(|e| Answer::from_error(&e))
@@ -239,37 +326,12 @@ impl Gateway {
                     ));
                     continue;
                 };
-                report.events += 1;
-                report.tenant.get_or_insert_with(|| tenant.id.clone());
-                let event = &meta_event.event;
-                let decision = classify::classify(event, &tenant.keywords, &self.config.meta_codes);
-                self.apply(tenant, event, &decision, received_ms, report)
+                let events = std::slice::from_ref(&meta_event.event);
+                self.apply_events(tenant, events, &self.config.meta_codes, received_ms, report)
                     .await?;
             }
         }
-        let mut notes = Vec::new();
-        if !report.rejected.is_empty() {
-            notes.push(format!(
-                "refused {}: {}",
-                report.rejected.len(),
-                report.rejected.join("; ")
-            ));
-        }
-        if !report.skipped.is_empty() {
-            notes.push(format!(
-                "skipped {}: {}",
-                report.skipped.len(),
-                report.skipped.join("; ")
-            ));
-        }
-        Ok(Answer::text(
-            200,
-            format!(
-                "applied {} event(s){}\n",
-                report.events,
-                notes.iter().map(|n| format!("; {n}")).collect::<String>()
-            ),
-        ))
+        Ok(batch_answer(report))
     }
 
     async fn twilio(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
@@ -368,7 +430,7 @@ impl Gateway {
     }
 
     /// Apply one classified event to the store.
-    async fn apply(
+    pub(crate) async fn apply(
         &self,
         tenant: &Tenant,
         event: &ChannelEvent,
