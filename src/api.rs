@@ -147,6 +147,21 @@ fn scope(name: &str) -> Result<Scope, Error> {
         .map_err(|_| Error::bad_request(format!("unknown scope {name:?}: expected a channel (sms, voice, whatsapp, messenger, instagram, email) or all")))
 }
 
+/// The tenant, scope and address a set or clear names in its path.
+fn target<'a>(
+    gw: &'a Gateway,
+    tenant_id: &str,
+    scope_name: &str,
+    raw_address: &str,
+) -> Result<(&'a Tenant, Scope, Address), Error> {
+    let scope = scope(scope_name)?;
+    Ok((
+        tenant(gw, tenant_id)?,
+        scope,
+        scoped_address(scope, raw_address)?,
+    ))
+}
+
 /// An address in a URL path: normalised for the scope's channel, or guessed for `all`.
 fn scoped_address(scope: Scope, raw: &str) -> Result<Address, Error> {
     match scope {
@@ -198,9 +213,7 @@ pub async fn put_dnd(
     raw_address: &str,
     body: &[u8],
 ) -> Result<Answer, Error> {
-    let tenant = tenant(gw, tenant_id)?;
-    let scope = scope(scope_name)?;
-    let address = scoped_address(scope, raw_address)?;
+    let (tenant, scope, address) = target(gw, tenant_id, scope_name, raw_address)?;
     let req: SetRequest = json_body(
         body,
         r#"{"state": "permanent" | "temporary", "reason": "...", "actor": "..."}"#,
@@ -250,9 +263,7 @@ pub async fn delete_dnd(
     raw_address: &str,
     body: &[u8],
 ) -> Result<Answer, Error> {
-    let tenant = tenant(gw, tenant_id)?;
-    let scope = scope(scope_name)?;
-    let address = scoped_address(scope, raw_address)?;
+    let (tenant, scope, address) = target(gw, tenant_id, scope_name, raw_address)?;
     let req: ClearRequest = json_body(
         body,
         r#"{"actor": "...", "evidence": {"agreed": "...", "captured_at": "...", "method": "...", "reference": "..."}}"#,

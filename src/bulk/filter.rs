@@ -98,15 +98,7 @@ pub enum FilterError {
 /// The index of the address column in `header`: `wanted` if given, else the first of
 /// [`ADDRESS_COLUMNS`]; an error naming the columns seen otherwise.
 pub fn address_column(header: &ByteRecord, wanted: Option<&str>) -> Result<usize, String> {
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let names = super::header_names(header);
     let find = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
     let found = match wanted {
         Some(w) => find(w.trim()),

@@ -356,15 +356,7 @@ fn guess(raw: &str) -> Result<(Address, Scope), String> {
 }
 
 fn columns(format: Format, header: &ByteRecord) -> Result<Columns, String> {
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let names = super::header_names(header);
     let find = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
     let missing = |wanted: String| {
         format!(

@@ -77,3 +77,16 @@ async fn read_store(settings: &RedisSettings) -> Result<Store, String> {
     })?;
     Ok(store)
 }
+
+/// The column names of a CSV header: trimmed, without a byte-order mark, as written.
+pub(crate) fn header_names(header: &csv::ByteRecord) -> Vec<String> {
+    header
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
