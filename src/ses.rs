@@ -403,7 +403,10 @@ mod tests {
         }
     }
 
-    /// (notification, expected (event id, kind) list, rejected count, ignored)
+    /// One row: the notification, the (event id, kind) pairs it gives, how many
+    /// recipients are rejected, and whether it is ignored by design.
+    type Row = (Value, Vec<(&'static str, EventKind)>, usize, bool);
+
     #[test]
     fn notifications_table() {
         let bounce = |t: &str, s: &str, to: &[&str]| {
@@ -416,7 +419,7 @@ mod tests {
             status: "bounce".into(),
             error_code: Some(code.into()),
         };
-        let cases: Vec<(Value, Vec<(&str, EventKind)>, usize, bool)> = vec![
+        let cases: Vec<Row> = vec![
             (
                 bounce("Permanent", "General", &["Jane@Example.com"]),
                 vec![("mid-1:jane@example.com", status("Permanent:General"))],
