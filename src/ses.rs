@@ -106,9 +106,10 @@ pub struct Envelope {
 /// Refused with 400: a body that is not a JSON object; a missing or non-string `Type`,
 /// `MessageId`, `TopicArn`, `Message`, `Timestamp`, `SignatureVersion`, `Signature` or
 /// `SigningCertURL`; an unknown `Type`; a confirmation without `SubscribeURL` or `Token`;
-/// a signature too long to be one. The spellings `SigningCertUrl` and `SubscribeUrl` are accepted too (SNS
-/// uses it in the payloads it hands to Lambda). A raw-delivery message (no envelope) is
-/// refused here: it carries no signature, so it can never be trusted.
+/// a signature too long to be one. The spellings `SigningCertUrl` and `SubscribeUrl`
+/// are accepted too (SNS uses them in the payloads it hands to Lambda). A raw-delivery
+/// message (no envelope) is refused here: it carries no signature, so it can never be
+/// trusted.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, Error> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::bad_request(format!("SNS message body is not JSON: {e}")))?;
