@@ -300,7 +300,13 @@ async fn run_gateway(config: Config) -> ExitCode {
     let gateway = Gateway {
         config: Arc::new(config),
         store,
-        fetch: Arc::new(crate::fetch::NoFetch),
+        fetch: match crate::fetch::HttpsFetch::new() {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                eprintln!("dndgate: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     crate::server::run(gateway, listener, shutdown_signal()).await;
     ExitCode::SUCCESS

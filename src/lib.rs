@@ -11,6 +11,8 @@
 //! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
 //! - [`meta`]: the Meta provider (WhatsApp, Messenger, Instagram): handshake, parse,
 //!   normalise.
+//! - [`ses`]: the Amazon SES provider: the SNS envelope, and SES bounces and complaints
+//!   normalised (its signature is [`signature::sns`]).
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -23,7 +25,8 @@
 //! - [`audit`]: the audit stream contract: typed entries and a consumer for automations.
 //! - [`bulk`]: import, export and filter of a tenant's records.
 //! - [`cli`]: the `dndgate` command line.
-//! - [`fetch`]: outbound GETs (SNS certificates), behind a trait for tests.
+//! - [`fetch`]: outbound HTTPS GETs (SNS certificates and subscription confirmations),
+//!   behind a trait for tests.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 
 pub mod address;
@@ -42,6 +45,7 @@ pub mod meta;
 pub mod pipeline;
 pub mod secret;
 pub mod server;
+pub mod ses;
 pub mod signature;
 pub mod state;
 pub mod store;

@@ -15,9 +15,11 @@ use crate::event::Provider;
 /// The Twilio table shipped with the gateway.
 const TWILIO_TOML: &str = include_str!("../../providers/twilio.toml");
 const META_TOML: &str = include_str!("../../providers/meta.toml");
+const SES_TOML: &str = include_str!("../../providers/ses.toml");
 
-/// Longest code we accept as a table key; real codes are a handful of characters.
-const MAX_CODE_LEN: usize = 32;
+/// Longest code we accept as a table key; numeric codes are a handful of characters,
+/// SES's `bounceType:bounceSubType` up to 34 (`Permanent:OnAccountSuppressionList`).
+const MAX_CODE_LEN: usize = 64;
 
 /// What an error code does to the contact's DND on the event's channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -127,18 +129,25 @@ impl ErrorTable {
             .expect("the embedded providers/meta.toml is valid (tested)")
     }
 
+    /// The table shipped for Amazon SES (`providers/ses.toml`): bounce
+    /// `bounceType:bounceSubType` codes.
+    pub fn ses() -> ErrorTable {
+        ErrorTable::from_toml(Provider::Ses.as_str(), SES_TOML)
+            .expect("the embedded providers/ses.toml is valid (tested)")
+    }
+
     /// The table shipped for `provider` (empty for sources that send no error codes,
     /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
         match provider {
             Provider::Twilio => ErrorTable::twilio(),
             Provider::Meta => ErrorTable::meta(),
+            Provider::Ses => ErrorTable::ses(),
             Provider::Operator | Provider::Import => ErrorTable::default(),
             // The email providers' tables arrive with their modules.
             Provider::Sendgrid
             | Provider::Mailgun
             | Provider::Postmark
-            | Provider::Ses
             | Provider::StandardWebhooks => ErrorTable::default(),
         }
     }
@@ -254,10 +263,10 @@ fn parse_entry(code: &str, entry: &toml::Value) -> Result<CodeRule, String> {
         && code.len() <= MAX_CODE_LEN
         && code
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
     if !code_ok {
         return Err(format!(
-            "a code is 1 to {MAX_CODE_LEN} ASCII letters, digits, '.', '-' or '_'"
+            "a code is 1 to {MAX_CODE_LEN} ASCII letters, digits, '.', '-', '_' or ':'"
         ));
     }
     if !entry.is_table() {
@@ -341,6 +350,38 @@ mod tests {
             .map(|(code, rule)| (code, rule.action))
             .collect();
         assert_eq!(actual, expected);
+    }
+
+    /// The SES bounce rules (providers/ses.toml), one row per code: hard bounces
+    /// permanent, soft bounces about the mailbox temporary, soft bounces about our
+    /// content and undetermined ones none.
+    #[test]
+    fn ses_table_is_the_product_rules() {
+        use CodeAction::*;
+        let expected: &[(&str, CodeAction)] = &[
+            ("Permanent:General", Permanent),
+            ("Permanent:NoEmail", Permanent),
+            ("Permanent:OnAccountSuppressionList", Permanent),
+            ("Permanent:Suppressed", Permanent),
+            ("Transient:AttachmentRejected", None),
+            ("Transient:ContentRejected", None),
+            ("Transient:General", Temporary),
+            ("Transient:MailboxFull", Temporary),
+            ("Transient:MessageTooLarge", None),
+            ("Undetermined:Undetermined", None),
+        ];
+        let table = ErrorTable::ses();
+        assert_eq!(table, ErrorTable::builtin(Provider::Ses));
+        assert_eq!(table.provider(), "ses");
+        let actual: Vec<(&str, CodeAction)> = table
+            .iter()
+            .map(|(code, rule)| (code, rule.action))
+            .collect();
+        assert_eq!(actual, expected);
+        for (code, rule) in table.iter() {
+            let source = rule.source.as_deref().unwrap_or_default();
+            assert!(source.starts_with("https://"), "{code} has no source URL");
+        }
     }
 
     #[test]

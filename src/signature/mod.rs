@@ -13,6 +13,8 @@
 //! what it signs, so a body that was parsed and re-serialised no longer verifies: the
 //! caller must pass the bytes off the wire.
 
+pub mod sns;
+
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;

@@ -1,0 +1,662 @@
+//! End to end: Amazon SES notifications through SNS, signed like SNS signs them, through
+//! a running gateway into a real redis-server, read back through the lookup and the
+//! audit history. No network: a fixture fetcher serves the signing certificates by URL
+//! and records every URL the gateway asks for.
+//!
+//! Notifications are signed with a test key whose self-signed certificate
+//! (`tests/fixtures/sns/test-signing-{key,cert}.pem`, made once with
+//! `openssl req -x509 -newkey rsa:2048 -nodes -days 36500`) is served under an
+//! allow-listed SNS URL. The real SNS messages of `tests/vectors/sns.json` are posted
+//! too, with their genuine certificate.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use dndgate::event::Channel;
+use dndgate::fetch::{BoxFuture, Fetch};
+use dndgate::lookup::Lookup;
+use dndgate::store::State;
+use serde_json::{Value, json};
+
+const ACME_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:acme-ses-events";
+const GLOBEX_TOPIC: &str = "arn:aws:sns:eu-west-1:210987654321:globex-ses";
+const UNKNOWN_TOPIC: &str = "arn:aws:sns:us-east-1:999999999999:someone-else";
+const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
+const TEST_KEY: &str = include_str!("fixtures/sns/test-signing-key.pem");
+const TEST_CERT: &str = include_str!("fixtures/sns/test-signing-cert.pem");
+
+/// Serves certificates by URL, answers subscription confirmations, records every GET.
+#[derive(Default)]
+struct FixtureFetch {
+    certs: HashMap<String, String>,
+    fetched: Mutex<Vec<String>>,
+}
+
+impl FixtureFetch {
+    fn new() -> Arc<FixtureFetch> {
+        let mut certs = HashMap::from([(CERT_URL.to_string(), TEST_CERT.to_string())]);
+        for v in vectors() {
+            certs.insert(
+                v["signing_cert_url"].as_str().unwrap().to_string(),
+                v["signing_cert_pem"].as_str().unwrap().to_string(),
+            );
+        }
+        Arc::new(FixtureFetch {
+            certs,
+            ..FixtureFetch::default()
+        })
+    }
+
+    fn fetched(&self) -> Vec<String> {
+        self.fetched.lock().unwrap().clone()
+    }
+}
+
+impl Fetch for FixtureFetch {
+    fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        self.fetched.lock().unwrap().push(url.to_string());
+        let answer = if url.contains("Action=ConfirmSubscription") {
+            Ok(b"<ConfirmSubscriptionResponse/>".to_vec())
+        } else {
+            self.certs
+                .get(url)
+                .map(|pem| pem.clone().into_bytes())
+                .ok_or_else(|| format!("fixture: nothing at {url}"))
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+fn vectors() -> Vec<Value> {
+    serde_json::from_str(include_str!("vectors/sns.json")).unwrap()
+}
+
+fn config(redis: &RedisServer, extra: &str) -> String {
+    let base = config_text(&redis.url());
+    let base = base.replacen(
+        "[tenants.acme.twilio]",
+        &format!("[tenants.acme.ses]\ntopic_arns = [\"{ACME_TOPIC}\"]\n\n[tenants.acme.twilio]"),
+        1,
+    );
+    let base = base.replacen(
+        "[tenants.globex.twilio]",
+        &format!(
+            "[tenants.globex.ses]\ntopic_arns = [\"{GLOBEX_TOPIC}\"]\n\n[tenants.globex.twilio]"
+        ),
+        1,
+    );
+    format!("{base}\n{extra}\n")
+}
+
+/// Now as SNS writes it: `2024-05-01T10:00:00.000Z`.
+fn iso_now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// Sign an envelope the way SNS does (version 2: SHA256withRSA over `name\nvalue\n`
+/// of the type's fields), written here independently of the gateway's verifier.
+fn sign(envelope: &mut Value) {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::Signer;
+    let kind = envelope["Type"].as_str().unwrap().to_string();
+    let names: &[&str] = if kind == "Notification" {
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
+    } else {
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
+    };
+    let mut text = String::new();
+    for name in names {
+        if let Some(value) = envelope[*name].as_str() {
+            text.push_str(&format!("{name}\n{value}\n"));
+        }
+    }
+    let key = rsa::PrivateKey::from_pkcs8_pem(TEST_KEY).unwrap();
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+    let signature: Box<[u8]> = signer.sign(text.as_bytes()).into();
+    envelope["SignatureVersion"] = json!("2");
+    envelope["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+}
+
+/// A signed SNS Notification carrying `message` (an SES notification).
+fn notification(topic: &str, message_id: &str, message: &Value) -> Value {
+    let mut envelope = json!({
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": topic,
+        "Message": message.to_string(),
+        "Timestamp": iso_now(),
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
+    });
+    sign(&mut envelope);
+    envelope
+}
+
+fn subscribe_url(topic: &str) -> String {
+    format!(
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic}&Token=2336412f37fb"
+    )
+}
+
+fn confirmation(topic: &str) -> Value {
+    let mut envelope = json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb",
+        "TopicArn": topic,
+        "Message": format!("You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
+        "SubscribeURL": subscribe_url(topic),
+        "Timestamp": iso_now(),
+        "SigningCertURL": CERT_URL,
+    });
+    sign(&mut envelope);
+    envelope
+}
+
+fn bounce(bounce_type: &str, sub_type: &str, recipients: &[&str]) -> Value {
+    let list: Vec<Value> = recipients
+        .iter()
+        .map(|a| {
+            json!({"emailAddress": a, "action": "failed", "status": "5.1.1",
+            "diagnosticCode": "smtp; 550 5.1.1 user unknown"})
+        })
+        .collect();
+    json!({
+        "notificationType": "Bounce",
+        "bounce": {"bounceType": bounce_type, "bounceSubType": sub_type,
+            "bouncedRecipients": list, "timestamp": iso_now(),
+            "feedbackId": "000001378603176d-5a4b5ad9-6f30-4198-a8c3-b1eb0c270a1d-000000"},
+        "mail": {"timestamp": iso_now(), "source": "news@acme.example",
+            "messageId": "000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
+            "destination": recipients}
+    })
+}
+
+fn complaint(recipient: &str) -> Value {
+    json!({
+        "eventType": "Complaint",
+        "complaint": {"userAgent": "AnyCompany Feedback Loop (V0.01)",
+            "complainedRecipients": [{"emailAddress": recipient}],
+            "complaintFeedbackType": "abuse", "timestamp": iso_now(),
+            "feedbackId": "000001378603177f-18c07c78-fa81-4a58-9dd1-fedc3cb8f49a-000000"},
+        "mail": {"messageId": "000001378603177f-7a5433e7-8edb-42ae-af10-f0181f34d6ee-000000",
+            "destination": [recipient]}
+    })
+}
+
+async fn post_to(gw: &TestGateway, path: &str, envelope: &Value) -> HttpResponse {
+    let body = envelope.to_string();
+    http(
+        gw.addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "text/plain; charset=UTF-8"),
+            ("x-amz-sns-message-type", envelope["Type"].as_str().unwrap()),
+            (
+                "x-amz-sns-topic-arn",
+                envelope["TopicArn"].as_str().unwrap(),
+            ),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+async fn post(gw: &TestGateway, envelope: &Value) -> HttpResponse {
+    post_to(gw, "/webhooks/ses", envelope).await
+}
+
+async fn verdict(redis: &RedisServer, tenant: &str, address: &str) -> dndgate::store::Verdict {
+    Lookup::connect(&redis.url())
+        .unwrap()
+        .check(tenant, Channel::Email, address)
+        .await
+        .unwrap()
+}
+
+fn state(v: &dndgate::store::Verdict) -> Option<State> {
+    v.blocked.then(|| v.record.as_ref().unwrap().state)
+}
+
+/// The audit entries of `address`: (provider, event id, outcome).
+async fn history(gw: &TestGateway, address: &str) -> Vec<(String, String, String)> {
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "GET",
+        &format!("/v1/tenants/acme/history/{address}"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let history: Value = serde_json::from_str(&r.body).unwrap();
+    history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("provider"), s("event_id"), s("outcome"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bounces_and_complaints_become_email_dnd_per_the_table() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
+
+    let cases: &[(&str, Value, Option<State>)] = &[
+        (
+            "hard@example.com",
+            bounce("Permanent", "General", &["Hard@Example.com"]),
+            Some(State::Permanent),
+        ),
+        (
+            "gone@example.com",
+            bounce("Permanent", "NoEmail", &["gone@example.com"]),
+            Some(State::Permanent),
+        ),
+        (
+            "suppressed@example.com",
+            bounce(
+                "Permanent",
+                "OnAccountSuppressionList",
+                &["suppressed@example.com"],
+            ),
+            Some(State::Permanent),
+        ),
+        (
+            "full@example.com",
+            bounce("Transient", "MailboxFull", &["full@example.com"]),
+            Some(State::Temporary),
+        ),
+        (
+            "content@example.com",
+            bounce("Transient", "ContentRejected", &["content@example.com"]),
+            None,
+        ),
+        (
+            "unknown@example.com",
+            bounce("Undetermined", "Undetermined", &["unknown@example.com"]),
+            None,
+        ),
+        (
+            "angry@example.com",
+            complaint("angry@example.com"),
+            Some(State::Permanent),
+        ),
+    ];
+    for (i, (address, message, want)) in cases.iter().enumerate() {
+        let r = post(&gw, &notification(ACME_TOPIC, &format!("msg-{i}"), message)).await;
+        assert_eq!(r.status, 200, "{address}: {}", r.body);
+        assert!(r.body.starts_with("applied 1 event(s)"), "{}", r.body);
+        let v = verdict(&redis, "acme", address).await;
+        assert_eq!(state(&v), *want, "{address}: {v:?}");
+    }
+    let v = verdict(&redis, "acme", "hard@example.com").await;
+    assert_eq!(v.record.unwrap().reason, "ses:Permanent:General");
+    assert!(
+        !verdict(&redis, "globex", "hard@example.com").await.blocked,
+        "the topic routed the bounce to acme only"
+    );
+
+    // One bounce naming several recipients: one event each.
+    let r = post(
+        &gw,
+        &notification(
+            ACME_TOPIC,
+            "msg-many",
+            &bounce("Permanent", "General", &["x@example.com", "y@example.com"]),
+        ),
+    )
+    .await;
+    assert!(r.body.starts_with("applied 2 event(s)"), "{}", r.body);
+
+    // Ignored types get a 2xx so SNS does not retry them, and change nothing.
+    let before = redis.snapshot();
+    let delivery = json!({"notificationType": "Delivery", "mail": {"messageId": "m"},
+        "delivery": {"recipients": ["ok@example.com"]}});
+    let r = post(&gw, &notification(ACME_TOPIC, "msg-delivery", &delivery)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"Delivery\" is ignored"), "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+
+    // The certificate was fetched once for all those messages.
+    assert_eq!(fetch.fetched(), vec![CERT_URL.to_string()]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_notification_twice_is_applied_once() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), FixtureFetch::new()).await;
+    let message = notification(
+        ACME_TOPIC,
+        "6e5bd9a7-5b2f-5fd8-9a48-1f0d3ac1d6f2",
+        &bounce("Permanent", "General", &["twice@example.com"]),
+    );
+    for _ in 0..2 {
+        let r = post(&gw, &message).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let entries = history(&gw, "twice@example.com").await;
+    assert_eq!(
+        entries,
+        [(
+            "ses".to_string(),
+            "6e5bd9a7-5b2f-5fd8-9a48-1f0d3ac1d6f2:twice@example.com".to_string(),
+            "applied".to_string()
+        )]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn per_tenant_path_takes_only_that_tenants_topics() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
+    let message = bounce("Permanent", "General", &["p@example.com"]);
+
+    let r = post_to(
+        &gw,
+        "/webhooks/ses/globex",
+        &notification(GLOBEX_TOPIC, "g1", &message),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(verdict(&redis, "globex", "p@example.com").await.blocked);
+
+    let before = redis.snapshot();
+    let r = post_to(
+        &gw,
+        "/webhooks/ses/globex",
+        &notification(ACME_TOPIC, "a1", &message),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("not in tenants.globex.ses.topic_arns"),
+        "{}",
+        r.body
+    );
+    let r = post_to(
+        &gw,
+        "/webhooks/ses/nobody",
+        &notification(ACME_TOPIC, "a2", &message),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    assert_eq!(
+        fetch.fetched(),
+        vec![CERT_URL.to_string()],
+        "only for the good one"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_change_nothing_and_fetch_nothing_they_should_not() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
+    let message = bounce("Permanent", "General", &["victim@example.com"]);
+    let before = redis.snapshot();
+
+    // An unknown topic: refused before anything is fetched.
+    let r = post(&gw, &notification(UNKNOWN_TOPIC, "u1", &message)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains(UNKNOWN_TOPIC) && r.body.contains("nothing fetched"),
+        "{}",
+        r.body
+    );
+    assert!(fetch.fetched().is_empty());
+
+    // A certificate URL off the allow-list, for a known topic: refused unfetched.
+    for url in [
+        "https://sns.us-east-1.amazonaws.com.evil.com/SimpleNotificationService-test.pem",
+        "https://evil.com/sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem",
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.txt",
+    ] {
+        let mut envelope = notification(ACME_TOPIC, "c1", &message);
+        envelope["SigningCertURL"] = json!(url);
+        let r = post(&gw, &envelope).await;
+        assert_eq!(r.status, 401, "{url}: {}", r.body);
+        assert!(r.body.contains("SigningCertURL"), "{}", r.body);
+    }
+    assert!(fetch.fetched().is_empty(), "{:?}", fetch.fetched());
+
+    // A tampered Message: the signature no longer matches.
+    let mut envelope = notification(ACME_TOPIC, "t1", &message);
+    envelope["Message"] =
+        json!(bounce("Permanent", "General", &["someone-else@example.com"]).to_string());
+    let r = post(&gw, &envelope).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("does not match"), "{}", r.body);
+    // Tampered Subject (added after signing), and a v2 signature relabelled v1.
+    let mut envelope = notification(ACME_TOPIC, "t2", &message);
+    envelope["Subject"] = json!("Amazon SES Email Event Notification");
+    assert_eq!(post(&gw, &envelope).await.status, 401);
+    let mut envelope = notification(ACME_TOPIC, "t3", &message);
+    envelope["SignatureVersion"] = json!("1");
+    assert_eq!(post(&gw, &envelope).await.status, 401);
+    let mut envelope = notification(ACME_TOPIC, "t4", &message);
+    envelope["SignatureVersion"] = json!("3");
+    assert_eq!(post(&gw, &envelope).await.status, 401);
+
+    // Wrong content type, wrong message-type header, no envelope, raw delivery.
+    let good = notification(ACME_TOPIC, "w1", &message).to_string();
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/ses",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        good.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/ses",
+        &[
+            ("Content-Type", "text/plain"),
+            ("x-amz-sns-message-type", "SubscriptionConfirmation"),
+        ],
+        good.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/ses",
+        &[("Content-Type", "text/plain")],
+        message.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/ses",
+        &[
+            ("Content-Type", "text/plain"),
+            ("x-amz-sns-rawdelivery", "true"),
+        ],
+        good.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    assert_eq!(redis.snapshot(), before, "no refusal wrote anything");
+    assert!(!verdict(&redis, "acme", "victim@example.com").await.blocked);
+    // Only the signature checks of known topics with good URLs fetched, and the
+    // certificate once.
+    assert_eq!(fetch.fetched(), vec![CERT_URL.to_string()]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn subscription_confirmation_fetches_exactly_its_subscribe_url() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
+
+    let r = post(&gw, &confirmation(UNKNOWN_TOPIC)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        fetch.fetched().is_empty(),
+        "an unknown topic fetches nothing"
+    );
+
+    let r = post(&gw, &confirmation(ACME_TOPIC)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("confirmed"), "{}", r.body);
+    assert_eq!(
+        fetch.fetched(),
+        vec![CERT_URL.to_string(), subscribe_url(ACME_TOPIC)]
+    );
+
+    // A SubscribeURL off the SNS hosts is never fetched, even when signed.
+    let mut evil = json!({
+        "Type": "SubscriptionConfirmation", "MessageId": "m2", "Token": "t", "TopicArn": ACME_TOPIC,
+        "Message": "confirm", "SubscribeURL": "https://evil.example/?Action=ConfirmSubscription",
+        "Timestamp": iso_now(), "SigningCertURL": CERT_URL,
+    });
+    sign(&mut evil);
+    let r = post(&gw, &evil).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(fetch.fetched().len(), 2, "{:?}", fetch.fetched());
+
+    // Unsubscribe confirmations are noted, nothing fetched.
+    let mut unsubscribe = confirmation(ACME_TOPIC);
+    unsubscribe["Type"] = json!("UnsubscribeConfirmation");
+    sign(&mut unsubscribe);
+    let r = post(&gw, &unsubscribe).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(fetch.fetched().len(), 2, "{:?}", fetch.fetched());
+    assert!(redis.snapshot().is_empty(), "handshakes write nothing");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_are_left_pending_when_confirming_is_off() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let config = config(&redis, "[sns]\nconfirm_subscriptions = false");
+    let gw = TestGateway::start_with_fetch(&config, fetch.clone()).await;
+    let r = post(&gw, &confirmation(ACME_TOPIC)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("NOT confirmed"), "{}", r.body);
+    assert_eq!(
+        fetch.fetched(),
+        vec![CERT_URL.to_string()],
+        "SubscribeURL not fetched"
+    );
+    gw.stop().await;
+}
+
+/// The real SNS messages of the vectors verify end to end under their genuine
+/// certificate, and are then refused as replays: they were published in 2022, far
+/// beyond what dedup remembers. Tampered ones fail the signature first.
+#[tokio::test]
+async fn real_sns_messages_verify_and_old_ones_are_refused_as_replays() {
+    let redis = RedisServer::start();
+    let fetch = FixtureFetch::new();
+    let topics: Vec<String> = vectors()
+        .iter()
+        .map(|v| {
+            let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+            format!("\"{}\"", body["TopicArn"].as_str().unwrap())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let extra = format!(
+        "[tenants.vectors]\napi_tokens = [\"vectors-token\"]\n\n[tenants.vectors.ses]\ntopic_arns = [{}]",
+        topics.join(", ")
+    );
+    let gw = TestGateway::start_with_fetch(&config(&redis, &extra), fetch.clone()).await;
+    for v in vectors() {
+        let name = v["name"].as_str().unwrap();
+        let headers: Vec<(&str, &str)> = v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, val)| (k.as_str(), val.as_str().unwrap()))
+            .collect();
+        let r = http(
+            gw.addr,
+            "POST",
+            "/webhooks/ses",
+            &headers,
+            v["body"].as_str().unwrap().as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{name}: {}", r.body);
+        let want = if v["expected_valid"].as_bool().unwrap() {
+            "replay"
+        } else if name.contains("host") {
+            "SigningCertURL"
+        } else {
+            "does not match"
+        };
+        assert!(r.body.contains(want), "{name}: {}", r.body);
+    }
+    assert_eq!(
+        fetch.fetched().len(),
+        1,
+        "one certificate, fetched once: {:?}",
+        fetch.fetched()
+    );
+    assert!(redis.snapshot().is_empty());
+    gw.stop().await;
+}
