@@ -11,6 +11,10 @@
 //! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
 //! - [`meta`]: the Meta provider (WhatsApp, Messenger, Instagram): handshake, parse,
 //!   normalise.
+//! - [`postmark`]: the Postmark provider (basic auth): bounces, complaints and
+//!   subscription changes to email events.
+//! - [`standard_webhooks`]: Standard Webhooks senders (Resend, Svix-style): bounces,
+//!   complaints and unsubscribes, one event per recipient.
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -40,9 +44,11 @@ pub mod lookup;
 pub mod managed;
 pub mod meta;
 pub mod pipeline;
+pub mod postmark;
 pub mod secret;
 pub mod server;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod state;
 pub mod store;
 pub mod twilio;
