@@ -468,7 +468,13 @@ mod tests {
             error_code: Some(code.into()),
         };
         // (SuppressSending, SuppressionReason, Origin, expected kind or None = ignored)
-        let cases: Vec<(bool, Option<&str>, Option<&str>, Option<EventKind>)> = vec![
+        type Case = (
+            bool,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<EventKind>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 true,
                 Some("ManualSuppression"),

@@ -363,7 +363,9 @@ mod tests {
     #[test]
     fn email_tables_are_the_product_rules() {
         use CodeAction::*;
-        let cases: &[(ErrorTable, Provider, &[(&str, CodeAction)])] = &[
+        /// (table, its provider, every (code, action) in code order)
+        type Case = (ErrorTable, Provider, &'static [(&'static str, CodeAction)]);
+        let cases: &[Case] = &[
             (
                 ErrorTable::postmark(),
                 Provider::Postmark,
