@@ -13,6 +13,10 @@
 //!   normalise.
 //! - [`ses`]: the Amazon SES provider: the SNS envelope, and SES bounces and complaints
 //!   normalised (its signature is [`signature::sns`]).
+//! - [`postmark`]: the Postmark provider (basic auth): bounces, complaints and
+//!   subscription changes to email events.
+//! - [`standard_webhooks`]: Standard Webhooks senders (Resend, Svix-style): bounces,
+//!   complaints and unsubscribes, one event per recipient.
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -43,10 +47,12 @@ pub mod lookup;
 pub mod managed;
 pub mod meta;
 pub mod pipeline;
+pub mod postmark;
 pub mod secret;
 pub mod server;
 pub mod ses;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod state;
 pub mod store;
 pub mod twilio;

@@ -16,6 +16,8 @@ use crate::event::Provider;
 const TWILIO_TOML: &str = include_str!("../../providers/twilio.toml");
 const META_TOML: &str = include_str!("../../providers/meta.toml");
 const SES_TOML: &str = include_str!("../../providers/ses.toml");
+const POSTMARK_TOML: &str = include_str!("../../providers/postmark.toml");
+const STANDARD_WEBHOOKS_TOML: &str = include_str!("../../providers/standard-webhooks.toml");
 
 /// Longest code we accept as a table key; numeric codes are a handful of characters,
 /// SES's `bounceType:bounceSubType` up to 34 (`Permanent:OnAccountSuppressionList`).
@@ -136,6 +138,20 @@ impl ErrorTable {
             .expect("the embedded providers/ses.toml is valid (tested)")
     }
 
+    /// The table shipped for Postmark (`providers/postmark.toml`): bounce `Type`s,
+    /// `Inactive` and the account holder's `ManualSuppression`.
+    pub fn postmark() -> ErrorTable {
+        ErrorTable::from_toml(Provider::Postmark.as_str(), POSTMARK_TOML)
+            .expect("the embedded providers/postmark.toml is valid (tested)")
+    }
+
+    /// The table shipped for Standard Webhooks senders such as Resend
+    /// (`providers/standard-webhooks.toml`): `data.bounce.type` of `email.bounced`.
+    pub fn standard_webhooks() -> ErrorTable {
+        ErrorTable::from_toml(Provider::StandardWebhooks.as_str(), STANDARD_WEBHOOKS_TOML)
+            .expect("the embedded providers/standard-webhooks.toml is valid (tested)")
+    }
+
     /// The table shipped for `provider` (empty for sources that send no error codes,
     /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
@@ -144,11 +160,10 @@ impl ErrorTable {
             Provider::Meta => ErrorTable::meta(),
             Provider::Ses => ErrorTable::ses(),
             Provider::Operator | Provider::Import => ErrorTable::default(),
-            // The email providers' tables arrive with their modules.
-            Provider::Sendgrid
-            | Provider::Mailgun
-            | Provider::Postmark
-            | Provider::StandardWebhooks => ErrorTable::default(),
+            Provider::Postmark => ErrorTable::postmark(),
+            Provider::StandardWebhooks => ErrorTable::standard_webhooks(),
+            // SendGrid's and Mailgun's tables arrive with their modules.
+            Provider::Sendgrid | Provider::Mailgun => ErrorTable::default(),
         }
     }
 
@@ -381,6 +396,71 @@ mod tests {
         for (code, rule) in table.iter() {
             let source = rule.source.as_deref().unwrap_or_default();
             assert!(source.starts_with("https://"), "{code} has no source URL");
+        }
+    }
+
+    /// Postmark and Standard Webhooks: every shipped entry has a reason and a source,
+    /// and the actions are the product's (hard -> permanent, soft -> temporary,
+    /// sender-side -> none).
+    #[test]
+    fn email_tables_are_the_product_rules() {
+        use CodeAction::*;
+        /// (table, its provider, every (code, action) in code order)
+        type Case = (ErrorTable, Provider, &'static [(&'static str, CodeAction)]);
+        let cases: &[Case] = &[
+            (
+                ErrorTable::postmark(),
+                Provider::Postmark,
+                &[
+                    ("AddressChange", None),
+                    ("AutoResponder", None),
+                    ("BadEmailAddress", Permanent),
+                    ("Blocked", None),
+                    ("ChallengeVerification", None),
+                    ("DMARCPolicy", None),
+                    ("DnsError", Temporary),
+                    ("HardBounce", Permanent),
+                    ("Inactive", Permanent),
+                    ("InboundError", None),
+                    ("ManualSuppression", Permanent),
+                    ("ManuallyDeactivated", Permanent),
+                    ("OpenRelayTest", None),
+                    ("SMTPApiError", None),
+                    ("SoftBounce", Temporary),
+                    ("SpamComplaint", Permanent),
+                    ("SpamNotification", None),
+                    ("Subscribe", None),
+                    ("TemplateRenderingFailed", None),
+                    ("Transient", Temporary),
+                    ("Unconfirmed", None),
+                    ("Unknown", None),
+                    ("Unsubscribe", Permanent),
+                    ("VirusNotification", None),
+                ],
+            ),
+            (
+                ErrorTable::standard_webhooks(),
+                Provider::StandardWebhooks,
+                &[
+                    ("Permanent", Permanent),
+                    ("Transient", Temporary),
+                    ("Undetermined", None),
+                    ("bounced", Permanent),
+                ],
+            ),
+        ];
+        for (table, provider, expected) in cases {
+            assert_eq!(table, &ErrorTable::builtin(*provider));
+            assert_eq!(table.provider(), provider.as_str());
+            let actual: Vec<(&str, CodeAction)> = table
+                .iter()
+                .map(|(code, rule)| (code, rule.action))
+                .collect();
+            assert_eq!(&actual, expected, "{provider}");
+            for (code, rule) in table.iter() {
+                let source = rule.source.as_deref().unwrap_or_default();
+                assert!(source.starts_with("https://"), "{provider} {code}");
+            }
         }
     }
 

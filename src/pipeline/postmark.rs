@@ -1,17 +1,56 @@
-//! The postmark webhook road. SKELETON: to be implemented.
+//! The Postmark road: tenant from the path -> basic auth -> parse and normalise (one
+//! record per request) -> classify with Postmark's table -> apply -> answer.
 
-use super::{Answer, Gateway, Report, WebhookRequest};
-use crate::error::Error;
+use std::sync::OnceLock;
+
+use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
+use crate::classify::ErrorTable;
+use crate::error::{Error, Kind};
+use crate::postmark;
+use crate::signature::basic_auth;
+
+/// Postmark's table, parsed once: it is embedded, so it cannot change while we run.
+fn codes() -> &'static ErrorTable {
+    static CODES: OnceLock<ErrorTable> = OnceLock::new();
+    CODES.get_or_init(ErrorTable::postmark)
+}
 
 impl Gateway {
-    /// Handle a postmark webhook.
+    /// Handle a Postmark webhook on `POST /webhooks/postmark/{tenant}`.
+    ///
+    /// Postmark signs nothing: the operator writes credentials into the webhook URL
+    /// (`https://user:password@host/webhooks/postmark/TENANT`) and Postmark sends them
+    /// as `Authorization: Basic`. They are checked before anything else is read, so an
+    /// unauthenticated caller learns nothing about the body's handling (401, nothing
+    /// written). Records we do not act on (deliveries, opens) get 200, so Postmark does
+    /// not retry them.
     pub(super) async fn postmark(
         &self,
         req: &WebhookRequest,
         report: &mut Report,
     ) -> Result<Answer, Error> {
-        let _ = report;
-        self.path_tenant(req, "postmark", |t| t.postmark.is_some())?;
-        Err(Error::not_found("postmark is not served yet"))
+        let tenant = self.path_tenant(req, "postmark", |t| t.postmark.is_some())?;
+        report.tenant = Some(tenant.id.clone());
+        let credentials = tenant
+            .postmark
+            .as_ref()
+            .map(|p| p.secrets.as_slice())
+            .unwrap_or_default();
+        basic_auth::verify_basic_auth(req.header("authorization"), credentials, "postmark")?;
+        if req.content_type.as_deref() != Some("application/json") {
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "content type {} is not accepted: Postmark posts application/json",
+                    req.content_type.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
+        let received_ms = now_ms();
+        let normalised = postmark::normalise(&req.body, received_ms)?;
+        report.skipped.extend(normalised.ignored);
+        self.apply_events(tenant, &normalised.events, codes(), received_ms, report)
+            .await?;
+        Ok(batch_answer(report))
     }
 }

@@ -13,7 +13,9 @@
 //! what it signs, so a body that was parsed and re-serialised no longer verifies: the
 //! caller must pass the bytes off the wire.
 
+pub mod basic_auth;
 pub mod sns;
+pub mod standard_webhooks;
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};

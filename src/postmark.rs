@@ -1,0 +1,630 @@
+//! Postmark provider: parse and normalise its webhooks (one JSON event per request).
+//! Postmark signs nothing; the request is authenticated by HTTP basic auth
+//! ([`crate::signature::basic_auth`]) before it reaches this module, which never
+//! touches Redis.
+//!
+//! What becomes an event (all on the email channel):
+//!
+//! | `RecordType` | event |
+//! |---|---|
+//! | `Bounce` with `Inactive: true` | delivery status, code `Inactive` (Postmark deactivated the address: permanent, whatever the `Type`) |
+//! | `Bounce` otherwise | delivery status, code = `Type` (`HardBounce`, `SoftBounce`, ...), looked up in `providers/postmark.toml` |
+//! | `SpamComplaint` | complaint |
+//! | `SubscriptionChange`, `SuppressSending: true`, reason `ManualSuppression` by the recipient (or no `Origin`) | unsubscribe |
+//! | `SubscriptionChange`, `SuppressSending: true`, reason `ManualSuppression` by `Customer` or `Admin` | delivery status, code `ManualSuppression` |
+//! | `SubscriptionChange`, `SuppressSending: true`, reason `HardBounce` | delivery status, code `HardBounce` |
+//! | `SubscriptionChange`, `SuppressSending: true`, reason `SpamComplaint` | complaint |
+//! | `SubscriptionChange`, `SuppressSending: false`, `Origin: Recipient` | resubscribe |
+//! | `SubscriptionChange`, `SuppressSending: false`, any other origin | nothing (see below) |
+//! | `Delivery`, `Open`, `Click`, inbound (no `RecordType`), others | nothing |
+//!
+//! Bounces are classified by `Type`, never by `TypeCode`: Postmark's own example of a
+//! spam complaint carries `TypeCode: 512`, which the bounce-type table calls
+//! `SpamNotification`.
+//!
+//! A reactivation (`SuppressSending: false`) made by the Postmark account holder
+//! (`Origin: Customer` or `Admin`) is not the contact's consent, and SPEC section 6
+//! lifts a permanent record only with the contact's opt-in or an operator's consent
+//! evidence: it is reported as ignored and the operator lifts the record through the
+//! API with evidence.
+
+use serde_json::{Map, Value};
+
+use crate::address::Address;
+use crate::error::Error;
+use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+
+/// What one Postmark request taught us.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Normalised {
+    /// The event, if the record is one that matters (at most one: Postmark posts one
+    /// record per request).
+    pub events: Vec<ChannelEvent>,
+    /// Why the record leaves no event, when it does not (a delivery, an open, a
+    /// reactivation by the account holder); for the answer and the log.
+    pub ignored: Option<String>,
+}
+
+impl Normalised {
+    fn ignored(why: impl Into<String>) -> Normalised {
+        Normalised {
+            events: Vec::new(),
+            ignored: Some(why.into()),
+        }
+    }
+
+    fn one(event: ChannelEvent) -> Normalised {
+        Normalised {
+            events: vec![event],
+            ignored: None,
+        }
+    }
+}
+
+/// Normalise a Postmark webhook body received at `received_ms` (milliseconds since the
+/// Unix epoch; the event time when the record carries none that we can read).
+///
+/// 400 for a body that is not a JSON object, and for a record we act on that lacks its
+/// address (`Email`, `Recipient`), its id (`ID` of a bounce, `MessageID` of a
+/// complaint), `SuppressSending`, or whose address is not an email address: Postmark
+/// will never send such a record differently.
+///
+/// Event ids, the dedup keys: the bounce `ID`; `MessageID:SpamComplaint` for a
+/// complaint; for a subscription change
+/// `SubscriptionChange:MESSAGE_ID:ADDRESS:CHANGED_AT:suppress|reactivate`, because a
+/// manual suppression has no `MessageID` and one message can be unsubscribed from and
+/// later resubscribed to.
+pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request(format!("Postmark webhook body is not JSON: {e}")))?;
+    let Value::Object(record) = value else {
+        return Err(Error::bad_request(
+            "Postmark webhook body is not a JSON object",
+        ));
+    };
+    let record_type = match record.get("RecordType") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Null) | None => {
+            return Ok(Normalised::ignored(
+                "a record without RecordType (an inbound message): nothing to record",
+            ));
+        }
+        Some(_) => return Err(Error::bad_request("Postmark RecordType is not a string")),
+    };
+    match record_type {
+        "Bounce" => bounce(&record, received_ms).map(Normalised::one),
+        "SpamComplaint" => complaint(&record, received_ms).map(Normalised::one),
+        "SubscriptionChange" => subscription_change(&record, received_ms),
+        other => Ok(Normalised::ignored(format!(
+            "RecordType {}: nothing to record",
+            quoted(other)
+        ))),
+    }
+}
+
+fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Error> {
+    let address = email(record, "Email")?;
+    let id =
+        id_text(record, "ID").ok_or_else(|| Error::bad_request("Postmark Bounce has no ID"))?;
+    let inactive = record.get("Inactive").and_then(Value::as_bool) == Some(true);
+    let kind_text = text(record, "Type");
+    let code = if inactive {
+        Some("Inactive".to_string())
+    } else {
+        kind_text.map(str::to_string)
+    };
+    Ok(event(
+        id,
+        time(record, &["BouncedAt", "ReceivedAt"], received_ms),
+        address,
+        EventKind::DeliveryStatus {
+            status: "bounce".to_string(),
+            error_code: code,
+        },
+    ))
+}
+
+fn complaint(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Error> {
+    let address = email(record, "Email")?;
+    let message_id = text(record, "MessageID")
+        .ok_or_else(|| Error::bad_request("Postmark SpamComplaint has no MessageID"))?;
+    Ok(event(
+        format!("{message_id}:SpamComplaint"),
+        time(record, &["BouncedAt", "ReceivedAt"], received_ms),
+        address,
+        EventKind::Complaint,
+    ))
+}
+
+fn subscription_change(record: &Map<String, Value>, received_ms: i64) -> Result<Normalised, Error> {
+    let address = email(record, "Recipient")?;
+    let suppress = record
+        .get("SuppressSending")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            Error::bad_request("Postmark SubscriptionChange has no boolean SuppressSending")
+        })?;
+    let origin = text(record, "Origin");
+    let reason = text(record, "SuppressionReason");
+    let by_recipient = origin.is_none_or(|o| o.eq_ignore_ascii_case("Recipient"));
+    let kind = if suppress {
+        match reason {
+            Some("HardBounce") => EventKind::DeliveryStatus {
+                status: "suppressed".to_string(),
+                error_code: Some("HardBounce".to_string()),
+            },
+            Some("SpamComplaint") => EventKind::Complaint,
+            Some("ManualSuppression") | None if by_recipient => EventKind::Preference {
+                marketing_only: false,
+                opt_out: true,
+            },
+            // The account holder suppressed the address, or a reason we do not know:
+            // the table decides (ManualSuppression: email only, permanent).
+            other => EventKind::DeliveryStatus {
+                status: "suppressed".to_string(),
+                error_code: Some(other.unwrap_or("ManualSuppression").to_string()),
+            },
+        }
+    } else if origin.is_some_and(|o| o.eq_ignore_ascii_case("Recipient")) {
+        EventKind::Preference {
+            marketing_only: false,
+            opt_out: false,
+        }
+    } else {
+        return Ok(Normalised::ignored(format!(
+            "SubscriptionChange: {} reactivated by {}, not by the recipient: lift the DND through the operator API with consent evidence",
+            address.as_str(),
+            quoted(origin.unwrap_or("an unknown origin"))
+        )));
+    };
+    let changed_at = text(record, "ChangedAt").unwrap_or("");
+    let id = format!(
+        "SubscriptionChange:{}:{}:{}:{}",
+        text(record, "MessageID").unwrap_or("-"),
+        address.as_str(),
+        changed_at,
+        if suppress { "suppress" } else { "reactivate" }
+    );
+    Ok(Normalised::one(event(
+        id,
+        time(record, &["ChangedAt"], received_ms),
+        address,
+        kind,
+    )))
+}
+
+fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
+    ChannelEvent {
+        provider: Provider::Postmark,
+        event_id,
+        event_time_ms,
+        channel: Channel::Email,
+        address,
+        kind,
+    }
+}
+
+/// A non-empty string field.
+fn text<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    record
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// An id that Postmark sends as a number (bounce `ID`) or, defensively, a string.
+fn id_text(record: &Map<String, Value>, name: &str) -> Option<String> {
+    match record.get(name)? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+fn email(record: &Map<String, Value>, field: &str) -> Result<Address, Error> {
+    let raw = text(record, field)
+        .ok_or_else(|| Error::bad_request(format!("Postmark record has no {field}")))?;
+    Address::parse(Channel::Email, raw)
+        .map_err(|e| Error::bad_request(format!("Postmark {field}: {e}")))
+}
+
+/// The first readable time among `fields`, else the time of receipt.
+fn time(record: &Map<String, Value>, fields: &[&str], received_ms: i64) -> i64 {
+    fields
+        .iter()
+        .find_map(|f| text(record, f).and_then(parse_time_ms))
+        .unwrap_or(received_ms)
+}
+
+/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
+fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    format!("{cut:?}")
+}
+
+/// Milliseconds since the Unix epoch of an ISO 8601 / RFC 3339 date-time with a zone:
+/// `2019-11-05T16:33:54.9070259Z`, `2014-08-01T13:28:10.2735393-04:00`,
+/// `2024-11-22T23:41:11.894719+00:00` (any number of fraction digits; Postmark sends
+/// seven). `None` for anything else: the caller falls back to the time of receipt.
+pub(crate) fn parse_time_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = s.get(from..to)?;
+        if digits.bytes().all(|c| c.is_ascii_digit()) {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let len = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if len == 0 {
+            return None;
+        }
+        millis = format!("{:0<3}", &frac[..len.min(3)]).parse().ok()?;
+        rest = &frac[len..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = rest[1..].split_once(':')?;
+            if h.len() != 2
+                || m.len() != 2
+                || !h.bytes().chain(m.bytes()).all(|c| c.is_ascii_digit())
+            {
+                return None;
+            }
+            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+        }
+    };
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::error::Kind;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000_000;
+    const PERM: Action = Action::Block(Permanence::Permanent);
+    const TEMP: Action = Action::Block(Permanence::Temporary);
+
+    fn bounce_body(kind: &str, inactive: bool) -> Value {
+        json!({
+            "RecordType": "Bounce", "MessageStream": "outbound", "ID": 4323372036854775807u64,
+            "Type": kind, "TypeCode": 1, "Name": "Hard bounce", "Tag": "Test",
+            "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+            "Metadata": {"a_key": "a_value"}, "ServerID": 23, "Description": "d",
+            "Details": "Test bounce details", "Email": " John@Example.com ",
+            "From": "sender@example.com", "BouncedAt": "2019-11-05T16:33:54.9070259Z",
+            "DumpAvailable": true, "Inactive": inactive, "CanActivate": true,
+            "Subject": "Test subject", "Content": "c"
+        })
+    }
+
+    fn change(suppress: bool, reason: Option<&str>, origin: Option<&str>) -> Value {
+        let mut v = json!({
+            "RecordType": "SubscriptionChange", "MessageID": "a4909a96-73d7-4c49-b148-a54522d3f7ac",
+            "ServerID": 23, "MessageStream": "outbound", "ChangedAt": "2022-06-05T17:17:32Z",
+            "Recipient": "john@example.com", "SuppressSending": suppress,
+            "SuppressionReason": reason, "Tag": "welcome-email", "Metadata": {"example": "value"}
+        });
+        if let Some(o) = origin {
+            v["Origin"] = json!(o);
+        }
+        v
+    }
+
+    fn run(body: &Value) -> Normalised {
+        normalise(body.to_string().as_bytes(), NOW).unwrap()
+    }
+
+    /// What the event means, classified with the shipped table: (action, reason).
+    fn decide(body: &Value) -> Option<(Action, String)> {
+        let n = run(body);
+        let event = n.events.first()?;
+        let d = classify::classify(event, &KeywordPolicy::default(), &ErrorTable::postmark());
+        Some((d.action, d.reason))
+    }
+
+    #[test]
+    fn bounce_types_table() {
+        // (Type, Inactive, expected action, reason)
+        let cases: &[(&str, bool, Action, &str)] = &[
+            ("HardBounce", false, PERM, "postmark:HardBounce"),
+            ("BadEmailAddress", false, PERM, "postmark:BadEmailAddress"),
+            (
+                "ManuallyDeactivated",
+                false,
+                PERM,
+                "postmark:ManuallyDeactivated",
+            ),
+            ("SpamComplaint", false, PERM, "postmark:SpamComplaint"),
+            ("Unsubscribe", false, PERM, "postmark:Unsubscribe"),
+            ("SoftBounce", false, TEMP, "postmark:SoftBounce"),
+            ("Transient", false, TEMP, "postmark:Transient"),
+            ("DnsError", false, TEMP, "postmark:DnsError"),
+            (
+                "AutoResponder",
+                false,
+                Action::None,
+                "postmark:AutoResponder",
+            ),
+            (
+                "SpamNotification",
+                false,
+                Action::None,
+                "postmark:SpamNotification",
+            ),
+            ("Blocked", false, Action::None, "postmark:Blocked"),
+            ("DMARCPolicy", false, Action::None, "postmark:DMARCPolicy"),
+            ("Subscribe", false, Action::None, "postmark:Subscribe"),
+            (
+                "SomethingNew",
+                false,
+                Action::None,
+                "unclassified:postmark:SomethingNew",
+            ),
+            // Postmark deactivated the address: permanent whatever the type says.
+            ("HardBounce", true, PERM, "postmark:Inactive"),
+            ("SoftBounce", true, PERM, "postmark:Inactive"),
+            ("Blocked", true, PERM, "postmark:Inactive"),
+        ];
+        for (kind, inactive, action, reason) in cases {
+            assert_eq!(
+                decide(&bounce_body(kind, *inactive)),
+                Some((*action, reason.to_string())),
+                "{kind} inactive={inactive}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounce_event_fields() {
+        let n = run(&bounce_body("HardBounce", false));
+        assert_eq!(n.ignored, None);
+        let e = &n.events[0];
+        assert_eq!(e.event_id, "4323372036854775807");
+        assert_eq!(e.channel, Channel::Email);
+        assert_eq!(e.address.as_str(), "john@example.com");
+        assert_eq!(e.provider, Provider::Postmark);
+        assert_eq!(e.event_time_ms, 1_572_971_634_907);
+        // Without BouncedAt: the time of receipt.
+        let mut body = bounce_body("HardBounce", false);
+        body.as_object_mut().unwrap().remove("BouncedAt");
+        assert_eq!(run(&body).events[0].event_time_ms, NOW);
+    }
+
+    #[test]
+    fn type_code_is_never_used() {
+        // Postmark's example complaint: TypeCode 512 (SpamNotification in the table).
+        let body = json!({
+            "RecordType": "SpamComplaint", "MessageStream": "outbound", "ID": 42,
+            "Type": "SpamComplaint", "TypeCode": 512, "MessageID": "00000000-0000-0000-0000-000000000000",
+            "Email": "john@example.com", "BouncedAt": "2019-11-05T16:33:54.9070259Z",
+            "Inactive": true, "CanActivate": false
+        });
+        let n = run(&body);
+        assert_eq!(n.events[0].kind, EventKind::Complaint);
+        assert_eq!(
+            n.events[0].event_id,
+            "00000000-0000-0000-0000-000000000000:SpamComplaint"
+        );
+        assert_eq!(decide(&body), Some((PERM, "postmark:complaint".into())));
+        // A bounce whose TypeCode says hard but whose Type says soft is soft.
+        let mut soft = bounce_body("SoftBounce", false);
+        soft["TypeCode"] = json!(1);
+        assert_eq!(decide(&soft).unwrap().0, TEMP);
+    }
+
+    #[test]
+    fn subscription_changes_table() {
+        let unsub = EventKind::Preference {
+            marketing_only: false,
+            opt_out: true,
+        };
+        let resub = EventKind::Preference {
+            marketing_only: false,
+            opt_out: false,
+        };
+        let status = |code: &str| EventKind::DeliveryStatus {
+            status: "suppressed".into(),
+            error_code: Some(code.into()),
+        };
+        // (SuppressSending, SuppressionReason, Origin, expected kind or None = ignored)
+        type Case = (
+            bool,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<EventKind>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                true,
+                Some("ManualSuppression"),
+                Some("Recipient"),
+                Some(unsub.clone()),
+            ),
+            (true, Some("ManualSuppression"), None, Some(unsub.clone())),
+            (true, None, Some("Recipient"), Some(unsub.clone())),
+            (
+                true,
+                Some("ManualSuppression"),
+                Some("Customer"),
+                Some(status("ManualSuppression")),
+            ),
+            (
+                true,
+                Some("ManualSuppression"),
+                Some("Admin"),
+                Some(status("ManualSuppression")),
+            ),
+            (
+                true,
+                Some("HardBounce"),
+                Some("Recipient"),
+                Some(status("HardBounce")),
+            ),
+            (
+                true,
+                Some("SpamComplaint"),
+                Some("Recipient"),
+                Some(EventKind::Complaint),
+            ),
+            (false, None, Some("Recipient"), Some(resub.clone())),
+            (false, None, Some("Customer"), None),
+            (false, None, Some("Admin"), None),
+            (false, None, None, None),
+        ];
+        for (suppress, reason, origin, want) in cases {
+            let n = run(&change(suppress, reason, origin));
+            let got = n.events.first().map(|e| e.kind.clone());
+            assert_eq!(got, want, "{suppress} {reason:?} {origin:?}");
+            assert_eq!(n.ignored.is_some(), want.is_none());
+        }
+        assert_eq!(
+            decide(&change(true, Some("ManualSuppression"), Some("Customer"))),
+            Some((PERM, "postmark:ManualSuppression".into()))
+        );
+    }
+
+    #[test]
+    fn subscription_change_ids_and_time() {
+        let stop = run(&change(true, Some("ManualSuppression"), Some("Recipient")));
+        let start = run(&change(false, None, Some("Recipient")));
+        let (stop, start) = (&stop.events[0], &start.events[0]);
+        assert_eq!(
+            stop.event_id,
+            "SubscriptionChange:a4909a96-73d7-4c49-b148-a54522d3f7ac:john@example.com:2022-06-05T17:17:32Z:suppress"
+        );
+        assert_ne!(stop.event_id, start.event_id);
+        assert_eq!(stop.event_time_ms, 1_654_449_452_000);
+        // A manual suppression has MessageID null.
+        let mut manual = change(true, Some("ManualSuppression"), Some("Customer"));
+        manual["MessageID"] = Value::Null;
+        assert!(
+            run(&manual).events[0]
+                .event_id
+                .starts_with("SubscriptionChange:-:john@")
+        );
+    }
+
+    /// The vectors' body (a SubscriptionChange from the recipient) is an unsubscribe.
+    #[test]
+    fn vector_body_is_an_unsubscribe() {
+        let text = include_str!("../tests/vectors/postmark.json");
+        let vectors: Value = serde_json::from_str(text).unwrap();
+        for v in vectors.as_array().unwrap() {
+            let n = normalise(v["body"].as_str().unwrap().as_bytes(), NOW).unwrap();
+            assert_eq!(
+                n.events[0].kind,
+                EventKind::Preference {
+                    marketing_only: false,
+                    opt_out: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn ignored_records() {
+        for body in [
+            json!({"RecordType": "Delivery", "Recipient": "john@example.com", "MessageID": "x"}),
+            json!({"RecordType": "Open", "Recipient": "john@example.com"}),
+            json!({"RecordType": "Click", "Recipient": "john@example.com"}),
+            json!({"From": "john@example.com", "TextBody": "STOP"}),
+        ] {
+            let n = run(&body);
+            assert!(n.events.is_empty() && n.ignored.is_some(), "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_400() {
+        let mut no_email = bounce_body("HardBounce", false);
+        no_email.as_object_mut().unwrap().remove("Email");
+        let mut bad_email = bounce_body("HardBounce", false);
+        bad_email["Email"] = json!("not-an-address");
+        let mut no_id = bounce_body("HardBounce", false);
+        no_id["ID"] = Value::Null;
+        let mut no_flag = change(true, None, None);
+        no_flag.as_object_mut().unwrap().remove("SuppressSending");
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"{not json".to_vec(), "not JSON"),
+            (b"[]".to_vec(), "not a JSON object"),
+            (
+                br#"{"RecordType": 3}"#.to_vec(),
+                "RecordType is not a string",
+            ),
+            (no_email.to_string().into_bytes(), "no Email"),
+            (bad_email.to_string().into_bytes(), "Postmark Email"),
+            (no_id.to_string().into_bytes(), "no ID"),
+            (no_flag.to_string().into_bytes(), "SuppressSending"),
+            (
+                br#"{"RecordType": "SpamComplaint", "Email": "a@b.c"}"#.to_vec(),
+                "no MessageID",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = normalise(&body, NOW).unwrap_err();
+            assert_eq!(err.kind, Kind::BadRequest);
+            assert!(err.message.contains(want), "{}: {}", want, err.message);
+        }
+    }
+
+    #[test]
+    fn time_table() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("2019-11-05T16:33:54.9070259Z", Some(1_572_971_634_907)),
+            ("2019-11-05T16:33:54Z", Some(1_572_971_634_000)),
+            ("2014-08-01T13:28:10.2735393-04:00", Some(1_406_914_090_273)),
+            ("2024-11-22T23:41:11.894719+00:00", Some(1_732_318_871_894)),
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("2019-11-05T16:33:54", None),
+            ("2019-11-05", None),
+            ("2019-13-05T16:33:54Z", None),
+            ("2019-11-05T16:33:54.Z", None),
+            ("2019-11-05T16:33:54+0400", None),
+            ("not a time at all, no", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_time_ms(text), *want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! End to end: Standard Webhooks (Resend's shapes, Svix signatures) through a running
+//! gateway into a real redis-server: signatures, the timestamp window, replays, and the
+//! DND each event leaves.
+
+mod common;
+
+use common::*;
+use dndgate::event::{Channel, Scope};
+use dndgate::lookup::Lookup;
+use dndgate::store::State;
+use serde_json::{Value, json};
+
+/// base64("dndgate-standard-webhooks-test-key")
+const SECRET: &str = "whsec_ZG5kZ2F0ZS1zdGFuZGFyZC13ZWJob29rcy10ZXN0LWtleQ==";
+/// base64("a-secret-being-rotated-out")
+const OLD_SECRET: &str = "whsec_YS1zZWNyZXQtYmVpbmctcm90YXRlZC1vdXQ=";
+
+fn config(redis: &RedisServer) -> String {
+    config_text(&redis.url()).replacen(
+        "[tenants.acme.twilio]",
+        &format!(
+            "[tenants.acme.standard_webhooks]\nsecrets = [\"{OLD_SECRET}\", \"{SECRET}\"]\n\n[tenants.acme.twilio]"
+        ),
+        1,
+    )
+}
+
+fn now_s() -> i64 {
+    dndgate::pipeline::now_ms() / 1000
+}
+
+/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>`, computed here independently of the
+/// crate so a test cannot pass by sharing its bug.
+fn sign(secret: &str, id: &str, ts: i64, body: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// POST with svix-* headers (as Resend sends) to `route`.
+async fn post_signed(
+    gw: &TestGateway,
+    route: &str,
+    id: &str,
+    ts: i64,
+    signature: &str,
+    body: &str,
+) -> HttpResponse {
+    http(
+        gw.addr,
+        "POST",
+        route,
+        &[
+            ("Content-Type", "application/json"),
+            ("svix-id", id),
+            ("svix-timestamp", &ts.to_string()),
+            ("svix-signature", signature),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+async fn post(gw: &TestGateway, id: &str, body: &Value) -> HttpResponse {
+    let body = body.to_string();
+    let ts = now_s();
+    post_signed(
+        gw,
+        "/webhooks/resend/acme",
+        id,
+        ts,
+        &sign(SECRET, id, ts, &body),
+        &body,
+    )
+    .await
+}
+
+/// An email event in Resend's shape. No `created_at`, so the event time is the time of
+/// receipt: a temporary record from a 2024 bounce would have expired already.
+fn email_event(kind: &str, to: Value, bounce_type: Option<&str>) -> Value {
+    let mut v = json!({"type": kind, "data": {
+        "email_id": "56761188-7520-42d8-8898-ff6fc54ce618",
+        "from": "Acme <onboarding@resend.dev>", "to": to, "subject": "Sending this example"
+    }});
+    if let Some(t) = bounce_type {
+        v["data"]["bounce"] = json!({"message": "m", "subType": "General", "type": t});
+    }
+    v
+}
+
+async fn verdict(redis: &RedisServer, channel: Channel, address: &str) -> dndgate::store::Verdict {
+    Lookup::connect(&redis.url())
+        .unwrap()
+        .check("acme", channel, address)
+        .await
+        .unwrap()
+}
+
+fn audit_len(redis: &RedisServer, email: &str) -> usize {
+    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
+    let key = dndgate::store::keys("acme", &a).audit;
+    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn bounces_complaints_and_unsubscribes() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+
+    // A permanent bounce to two recipients: one permanent email record each.
+    let body = email_event(
+        "email.bounced",
+        json!(["a@example.com", "B@example.com"]),
+        Some("Permanent"),
+    );
+    let r = post(&gw, "msg_hard", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 2"), "{}", r.body);
+    for address in ["a@example.com", "b@example.com"] {
+        let v = verdict(&redis, Channel::Email, address).await;
+        let rec = v.record.clone().unwrap();
+        assert_eq!(
+            (rec.state, rec.reason.as_str(), rec.source.as_str()),
+            (
+                State::Permanent,
+                "standard-webhooks:Permanent",
+                "standard-webhooks"
+            ),
+            "{address}"
+        );
+        assert_eq!(v.scope, Some(Scope::Channel(Channel::Email)));
+    }
+
+    // A transient bounce: temporary.
+    let body = email_event(
+        "email.bounced",
+        json!(["soft@example.com"]),
+        Some("Transient"),
+    );
+    let r = post(&gw, "msg_soft", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rec = verdict(&redis, Channel::Email, "soft@example.com")
+        .await
+        .record
+        .unwrap();
+    assert_eq!(rec.state, State::Temporary);
+
+    // A complaint: permanent email.
+    let body = email_event("email.complained", json!(["c@example.com"]), None);
+    let r = post(&gw, "msg_complaint", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rec = verdict(&redis, Channel::Email, "c@example.com")
+        .await
+        .record
+        .unwrap();
+    assert_eq!(
+        (rec.state, rec.reason.as_str()),
+        (State::Permanent, "standard-webhooks:complaint")
+    );
+
+    // An unsubscribed contact: every channel (the `all` record).
+    let body = json!({"type": "contact.updated", "created_at": "2025-01-01T00:00:00.000Z", "data": {
+        "id": "e169aa45-1ecf-4183-9955-b1499d5701d3", "audience_id": "78261eea-8f8b-4381-83c6-79fa7120f1cf",
+        "created_at": "2024-10-10T15:11:00.110Z", "updated_at": "2025-01-01T00:00:00.000Z",
+        "email": "u@example.com", "first_name": "U", "last_name": null, "unsubscribed": true}});
+    let r = post(&gw, "msg_unsub", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, Channel::Email, "u@example.com").await;
+    assert!(v.blocked);
+    assert_eq!(v.scope, Some(Scope::All));
+
+    // Event types we do not act on: 200, nothing written.
+    let before = redis.snapshot();
+    let r = post(
+        &gw,
+        "msg_delivered",
+        &email_event("email.delivered", json!(["d@example.com"]), None),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unbranded_headers_and_the_alias_route() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let body =
+        email_event("email.bounced", json!(["w@example.com"]), Some("Permanent")).to_string();
+    let ts = now_s();
+    // Signed with the secret being rotated out, and a second entry that matches nothing.
+    let sig = format!(
+        "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {}",
+        sign(OLD_SECRET, "msg_w", ts, &body)
+    );
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/standard-webhooks/acme",
+        &[
+            ("Content-Type", "application/json"),
+            ("webhook-id", "msg_w"),
+            ("webhook-timestamp", &ts.to_string()),
+            ("webhook-signature", &sig),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, Channel::Email, "w@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn replayed_message_id_is_applied_once() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let body = email_event("email.bounced", json!(["r@example.com"]), Some("Permanent"));
+    let r = post(&gw, "msg_replay", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let audit = audit_len(&redis, "r@example.com");
+    assert!(audit > 0);
+    // The same message again, freshly signed as a sender's retry (or a replay inside the
+    // window) would be: accepted, applied once.
+    for _ in 0..2 {
+        let r = post(&gw, "msg_replay", &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(audit_len(&redis, "r@example.com"), audit);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_are_401_or_400_and_change_nothing() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let route = "/webhooks/resend/acme";
+    let body =
+        email_event("email.bounced", json!(["x@example.com"]), Some("Permanent")).to_string();
+    let now = now_s();
+    let before = redis.snapshot();
+
+    let cases: Vec<(&str, i64, String, String, &str)> = vec![
+        // (name, timestamp, signature, body, what the answer says)
+        (
+            "stale",
+            now - 301,
+            sign(SECRET, "msg_x", now - 301, &body),
+            body.clone(),
+            "stale",
+        ),
+        (
+            "future",
+            now + 301,
+            sign(SECRET, "msg_x", now + 301, &body),
+            body.clone(),
+            "future",
+        ),
+        (
+            "wrong secret",
+            now,
+            sign("whsec_b3RoZXI=", "msg_x", now, &body),
+            body.clone(),
+            "does not match",
+        ),
+        (
+            "tampered body",
+            now,
+            sign(SECRET, "msg_x", now, &body),
+            body.replace("Permanent", "Transient"),
+            "does not match",
+        ),
+        (
+            "other id",
+            now,
+            sign(SECRET, "msg_other", now, &body),
+            body.clone(),
+            "does not match",
+        ),
+        (
+            "v2 only",
+            now,
+            sign(SECRET, "msg_x", now, &body).replacen("v1,", "v2,", 1),
+            body.clone(),
+            "no v1",
+        ),
+    ];
+    for (name, ts, sig, body, says) in cases {
+        let r = post_signed(&gw, route, "msg_x", ts, &sig, &body).await;
+        assert_eq!(r.status, 401, "{name}: {}", r.body);
+        assert!(r.body.contains(says), "{name}: {}", r.body);
+        assert_eq!(redis.snapshot(), before, "{name}");
+    }
+    // No signature headers at all.
+    let r = http(
+        gw.addr,
+        "POST",
+        route,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // Malformed JSON with a good signature: 400.
+    let bad = "{\"type\": \"email.bounced\",";
+    let r = post_signed(
+        &gw,
+        route,
+        "msg_bad",
+        now,
+        &sign(SECRET, "msg_bad", now, bad),
+        bad,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A tenant without Standard Webhooks: 404.
+    let r = post_signed(
+        &gw,
+        "/webhooks/resend/globex",
+        "msg_x",
+        now,
+        &sign(SECRET, "msg_x", now, &body),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
