@@ -11,6 +11,8 @@
 //! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
 //! - [`meta`]: the Meta provider (WhatsApp, Messenger, Instagram): handshake, parse,
 //!   normalise.
+//! - [`sendgrid`]: the SendGrid Event Webhook: parse and normalise its event batches.
+//! - [`mailgun`]: Mailgun webhooks: take the signed body apart, normalise its event.
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -37,10 +39,12 @@ pub mod error;
 pub mod event;
 pub mod fetch;
 pub mod lookup;
+pub mod mailgun;
 pub mod managed;
 pub mod meta;
 pub mod pipeline;
 pub mod secret;
+pub mod sendgrid;
 pub mod server;
 pub mod signature;
 pub mod state;
