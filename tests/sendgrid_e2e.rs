@@ -419,6 +419,18 @@ async fn rotation_accepts_the_old_key_too() {
     gw.stop().await;
 }
 
+/// A refused request: name, tenant, content type, body, headers, status, and a
+/// fragment of the answer.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn bad_requests_are_refused_and_change_nothing() {
     let redis = RedisServer::start();
@@ -450,8 +462,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let official = official();
     let official_sig = official["headers"][SIG].as_str().unwrap().to_string();
 
-    // (name, tenant, content type, body, headers, status, fragment of the answer)
-    let cases: Vec<(&str, &str, &str, &str, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "unsigned",
             "acme",
