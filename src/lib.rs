@@ -17,6 +17,8 @@
 //!   subscription changes to email events.
 //! - [`standard_webhooks`]: Standard Webhooks senders (Resend, Svix-style): bounces,
 //!   complaints and unsubscribes, one event per recipient.
+//! - [`sendgrid`]: the SendGrid Event Webhook: parse and normalise its event batches.
+//! - [`mailgun`]: Mailgun webhooks: take the signed body apart, normalise its event.
 //! - [`event`]: normalised channel events, channels and scopes.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
@@ -44,11 +46,13 @@ pub mod error;
 pub mod event;
 pub mod fetch;
 pub mod lookup;
+pub mod mailgun;
 pub mod managed;
 pub mod meta;
 pub mod pipeline;
 pub mod postmark;
 pub mod secret;
+pub mod sendgrid;
 pub mod server;
 pub mod ses;
 pub mod signature;

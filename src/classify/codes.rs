@@ -18,6 +18,8 @@ const META_TOML: &str = include_str!("../../providers/meta.toml");
 const SES_TOML: &str = include_str!("../../providers/ses.toml");
 const POSTMARK_TOML: &str = include_str!("../../providers/postmark.toml");
 const STANDARD_WEBHOOKS_TOML: &str = include_str!("../../providers/standard-webhooks.toml");
+const SENDGRID_TOML: &str = include_str!("../../providers/sendgrid.toml");
+const MAILGUN_TOML: &str = include_str!("../../providers/mailgun.toml");
 
 /// Longest code we accept as a table key; numeric codes are a handful of characters,
 /// SES's `bounceType:bounceSubType` up to 34 (`Permanent:OnAccountSuppressionList`).
@@ -152,6 +154,20 @@ impl ErrorTable {
             .expect("the embedded providers/standard-webhooks.toml is valid (tested)")
     }
 
+    /// The table shipped for SendGrid (`providers/sendgrid.toml`): bounce, block and
+    /// drop codes built by [`crate::sendgrid`].
+    pub fn sendgrid() -> ErrorTable {
+        ErrorTable::from_toml(Provider::Sendgrid.as_str(), SENDGRID_TOML)
+            .expect("the embedded providers/sendgrid.toml is valid (tested)")
+    }
+
+    /// The table shipped for Mailgun (`providers/mailgun.toml`): `<severity>.<reason>`
+    /// codes of `failed` events built by [`crate::mailgun`].
+    pub fn mailgun() -> ErrorTable {
+        ErrorTable::from_toml(Provider::Mailgun.as_str(), MAILGUN_TOML)
+            .expect("the embedded providers/mailgun.toml is valid (tested)")
+    }
+
     /// The table shipped for `provider` (empty for sources that send no error codes,
     /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
@@ -159,11 +175,11 @@ impl ErrorTable {
             Provider::Twilio => ErrorTable::twilio(),
             Provider::Meta => ErrorTable::meta(),
             Provider::Ses => ErrorTable::ses(),
-            Provider::Operator | Provider::Import => ErrorTable::default(),
             Provider::Postmark => ErrorTable::postmark(),
             Provider::StandardWebhooks => ErrorTable::standard_webhooks(),
-            // SendGrid's and Mailgun's tables arrive with their modules.
-            Provider::Sendgrid | Provider::Mailgun => ErrorTable::default(),
+            Provider::Sendgrid => ErrorTable::sendgrid(),
+            Provider::Mailgun => ErrorTable::mailgun(),
+            Provider::Operator | Provider::Import => ErrorTable::default(),
         }
     }
 
@@ -399,6 +415,42 @@ mod tests {
         }
     }
 
+    /// The SendGrid table: the email rules of SPEC section 5 and compliance.md 2.5, one
+    /// row per code. The file must hold exactly these.
+    #[test]
+    fn sendgrid_table_is_the_product_rules() {
+        use CodeAction::*;
+        let expected: &[(&str, CodeAction)] = &[
+            ("blocked", None),
+            ("blocked.content", None),
+            ("blocked.frequency-volume", None),
+            ("blocked.invalid-address", Permanent),
+            ("blocked.mailbox-unavailable", Temporary),
+            ("blocked.reputation", None),
+            ("blocked.technical", None),
+            ("blocked.unclassified", None),
+            ("bounce", Permanent),
+            ("bounce.untyped", None),
+            ("deferred", None),
+            ("dropped.bounced-address", Permanent),
+            ("dropped.invalid", Permanent),
+            ("dropped.invalid-smtpapi-header", None),
+            ("dropped.spam-content", None),
+        ];
+        let table = ErrorTable::sendgrid();
+        assert_eq!(table, ErrorTable::builtin(Provider::Sendgrid));
+        assert_eq!(table.provider(), "sendgrid");
+        let actual: Vec<(&str, CodeAction)> = table
+            .iter()
+            .map(|(code, rule)| (code, rule.action))
+            .collect();
+        assert_eq!(actual, expected);
+        for (code, rule) in table.iter() {
+            let source = rule.source.as_deref().unwrap_or_default();
+            assert!(source.starts_with("https://"), "{code} has no source URL");
+        }
+    }
+
     /// Postmark and Standard Webhooks: every shipped entry has a reason and a source,
     /// and the actions are the product's (hard -> permanent, soft -> temporary,
     /// sender-side -> none).
@@ -461,6 +513,35 @@ mod tests {
                 let source = rule.source.as_deref().unwrap_or_default();
                 assert!(source.starts_with("https://"), "{provider} {code}");
             }
+        }
+    }
+
+    /// The Mailgun table: hard bounces permanent, the give-up after retries temporary,
+    /// single retried attempts and sender-side failures none.
+    #[test]
+    fn mailgun_table_is_the_product_rules() {
+        use CodeAction::*;
+        let expected: &[(&str, CodeAction)] = &[
+            ("permanent.bounce", Permanent),
+            ("permanent.espblock", None),
+            ("permanent.generic", None),
+            ("permanent.old", Temporary),
+            ("permanent.suppress-bounce", Permanent),
+            ("temporary.espblock", None),
+            ("temporary.generic", None),
+            ("temporary.greylisted", None),
+        ];
+        let table = ErrorTable::mailgun();
+        assert_eq!(table, ErrorTable::builtin(Provider::Mailgun));
+        assert_eq!(table.provider(), "mailgun");
+        let actual: Vec<(&str, CodeAction)> = table
+            .iter()
+            .map(|(code, rule)| (code, rule.action))
+            .collect();
+        assert_eq!(actual, expected);
+        for (code, rule) in table.iter() {
+            let source = rule.source.as_deref().unwrap_or_default();
+            assert!(source.starts_with("https://"), "{code} has no source URL");
         }
     }
 

@@ -1,17 +1,110 @@
-//! The mailgun webhook road. SKELETON: to be implemented.
+//! The Mailgun road: `POST /webhooks/mailgun/{tenant}` -> the tenant's signing keys ->
+//! HMAC over the body's timestamp and token -> refuse a timestamp older than the token
+//! memory -> claim the one-time token -> normalise `event-data` -> classify with
+//! `providers/mailgun.toml` -> apply -> 200.
+//!
+//! Mailgun's signature does not cover the event data, so a captured request could carry
+//! any event under its valid triple. The token claim makes each triple usable once; the
+//! age check makes sure a triple cannot come back after its claim has expired.
 
-use super::{Answer, Gateway, Report, WebhookRequest};
-use crate::error::Error;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
+use crate::classify::ErrorTable;
+use crate::error::{Error, Kind};
+use crate::event::Provider;
+use crate::mailgun;
+use crate::signature::mailgun::verify_mailgun;
+
+/// How far ahead of our clock a signed timestamp may be (clock skew). The token is
+/// remembered this much longer than `dedup_ttl`, so a request accepted with a
+/// timestamp from the future still cannot be replayed once its claim expires.
+const FUTURE_SKEW: Duration = Duration::from_secs(300);
+
+/// Mailgun's error table. The configuration has no override for it yet, so the shipped
+/// table is the table; built once.
+fn codes() -> &'static ErrorTable {
+    static CODES: OnceLock<ErrorTable> = OnceLock::new();
+    CODES.get_or_init(ErrorTable::mailgun)
+}
 
 impl Gateway {
-    /// Handle a mailgun webhook.
+    /// Handle a Mailgun webhook.
     pub(super) async fn mailgun(
         &self,
         req: &WebhookRequest,
         report: &mut Report,
     ) -> Result<Answer, Error> {
-        let _ = report;
-        self.path_tenant(req, "mailgun", |t| t.mailgun.is_some())?;
-        Err(Error::not_found("mailgun is not served yet"))
+        let tenant = self.path_tenant(req, "mailgun", |t| t.mailgun.is_some())?;
+        report.tenant = Some(tenant.id.clone());
+        if req.content_type.as_deref() != Some("application/json") {
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "content type {} is not accepted: Mailgun webhooks post application/json (legacy form-encoded webhooks are not served)",
+                    req.content_type.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
+        // The signature is inside the body: a body without a readable triple is
+        // unsigned (401), not unparseable (400, which is for bodies that verify).
+        let webhook = mailgun::parse(&req.body).map_err(Error::unauthorized)?;
+        let signed = webhook.signed.as_ref().map_err(Error::unauthorized)?;
+        let keys = tenant
+            .mailgun
+            .as_ref()
+            .map(|m| m.secrets.as_slice())
+            .unwrap_or_default();
+        verify_mailgun(&signed.timestamp, &signed.token, &signed.signature, keys)?;
+
+        let received_ms = now_ms();
+        let ttl = self.config.dedup_ttl;
+        let signed_at = mailgun::timestamp_seconds(signed)
+            .ok_or_else(|| Error::unauthorized("signature.timestamp is not Unix seconds"))?;
+        let now_s = received_ms.div_euclid(1000);
+        let age = now_s - signed_at;
+        if age > ttl.as_secs() as i64 {
+            return Err(Error::unauthorized(format!(
+                "signature timestamp is {age} s old, older than the {} s this gateway remembers used tokens (dedup_ttl): refused as a possible replay",
+                ttl.as_secs()
+            )));
+        }
+        if -age > FUTURE_SKEW.as_secs() as i64 {
+            return Err(Error::unauthorized(format!(
+                "signature timestamp is {} s in the future: check the clock of this host",
+                -age
+            )));
+        }
+        // Claimed only now, after the signature verified: otherwise anyone could burn
+        // Mailgun's tokens ahead of it.
+        let fresh = self
+            .store
+            .claim_once(
+                &tenant.id,
+                Provider::Mailgun,
+                &signed.token,
+                ttl + FUTURE_SKEW,
+            )
+            .await
+            .map_err(Error::from)?;
+        if !fresh {
+            return Err(Error::unauthorized(
+                "signature token already used (replay): Mailgun signs every request with a new token",
+            ));
+        }
+
+        let event_data = mailgun::require_event_data(&webhook)?;
+        match mailgun::normalise(event_data, received_ms) {
+            Ok(Some(event)) => {
+                self.apply_events(tenant, &[event], codes(), received_ms, report)
+                    .await?
+            }
+            Ok(None) => {}
+            // The event verified but cannot be read: reported in a 200, because Mailgun
+            // would resend the same unreadable event for hours.
+            Err(why) => report.rejected.push(format!("event-data: {why}")),
+        }
+        Ok(batch_answer(report))
     }
 }

@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::secret::{Secret, constant_time_eq};
 
+pub mod mailgun;
+pub mod sendgrid;
+
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 

@@ -1,0 +1,585 @@
+//! End to end: SendGrid Event Webhook batches in SendGrid's documented shape (CRLF
+//! between events and at the end), signed with ECDSA P-256 by a test key, through a
+//! running gateway into a real redis-server, read back through the lookup.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use dndgate::event::Channel;
+use dndgate::lookup::Lookup;
+use dndgate::store::State;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{Value, json};
+
+const SIG: &str = "X-Twilio-Email-Event-Webhook-Signature";
+const TS: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+/// The key acme signs with now, and the one being rotated out (both configured).
+fn key() -> SigningKey {
+    SigningKey::from_slice(&[0x42; 32]).unwrap()
+}
+fn old_key() -> SigningKey {
+    SigningKey::from_slice(&[0x17; 32]).unwrap()
+}
+
+/// The public key as SendGrid shows it: base64 DER SubjectPublicKeyInfo.
+fn public_key_b64(sk: &SigningKey) -> String {
+    let der = sk.verifying_key().to_public_key_der().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(der.as_bytes())
+}
+
+/// The official single-event vector: its key for globex, to post SendGrid's own bytes.
+fn official() -> Value {
+    let vectors: Vec<Value> = serde_json::from_str(include_str!("vectors/sendgrid.json")).unwrap();
+    vectors[0].clone()
+}
+
+fn config(redis: &RedisServer) -> String {
+    let base = config_text(&redis.url());
+    let acme = format!(
+        "[tenants.acme.sendgrid]\npublic_keys = [\"{}\", \"{}\"]\n\n[tenants.globex]\n",
+        public_key_b64(&old_key()),
+        public_key_b64(&key())
+    );
+    let base = base.replacen("[tenants.globex]\n", &acme, 1);
+    format!(
+        "{base}\n[tenants.globex.sendgrid]\npublic_keys = [\"{}\"]\n",
+        official()["secret"].as_str().unwrap()
+    )
+}
+
+/// Sign like SendGrid: ECDSA P-256 SHA-256 over timestamp then body, DER, base64.
+/// Written with p256 directly, not through the crate's verifier.
+fn sign(sk: &SigningKey, timestamp: &str, body: &[u8]) -> String {
+    let mut message = timestamp.as_bytes().to_vec();
+    message.extend_from_slice(body);
+    let sig: Signature = sk.sign(&message);
+    base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+}
+
+/// A batch as SendGrid sends it: `[e1,\r\ne2]\r\n`.
+fn batch(events: &[Value]) -> String {
+    let parts: Vec<String> = events.iter().map(Value::to_string).collect();
+    format!("[{}]\r\n", parts.join(",\r\n"))
+}
+
+fn ev(event: &str, email: &str, id: &str, ts: u64, extra: Value) -> Value {
+    let mut e = json!({
+        "email": email, "event": event, "sg_event_id": id, "timestamp": ts,
+        "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+        "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>", "category": ["cat facts"],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+async fn post_signed(
+    gw: &TestGateway,
+    tenant: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    http(
+        gw.addr,
+        "POST",
+        &format!("/webhooks/sendgrid/{tenant}"),
+        &all,
+        body,
+    )
+    .await
+}
+
+async fn post(gw: &TestGateway, body: &str) -> HttpResponse {
+    let ts = now_s().to_string();
+    let sig = sign(&key(), &ts, body.as_bytes());
+    post_signed(gw, "acme", body.as_bytes(), &[(SIG, &sig), (TS, &ts)]).await
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60
+}
+
+async fn verdict(
+    redis: &RedisServer,
+    tenant: &str,
+    channel: Channel,
+    address: &str,
+) -> dndgate::store::Verdict {
+    Lookup::connect(&redis.url())
+        .unwrap()
+        .check(tenant, channel, address)
+        .await
+        .unwrap()
+}
+
+/// Entries in the audit stream shard of `email` (shared with other addresses of the
+/// shard, so only its changes are meaningful).
+fn audit_len(redis: &RedisServer, email: &str) -> usize {
+    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
+    let key = dndgate::store::keys("acme", &a).audit;
+    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn bounces_blocks_and_complaints_and_a_replayed_batch_is_applied_once() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s() - 100;
+    let body = batch(&[
+        ev("processed", "hard@example.com", "p1", t, json!({})),
+        ev(
+            "bounce",
+            "Hard@Example.com",
+            "b1",
+            t,
+            json!({"type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 no such user"}),
+        ),
+        ev(
+            "bounce",
+            "rep@example.com",
+            "b2",
+            t,
+            json!({"type": "blocked", "status": "5.7.1", "bounce_classification": "Reputation"}),
+        ),
+        ev(
+            "bounce",
+            "full@example.com",
+            "b3",
+            t,
+            json!({"type": "blocked", "status": "4.2.2", "bounce_classification": "Mailbox Unavailable"}),
+        ),
+        ev(
+            "bounce",
+            "gone@example.com",
+            "b4",
+            t,
+            json!({"type": "blocked", "bounce_classification": "Invalid Address"}),
+        ),
+        ev(
+            "deferred",
+            "slow@example.com",
+            "d1",
+            t,
+            json!({"response": "450 try later", "attempt": "2"}),
+        ),
+        ev(
+            "dropped",
+            "dropped@example.com",
+            "x1",
+            t,
+            json!({"reason": "Bounced Address"}),
+        ),
+        ev("spamreport", "angry@example.com", "s1", t, json!({})),
+        ev(
+            "delivered",
+            "ok@example.com",
+            "ok1",
+            t,
+            json!({"response": "250 OK"}),
+        ),
+        ev(
+            "open",
+            "ok@example.com",
+            "o1",
+            t,
+            json!({"useragent": "Mozilla"}),
+        ),
+    ]);
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with("applied 7 event(s)"), "{}", r.body);
+
+    for (email, want) in [
+        (
+            "hard@example.com",
+            Some((State::Permanent, "sendgrid:bounce")),
+        ),
+        (
+            "gone@example.com",
+            Some((State::Permanent, "sendgrid:blocked.invalid-address")),
+        ),
+        (
+            "full@example.com",
+            Some((State::Temporary, "sendgrid:blocked.mailbox-unavailable")),
+        ),
+        (
+            "dropped@example.com",
+            Some((State::Permanent, "sendgrid:dropped.bounced-address")),
+        ),
+        (
+            "angry@example.com",
+            Some((State::Permanent, "sendgrid:complaint")),
+        ),
+        ("rep@example.com", None),
+        ("slow@example.com", None),
+        ("ok@example.com", None),
+    ] {
+        let v = verdict(&redis, "acme", Channel::Email, email).await;
+        let got = v.record.as_ref().map(|r| (r.state, r.reason.as_str()));
+        assert_eq!(v.blocked, want.is_some(), "{email}");
+        assert_eq!(got, want, "{email}");
+        // Email events are about email: SMS of the same contact is untouched.
+        assert!(v.scope.is_none_or(|s| s.as_str() == "email"), "{email}");
+    }
+
+    // SendGrid retries the same batch (same bytes, same signature): applied once.
+    let before: Vec<usize> = ["hard@example.com", "full@example.com", "angry@example.com"]
+        .iter()
+        .map(|e| audit_len(&redis, e))
+        .collect();
+    assert!(before.iter().all(|n| *n > 0));
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after: Vec<usize> = ["hard@example.com", "full@example.com", "angry@example.com"]
+        .iter()
+        .map(|e| audit_len(&redis, e))
+        .collect();
+    assert_eq!(
+        after, before,
+        "a redelivered batch is deduplicated by sg_event_id"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribe_blocks_every_channel_of_the_contact_and_resubscribe_lifts_it() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "PUT",
+        "/v1/tenants/acme/contacts/erin",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"addresses": ["+14155550100", "erin@example.com"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let t = now_s() - 100;
+    let body = batch(&[ev(
+        "group_unsubscribe",
+        "Erin@example.com",
+        "u1",
+        t,
+        json!({"asm_group_id": 42}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    for (channel, address) in [
+        (Channel::Email, "erin@example.com"),
+        (Channel::Sms, "+14155550100"),
+        (Channel::Whatsapp, "+14155550100"),
+    ] {
+        let v = verdict(&redis, "acme", channel, address).await;
+        assert!(v.blocked, "{channel} {address}");
+        assert_eq!(v.scope.unwrap().as_str(), "all");
+        assert_eq!(v.record.unwrap().reason, "sendgrid:stop");
+    }
+
+    // A global unsubscribe of someone not linked: the `all` record on the email.
+    let body = batch(&[ev("unsubscribe", "solo@example.com", "u2", t, json!({}))]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    let v = verdict(&redis, "acme", Channel::Email, "solo@example.com").await;
+    assert!(v.blocked);
+    assert_eq!(v.scope.unwrap().as_str(), "all");
+
+    // The contact resubscribes to the group later: lifted everywhere.
+    let body = batch(&[ev(
+        "group_resubscribe",
+        "erin@example.com",
+        "r1",
+        t + 10,
+        json!({"asm_group_id": 42}),
+    )]);
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (channel, address) in [
+        (Channel::Email, "erin@example.com"),
+        (Channel::Sms, "+14155550100"),
+    ] {
+        assert!(
+            !verdict(&redis, "acme", channel, address).await.blocked,
+            "{channel}"
+        );
+    }
+
+    // A late, older unsubscribe (a retry from before the resubscribe) does not undo it.
+    let body = batch(&[ev(
+        "unsubscribe",
+        "erin@example.com",
+        "u3",
+        t + 5,
+        json!({}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    assert!(
+        !verdict(&redis, "acme", Channel::Email, "erin@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_with_one_malformed_event_applies_the_rest() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let body = batch(&[
+        ev("spamreport", "first@example.com", "m1", t, json!({})),
+        json!({"event": "bounce", "type": "bounce", "email": "no id@", "timestamp": t}),
+        ev(
+            "bounce",
+            "third@example.com",
+            "m3",
+            t,
+            json!({"type": "bounce"}),
+        ),
+    ]);
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 2 event(s)"), "{}", r.body);
+    assert!(r.body.contains("refused 1: event 1: "), "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "first@example.com")
+            .await
+            .blocked
+    );
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "third@example.com")
+            .await
+            .blocked
+    );
+
+    // A verified body that is not a batch at all: 400, nothing written.
+    let before = redis.snapshot();
+    let r = post(&gw, "{\"event\":\"bounce\"}\r\n").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_official_vector_verifies_through_the_gateway() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let v = official();
+    let h = &v["headers"];
+    let r = post_signed(
+        &gw,
+        "globex",
+        v["body"].as_str().unwrap().as_bytes(),
+        &[
+            (SIG, h[SIG].as_str().unwrap()),
+            (TS, h[TS].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "globex", Channel::Email, "hello@world.com").await;
+    assert!(v.blocked);
+    assert_eq!(v.record.unwrap().reason, "sendgrid:dropped.bounced-address");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_accepts_the_old_key_too() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let body = batch(&[ev(
+        "spamreport",
+        "rot@example.com",
+        "k1",
+        now_s(),
+        json!({}),
+    )]);
+    let ts = now_s().to_string();
+    let sig = sign(&old_key(), &ts, body.as_bytes());
+    let r = post_signed(&gw, "acme", body.as_bytes(), &[(SIG, &sig), (TS, &ts)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "rot@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
+
+/// A refused request: name, tenant, content type, body, headers, status, and a
+/// fragment of the answer.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    // Something in Redis first, so "unchanged" is not trivially "empty".
+    let seed = batch(&[ev(
+        "spamreport",
+        "seed@example.com",
+        "seed",
+        now_s(),
+        json!({}),
+    )]);
+    assert_eq!(post(&gw, &seed).await.status, 200);
+
+    let body = batch(&[ev(
+        "bounce",
+        "victim@example.com",
+        "evil1",
+        now_s(),
+        json!({"type": "bounce"}),
+    )]);
+    let ts = now_s().to_string();
+    let good = sign(&key(), &ts, body.as_bytes());
+    let stranger = SigningKey::from_slice(&[0x99; 32]).unwrap();
+    let wrong_key = sign(&stranger, &ts, body.as_bytes());
+    let stripped = body.trim_end().to_string();
+    let tampered = body.replace("victim@", "other@");
+    let next_second = (now_s() + 1).to_string();
+    let official = official();
+    let official_sig = official["headers"][SIG].as_str().unwrap().to_string();
+
+    let cases: Vec<Case> = vec![
+        (
+            "unsigned",
+            "acme",
+            "application/json",
+            &body,
+            vec![],
+            401,
+            "Signed Event Webhook",
+        ),
+        (
+            "no timestamp",
+            "acme",
+            "application/json",
+            &body,
+            vec![(SIG, &good)],
+            401,
+            TS,
+        ),
+        (
+            "wrong key",
+            "acme",
+            "application/json",
+            &body,
+            vec![(SIG, &wrong_key), (TS, &ts)],
+            401,
+            "does not match",
+        ),
+        (
+            "tampered body",
+            "acme",
+            "application/json",
+            &tampered,
+            vec![(SIG, &good), (TS, &ts)],
+            401,
+            "does not match",
+        ),
+        (
+            "stripped CRLF",
+            "acme",
+            "application/json",
+            &stripped,
+            vec![(SIG, &good), (TS, &ts)],
+            401,
+            "does not match",
+        ),
+        (
+            "other timestamp",
+            "acme",
+            "application/json",
+            &body,
+            vec![(SIG, &good), (TS, &next_second)],
+            401,
+            "does not match",
+        ),
+        (
+            "garbage signature",
+            "acme",
+            "application/json",
+            &body,
+            vec![(SIG, "not-base64!"), (TS, &ts)],
+            401,
+            "malformed",
+        ),
+        (
+            "another tenant's signature",
+            "acme",
+            "application/json",
+            official["body"].as_str().unwrap(),
+            vec![(SIG, &official_sig), (TS, "1600112502")],
+            401,
+            "does not match",
+        ),
+        (
+            "form content",
+            "acme",
+            "application/x-www-form-urlencoded",
+            &body,
+            vec![(SIG, &good), (TS, &ts)],
+            415,
+            "application/json",
+        ),
+        (
+            "unknown tenant",
+            "initech",
+            "application/json",
+            &body,
+            vec![(SIG, &good), (TS, &ts)],
+            404,
+            "unknown tenant",
+        ),
+    ];
+    for (name, tenant, content_type, body, headers, status, fragment) in cases {
+        let before = redis.snapshot();
+        let mut all = vec![("Content-Type", content_type)];
+        all.extend(headers);
+        let r = http(
+            gw.addr,
+            "POST",
+            &format!("/webhooks/sendgrid/{tenant}"),
+            &all,
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, status, "{name}: {}", r.body);
+        assert!(r.body.contains(fragment), "{name}: {}", r.body);
+        assert_eq!(r.body.trim_end().lines().count(), 1, "{name}: one line");
+        assert_eq!(redis.snapshot(), before, "{name}: redis must be unchanged");
+    }
+    assert!(
+        !verdict(&redis, "acme", Channel::Email, "victim@example.com")
+            .await
+            .blocked
+    );
+    assert!(
+        !verdict(&redis, "acme", Channel::Email, "other@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
