@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::classify::{ErrorTable, KeywordPolicy};
-use crate::event::Channel;
+use crate::event::{Channel, Provider};
 use crate::secret::Secret;
 
 /// The default limit on a request body (SPEC section 3).
@@ -45,10 +45,9 @@ pub struct Config {
     pub audit_max_len: u64,
     /// Tenants by id.
     pub tenants: BTreeMap<String, Tenant>,
-    /// Twilio's error-code table: the embedded default with the configured overrides.
-    pub twilio_codes: ErrorTable,
-    /// Meta's error-code table: the embedded default with the configured overrides.
-    pub meta_codes: ErrorTable,
+    /// Every provider's error-code table: the embedded default with the configured
+    /// overrides (see [`Config::codes`]).
+    pub error_tables: std::collections::HashMap<Provider, ErrorTable>,
     /// The Meta app, when the gateway takes Meta webhooks.
     pub meta: Option<MetaApp>,
     /// Amazon SNS settings (certificate hosts, subscription confirmation).
@@ -330,6 +329,11 @@ struct RawManaged {
 struct RawProviders {
     twilio: Option<RawProviderPolicy>,
     meta: Option<RawProviderPolicy>,
+    sendgrid: Option<RawProviderPolicy>,
+    mailgun: Option<RawProviderPolicy>,
+    postmark: Option<RawProviderPolicy>,
+    ses: Option<RawProviderPolicy>,
+    standard_webhooks: Option<RawProviderPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -535,20 +539,29 @@ impl Config {
         let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
 
-        let twilio_codes = error_table(
-            ErrorTable::twilio(),
-            "twilio",
-            raw.providers.twilio.and_then(|p| p.error_codes_file),
-            base,
-            &mut problems,
-        );
-        let meta_codes = error_table(
-            ErrorTable::meta(),
-            "meta",
-            raw.providers.meta.and_then(|p| p.error_codes_file),
-            base,
-            &mut problems,
-        );
+        let overrides = [
+            (Provider::Twilio, raw.providers.twilio),
+            (Provider::Meta, raw.providers.meta),
+            (Provider::Sendgrid, raw.providers.sendgrid),
+            (Provider::Mailgun, raw.providers.mailgun),
+            (Provider::Postmark, raw.providers.postmark),
+            (Provider::Ses, raw.providers.ses),
+            (Provider::StandardWebhooks, raw.providers.standard_webhooks),
+        ];
+        let error_tables = overrides
+            .into_iter()
+            .map(|(provider, policy)| {
+                let file = policy.and_then(|p| p.error_codes_file);
+                let table = error_table(
+                    ErrorTable::builtin(provider),
+                    provider.as_str(),
+                    file,
+                    base,
+                    &mut problems,
+                );
+                (provider, table)
+            })
+            .collect();
         let meta = raw.meta.map(|m| {
             let mut resolve = |field: &str, specs: &[String]| -> Vec<Secret> {
                 if specs.is_empty() {
@@ -742,9 +755,12 @@ impl Config {
                 ));
             }
             if let Some(sw) = &standard_webhooks
-                && sw.secrets.iter().any(|c| !c.expose().starts_with("whsec_"))
+                && sw.secrets.iter().any(|c| {
+                    !c.expose().starts_with("whsec_")
+                        || crate::signature::standard_webhooks::decode_secret(c.expose()).is_none()
+                })
             {
-                problems.push(format!("tenants.{id}.standard_webhooks.secrets: each starts with whsec_ (copy it whole from the sender's dashboard)"));
+                problems.push(format!("tenants.{id}.standard_webhooks.secrets: each is whsec_ and base64 (copy it whole from the sender's dashboard)"));
             }
             let ses = t.ses.as_ref().map(|ses| {
                 if ses.topic_arns.is_empty() {
@@ -795,14 +811,21 @@ impl Config {
                 dedup_ttl,
                 audit_max_len: raw.audit_max_len.unwrap_or(100_000),
                 tenants,
-                twilio_codes,
-                meta_codes,
+                error_tables,
                 meta,
                 sns,
             })
         } else {
             Err(problems)
         }
+    }
+
+    /// The error-code table of `provider` (empty for sources without codes).
+    pub fn codes(&self, provider: Provider) -> &ErrorTable {
+        static EMPTY: std::sync::OnceLock<ErrorTable> = std::sync::OnceLock::new();
+        self.error_tables
+            .get(&provider)
+            .unwrap_or_else(|| EMPTY.get_or_init(ErrorTable::default))
     }
 
     /// The tenant that owns a Meta account.

@@ -7,27 +7,21 @@
 //! any event under its valid triple. The token claim makes each triple usable once; the
 //! age check makes sure a triple cannot come back after its claim has expired.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use sha2::Digest;
+
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
-use crate::classify::ErrorTable;
 use crate::error::{Error, Kind};
 use crate::event::Provider;
 use crate::mailgun;
 use crate::signature::mailgun::verify_mailgun;
+use crate::store::Claim;
 
 /// How far ahead of our clock a signed timestamp may be (clock skew). The token is
 /// remembered this much longer than `dedup_ttl`, so a request accepted with a
 /// timestamp from the future still cannot be replayed once its claim expires.
 const FUTURE_SKEW: Duration = Duration::from_secs(300);
-
-/// Mailgun's error table. The configuration has no override for it yet, so the shipped
-/// table is the table; built once.
-fn codes() -> &'static ErrorTable {
-    static CODES: OnceLock<ErrorTable> = OnceLock::new();
-    CODES.get_or_init(ErrorTable::mailgun)
-}
 
 impl Gateway {
     /// Handle a Mailgun webhook.
@@ -77,28 +71,39 @@ impl Gateway {
             )));
         }
         // Claimed only now, after the signature verified: otherwise anyone could burn
-        // Mailgun's tokens ahead of it.
-        let fresh = self
+        // Mailgun's tokens ahead of it. The signature covers the token, not the body, so
+        // the token is remembered with the body's hash: the very same request may come
+        // again (a retry after a 503 must not lose its event; its events are
+        // deduplicated), a different body under a spent token may not.
+        let fingerprint = hex::encode(sha2::Sha256::digest(&req.body));
+        let claim = self
             .store
             .claim_once(
                 &tenant.id,
                 Provider::Mailgun,
                 &signed.token,
+                &fingerprint,
                 ttl + FUTURE_SKEW,
             )
             .await
             .map_err(Error::from)?;
-        if !fresh {
+        if claim == Claim::Other {
             return Err(Error::unauthorized(
-                "signature token already used (replay): Mailgun signs every request with a new token",
+                "signature token already used with another body (replay): Mailgun signs every request with a new token",
             ));
         }
 
         let event_data = mailgun::require_event_data(&webhook)?;
         match mailgun::normalise(event_data, received_ms) {
             Ok(Some(event)) => {
-                self.apply_events(tenant, &[event], codes(), received_ms, report)
-                    .await?
+                self.apply_events(
+                    tenant,
+                    &[event],
+                    self.config.codes(Provider::Mailgun),
+                    received_ms,
+                    report,
+                )
+                .await?
             }
             Ok(None) => {}
             // The event verified but cannot be read: reported in a 200, because Mailgun

@@ -327,8 +327,14 @@ impl Gateway {
                     continue;
                 };
                 let events = std::slice::from_ref(&meta_event.event);
-                self.apply_events(tenant, events, &self.config.meta_codes, received_ms, report)
-                    .await?;
+                self.apply_events(
+                    tenant,
+                    events,
+                    self.config.codes(crate::event::Provider::Meta),
+                    received_ms,
+                    report,
+                )
+                .await?;
             }
         }
         Ok(batch_answer(report))
@@ -371,7 +377,11 @@ impl Gateway {
         };
         report.events = normalised.events.len();
         for event in &normalised.events {
-            let decision = classify::classify(event, &tenant.keywords, &self.config.twilio_codes);
+            let decision = classify::classify(
+                event,
+                &tenant.keywords,
+                self.config.codes(crate::event::Provider::Twilio),
+            );
             self.apply(tenant, event, &decision, received_ms, report)
                 .await?;
         }

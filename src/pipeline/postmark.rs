@@ -1,19 +1,11 @@
 //! The Postmark road: tenant from the path -> basic auth -> parse and normalise (one
 //! record per request) -> classify with Postmark's table -> apply -> answer.
 
-use std::sync::OnceLock;
-
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
-use crate::classify::ErrorTable;
 use crate::error::{Error, Kind};
+use crate::event::Provider;
 use crate::postmark;
 use crate::signature::basic_auth;
-
-/// Postmark's table, parsed once: it is embedded, so it cannot change while we run.
-fn codes() -> &'static ErrorTable {
-    static CODES: OnceLock<ErrorTable> = OnceLock::new();
-    CODES.get_or_init(ErrorTable::postmark)
-}
 
 impl Gateway {
     /// Handle a Postmark webhook on `POST /webhooks/postmark/{tenant}`.
@@ -49,8 +41,14 @@ impl Gateway {
         let received_ms = now_ms();
         let normalised = postmark::normalise(&req.body, received_ms)?;
         report.skipped.extend(normalised.ignored);
-        self.apply_events(tenant, &normalised.events, codes(), received_ms, report)
-            .await?;
+        self.apply_events(
+            tenant,
+            &normalised.events,
+            self.config.codes(Provider::Postmark),
+            received_ms,
+            report,
+        )
+        .await?;
         Ok(batch_answer(report))
     }
 }

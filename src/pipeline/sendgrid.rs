@@ -2,23 +2,14 @@
 //! keys -> ECDSA over timestamp and raw body -> parse the batch -> normalise each event
 //! -> classify with `providers/sendgrid.toml` -> apply -> 200 listing refused events.
 
-use std::sync::OnceLock;
-
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
-use crate::classify::ErrorTable;
 use crate::error::{Error, Kind};
+use crate::event::Provider;
 use crate::sendgrid;
 use crate::signature::SignatureError;
 use crate::signature::sendgrid::{
     SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER, verify_sendgrid,
 };
-
-/// SendGrid's error table. The configuration has no override for it yet, so the
-/// shipped table is the table; built once.
-fn codes() -> &'static ErrorTable {
-    static CODES: OnceLock<ErrorTable> = OnceLock::new();
-    CODES.get_or_init(ErrorTable::sendgrid)
-}
 
 impl Gateway {
     /// Handle a SendGrid Event Webhook batch.
@@ -57,8 +48,14 @@ impl Gateway {
         let received_ms = now_ms();
         let normalised = sendgrid::normalise(&events, received_ms);
         report.rejected.extend(normalised.rejected);
-        self.apply_events(tenant, &normalised.events, codes(), received_ms, report)
-            .await?;
+        self.apply_events(
+            tenant,
+            &normalised.events,
+            self.config.codes(Provider::Sendgrid),
+            received_ms,
+            report,
+        )
+        .await?;
         Ok(batch_answer(report))
     }
 }

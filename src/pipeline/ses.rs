@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
-use crate::classify::ErrorTable;
 use crate::config::Tenant;
 use crate::error::{Error, Kind};
+use crate::event::Provider;
 use crate::fetch::Fetch;
 use crate::ses::{self, Envelope, MESSAGE_TYPE_HEADER, MessageType};
 use crate::signature::sns::{self, CertCache};
@@ -27,12 +27,6 @@ use crate::signature::sns::{self, CertCache};
 /// The shortest replay window, whatever `dedup_ttl` says: SNS's longest delivery
 /// policy retries for 3600 s, with margin for queueing before the first attempt.
 const MIN_MESSAGE_AGE_LIMIT: Duration = Duration::from_secs(2 * 3600);
-
-/// SES's error table, parsed once (the configuration has no SES override yet).
-fn ses_codes() -> &'static ErrorTable {
-    static TABLE: OnceLock<ErrorTable> = OnceLock::new();
-    TABLE.get_or_init(ErrorTable::ses)
-}
 
 /// The certificate cache of the gateway whose fetcher is `fetch`.
 ///
@@ -131,8 +125,14 @@ impl Gateway {
                 if let Some(why) = normalised.ignored {
                     report.skipped.push(why);
                 }
-                self.apply_events(tenant, &normalised.events, ses_codes(), received_ms, report)
-                    .await?;
+                self.apply_events(
+                    tenant,
+                    &normalised.events,
+                    self.config.codes(Provider::Ses),
+                    received_ms,
+                    report,
+                )
+                .await?;
                 Ok(batch_answer(report))
             }
         }

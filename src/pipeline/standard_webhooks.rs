@@ -3,20 +3,11 @@
 //! tenant from the path -> verify the signature and the timestamp window -> parse and
 //! normalise (one event per recipient) -> classify -> apply -> answer.
 
-use std::sync::OnceLock;
-
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
-use crate::classify::ErrorTable;
 use crate::error::{Error, Kind};
+use crate::event::Provider;
 use crate::signature::standard_webhooks::{SignedHeaders, verify_standard_webhooks};
 use crate::standard_webhooks;
-
-/// The Standard Webhooks table, parsed once: it is embedded, so it cannot change while
-/// we run.
-fn codes() -> &'static ErrorTable {
-    static CODES: OnceLock<ErrorTable> = OnceLock::new();
-    CODES.get_or_init(ErrorTable::standard_webhooks)
-}
 
 impl Gateway {
     /// Handle a Standard Webhooks request.
@@ -55,8 +46,14 @@ impl Gateway {
         let normalised = standard_webhooks::normalise(message_id, &req.body, received_ms)?;
         report.rejected.extend(normalised.rejected);
         report.skipped.extend(normalised.ignored);
-        self.apply_events(tenant, &normalised.events, codes(), received_ms, report)
-            .await?;
+        self.apply_events(
+            tenant,
+            &normalised.events,
+            self.config.codes(Provider::StandardWebhooks),
+            received_ms,
+            report,
+        )
+        .await?;
         Ok(batch_answer(report))
     }
 }

@@ -367,6 +367,17 @@ pub enum Applied {
     Done(Vec<(Scope, Outcome, Option<Record>)>),
 }
 
+/// What [`Store::claim_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The token was new.
+    Fresh,
+    /// The token was seen with the same request before.
+    Same,
+    /// The token was seen with another request.
+    Other,
+}
+
 /// The answer to "may I send to this address on this channel?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -554,16 +565,21 @@ impl Store {
             .collect())
     }
 
-    /// Remember a one-time token (Mailgun's signed `token`) for `ttl`: true the first
-    /// time, false when it was seen before, so a replayed request is refused. The key,
-    /// `dnd:{TENANT:S}:once:PROVIDER:TOKEN`, is sharded by the token's SHA-1.
+    /// Remember a one-time token (Mailgun's signed `token`) for `ttl`, with the
+    /// fingerprint of the request it came with. [`Claim::Fresh`] the first time;
+    /// [`Claim::Same`] when the same token comes back with the same fingerprint (a
+    /// retry of the very request, e.g. after a 503: safe, since its events are
+    /// deduplicated); [`Claim::Other`] when it comes back with anything else (a replay
+    /// with a forged body). The key, `dnd:{TENANT:S}:once:PROVIDER:TOKEN`, is sharded by
+    /// the token's SHA-1.
     pub async fn claim_once(
         &self,
         tenant: &str,
         provider: Provider,
         token: &str,
+        fingerprint: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let digest = Sha1::digest(token.as_bytes());
         let shard = hex::encode(&digest[..1]);
         let key = format!("dnd:{{{tenant}:{}}}:once:{provider}:{token}", &shard[..1]);
@@ -572,14 +588,24 @@ impl Store {
             .with_timeout(
                 redis::cmd("SET")
                     .arg(&key)
-                    .arg(1)
+                    .arg(fingerprint)
                     .arg("NX")
                     .arg("EX")
                     .arg(ttl.as_secs().max(1))
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(set.is_some())
+        if set.is_some() {
+            return Ok(Claim::Fresh);
+        }
+        let seen: Option<String> = self
+            .with_timeout(redis::cmd("GET").arg(&key).query_async(&mut conn))
+            .await?;
+        Ok(if seen.as_deref() == Some(fingerprint) {
+            Claim::Same
+        } else {
+            Claim::Other
+        })
     }
 
     /// The stored record of one scope of `address`, whatever its state.
