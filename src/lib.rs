@@ -33,6 +33,7 @@
 //! - [`cli`]: the `dndgate` command line.
 //! - [`fetch`]: outbound HTTPS GETs (SNS certificates and subscription confirmations),
 //!   behind a trait for tests.
+//! - [`time`]: one RFC 3339 parser for every provider's timestamps.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 
 pub mod address;
@@ -59,4 +60,5 @@ pub mod signature;
 pub mod standard_webhooks;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod twilio;

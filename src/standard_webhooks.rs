@@ -84,7 +84,7 @@ pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Norm
         .iter()
         .find_map(|f| top.get(*f).or_else(|| data.get(*f)))
         .and_then(Value::as_str)
-        .and_then(crate::postmark::parse_time_ms)
+        .and_then(crate::time::parse_rfc3339_ms)
         .unwrap_or(received_ms);
     match kind {
         "email.bounced" => {

@@ -320,7 +320,7 @@ fn event_streams_event(
     let missing = |name: &str| format!("{event_type} has no data.{name}");
     let message_sid = text("messageSid").ok_or_else(|| missing("messageSid"))?;
     let event_time_ms = text("timestamp")
-        .and_then(parse_rfc3339_ms)
+        .and_then(crate::time::parse_rfc3339_ms)
         .unwrap_or(received_ms);
 
     let (event_id, contact_field, kind) = if inbound {
@@ -361,74 +361,6 @@ fn event_streams_event(
         address,
         kind,
     }))
-}
-
-/// Milliseconds since the Unix epoch of an RFC 3339 time such as
-/// `2025-01-01T00:00:00.000Z` or `2024-05-29T10:57:57.563495225+02:00`; `None` for
-/// anything else, and the caller falls back to the time of receipt.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = s.get(range)?;
-        digits
-            .bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut millis = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let len = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if len == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &frac[..len.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &frac[len..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = rest[1..].split_once(':')?;
-            if h.len() != 2 || m.len() != 2 {
-                return None;
-            }
-            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1_000 + millis)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -847,7 +779,7 @@ mod tests {
             ("yesterday", None),
             ("2025-01-01T00:00:00", None),
         ] {
-            assert_eq!(parse_rfc3339_ms(text), want, "{text}");
+            assert_eq!(crate::time::parse_rfc3339_ms(text), want, "{text}");
         }
     }
 }

@@ -491,18 +491,8 @@ pub fn parse_time(s: &str) -> Result<Option<i64>, String> {
         Some(f) if !f.is_empty() => num(&format!("{f:0<3}"))?,
         _ => 0,
     };
-    let days = days_from_civil(y, mo, da);
+    let days = crate::time::days_from_civil(y, mo, da);
     Ok(Some(((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// What an import did.

@@ -1,0 +1,79 @@
+//! Provider timestamps: RFC 3339 / ISO 8601 date-times to milliseconds since the Unix
+//! epoch, one parser for every provider (Twilio Event Streams, Postmark, SES and SNS,
+//! Standard Webhooks, imports).
+
+/// Milliseconds since the Unix epoch of an ISO 8601 / RFC 3339 date-time with a zone:
+/// `2019-11-05T16:33:54.9070259Z`, `2014-08-01T13:28:10.2735393-04:00`,
+/// `2024-11-22T23:41:11.894719+00:00` (any number of fraction digits; Postmark sends
+/// seven). `None` for anything else: the caller falls back to the time of receipt.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = s.get(from..to)?;
+        if digits.bytes().all(|c| c.is_ascii_digit()) {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let len = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if len == 0 {
+            return None;
+        }
+        millis = format!("{:0<3}", &frac[..len.min(3)]).parse().ok()?;
+        rest = &frac[len..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = rest[1..].split_once(':')?;
+            if h.len() != 2
+                || m.len() != 2
+                || !h.bytes().chain(m.bytes()).all(|c| c.is_ascii_digit())
+            {
+                return None;
+            }
+            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
