@@ -127,7 +127,7 @@ pub fn address_column(header: &ByteRecord, wanted: Option<&str>) -> Result<usize
 
 /// Filter the contacts CSV `input` into `output`. Rows are read in chunks of
 /// [`MAX_BATCH`], each chunk checked with one [`Lookup::check_many`] (one round trip),
-/// [`IN_FLIGHT`] chunks at a time, and written in input order. The header is written
+/// `IN_FLIGHT` chunks at a time, and written in input order. The header is written
 /// once the column is found; a lookup error stops the run (fail closed) with the rows
 /// of earlier chunks already written.
 pub async fn filter<R: Read, W: Write>(
