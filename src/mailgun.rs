@@ -29,9 +29,6 @@ use crate::event::{Channel, ChannelEvent, EventKind, Provider};
 /// Longest event id accepted; Mailgun's are 22 characters.
 const MAX_EVENT_ID_LEN: usize = 256;
 
-/// Longest severity or reason taken into a code; Mailgun's are short words.
-const MAX_CODE_WORD_LEN: usize = 32;
-
 /// The body's `signature` object: what Mailgun signed and the signature. The strings
 /// are kept exactly as sent, because the timestamp is signed as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +118,10 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
                     let severity = text("severity")
                         .filter(|s| !s.is_empty())
                         .ok_or("a failed event has no severity")?;
-                    let mut code = code_word(severity);
+                    let mut code = crate::classify::codes::code_word(severity);
                     if !reason.is_empty() {
                         code.push('.');
-                        code.push_str(&code_word(reason));
+                        code.push_str(&crate::classify::codes::code_word(reason));
                     }
                     EventKind::DeliveryStatus {
                         status: "failed".to_string(),
@@ -174,28 +171,6 @@ pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
             "the body has no event-data: Mailgun posts {\"signature\": ..., \"event-data\": ...}",
         )
     })
-}
-
-/// A Mailgun word as a code word: ASCII lower case, any other run of characters one
-/// `-`, capped, so an unexpected value cannot grow the audit reason.
-fn code_word(text: &str) -> String {
-    let mut word = String::with_capacity(text.len().min(MAX_CODE_WORD_LEN));
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c.to_ascii_lowercase());
-        } else if !word.is_empty() && !word.ends_with('-') {
-            word.push('-');
-        }
-        if word.len() >= MAX_CODE_WORD_LEN {
-            break;
-        }
-    }
-    let word = word.trim_end_matches('-');
-    if word.is_empty() {
-        "other".to_string()
-    } else {
-        word.to_string()
-    }
 }
 
 #[cfg(test)]

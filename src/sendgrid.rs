@@ -35,10 +35,6 @@ use crate::event::{Channel, ChannelEvent, EventKind, Provider};
 /// would only grow the dedup marker key.
 const MAX_EVENT_ID_LEN: usize = 256;
 
-/// Longest word taken from a reason or classification into a code. Known values are
-/// far shorter; the cap keeps an unknown value from growing the audit reason.
-const MAX_CODE_WORD_LEN: usize = 32;
-
 /// What a batch taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Normalised {
@@ -105,14 +101,16 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
                 Some(class) => format!("blocked.{}", classification_word(class)),
                 None => "blocked".to_string(),
             },
-            Some(other) if !other.is_empty() => format!("bounce.{}", code_word(other)),
+            Some(other) if !other.is_empty() => {
+                format!("bounce.{}", crate::classify::codes::code_word(other))
+            }
             _ => "bounce.untyped".to_string(),
         }),
         "dropped" => match text("reason").unwrap_or_default() {
             r if r.eq_ignore_ascii_case("Unsubscribed Address") => Meaning::Subscription(true),
             r if r.eq_ignore_ascii_case("Spam Reporting Address") => Meaning::Complaint,
             "" => Meaning::Status("dropped".to_string()),
-            r => Meaning::Status(format!("dropped.{}", code_word(r))),
+            r => Meaning::Status(format!("dropped.{}", crate::classify::codes::code_word(r))),
         },
         "deferred" => Meaning::Status("deferred".to_string()),
         "spamreport" => Meaning::Complaint,
@@ -184,32 +182,10 @@ fn classification_word(class: &str) -> String {
         ("unclassified", "unclassified"),
     ];
     let lower = class.to_ascii_lowercase();
-    KNOWN
-        .iter()
-        .find(|(name, _)| *name == lower)
-        .map_or_else(|| code_word(class), |(_, word)| (*word).to_string())
-}
-
-/// A provider's words as a code word: ASCII lower case, every run of other characters
-/// one `-`, capped. `Bounced Address` -> `bounced-address`.
-fn code_word(text: &str) -> String {
-    let mut word = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c.to_ascii_lowercase());
-        } else if !word.is_empty() && !word.ends_with('-') {
-            word.push('-');
-        }
-        if word.len() >= MAX_CODE_WORD_LEN {
-            break;
-        }
-    }
-    let word = word.trim_end_matches('-');
-    if word.is_empty() {
-        "other".to_string()
-    } else {
-        word.to_string()
-    }
+    KNOWN.iter().find(|(name, _)| *name == lower).map_or_else(
+        || crate::classify::codes::code_word(class),
+        |(_, word)| (*word).to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -553,8 +529,11 @@ mod tests {
             ("???", "other"),
             ("Ünïcode words", "n-code-words"),
         ] {
-            assert_eq!(code_word(text), word, "{text}");
+            assert_eq!(crate::classify::codes::code_word(text), word, "{text}");
         }
-        assert!(code_word(&"x".repeat(500)).len() <= MAX_CODE_WORD_LEN);
+        assert!(
+            crate::classify::codes::code_word(&"x".repeat(500)).len()
+                <= crate::classify::codes::MAX_CODE_WORD_LEN
+        );
     }
 }

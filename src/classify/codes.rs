@@ -120,67 +120,88 @@ pub struct ErrorTable {
     codes: BTreeMap<String, CodeRule>,
 }
 
+/// Longest word [`code_word`] makes.
+pub const MAX_CODE_WORD_LEN: usize = 32;
+
+/// A provider's free text (a bounce classification, a drop reason) as a table code
+/// word: ASCII letters and digits, lower-cased, other runs as one `-`, capped, so an
+/// unexpected value cannot grow the audit reason; `other` when nothing is left.
+pub fn code_word(text: &str) -> String {
+    let mut word = String::with_capacity(text.len().min(MAX_CODE_WORD_LEN));
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        } else if !word.is_empty() && !word.ends_with('-') {
+            word.push('-');
+        }
+        if word.len() >= MAX_CODE_WORD_LEN {
+            break;
+        }
+    }
+    let word = word.trim_end_matches('-');
+    if word.is_empty() {
+        "other".to_string()
+    } else {
+        word.to_string()
+    }
+}
+
 impl ErrorTable {
     /// The table shipped for Twilio (`providers/twilio.toml`).
     pub fn twilio() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Twilio.as_str(), TWILIO_TOML)
-            .expect("the embedded providers/twilio.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Twilio)
     }
 
     /// The table shipped for Meta (`providers/meta.toml`).
     pub fn meta() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Meta.as_str(), META_TOML)
-            .expect("the embedded providers/meta.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Meta)
     }
 
     /// The table shipped for Amazon SES (`providers/ses.toml`): bounce
     /// `bounceType:bounceSubType` codes.
     pub fn ses() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Ses.as_str(), SES_TOML)
-            .expect("the embedded providers/ses.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Ses)
     }
 
     /// The table shipped for Postmark (`providers/postmark.toml`): bounce `Type`s,
     /// `Inactive` and the account holder's `ManualSuppression`.
     pub fn postmark() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Postmark.as_str(), POSTMARK_TOML)
-            .expect("the embedded providers/postmark.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Postmark)
     }
 
     /// The table shipped for Standard Webhooks senders such as Resend
     /// (`providers/standard-webhooks.toml`): `data.bounce.type` of `email.bounced`.
     pub fn standard_webhooks() -> ErrorTable {
-        ErrorTable::from_toml(Provider::StandardWebhooks.as_str(), STANDARD_WEBHOOKS_TOML)
-            .expect("the embedded providers/standard-webhooks.toml is valid (tested)")
+        ErrorTable::builtin(Provider::StandardWebhooks)
     }
 
     /// The table shipped for SendGrid (`providers/sendgrid.toml`): bounce, block and
     /// drop codes built by [`crate::sendgrid`].
     pub fn sendgrid() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Sendgrid.as_str(), SENDGRID_TOML)
-            .expect("the embedded providers/sendgrid.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Sendgrid)
     }
 
     /// The table shipped for Mailgun (`providers/mailgun.toml`): `<severity>.<reason>`
     /// codes of `failed` events built by [`crate::mailgun`].
     pub fn mailgun() -> ErrorTable {
-        ErrorTable::from_toml(Provider::Mailgun.as_str(), MAILGUN_TOML)
-            .expect("the embedded providers/mailgun.toml is valid (tested)")
+        ErrorTable::builtin(Provider::Mailgun)
     }
 
     /// The table shipped for `provider` (empty for sources that send no error codes,
     /// such as operators and imports).
     pub fn builtin(provider: Provider) -> ErrorTable {
-        match provider {
-            Provider::Twilio => ErrorTable::twilio(),
-            Provider::Meta => ErrorTable::meta(),
-            Provider::Ses => ErrorTable::ses(),
-            Provider::Postmark => ErrorTable::postmark(),
-            Provider::StandardWebhooks => ErrorTable::standard_webhooks(),
-            Provider::Sendgrid => ErrorTable::sendgrid(),
-            Provider::Mailgun => ErrorTable::mailgun(),
-            Provider::Operator | Provider::Import => ErrorTable::default(),
-        }
+        let text = match provider {
+            Provider::Twilio => TWILIO_TOML,
+            Provider::Meta => META_TOML,
+            Provider::Sendgrid => SENDGRID_TOML,
+            Provider::Mailgun => MAILGUN_TOML,
+            Provider::Postmark => POSTMARK_TOML,
+            Provider::Ses => SES_TOML,
+            Provider::StandardWebhooks => STANDARD_WEBHOOKS_TOML,
+            Provider::Operator | Provider::Import => return ErrorTable::default(),
+        };
+        ErrorTable::from_toml(provider.as_str(), text)
+            .unwrap_or_else(|e| panic!("the embedded table of {provider} is valid (tested): {e}"))
     }
 
     /// Parse a table from TOML text, for `provider_name`.
