@@ -253,15 +253,15 @@ async fn refusals_are_401_or_400_and_change_nothing() {
         // (name, timestamp, signature, body, what the answer says)
         (
             "stale",
-            now - 301,
-            sign(SECRET, "msg_x", now - 301, &body),
+            now - 310,
+            sign(SECRET, "msg_x", now - 310, &body),
             body.clone(),
             "stale",
         ),
         (
             "future",
-            now + 301,
-            sign(SECRET, "msg_x", now + 301, &body),
+            now + 310,
+            sign(SECRET, "msg_x", now + 310, &body),
             body.clone(),
             "future",
         ),
