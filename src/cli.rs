@@ -307,6 +307,7 @@ async fn run_gateway(config: Config) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        sns_certs: crate::signature::sns::CertCache::new(),
     };
     crate::server::run(gateway, listener, shutdown_signal()).await;
     ExitCode::SUCCESS

@@ -129,6 +129,8 @@ pub struct Gateway {
     pub store: Store,
     /// Outbound GETs (SNS certificates and subscription confirmations).
     pub fetch: Arc<dyn crate::fetch::Fetch>,
+    /// SNS signing certificates fetched so far, by URL.
+    pub sns_certs: crate::signature::sns::CertCache,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -13,43 +13,18 @@
 //! shorter than SNS may retry) is refused, so a replay can never outlive the memory
 //! that would have caught it.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
 use crate::config::Tenant;
 use crate::error::{Error, Kind};
 use crate::event::Provider;
-use crate::fetch::Fetch;
 use crate::ses::{self, Envelope, MESSAGE_TYPE_HEADER, MessageType};
-use crate::signature::sns::{self, CertCache};
+use crate::signature::sns;
 
 /// The shortest replay window, whatever `dedup_ttl` says: SNS's longest delivery
 /// policy retries for 3600 s, with margin for queueing before the first attempt.
 const MIN_MESSAGE_AGE_LIMIT: Duration = Duration::from_secs(2 * 3600);
-
-/// The certificate cache of the gateway whose fetcher is `fetch`.
-///
-/// The gateway has no slot for it, so caches are kept here, one per fetcher. The
-/// registry holds a `Weak` to each fetcher: a fetcher that is gone loses its cache,
-/// and its address cannot be reused by another while the `Weak` lives, so two gateways
-/// in one process (the tests) never share certificates.
-fn cert_cache(fetch: &Arc<dyn Fetch>) -> Arc<CertCache> {
-    type Registry = Mutex<Vec<(Weak<dyn Fetch>, Arc<CertCache>)>>;
-    static CACHES: OnceLock<Registry> = OnceLock::new();
-    let mut caches = CACHES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    caches.retain(|(owner, _)| owner.strong_count() > 0);
-    let me = Arc::downgrade(fetch);
-    if let Some((_, cache)) = caches.iter().find(|(owner, _)| owner.ptr_eq(&me)) {
-        return cache.clone();
-    }
-    let cache = Arc::new(CertCache::new());
-    caches.push((me, cache.clone()));
-    cache
-}
 
 impl Gateway {
     /// Handle an SNS post carrying SES notifications.
@@ -92,11 +67,10 @@ impl Gateway {
         let tenant = self.ses_tenant(req, &envelope.topic_arn)?;
         report.tenant = Some(tenant.id.clone());
 
-        let cache = cert_cache(&self.fetch);
         sns::verify(
             &envelope,
             &self.config.sns.cert_hosts,
-            &cache,
+            &self.sns_certs,
             self.fetch.as_ref(),
         )
         .await?;

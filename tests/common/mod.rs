@@ -261,6 +261,7 @@ impl TestGateway {
             config: std::sync::Arc::new(config),
             store,
             fetch,
+            sns_certs: dndgate::signature::sns::CertCache::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(dndgate::server::run(gateway, listener, async {
