@@ -286,7 +286,17 @@ async fn webhook(
             "webhook refused"
         );
     }
-    respond(answer)
+    let basic_auth = provider == "postmark" && answer.status == 401;
+    let mut response = respond(answer);
+    if basic_auth {
+        // RFC 7235: a 401 names the scheme it wants; Postmark sends the URL's
+        // credentials unasked, but a person testing with curl learns what to send.
+        response.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"dndgate\""),
+        );
+    }
+    response
 }
 
 /// The OpenAPI description of the operator API, kept in the repository.

@@ -249,6 +249,11 @@ async fn wrong_or_missing_credentials_are_401_and_change_nothing() {
     ] {
         let r = post_as(&gw, auth.map(String::as_str), &body).await;
         assert_eq!(r.status, 401, "{name}: {}", r.body);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"dndgate\""),
+            "{name}"
+        );
         assert_eq!(r.body.lines().count(), 1, "{name}: {}", r.body);
         assert!(!r.body.contains("pm_hook_pass_123"), "{name}: {}", r.body);
         assert_eq!(redis.snapshot(), before, "{name}");
