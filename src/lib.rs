@@ -27,6 +27,7 @@
 //!   module that knows the key layout.
 //! - [`lookup`]: the send-time lookup for senders, single and batch; fails closed.
 //! - [`api`]: the operator HTTP API (lookup and batch check).
+//! - [`links`]: unsubscribe links: the compact signed token (key rotation, expiry).
 //! - [`managed`]: `redis_url = "managed"`: a supervised local redis-server.
 //! - [`audit`]: the audit stream contract: typed entries and a consumer for automations.
 //! - [`bulk`]: import, export and filter of a tenant's records.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod fetch;
+pub mod links;
 pub mod lookup;
 pub mod mailgun;
 pub mod managed;
