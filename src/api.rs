@@ -403,3 +403,71 @@ async fn contact_answer(gw: &Gateway, tenant: &Tenant, id: &str) -> Result<Answe
         }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    address: String,
+    scope: String,
+    campaign: Option<String>,
+    expires_in: Option<String>,
+}
+
+/// `POST /v1/tenants/{t}/links`: mint an unsubscribe link for an address and a scope,
+/// with its `List-Unsubscribe` and `List-Unsubscribe-Post` header values.
+pub async fn post_link(gw: &Gateway, tenant_id: &str, body: &[u8]) -> Result<Answer, Error> {
+    let tenant = tenant(gw, tenant_id)?;
+    let ring = gw.config.links.as_ref().ok_or_else(|| {
+        Error::not_found("unsubscribe links are not configured: add [links] keys and sign_with")
+    })?;
+    let req: LinkRequest = json_body(
+        body,
+        r#"{"address": "...", "scope": "email" | "all" | ..., "campaign": "...", "expires_in": "30d"}"#,
+    )?;
+    let scope = scope(&req.scope)?;
+    let address = scoped_address(scope, &req.address)?;
+    let expires_min = link_expiry(req.expires_in.as_deref(), now_ms())?;
+    let link = crate::links::mint_link(
+        &gw.store,
+        ring,
+        &gw.config.public_url,
+        &tenant.id,
+        &address,
+        scope,
+        req.campaign.as_deref(),
+        expires_min,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::links::LinkError::Store(s) => Error::from(s),
+        other => Error::bad_request(other.to_string()),
+    })?;
+    Ok(Answer::json(
+        200,
+        &json!({
+            "url": link.url,
+            "token": link.token,
+            "headers": {
+                "List-Unsubscribe": link.list_unsubscribe,
+                "List-Unsubscribe-Post": link.list_unsubscribe_post,
+            },
+        }),
+    ))
+}
+
+/// Unix minutes at which a link made at `now_ms` with `expires_in` lapses.
+pub fn link_expiry(expires_in: Option<&str>, now_ms: i64) -> Result<Option<u32>, Error> {
+    let Some(text) = expires_in else {
+        return Ok(None);
+    };
+    let d = crate::config::parse_duration(text)
+        .map_err(|e| Error::bad_request(format!("expires_in: {e}")))?;
+    let minutes = (now_ms / 60_000) + (d.as_secs() as i64 + 59) / 60;
+    u32::try_from(minutes)
+        .ok()
+        .filter(|m| *m > 0 && d.as_secs() >= 60)
+        .map(Some)
+        .ok_or_else(|| {
+            Error::bad_request("expires_in must be at least 1m and end before year 10000")
+        })
+}

@@ -94,6 +94,28 @@ pub enum Command {
         /// The address (phone number, email address or PAGE_ID:USER_ID).
         address: String,
     },
+    /// Mint an unsubscribe link for an address and a scope, with its List-Unsubscribe
+    /// and List-Unsubscribe-Post header values (JSON on stdout).
+    Link {
+        /// The configuration file (needs a [links] table).
+        #[arg(long, short, default_value = "dndgate.toml")]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// What the contact leaves: a channel (sms, voice, whatsapp, messenger,
+        /// instagram, email) or all.
+        #[arg(long)]
+        scope: String,
+        /// A campaign to record with the unsubscribe (at most 12 of A-Z a-z 0-9 _ -).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Make the link lapse after this long (e.g. 90d); by default it never does.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// The address.
+        address: String,
+    },
     /// Import existing suppression lists (SendGrid and Twilio CSV exports, a plain
     /// address list, or a dndgate export) as permanent DND records.
     Import(crate::bulk::ImportArgs),
@@ -176,6 +198,24 @@ pub fn main() -> ExitCode {
                 tenant,
                 address,
             } => history(&config, &tenant, &address).await,
+            Command::Link {
+                config,
+                tenant,
+                scope,
+                campaign,
+                expires_in,
+                address,
+            } => {
+                link(
+                    &config,
+                    &tenant,
+                    &scope,
+                    campaign.as_deref(),
+                    expires_in.as_deref(),
+                    &address,
+                )
+                .await
+            }
             Command::Import(args) => crate::bulk::import_cmd(args).await,
             Command::Export(args) => crate::bulk::export_cmd(args).await,
             Command::Filter(args) => crate::bulk::filter_cmd(args).await,
@@ -533,5 +573,65 @@ async fn history(path: &Path, tenant: &str, raw: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail("history", &e),
+    }
+}
+
+async fn link(
+    path: &Path,
+    tenant: &str,
+    scope: &str,
+    campaign: Option<&str>,
+    expires_in: Option<&str>,
+    raw: &str,
+) -> ExitCode {
+    let run = async {
+        let (config, store) = open(path)?;
+        let tenant = config
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| format!("unknown tenant {tenant:?}"))?;
+        let ring = config
+            .links
+            .as_ref()
+            .ok_or("unsubscribe links are not configured: add [links] keys and sign_with")?;
+        let target = Target {
+            config: path.to_path_buf(),
+            tenant: tenant.id.clone(),
+            scope: scope.to_string(),
+            actor: None,
+            address: raw.to_string(),
+        };
+        let (scope, address) = target_address(&target)?;
+        let expires_min = crate::api::link_expiry(expires_in, crate::pipeline::now_ms())
+            .map_err(|e| e.message)?;
+        crate::links::mint_link(
+            &store,
+            ring,
+            &config.public_url,
+            &tenant.id,
+            &address,
+            scope,
+            campaign,
+            expires_min,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match run.await {
+        Ok(link) => {
+            println!(
+                "{}",
+                json!({
+                    "url": link.url,
+                    "token": link.token,
+                    "headers": {
+                        "List-Unsubscribe": link.list_unsubscribe,
+                        "List-Unsubscribe-Post": link.list_unsubscribe_post,
+                    },
+                })
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("link", &e),
     }
 }

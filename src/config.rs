@@ -52,6 +52,8 @@ pub struct Config {
     pub meta: Option<MetaApp>,
     /// Amazon SNS settings (certificate hosts, subscription confirmation).
     pub sns: SnsSettings,
+    /// The keys unsubscribe links are signed with, when links are configured.
+    pub links: Option<crate::links::KeyRing>,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -250,6 +252,16 @@ struct RawConfig {
     providers: RawProviders,
     meta: Option<RawMetaApp>,
     sns: Option<RawSns>,
+    links: Option<RawLinks>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    /// Key id (0 to 255) -> secret.
+    keys: BTreeMap<String, String>,
+    /// The key id new links are signed with.
+    sign_with: u8,
 }
 
 #[derive(Deserialize)]
@@ -582,6 +594,24 @@ impl Config {
                 verify_tokens: resolve("verify_tokens", &m.verify_tokens),
             }
         });
+        let links = raw.links.and_then(|l| {
+            let mut keys = Vec::new();
+            for (kid, spec) in &l.keys {
+                let Ok(kid_num) = kid.parse::<u8>() else {
+                    problems.push(format!(
+                        "links.keys: key id {kid:?} must be a number from 0 to 255"
+                    ));
+                    continue;
+                };
+                match resolve_secret(spec, base) {
+                    Ok(secret) => keys.push((kid_num, secret)),
+                    Err(e) => problems.push(format!("links.keys.{kid}: {e}")),
+                }
+            }
+            crate::links::KeyRing::new(keys, l.sign_with)
+                .map_err(|e| problems.push(format!("links: {e}")))
+                .ok()
+        });
         let mut meta_owner: BTreeMap<String, String> = BTreeMap::new();
         let sns = match raw.sns {
             None => SnsSettings::default(),
@@ -814,6 +844,7 @@ impl Config {
                 error_tables,
                 meta,
                 sns,
+                links,
             })
         } else {
             Err(problems)

@@ -315,6 +315,7 @@ async fn api_route(
         ["dnd", _, _] => "GET, PUT, DELETE",
         ["history", _] => "GET",
         ["contacts", _] => "GET, PUT",
+        ["links"] => "POST",
         _ => {
             return respond(api::error_answer(&Error::not_found(format!(
                 "no API route {}",
@@ -344,6 +345,7 @@ async fn api_route(
                 api::get_history(gw, &tenant, &decode(address)?).await
             }
             (Method::GET, ["contacts", id]) => api::get_contact(gw, &tenant, &decode(id)?).await,
+            (Method::POST, ["links"]) => api::post_link(gw, &tenant, &body).await,
             (Method::PUT, ["contacts", id]) => {
                 api::put_contact(gw, &tenant, &decode(id)?, &body).await
             }

@@ -303,6 +303,9 @@ async fn openapi_is_served_as_kept_in_the_repo_and_every_operation_is_routed() {
         for method in ops.as_object().unwrap().keys() {
             let method = method.to_uppercase();
             let body = match (method.as_str(), path.as_str()) {
+                ("POST", p) if p.ends_with("/links") => {
+                    Some(json!({"address": "+15550007009", "scope": "sms"}))
+                }
                 ("POST", _) => Some(json!({"channel": "sms", "addresses": ["+15550007009"]})),
                 ("PUT", p) if p.contains("contacts") => {
                     Some(json!({"addresses": ["+15550007009"]}))

@@ -91,6 +91,13 @@ pub fn contact_key(tenant: &str, contact: &str) -> String {
     format!("dnd:{{{tenant}:{}}}:contact:{contact}", &h[..1])
 }
 
+/// The key of an unsubscribe link's record. Links are found from their token alone,
+/// before the tenant is known, so the key is not under a tenant's hash tag.
+fn link_key(link_id: &[u8; 8]) -> String {
+    let id = hex::encode(link_id);
+    format!("dndlink:{{{}}}:{id}", &id[..1])
+}
+
 /// The hash field, in the address's bucket, that names the contact the address is
 /// linked to.
 fn link_field(address: &Address) -> String {
@@ -606,6 +613,44 @@ impl Store {
         } else {
             Claim::Other
         })
+    }
+
+    /// Remember which (tenant, address) an unsubscribe link id names:
+    /// `dndlink:{H}:ID` (H the first hex digit of the id), kept as long as links may
+    /// be clicked. Idempotent: minting twice for a contact writes the same value.
+    pub async fn put_link(
+        &self,
+        link_id: &[u8; 8],
+        tenant: &str,
+        address: &Address,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(
+            redis::cmd("SET")
+                .arg(link_key(link_id))
+                .arg(format!("{tenant}|{}", address.as_str()))
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// The (tenant, address) a link id names, if it was minted here.
+    pub async fn get_link(
+        &self,
+        link_id: &[u8; 8],
+    ) -> Result<Option<(String, Address)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = self
+            .with_timeout(
+                redis::cmd("GET")
+                    .arg(link_key(link_id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(value.and_then(|v| {
+            let (tenant, address) = v.split_once('|')?;
+            Some((tenant.to_string(), Address::from_store(address.to_string())))
+        }))
     }
 
     /// The stored record of one scope of `address`, whatever its state.

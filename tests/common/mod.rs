@@ -199,6 +199,8 @@ pub const OLD_TWILIO_TOKEN: &str = "retired_token_being_rotated_out";
 pub const API_TOKEN: &str = "acme-api-token";
 pub const GLOBEX_API_TOKEN: &str = "globex-api-token";
 pub const PUBLIC_URL: &str = "https://hooks.example.com";
+pub const LINK_KEY: &str = "link-signing-key-2-0123456789";
+pub const LINK_KEY_OLD: &str = "link-signing-key-1-0123456789";
 pub const ACME_SID: &str = "AC00000000000000000000000000000000";
 
 /// A configuration for tests: tenants acme (Twilio, two tokens) and globex.
@@ -209,6 +211,12 @@ listen = "127.0.0.1:0"
 public_url = "{PUBLIC_URL}"
 redis_url = "{redis_url}"
 redis_timeout = "1s"
+
+[links]
+sign_with = 2
+[links.keys]
+1 = "{LINK_KEY_OLD}"
+2 = "{LINK_KEY}"
 
 [tenants.acme]
 api_tokens = ["{API_TOKEN}"]
