@@ -172,6 +172,8 @@ pub struct Tenant {
     pub ses: Option<SesTenant>,
     /// Standard Webhooks (Resend and others) signing secrets (`whsec_...`).
     pub standard_webhooks: Option<SecretsTenant>,
+    /// The unsubscribe page's look and behaviour.
+    pub page: crate::links::page::PageSettings,
     /// Keyword lists and switches.
     pub keywords: KeywordPolicy,
     /// The DND state policy.
@@ -280,6 +282,15 @@ struct RawSendgrid {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawPage {
+    name: Option<String>,
+    color: Option<String>,
+    confirm_url: Option<String>,
+    link_mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawMailgun {
     #[serde(default)]
     signing_keys: Vec<String>,
@@ -368,6 +379,7 @@ struct RawTenant {
     postmark: Option<RawPostmark>,
     ses: Option<RawSes>,
     standard_webhooks: Option<RawStandardWebhooks>,
+    page: Option<RawPage>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
     escalate_window: Option<String>,
@@ -806,6 +818,48 @@ impl Config {
                 }
                 SesTenant { topic_arns: ses.topic_arns.clone() }
             });
+            let page = {
+                let defaults = crate::links::page::PageSettings {
+                    name: id.clone(),
+                    ..Default::default()
+                };
+                match &t.page {
+                    None => defaults,
+                    Some(p) => {
+                        if let Some(c) = &p.color
+                            && !(c.starts_with('#')
+                                && c.len() <= 9
+                                && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+                        {
+                            problems.push(format!(
+                                "tenants.{id}.page.color: {c:?} is not a colour like #0b5fff"
+                            ));
+                        }
+                        if let Some(u) = &p.confirm_url
+                            && !u.starts_with("https://")
+                            && !u.starts_with("http://")
+                        {
+                            problems.push(format!(
+                                "tenants.{id}.page.confirm_url: {u:?} must be an http(s) URL"
+                            ));
+                        }
+                        let immediate = match p.link_mode.as_deref() {
+                            None | Some("confirm") => false,
+                            Some("immediate") => true,
+                            Some(other) => {
+                                problems.push(format!("tenants.{id}.page.link_mode: {other:?} must be \"confirm\" or \"immediate\""));
+                                false
+                            }
+                        };
+                        crate::links::page::PageSettings {
+                            name: p.name.clone().unwrap_or(defaults.name),
+                            color: p.color.clone().unwrap_or(defaults.color),
+                            confirm_url: p.confirm_url.clone(),
+                            immediate,
+                        }
+                    }
+                }
+            };
             let keywords = match keyword_policy(t.keywords, t.phrase_mode, t.yes_is_opt_in) {
                 Ok(k) => k,
                 Err(e) => {
@@ -825,6 +879,7 @@ impl Config {
                     postmark,
                     ses,
                     standard_webhooks,
+                    page,
                     keywords,
                     policy,
                 },

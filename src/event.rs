@@ -133,6 +133,8 @@ pub enum Provider {
     Operator,
     /// An import of an existing suppression list.
     Import,
+    /// The contact, through an unsubscribe link (the page or one-click).
+    Link,
 }
 
 impl Provider {
@@ -148,6 +150,7 @@ impl Provider {
             Provider::StandardWebhooks => "standard-webhooks",
             Provider::Operator => "operator",
             Provider::Import => "import",
+            Provider::Link => "link",
         }
     }
 }

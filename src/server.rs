@@ -102,6 +102,15 @@ fn respond(answer: Answer) -> Response<Full<Bytes>> {
     if let Some(secs) = answer.retry_after {
         response.headers_mut().insert(RETRY_AFTER, secs.into());
     }
+    if let Some(location) = answer
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        response
+            .headers_mut()
+            .insert(hyper::header::LOCATION, location);
+    }
     response
 }
 
@@ -184,11 +193,40 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         ["webhooks", provider, rest @ ..] if rest.len() <= 1 => {
             webhook(app, req, provider, rest.first().copied(), peer).await
         }
+        ["u", token] => {
+            let token = token.to_string();
+            match method {
+                Method::GET => respond(app.gateway.unsubscribe_get(&token).await),
+                Method::POST => {
+                    let content_type = req
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let declared = req
+                        .headers()
+                        .get(CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
+                    // A preference form is a few hundred bytes; one-click bodies less.
+                    match read_body(req.into_body(), declared, 16 * 1024).await {
+                        Ok(body) => respond(
+                            app.gateway
+                                .unsubscribe_post(&token, content_type.as_deref(), &body)
+                                .await,
+                        ),
+                        Err(e) => respond(Answer::from_error(&e)),
+                    }
+                }
+                _ => method_not_allowed("GET, POST", false),
+            }
+        }
         ["openapi.json"] if method == Method::GET => respond(Answer {
             status: 200,
             content_type: "application/json",
             body: OPENAPI.to_string(),
             retry_after: None,
+            location: None,
         }),
         ["openapi.json"] => method_not_allowed("GET", true),
         ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest).await,

@@ -198,7 +198,9 @@ impl ErrorTable {
             Provider::Postmark => POSTMARK_TOML,
             Provider::Ses => SES_TOML,
             Provider::StandardWebhooks => STANDARD_WEBHOOKS_TOML,
-            Provider::Operator | Provider::Import => return ErrorTable::default(),
+            Provider::Operator | Provider::Import | Provider::Link => {
+                return ErrorTable::default();
+            }
         };
         ErrorTable::from_toml(provider.as_str(), text)
             .unwrap_or_else(|e| panic!("the embedded table of {provider} is valid (tested): {e}"))

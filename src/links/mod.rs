@@ -4,9 +4,10 @@
 //! (tenant, address) record, the scope the contact leaves, an optional campaign and an
 //! optional expiry. RFC 8058 asks for an opaque, hard-to-forge token because anyone can
 //! POST to a one-click URL: the token's MAC is the only thing that makes such a POST
-//! count. The token codec is pure; [`mint_link`] also writes the link's record. The
-//! page and the one-click endpoint (`GET` and `POST /u/{token}`) are not served yet.
+//! count. The token codec and the page's HTML ([`page`]) are pure; [`mint_link`] also
+//! writes the link's record; `pipeline::links` serves `GET` and `POST /u/{token}`.
 
+pub mod page;
 pub mod token;
 
 pub use token::{KeyRing, LinkClaims, TokenError, link_id, mint, verify};

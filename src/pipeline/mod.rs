@@ -12,6 +12,7 @@ use crate::error::{Error, Kind};
 use crate::event::ChannelEvent;
 use crate::meta;
 
+mod links;
 mod mailgun;
 mod postmark;
 mod sendgrid;
@@ -60,6 +61,8 @@ pub struct Answer {
     pub body: String,
     /// Seconds for a `Retry-After` header (503 only).
     pub retry_after: Option<u32>,
+    /// A `Location` header (303 after a preference form).
+    pub location: Option<String>,
 }
 
 impl Answer {
@@ -70,6 +73,7 @@ impl Answer {
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
             retry_after: None,
+            location: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Answer {
             content_type: "application/json",
             body: body.to_string(),
             retry_after: None,
+            location: None,
         }
     }
 
@@ -405,6 +410,7 @@ impl Gateway {
                 content_type: "text/xml",
                 body: EMPTY_TWIML.to_string(),
                 retry_after: None,
+                location: None,
             },
             CallbackKind::Status => Answer::text(200, ""),
         })

@@ -1,0 +1,305 @@
+//! The road of an unsubscribe link: `GET /u/{token}` shows the preference page (and
+//! changes nothing, unless the tenant chose `link_mode = "immediate"`); `POST` is
+//! either the page's form or an RFC 8058 one-click unsubscribe.
+
+use super::{Answer, Gateway, now_ms};
+use crate::address::Address;
+use crate::config::Tenant;
+use crate::event::{Channel, Provider, Scope};
+use crate::links::{self, LinkClaims, page};
+use crate::state::{self, Request};
+use crate::store::{StoreAction, StoreError};
+
+/// A link resolved to its claims, tenant and address.
+struct Resolved<'a> {
+    claims: LinkClaims,
+    tenant: &'a Tenant,
+    address: Address,
+}
+
+/// Why a link could not be resolved.
+enum Unresolved {
+    /// Forged, truncated, expired, retired, or naming no record: say nothing more.
+    Invalid(String),
+    /// Redis did not answer.
+    Unavailable(StoreError),
+}
+
+fn html(status: u16, body: String) -> Answer {
+    Answer {
+        status,
+        content_type: "text/html; charset=utf-8",
+        body,
+        retry_after: None,
+        location: None,
+    }
+}
+
+fn unavailable(e: &StoreError) -> Answer {
+    tracing::error!(error = %e, "unsubscribe link: redis unavailable");
+    let mut answer = Answer::text(
+        503,
+        "the unsubscribe could not be recorded; try again in a minute\n",
+    );
+    answer.retry_after = Some(30);
+    answer
+}
+
+impl Gateway {
+    async fn resolve_link(&self, token: &str) -> Result<Resolved<'_>, Unresolved> {
+        let ring = self
+            .config
+            .links
+            .as_ref()
+            .ok_or_else(|| Unresolved::Invalid("links are not configured".into()))?;
+        let claims =
+            links::verify(ring, token, now_ms()).map_err(|e| Unresolved::Invalid(e.to_string()))?;
+        let (tenant_id, address) = self
+            .store
+            .get_link(&claims.link_id)
+            .await
+            .map_err(Unresolved::Unavailable)?
+            .ok_or_else(|| Unresolved::Invalid("no record for this link".into()))?;
+        let tenant = self.config.tenants.get(&tenant_id).ok_or_else(|| {
+            Unresolved::Invalid(format!("tenant {tenant_id} is no longer configured"))
+        })?;
+        Ok(Resolved {
+            claims,
+            tenant,
+            address,
+        })
+    }
+
+    /// The current verdict of every channel of the address.
+    async fn channel_states(
+        &self,
+        link: &Resolved<'_>,
+    ) -> Result<Vec<(Channel, bool)>, StoreError> {
+        let mut states = Vec::new();
+        for channel in page::channels_of(link.address.as_str()) {
+            let verdict = self
+                .store
+                .lookup(&link.tenant.id, *channel, &link.address, now_ms())
+                .await?;
+            states.push((*channel, verdict.blocked));
+        }
+        Ok(states)
+    }
+
+    /// Apply one change from the link to `scopes`.
+    async fn link_change(
+        &self,
+        link: &Resolved<'_>,
+        scopes: Vec<Scope>,
+        action: StoreAction,
+        evidence: Option<&str>,
+    ) -> Result<state::Outcomes, StoreError> {
+        let now = now_ms();
+        let reason = match &link.claims.campaign {
+            Some(c) => format!("link:{c}"),
+            None => "link".to_string(),
+        };
+        // Retries of the same click (mail providers retry one-click POSTs) within a
+        // minute are one event; a later click is a new one.
+        let event_id = format!(
+            "{}:{}:{}:{}",
+            hex::encode(link.claims.link_id),
+            scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            if evidence.is_some() { "in" } else { "out" },
+            now / 60_000
+        );
+        state::apply(
+            &self.store,
+            link.tenant,
+            &Request {
+                address: &link.address,
+                scopes,
+                action,
+                reason: &reason,
+                provider: Provider::Link,
+                event_id: &event_id,
+                event_ms: now,
+                received_ms: now,
+                now_ms: now,
+                actor: None,
+                evidence,
+            },
+        )
+        .await
+    }
+
+    /// After a submission: 303 to the tenant's confirmation URL, or the built-in page.
+    fn confirmed(
+        &self,
+        tenant: &Tenant,
+        unsubscribed: &[Channel],
+        resubscribed: &[Channel],
+    ) -> Answer {
+        match &tenant.page.confirm_url {
+            Some(url) => Answer {
+                status: 303,
+                content_type: "text/plain; charset=utf-8",
+                body: format!("see {url}\n"),
+                retry_after: None,
+                location: Some(url.clone()),
+            },
+            None => html(
+                200,
+                page::confirmation(&tenant.page, unsubscribed, resubscribed),
+            ),
+        }
+    }
+
+    /// `GET /u/{token}`.
+    pub async fn unsubscribe_get(&self, token: &str) -> Answer {
+        let link = match self.resolve_link(token).await {
+            Ok(l) => l,
+            Err(Unresolved::Invalid(why)) => {
+                tracing::info!(why, "unsubscribe page for an invalid link");
+                return html(404, page::invalid(&page::PageSettings::default()));
+            }
+            Err(Unresolved::Unavailable(e)) => return unavailable(&e),
+        };
+        if link.tenant.page.immediate {
+            let scope = link.claims.scope;
+            return match self
+                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
+                .await
+            {
+                Ok(_) => self.confirmed(link.tenant, &scope_channels(scope, &link.address), &[]),
+                Err(e) => unavailable(&e),
+            };
+        }
+        match self.channel_states(&link).await {
+            Ok(states) => html(
+                200,
+                page::preferences(&link.tenant.page, token, link.address.as_str(), &states),
+            ),
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    /// `POST /u/{token}`: the page's form, or a one-click unsubscribe (any other body,
+    /// per RFC 8058 `List-Unsubscribe=One-Click`, leniently).
+    pub async fn unsubscribe_post(
+        &self,
+        token: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let link = match self.resolve_link(token).await {
+            Ok(l) => l,
+            // No oracle: an invalid link gets the same 200 as a valid one.
+            Err(Unresolved::Invalid(why)) => {
+                tracing::warn!(why, "unsubscribe POST for an invalid link ignored");
+                return Answer::text(200, "ok\n");
+            }
+            Err(Unresolved::Unavailable(e)) => return unavailable(&e),
+        };
+        let form: Vec<(String, String)> = content_type
+            .filter(|c| c.starts_with("application/x-www-form-urlencoded"))
+            .and_then(|_| serde_urlencoded::from_bytes(body).ok())
+            .unwrap_or_default();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if field("form") != Some("preferences") {
+            let scope = link.claims.scope;
+            return match self
+                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
+                .await
+            {
+                Ok(_) => Answer::text(200, "unsubscribed\n"),
+                Err(e) => unavailable(&e),
+            };
+        }
+        if field("action") != Some("save") {
+            let scope = link.claims.scope;
+            return match self
+                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
+                .await
+            {
+                Ok(_) => self.confirmed(link.tenant, &scope_channels(scope, &link.address), &[]),
+                Err(e) => unavailable(&e),
+            };
+        }
+        self.save_choices(&link, &form).await
+    }
+
+    /// The page's "save my choices": unticked channels get DND; ticked channels that
+    /// were blocked are re-enabled, with the page as the consent evidence.
+    async fn save_choices(&self, link: &Resolved<'_>, form: &[(String, String)]) -> Answer {
+        let receive: Vec<&str> = form
+            .iter()
+            .filter(|(k, _)| k == "receive")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let result = async {
+            let now = now_ms();
+            let mut unsubscribed = Vec::new();
+            let mut resubscribed = Vec::new();
+            let channels = page::channels_of(link.address.as_str());
+            // Re-enables first: lifting an `all` record lifts every channel, and the
+            // unticked ones are then put back on DND one by one below.
+            for channel in channels.iter().filter(|c| receive.contains(&c.as_str())) {
+                let verdict = self
+                    .store
+                    .lookup(&link.tenant.id, *channel, &link.address, now)
+                    .await?;
+                if verdict.blocked {
+                    let reference = format!(
+                        "link {} {}",
+                        hex::encode(link.claims.link_id),
+                        link.claims.campaign.as_deref().unwrap_or("")
+                    );
+                    let evidence = serde_json::json!({
+                        "agreed": format!("receive {} from {}", page::channel_label(*channel), link.tenant.page.name),
+                        "captured_at": now.to_string(),
+                        "method": "unsubscribe preference page",
+                        "reference": reference.trim(),
+                    })
+                    .to_string();
+                    let scope = verdict.scope.unwrap_or(Scope::Channel(*channel));
+                    self.link_change(link, vec![scope], StoreAction::Clear, Some(&evidence))
+                        .await?;
+                    resubscribed.push(*channel);
+                }
+            }
+            for channel in channels.iter().filter(|c| !receive.contains(&c.as_str())) {
+                let verdict = self
+                    .store
+                    .lookup(&link.tenant.id, *channel, &link.address, now)
+                    .await?;
+                if !verdict.blocked {
+                    self.link_change(
+                        link,
+                        vec![Scope::Channel(*channel)],
+                        StoreAction::BlockPermanent,
+                        None,
+                    )
+                    .await?;
+                    unsubscribed.push(*channel);
+                }
+            }
+            Ok::<_, StoreError>((unsubscribed, resubscribed))
+        };
+        match result.await {
+            Ok((out, back)) => self.confirmed(link.tenant, &out, &back),
+            Err(e) => unavailable(&e),
+        }
+    }
+}
+
+/// The channels a scope covers on an address, for the confirmation.
+fn scope_channels(scope: Scope, address: &Address) -> Vec<Channel> {
+    match scope {
+        Scope::Channel(c) => vec![c],
+        Scope::All => page::channels_of(address.as_str()).to_vec(),
+    }
+}

@@ -1,0 +1,203 @@
+//! `/u/{token}` over HTTP (the browser tests of issue 6 are still to come): a GET
+//! changes nothing, a one-click POST unsubscribes at once, an invalid token gets the
+//! same 200 and changes nothing, the page's form unsubscribes and re-enables with the
+//! page as consent evidence, and the tenant's confirmation URL gets a 303.
+
+mod common;
+
+use common::*;
+use dndgate::event::Channel;
+use dndgate::lookup::Lookup;
+use serde_json::{Value, json};
+
+async fn mint(gw: &TestGateway, address: &str, scope: &str) -> String {
+    let auth = format!("Bearer {API_TOKEN}");
+    let body = json!({"address": address, "scope": scope, "campaign": "nov-sale"}).to_string();
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/links",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str::<Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn form(gw: &TestGateway, token: &str, body: &str) -> HttpResponse {
+    http(
+        gw.addr,
+        "POST",
+        &format!("/u/{token}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .await
+}
+
+fn page_config(redis: &RedisServer, extra: &str) -> String {
+    config_text(&redis.url()).replacen(
+        "[tenants.acme.twilio]",
+        &format!("[tenants.acme.page]\nname = \"Acme Shoes\"\n{extra}\n\n[tenants.acme.twilio]"),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn get_changes_nothing_and_one_click_unsubscribes() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let token = mint(&gw, "alice@example.com", "all").await;
+    let before = redis.snapshot();
+    let r = http(gw.addr, "GET", &format!("/u/{token}"), &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.body.contains("Messages from Acme Shoes") && r.body.contains("al***@example.com"));
+    assert!(
+        r.body.contains("value=\"email\" checked"),
+        "allowed now, so ticked"
+    );
+    assert_eq!(
+        redis.snapshot(),
+        before,
+        "a GET (a mail scanner's prefetch) changes nothing"
+    );
+
+    let r = form(&gw, &token, "List-Unsubscribe=One-Click").await;
+    assert_eq!((r.status, r.header("location")), (200, None), "{}", r.body);
+    let v = Lookup::connect(&redis.url())
+        .unwrap()
+        .check("acme", Channel::Email, "alice@example.com")
+        .await
+        .unwrap();
+    assert!(v.blocked);
+    let record = v.record.unwrap();
+    assert_eq!(
+        (record.reason.as_str(), record.source.as_str()),
+        ("link:nov-sale", "link")
+    );
+    assert_eq!(v.scope, Some(dndgate::event::Scope::All));
+    // The mail provider retries the one-click POST: applied once.
+    let audited = redis.snapshot();
+    assert_eq!(
+        form(&gw, &token, "").await.status,
+        200,
+        "lenient about the body"
+    );
+    assert_eq!(redis.snapshot(), audited);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_tokens_get_200_on_post_404_on_get_and_change_nothing() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let token = mint(&gw, "bob@example.com", "email").await;
+    let before = redis.snapshot();
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for bad in [forged.as_str(), &token[..token.len() - 3], "not-a-token"] {
+        let r = form(&gw, bad, "List-Unsubscribe=One-Click").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"), "{bad}");
+        let r = http(gw.addr, "GET", &format!("/u/{bad}"), &[], b"").await;
+        assert_eq!(r.status, 404, "{bad}");
+        assert!(r.body.contains("This link is not valid"));
+        assert_eq!(redis.snapshot(), before, "{bad}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_form_unsubscribes_and_re_enables_with_evidence_then_redirects() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(
+        &redis,
+        "confirm_url = \"https://acme.example/thanks\"",
+    ))
+    .await;
+    let token = mint(&gw, "+14155550123", "sms").await;
+    let lookup = Lookup::connect(&redis.url()).unwrap();
+    let blocked = |c: Channel| {
+        let lookup = lookup.clone();
+        async move {
+            lookup
+                .check("acme", c, "+14155550123")
+                .await
+                .unwrap()
+                .blocked
+        }
+    };
+    // The prominent button: the link's scope (sms), then 303 to the tenant's page.
+    let r = form(&gw, &token, "form=preferences&action=unsubscribe").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("https://acme.example/thanks"));
+    assert!(blocked(Channel::Sms).await && !blocked(Channel::Voice).await);
+    // The page now shows SMS unticked.
+    let r = http(gw.addr, "GET", &format!("/u/{token}"), &[], b"").await;
+    assert!(
+        r.body.contains("value=\"sms\">") && r.body.contains("value=\"voice\" checked"),
+        "{}",
+        r.body
+    );
+    // Save: SMS ticked again (re-enabled, with the page as evidence), voice unticked.
+    let r = form(
+        &gw,
+        &token,
+        "form=preferences&action=save&receive=sms&receive=whatsapp",
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        !blocked(Channel::Sms).await
+            && blocked(Channel::Voice).await
+            && !blocked(Channel::Whatsapp).await
+    );
+    let auth = format!("Bearer {API_TOKEN}");
+    let h = http(
+        gw.addr,
+        "GET",
+        "/v1/tenants/acme/history/%2B14155550123",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    let history: Value = serde_json::from_str(&h.body).unwrap();
+    let clear = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "clear")
+        .unwrap();
+    assert_eq!(clear["outcome"], "applied");
+    assert_eq!(clear["evidence"]["method"], "unsubscribe preference page");
+    assert!(
+        clear["evidence"]["reference"]
+            .as_str()
+            .unwrap()
+            .ends_with("nov-sale")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn immediate_mode_applies_on_get() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "link_mode = \"immediate\"")).await;
+    let token = mint(&gw, "carol@example.com", "email").await;
+    let r = http(gw.addr, "GET", &format!("/u/{token}"), &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("You will no longer receive: Email"));
+    let v = Lookup::connect(&redis.url())
+        .unwrap()
+        .check("acme", Channel::Email, "carol@example.com")
+        .await
+        .unwrap();
+    assert!(v.blocked);
+    gw.stop().await;
+}
