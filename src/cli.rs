@@ -97,7 +97,7 @@ pub enum Command {
     /// Mint an unsubscribe link for an address and a scope, with its List-Unsubscribe
     /// and List-Unsubscribe-Post header values (JSON on stdout).
     Link {
-        /// The configuration file (needs a [links] table).
+        /// The configuration file (needs a `[links]` table).
         #[arg(long, short, default_value = "dndgate.toml")]
         config: PathBuf,
         /// The tenant.
