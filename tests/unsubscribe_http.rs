@@ -201,3 +201,19 @@ async fn immediate_mode_applies_on_get() {
     assert!(v.blocked);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_form_posts_are_refused_and_change_nothing() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let token = mint(&gw, "dave@example.com", "email").await;
+    let before = redis.snapshot();
+    let big = format!(
+        "form=preferences&action=unsubscribe&pad={}",
+        "x".repeat(20 * 1024)
+    );
+    let r = form(&gw, &token, &big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
