@@ -126,13 +126,9 @@ button {{ font: inherit; width: 100%; padding: .9rem; border-radius: .5rem; bord
 
 /// The preference page: the contact's channels as checkboxes (checked: messages
 /// allowed), one prominent unsubscribe button, and a button to save the boxes. A GET
-/// of this page changes nothing.
-pub fn preferences(
-    settings: &PageSettings,
-    token: &str,
-    address: &str,
-    channels: &[(Channel, bool)],
-) -> String {
+/// of this page changes nothing. The form posts back to the page's own URL, so it
+/// works behind a proxy that mounts the gateway under a path.
+pub fn preferences(settings: &PageSettings, address: &str, channels: &[(Channel, bool)]) -> String {
     let name = escape(&settings.name);
     let mut boxes = String::new();
     for (channel, blocked) in channels {
@@ -146,7 +142,7 @@ pub fn preferences(
     let body = format!(
         r#"<h1>Messages from {name}</h1>
 <p>For <strong>{address}</strong>. Ticked means you receive messages on that channel.</p>
-<form method="post" action="/u/{token}">
+<form method="post">
 <input type="hidden" name="form" value="preferences">
 <button class="primary" type="submit" name="action" value="unsubscribe">Unsubscribe</button>
 <fieldset>
@@ -155,7 +151,6 @@ pub fn preferences(
 <button class="secondary" type="submit" name="action" value="save">Save my choices</button>
 </form>"#,
         address = escape(&masked(address)),
-        token = escape(token),
     );
     document(settings, &format!("Messages from {name}"), &body)
 }
@@ -218,7 +213,6 @@ mod tests {
                 color: "red;}body{display:none".into(),
                 ..PageSettings::default()
             },
-            "TOKEN",
             "alice@example.com",
             &[(Channel::Email, true)],
         );

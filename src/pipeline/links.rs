@@ -177,7 +177,7 @@ impl Gateway {
         match self.channel_states(&link).await {
             Ok(states) => html(
                 200,
-                page::preferences(&link.tenant.page, token, link.address.as_str(), &states),
+                page::preferences(&link.tenant.page, link.address.as_str(), &states),
             ),
             Err(e) => unavailable(&e),
         }
