@@ -12,7 +12,7 @@ use crate::event::Channel;
 use crate::lookup::{self, Lookup, LookupError};
 use crate::managed::ManagedRedisServer;
 use crate::pipeline::Gateway;
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
 
 /// dndgate: turns messaging providers' webhooks into Do-Not-Disturb flags in Redis.
 #[derive(Debug, Parser)]
@@ -312,14 +312,7 @@ async fn serve(path: &Path) -> ExitCode {
 }
 
 async fn run_gateway(config: Config) -> ExitCode {
-    let store = match Store::open(
-        &config.redis.url(),
-        StoreOptions {
-            timeout: config.redis_timeout,
-            dedup_ttl: config.dedup_ttl,
-            audit_max_len: config.audit_max_len,
-        },
-    ) {
+    let store = match Store::open(&config.redis.url(), config.store_options()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dndgate: {e}");
@@ -426,15 +419,8 @@ fn fail(verb: &str, message: &str) -> ExitCode {
 /// Load the whole configuration and open the store, for verbs that change records.
 pub fn open(path: &Path) -> Result<(Config, Store), String> {
     let config = Config::load(path).map_err(|e| e.to_string().replace('\n', " "))?;
-    let store = Store::open(
-        &config.redis.url(),
-        StoreOptions {
-            timeout: config.redis_timeout,
-            dedup_ttl: config.dedup_ttl,
-            audit_max_len: config.audit_max_len,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let store =
+        Store::open(&config.redis.url(), config.store_options()).map_err(|e| e.to_string())?;
     Ok((config, store))
 }
 

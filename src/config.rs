@@ -906,6 +906,15 @@ impl Config {
         }
     }
 
+    /// The store settings this configuration asks for.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            timeout: self.redis_timeout,
+            dedup_ttl: self.dedup_ttl,
+            audit_max_len: self.audit_max_len,
+        }
+    }
+
     /// The error-code table of `provider` (empty for sources without codes).
     pub fn codes(&self, provider: Provider) -> &ErrorTable {
         static EMPTY: std::sync::OnceLock<ErrorTable> = std::sync::OnceLock::new();

@@ -25,7 +25,7 @@ use crate::config::{Config, Tenant};
 use crate::event::{Channel, Provider, Scope};
 use crate::pipeline::now_ms;
 use crate::state::{self, Outcomes, Request};
-use crate::store::{Outcome, Store, StoreAction, StoreError, StoreOptions};
+use crate::store::{Outcome, Store, StoreAction, StoreError};
 
 use super::{EXPORT_COLUMNS, fatal};
 
@@ -677,14 +677,7 @@ pub async fn import_cmd(args: ImportArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let store = match Store::open(
-        &config.redis.url(),
-        StoreOptions {
-            timeout: config.redis_timeout,
-            dedup_ttl: config.dedup_ttl,
-            audit_max_len: config.audit_max_len,
-        },
-    ) {
+    let store = match Store::open(&config.redis.url(), config.store_options()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };

@@ -132,6 +132,18 @@ impl Gateway {
         .await
     }
 
+    /// Unsubscribe the link's own scope; the channels that covers, for the
+    /// confirmation.
+    async fn unsubscribe_link_scope(
+        &self,
+        link: &Resolved<'_>,
+    ) -> Result<Vec<Channel>, StoreError> {
+        let scope = link.claims.scope;
+        self.link_change(link, vec![scope], StoreAction::BlockPermanent, None)
+            .await?;
+        Ok(scope_channels(scope, &link.address))
+    }
+
     /// After a submission: 303 to the tenant's confirmation URL, or the built-in page.
     fn confirmed(
         &self,
@@ -165,12 +177,8 @@ impl Gateway {
             Err(Unresolved::Unavailable(e)) => return unavailable(&e),
         };
         if link.tenant.page.immediate {
-            let scope = link.claims.scope;
-            return match self
-                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
-                .await
-            {
-                Ok(_) => self.confirmed(link.tenant, &scope_channels(scope, &link.address), &[]),
+            return match self.unsubscribe_link_scope(&link).await {
+                Ok(channels) => self.confirmed(link.tenant, &channels, &[]),
                 Err(e) => unavailable(&e),
             };
         }
@@ -210,22 +218,18 @@ impl Gateway {
                 .map(|(_, v)| v.as_str())
         };
         if field("form") != Some("preferences") {
-            let scope = link.claims.scope;
-            return match self
-                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
-                .await
-            {
-                Ok(_) => Answer::text(200, "unsubscribed\n"),
+            return match self.unsubscribe_link_scope(&link).await {
+                Ok(_) => Answer::text(
+                    200,
+                    "unsubscribed
+",
+                ),
                 Err(e) => unavailable(&e),
             };
         }
         if field("action") != Some("save") {
-            let scope = link.claims.scope;
-            return match self
-                .link_change(&link, vec![scope], StoreAction::BlockPermanent, None)
-                .await
-            {
-                Ok(_) => self.confirmed(link.tenant, &scope_channels(scope, &link.address), &[]),
+            return match self.unsubscribe_link_scope(&link).await {
+                Ok(channels) => self.confirmed(link.tenant, &channels, &[]),
                 Err(e) => unavailable(&e),
             };
         }

@@ -254,15 +254,8 @@ impl TestGateway {
     ) -> TestGateway {
         let config = dndgate::config::Config::parse(config_text, std::path::Path::new("."))
             .unwrap_or_else(|p| panic!("test config: {p:?}"));
-        let store = dndgate::store::Store::open(
-            &config.redis.url(),
-            dndgate::store::StoreOptions {
-                timeout: config.redis_timeout,
-                dedup_ttl: config.dedup_ttl,
-                audit_max_len: config.audit_max_len,
-            },
-        )
-        .unwrap();
+        let store =
+            dndgate::store::Store::open(&config.redis.url(), config.store_options()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let gateway = dndgate::pipeline::Gateway {
