@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use dndgate::event::Channel;
-use dndgate::lookup::Lookup;
 use dndgate::store::State;
 use serde_json::{Value, json};
 
@@ -32,14 +31,6 @@ fn sign(key: &str, timestamp: &str, token: &str) -> String {
     mac.update(timestamp.as_bytes());
     mac.update(token.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60
 }
 
 /// A fresh 50-character token, as Mailgun's.
@@ -86,20 +77,6 @@ async fn post_body(gw: &TestGateway, body: &str) -> HttpResponse {
 async fn post(gw: &TestGateway, event_data: &Value) -> HttpResponse {
     let body = body_with(SIGNING_KEY, &now_s().to_string(), &token(), event_data);
     post_body(gw, &body).await
-}
-
-async fn verdict(redis: &RedisServer, channel: Channel, address: &str) -> dndgate::store::Verdict {
-    Lookup::connect(&redis.url())
-        .unwrap()
-        .check("acme", channel, address)
-        .await
-        .unwrap()
-}
-
-fn audit_len(redis: &RedisServer, email: &str) -> usize {
-    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
-    let key = dndgate::store::keys("acme", &a).audit;
-    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
 }
 
 /// The record a case expects: state and reason, or none.
@@ -200,13 +177,13 @@ async fn failures_complaints_and_unsubscribes_become_dnd_per_the_table() {
     for (data, email, want) in cases {
         let r = post(&gw, &data).await;
         assert_eq!(r.status, 200, "{email}: {}", r.body);
-        let v = verdict(&redis, Channel::Email, email).await;
+        let v = verdict(&redis, "acme", Channel::Email, email).await;
         let got = v.record.as_ref().map(|r| (r.state, r.reason.as_str()));
         assert_eq!(got, want, "{email}");
         assert_eq!(v.blocked, want.is_some(), "{email}");
     }
     // The whole event time, with Mailgun's fraction, orders the record.
-    let v = verdict(&redis, Channel::Email, "hard@example.com").await;
+    let v = verdict(&redis, "acme", Channel::Email, "hard@example.com").await;
     assert_eq!(v.record.unwrap().event_ms, (t * 1000.0) as i64);
     gw.stop().await;
 }
@@ -247,14 +224,16 @@ async fn an_unsubscribe_blocks_every_channel_of_the_contact() {
     ] {
         let r = post(&gw, &data).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        let v = verdict(&redis, Channel::Email, email).await;
+        let v = verdict(&redis, "acme", Channel::Email, email).await;
         assert!(v.blocked, "{email}");
         assert_eq!(v.scope.unwrap().as_str(), "all");
         assert_eq!(v.record.unwrap().reason, "mailgun:stop");
     }
     for channel in [Channel::Sms, Channel::Voice, Channel::Whatsapp] {
         assert!(
-            verdict(&redis, channel, "+14155550111").await.blocked,
+            verdict(&redis, "acme", channel, "+14155550111")
+                .await
+                .blocked,
             "{channel}"
         );
     }
@@ -275,7 +254,7 @@ async fn a_reused_token_with_another_body_is_refused_and_a_redelivered_event_is_
     let body = body_with(SIGNING_KEY, &now_s().to_string(), &token(), &data);
     let r = post_body(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let audited = audit_len(&redis, "dup@example.com");
+    let audited = email_audit_len(&redis, "dup@example.com");
     assert!(audited > 0);
 
     // The very same request again (a retry after a lost answer, or a replay of it):
@@ -306,7 +285,7 @@ async fn a_reused_token_with_another_body_is_refused_and_a_redelivered_event_is_
     );
     assert_eq!(redis.snapshot(), before);
     assert!(
-        !verdict(&redis, Channel::Email, "victim@example.com")
+        !verdict(&redis, "acme", Channel::Email, "victim@example.com")
             .await
             .blocked
     );
@@ -314,7 +293,7 @@ async fn a_reused_token_with_another_body_is_refused_and_a_redelivered_event_is_
     // Mailgun redelivers the same event under a fresh signature: applied once.
     let r = post(&gw, &data).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(audit_len(&redis, "dup@example.com"), audited);
+    assert_eq!(email_audit_len(&redis, "dup@example.com"), audited);
     gw.stop().await;
 }
 
@@ -333,7 +312,7 @@ async fn rotation_accepts_the_old_key_too() {
     let r = post_body(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        verdict(&redis, Channel::Email, "rot@example.com")
+        verdict(&redis, "acme", Channel::Email, "rot@example.com")
             .await
             .blocked
     );
@@ -490,7 +469,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.contains("[tenants.globex.mailgun]"), "{}", r.body);
     assert!(
-        !verdict(&redis, Channel::Email, "victim@example.com")
+        !verdict(&redis, "acme", Channel::Email, "victim@example.com")
             .await
             .blocked
     );

@@ -80,27 +80,6 @@ fn wa_text(from: &str, wamid: &str, text: &str, ts: u64) -> Value {
     })
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60
-}
-
-async fn verdict(
-    redis: &RedisServer,
-    tenant: &str,
-    channel: Channel,
-    address: &str,
-) -> dndgate::store::Verdict {
-    Lookup::connect(&redis.url())
-        .unwrap()
-        .check(tenant, channel, address)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn handshake_echoes_the_challenge_only_for_the_verify_token() {
     let redis = RedisServer::start();

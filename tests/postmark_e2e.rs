@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use dndgate::event::{Channel, Scope};
-use dndgate::lookup::Lookup;
 use dndgate::store::State;
 use serde_json::{Value, json};
 
@@ -87,20 +86,6 @@ fn subscription_change(email: &str, suppress: bool, origin: &str, ago_s: i64) ->
     })
 }
 
-async fn verdict(redis: &RedisServer, channel: Channel, address: &str) -> dndgate::store::Verdict {
-    Lookup::connect(&redis.url())
-        .unwrap()
-        .check("acme", channel, address)
-        .await
-        .unwrap()
-}
-
-fn audit_len(redis: &RedisServer, email: &str) -> usize {
-    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
-    let key = dndgate::store::keys("acme", &a).audit;
-    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn hard_soft_inactive_and_ignored_bounces() {
     let redis = RedisServer::start();
@@ -112,7 +97,7 @@ async fn hard_soft_inactive_and_ignored_bounces() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = verdict(&redis, Channel::Email, "hard@example.com").await;
+    let v = verdict(&redis, "acme", Channel::Email, "hard@example.com").await;
     assert!(v.blocked);
     let rec = v.record.unwrap();
     assert_eq!(
@@ -127,7 +112,7 @@ async fn hard_soft_inactive_and_ignored_bounces() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = verdict(&redis, Channel::Email, "soft@example.com").await;
+    let v = verdict(&redis, "acme", Channel::Email, "soft@example.com").await;
     assert!(v.blocked);
     let rec = v.record.unwrap();
     assert_eq!(rec.state, State::Temporary);
@@ -140,7 +125,7 @@ async fn hard_soft_inactive_and_ignored_bounces() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let rec = verdict(&redis, Channel::Email, "gone@example.com")
+    let rec = verdict(&redis, "acme", Channel::Email, "gone@example.com")
         .await
         .record
         .unwrap();
@@ -165,14 +150,14 @@ async fn hard_soft_inactive_and_ignored_bounces() {
     assert_eq!(redis.snapshot(), before);
 
     // The same bounce again (a Postmark retry) is applied once.
-    let audit = audit_len(&redis, "hard@example.com");
+    let audit = email_audit_len(&redis, "hard@example.com");
     let r = post(
         &gw,
         &bounce(1001, "HardBounce", "hard@example.com", false, 60),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(audit_len(&redis, "hard@example.com"), audit);
+    assert_eq!(email_audit_len(&redis, "hard@example.com"), audit);
     gw.stop().await;
 }
 
@@ -191,7 +176,7 @@ async fn complaint_is_permanent_email_dnd() {
     });
     let r = post(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = verdict(&redis, Channel::Email, "john@example.com").await;
+    let v = verdict(&redis, "acme", Channel::Email, "john@example.com").await;
     let rec = v.record.unwrap();
     assert_eq!(
         (rec.state, rec.reason.as_str()),
@@ -210,7 +195,7 @@ async fn unsubscribe_blocks_every_channel_and_resubscribe_lifts_it() {
     let r = post(&gw, &subscription_change(email, true, "Recipient", 120)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // The `all` record: it blocks every channel of the contact (SPEC section 6.5).
-    let v = verdict(&redis, Channel::Email, email).await;
+    let v = verdict(&redis, "acme", Channel::Email, email).await;
     assert!(v.blocked);
     assert_eq!(v.scope, Some(Scope::All));
     assert_eq!(v.record.unwrap().reason, "postmark:stop");
@@ -221,12 +206,12 @@ async fn unsubscribe_blocks_every_channel_and_resubscribe_lifts_it() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("not by the recipient"), "{}", r.body);
     assert_eq!(redis.snapshot(), before);
-    assert!(verdict(&redis, Channel::Email, email).await.blocked);
+    assert!(verdict(&redis, "acme", Channel::Email, email).await.blocked);
 
     // The recipient resubscribes: lifted.
     let r = post(&gw, &subscription_change(email, false, "Recipient", 30)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = verdict(&redis, Channel::Email, email).await;
+    let v = verdict(&redis, "acme", Channel::Email, email).await;
     assert!(!v.blocked, "{v:?}");
     assert_eq!(v.record.unwrap().state, State::Cleared);
     gw.stop().await;

@@ -7,7 +7,6 @@ mod common;
 use base64::Engine as _;
 use common::*;
 use dndgate::event::Channel;
-use dndgate::lookup::Lookup;
 use dndgate::store::State;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -102,35 +101,8 @@ async fn post(gw: &TestGateway, body: &str) -> HttpResponse {
     post_signed(gw, "acme", body.as_bytes(), &[(SIG, &sig), (TS, &ts)]).await
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60
-}
-
-async fn verdict(
-    redis: &RedisServer,
-    tenant: &str,
-    channel: Channel,
-    address: &str,
-) -> dndgate::store::Verdict {
-    Lookup::connect(&redis.url())
-        .unwrap()
-        .check(tenant, channel, address)
-        .await
-        .unwrap()
-}
-
 /// Entries in the audit stream shard of `email` (shared with other addresses of the
 /// shard, so only its changes are meaningful).
-fn audit_len(redis: &RedisServer, email: &str) -> usize {
-    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
-    let key = dndgate::store::keys("acme", &a).audit;
-    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn bounces_blocks_and_complaints_and_a_replayed_batch_is_applied_once() {
     let redis = RedisServer::start();
@@ -236,14 +208,14 @@ async fn bounces_blocks_and_complaints_and_a_replayed_batch_is_applied_once() {
     // SendGrid retries the same batch (same bytes, same signature): applied once.
     let before: Vec<usize> = ["hard@example.com", "full@example.com", "angry@example.com"]
         .iter()
-        .map(|e| audit_len(&redis, e))
+        .map(|e| email_audit_len(&redis, e))
         .collect();
     assert!(before.iter().all(|n| *n > 0));
     let r = post(&gw, &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let after: Vec<usize> = ["hard@example.com", "full@example.com", "angry@example.com"]
         .iter()
-        .map(|e| audit_len(&redis, e))
+        .map(|e| email_audit_len(&redis, e))
         .collect();
     assert_eq!(
         after, before,

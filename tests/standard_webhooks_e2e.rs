@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use dndgate::event::{Channel, Scope};
-use dndgate::lookup::Lookup;
 use dndgate::store::State;
 use serde_json::{Value, json};
 
@@ -92,20 +91,6 @@ fn email_event(kind: &str, to: Value, bounce_type: Option<&str>) -> Value {
     v
 }
 
-async fn verdict(redis: &RedisServer, channel: Channel, address: &str) -> dndgate::store::Verdict {
-    Lookup::connect(&redis.url())
-        .unwrap()
-        .check("acme", channel, address)
-        .await
-        .unwrap()
-}
-
-fn audit_len(redis: &RedisServer, email: &str) -> usize {
-    let a = dndgate::address::Address::parse(Channel::Email, email).unwrap();
-    let key = dndgate::store::keys("acme", &a).audit;
-    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn bounces_complaints_and_unsubscribes() {
     let redis = RedisServer::start();
@@ -121,7 +106,7 @@ async fn bounces_complaints_and_unsubscribes() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("applied 2"), "{}", r.body);
     for address in ["a@example.com", "b@example.com"] {
-        let v = verdict(&redis, Channel::Email, address).await;
+        let v = verdict(&redis, "acme", Channel::Email, address).await;
         let rec = v.record.clone().unwrap();
         assert_eq!(
             (rec.state, rec.reason.as_str(), rec.source.as_str()),
@@ -143,7 +128,7 @@ async fn bounces_complaints_and_unsubscribes() {
     );
     let r = post(&gw, "msg_soft", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let rec = verdict(&redis, Channel::Email, "soft@example.com")
+    let rec = verdict(&redis, "acme", Channel::Email, "soft@example.com")
         .await
         .record
         .unwrap();
@@ -153,7 +138,7 @@ async fn bounces_complaints_and_unsubscribes() {
     let body = email_event("email.complained", json!(["c@example.com"]), None);
     let r = post(&gw, "msg_complaint", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let rec = verdict(&redis, Channel::Email, "c@example.com")
+    let rec = verdict(&redis, "acme", Channel::Email, "c@example.com")
         .await
         .record
         .unwrap();
@@ -169,7 +154,7 @@ async fn bounces_complaints_and_unsubscribes() {
         "email": "u@example.com", "first_name": "U", "last_name": null, "unsubscribed": true}});
     let r = post(&gw, "msg_unsub", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v = verdict(&redis, Channel::Email, "u@example.com").await;
+    let v = verdict(&redis, "acme", Channel::Email, "u@example.com").await;
     assert!(v.blocked);
     assert_eq!(v.scope, Some(Scope::All));
 
@@ -213,7 +198,7 @@ async fn unbranded_headers_and_the_alias_route() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        verdict(&redis, Channel::Email, "w@example.com")
+        verdict(&redis, "acme", Channel::Email, "w@example.com")
             .await
             .blocked
     );
@@ -227,7 +212,7 @@ async fn replayed_message_id_is_applied_once() {
     let body = email_event("email.bounced", json!(["r@example.com"]), Some("Permanent"));
     let r = post(&gw, "msg_replay", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let audit = audit_len(&redis, "r@example.com");
+    let audit = email_audit_len(&redis, "r@example.com");
     assert!(audit > 0);
     // The same message again, freshly signed as a sender's retry (or a replay inside the
     // window) would be: accepted, applied once.
@@ -235,7 +220,7 @@ async fn replayed_message_id_is_applied_once() {
         let r = post(&gw, "msg_replay", &body).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    assert_eq!(audit_len(&redis, "r@example.com"), audit);
+    assert_eq!(email_audit_len(&redis, "r@example.com"), audit);
     gw.stop().await;
 }
 

@@ -354,3 +354,34 @@ pub fn dndgate(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Seconds since the Unix epoch a minute ago: a provider timestamp that is recent but
+/// safely in the past.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60
+}
+
+/// The verdict for an address through the Rust lookup API.
+pub async fn verdict(
+    redis: &RedisServer,
+    tenant: &str,
+    channel: dndgate::event::Channel,
+    address: &str,
+) -> dndgate::store::Verdict {
+    dndgate::lookup::Lookup::connect(&redis.url())
+        .unwrap()
+        .check(tenant, channel, address)
+        .await
+        .unwrap()
+}
+
+/// How many audit entries the shard holding acme's `email` has.
+pub fn email_audit_len(redis: &RedisServer, email: &str) -> usize {
+    let a = dndgate::address::Address::parse(dndgate::event::Channel::Email, email).unwrap();
+    let key = dndgate::store::keys("acme", &a).audit;
+    redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
+}
