@@ -287,6 +287,10 @@ struct RawPage {
     color: Option<String>,
     confirm_url: Option<String>,
     link_mode: Option<String>,
+    logo_url: Option<String>,
+    language: Option<String>,
+    #[serde(default)]
+    text: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -851,9 +855,30 @@ impl Config {
                                 false
                             }
                         };
+                        if let Some(u) = &p.logo_url
+                            && (!u.starts_with("https://") || u.contains(char::is_whitespace))
+                        {
+                            problems.push(format!(
+                                "tenants.{id}.page.logo_url: {u:?} must be an https URL"
+                            ));
+                        }
+                        let text = crate::links::page::Texts::builtin(
+                            p.language.as_deref().unwrap_or("en"),
+                        )
+                        .map_err(|e| format!("tenants.{id}.page.language: {e}"))
+                        .and_then(|t| {
+                            t.with_overrides(&p.text)
+                                .map_err(|e| format!("tenants.{id}.page.text: {e}"))
+                        })
+                        .unwrap_or_else(|e| {
+                            problems.push(e);
+                            crate::links::page::Texts::default()
+                        });
                         crate::links::page::PageSettings {
                             name: p.name.clone().unwrap_or(defaults.name),
                             color: p.color.clone().unwrap_or(defaults.color),
+                            logo_url: p.logo_url.clone(),
+                            text,
                             confirm_url: p.confirm_url.clone(),
                             immediate,
                         }
@@ -1307,5 +1332,40 @@ mod tests {
         );
         let problems = Config::parse("publik_url = \"x\"", Path::new(".")).unwrap_err();
         assert!(problems[0].contains("publik_url"), "{problems:?}");
+    }
+
+    #[test]
+    fn page_branding_and_words() {
+        let problems = parse(
+            "[tenants.acme.page]\ncolor = \"red\"\nlogo_url = \"http://x/logo.png\"\nlanguage = \"tlh\"\nlink_mode = \"now\"",
+        )
+        .unwrap_err();
+        for needle in [
+            "tenants.acme.page.color",
+            "tenants.acme.page.logo_url",
+            "tenants.acme.page.language: \"tlh\" is not a built-in language",
+            "tenants.acme.page.link_mode",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{needle} not in {problems:?}"
+            );
+        }
+        let problems =
+            parse("[tenants.acme.page]\nlanguage = \"es\"\n[tenants.acme.page.text]\nbutton = \"x\"")
+                .unwrap_err();
+        assert!(
+            problems[0].contains("tenants.acme.page.text: \"button\" is not a page text"),
+            "{problems:?}"
+        );
+        let config = parse(
+            "[tenants.acme.page]\nlanguage = \"es\"\nlogo_url = \"https://cdn.example/a.png\"\n[tenants.acme.page.text]\nunsubscribe = \"Baja\"",
+        )
+        .unwrap();
+        let page = &config.tenants["acme"].page;
+        assert_eq!(page.text.language(), "es");
+        assert_eq!(page.logo_url.as_deref(), Some("https://cdn.example/a.png"));
+        let html = crate::links::page::preferences(page, "a@b.example", &[]);
+        assert!(html.contains(">Baja</button>") && html.contains("Mensajes de acme"));
     }
 }

@@ -1,4 +1,4 @@
-//! `/u/{token}` over HTTP (the browser tests of issue 6 are still to come): a GET
+//! `/u/{token}` over plain HTTP (`tests/browser.rs` drives the same page in Chromium): a GET
 //! changes nothing, a one-click POST unsubscribes at once, an invalid token gets the
 //! same 200 and changes nothing, the page's form unsubscribes and re-enables with the
 //! page as consent evidence, and the tenant's confirmation URL gets a 303.

@@ -10,6 +10,10 @@ pub struct PageSettings {
     pub name: String,
     /// The accent colour of the button, as CSS (`#0b5fff`).
     pub color: String,
+    /// An `https://` logo shown above the heading.
+    pub logo_url: Option<String>,
+    /// The page's words, in the tenant's language with its overrides.
+    pub text: Texts,
     /// Where to send the contact after a submission (303); a built-in confirmation
     /// otherwise.
     pub confirm_url: Option<String>,
@@ -23,13 +27,133 @@ impl Default for PageSettings {
         PageSettings {
             name: "us".to_string(),
             color: "#0b5fff".to_string(),
+            logo_url: None,
+            text: Texts::default(),
             confirm_url: None,
             immediate: false,
         }
     }
 }
 
-/// A channel as the page shows it.
+/// The built-in words of the page, per language (policy as data).
+const PAGE_TEXT_TOML: &str = include_str!("../../providers/page-text.toml");
+
+/// Every key a language table or a tenant override may set.
+pub const TEXT_KEYS: &[&str] = &[
+    "heading",
+    "intro",
+    "unsubscribe",
+    "choose",
+    "save",
+    "saved_title",
+    "thanks",
+    "no_longer",
+    "again",
+    "unchanged",
+    "invalid_title",
+    "invalid_body",
+    "sms",
+    "voice",
+    "whatsapp",
+    "messenger",
+    "instagram",
+    "email",
+];
+
+type Tables = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+fn builtin_tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| toml::from_str(PAGE_TEXT_TOML).expect("providers/page-text.toml parses"))
+}
+
+/// The languages the page ships with.
+pub fn languages() -> Vec<&'static str> {
+    builtin_tables().keys().map(String::as_str).collect()
+}
+
+/// The page's words: one string per [`TEXT_KEYS`] entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Texts {
+    language: String,
+    strings: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Default for Texts {
+    fn default() -> Texts {
+        Texts::builtin("en").expect("English is built in")
+    }
+}
+
+impl Texts {
+    /// The built-in words of `language`, English where the language leaves a key out.
+    pub fn builtin(language: &str) -> Result<Texts, String> {
+        let tables = builtin_tables();
+        let chosen = tables.get(language).ok_or_else(|| {
+            format!(
+                "{language:?} is not a built-in language (one of {})",
+                languages().join(", ")
+            )
+        })?;
+        let english = &tables["en"];
+        let mut strings = std::collections::BTreeMap::new();
+        for key in TEXT_KEYS {
+            let text = chosen
+                .get(*key)
+                .or_else(|| english.get(*key))
+                .ok_or_else(|| format!("providers/page-text.toml: en.{key} is missing"))?;
+            strings.insert(*key, text.clone());
+        }
+        Ok(Texts {
+            language: language.to_string(),
+            strings,
+        })
+    }
+
+    /// Replace some strings with a tenant's own wording; an unknown key is an error.
+    pub fn with_overrides(
+        mut self,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Texts, String> {
+        for (key, text) in overrides {
+            let known = TEXT_KEYS
+                .iter()
+                .find(|k| **k == key.as_str())
+                .ok_or_else(|| {
+                    format!(
+                        "{key:?} is not a page text (one of {})",
+                        TEXT_KEYS.join(", ")
+                    )
+                })?;
+            self.strings.insert(known, text.clone());
+        }
+        Ok(self)
+    }
+
+    /// The language tag (`lang` of the page).
+    pub fn language(&self) -> &str {
+        &self.language
+    }
+
+    /// One string as HTML: escaped, with `{placeholders}` filled by escaped values.
+    fn html(&self, key: &str, values: &[(&str, &str)]) -> String {
+        let mut out = escape(self.strings.get(key).map(String::as_str).unwrap_or(key));
+        for (name, value) in values {
+            out = out.replace(&format!("{{{name}}}"), &escape(value));
+        }
+        out
+    }
+
+    /// A channel's name on the page.
+    pub fn channel(&self, channel: Channel) -> &str {
+        self.strings
+            .get(channel.as_str())
+            .map(String::as_str)
+            .unwrap_or(channel.as_str())
+    }
+}
+
+/// A channel as the audit trail names it (always English).
 pub fn channel_label(channel: Channel) -> &'static str {
     match channel {
         Channel::Sms => "Text messages (SMS)",
@@ -88,6 +212,20 @@ pub fn masked(address: &str) -> String {
 }
 
 fn document(settings: &PageSettings, title: &str, body: &str) -> String {
+    let lang: String = settings
+        .text
+        .language()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let logo = match &settings.logo_url {
+        Some(url) => format!(
+            "<img class=\"logo\" src=\"{}\" alt=\"{}\">\n",
+            escape(url),
+            escape(&settings.name)
+        ),
+        None => String::new(),
+    };
     // The colour is configuration, but it lands in CSS: keep only what a colour needs.
     let color: String = settings
         .color
@@ -96,11 +234,13 @@ fn document(settings: &PageSettings, title: &str, body: &str) -> String {
         .collect();
     format!(
         r#"<!doctype html>
-<html lang="en">
+<html lang="{lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
+<meta name="referrer" content="no-referrer">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src https:; base-uri 'none'">
 <title>{title}</title>
 <style>
 body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; padding: 1.5rem; color: #1a1a1a; background: #f6f7f9; }}
@@ -108,15 +248,16 @@ main {{ max-width: 28rem; margin: 0 auto; background: #fff; padding: 1.5rem; bor
 h1 {{ font-size: 1.35rem; margin-top: 0; }}
 fieldset {{ border: 0; padding: 0; margin: 1rem 0; }}
 label {{ display: flex; gap: .75rem; align-items: center; padding: .6rem 0; font-size: 1.05rem; }}
-input[type=checkbox] {{ width: 1.4rem; height: 1.4rem; }}
+input[type=checkbox] {{ width: 1.4rem; height: 1.4rem; accent-color: {color}; }}
 button {{ font: inherit; width: 100%; padding: .9rem; border-radius: .5rem; border: 2px solid {color}; margin-top: .75rem; cursor: pointer; }}
 .primary {{ background: {color}; color: #fff; font-weight: 600; font-size: 1.1rem; }}
 .secondary {{ background: #fff; color: {color}; }}
+.logo {{ display: block; max-height: 3rem; max-width: 60%; margin-bottom: 1rem; }}
 </style>
 </head>
 <body>
 <main>
-{body}
+{logo}{body}
 </main>
 </body>
 </html>
@@ -129,30 +270,43 @@ button {{ font: inherit; width: 100%; padding: .9rem; border-radius: .5rem; bord
 /// of this page changes nothing. The form posts back to the page's own URL, so it
 /// works behind a proxy that mounts the gateway under a path.
 pub fn preferences(settings: &PageSettings, address: &str, channels: &[(Channel, bool)]) -> String {
-    let name = escape(&settings.name);
+    let t = &settings.text;
     let mut boxes = String::new();
     for (channel, blocked) in channels {
         let id = channel.as_str();
         boxes.push_str(&format!(
             "<label for=\"ch-{id}\"><input type=\"checkbox\" id=\"ch-{id}\" name=\"receive\" value=\"{id}\"{}> {}</label>\n",
             if *blocked { "" } else { " checked" },
-            channel_label(*channel)
+            escape(t.channel(*channel))
         ));
     }
+    let heading = t.html("heading", &[("name", &settings.name)]);
     let body = format!(
-        r#"<h1>Messages from {name}</h1>
-<p>For <strong>{address}</strong>. Ticked means you receive messages on that channel.</p>
+        r#"<h1>{heading}</h1>
+<p>{intro}</p>
 <form method="post">
 <input type="hidden" name="form" value="preferences">
-<button class="primary" type="submit" name="action" value="unsubscribe">Unsubscribe</button>
+<button class="primary" type="submit" name="action" value="unsubscribe">{unsubscribe}</button>
 <fieldset>
-<legend>Or choose channel by channel:</legend>
+<legend>{choose}</legend>
 {boxes}</fieldset>
-<button class="secondary" type="submit" name="action" value="save">Save my choices</button>
+<button class="secondary" type="submit" name="action" value="save">{save}</button>
 </form>"#,
-        address = escape(&masked(address)),
+        intro = t.html("intro", &[("address", "\u{0}")]).replace(
+            '\u{0}',
+            &format!("<strong>{}</strong>", escape(&masked(address)))
+        ),
+        unsubscribe = t.html("unsubscribe", &[]),
+        choose = t.html("choose", &[]),
+        save = t.html("save", &[]),
     );
-    document(settings, &format!("Messages from {name}"), &body)
+    let title = t
+        .strings
+        .get("heading")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .replace("{name}", &settings.name);
+    document(settings, &escape(&title), &body)
 }
 
 /// The built-in confirmation after a submission.
@@ -161,37 +315,43 @@ pub fn confirmation(
     unsubscribed: &[Channel],
     resubscribed: &[Channel],
 ) -> String {
+    let t = &settings.text;
     let list = |cs: &[Channel]| {
         cs.iter()
-            .map(|c| channel_label(*c))
+            .map(|c| t.channel(*c))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut body = "<h1>Thank you</h1>\n".to_string();
+    let mut body = format!("<h1>{}</h1>\n", t.html("thanks", &[]));
     if !unsubscribed.is_empty() {
         body.push_str(&format!(
-            "<p>You will no longer receive: {}.</p>\n",
-            list(unsubscribed)
+            "<p>{}</p>\n",
+            t.html("no_longer", &[("channels", &list(unsubscribed))])
         ));
     }
     if !resubscribed.is_empty() {
         body.push_str(&format!(
-            "<p>You will receive again: {}.</p>\n",
-            list(resubscribed)
+            "<p>{}</p>\n",
+            t.html("again", &[("channels", &list(resubscribed))])
         ));
     }
     if unsubscribed.is_empty() && resubscribed.is_empty() {
-        body.push_str("<p>Your choices are saved; nothing needed to change.</p>\n");
+        body.push_str(&format!("<p>{}</p>\n", t.html("unchanged", &[])));
     }
-    document(settings, "Your choices are saved", &body)
+    document(settings, &t.html("saved_title", &[]), &body)
 }
 
 /// The page for a link that is not valid (forged, truncated, expired or retired).
 pub fn invalid(settings: &PageSettings) -> String {
+    let t = &settings.text;
     document(
         settings,
-        "This link is not valid",
-        "<h1>This link is not valid</h1>\n<p>It may have expired. Use the unsubscribe link in a newer message, or reply STOP.</p>",
+        &t.html("invalid_title", &[]),
+        &format!(
+            "<h1>{}</h1>\n<p>{}</p>",
+            t.html("invalid_title", &[]),
+            t.html("invalid_body", &[])
+        ),
     )
 }
 
@@ -221,6 +381,57 @@ mod tests {
         assert!(
             page.contains("name=\"receive\" value=\"email\">"),
             "a blocked channel is unticked"
+        );
+        assert!(page.contains("<strong>al***@example.com</strong>"));
+    }
+
+    #[test]
+    fn every_language_has_every_key_and_overrides_are_checked() {
+        let tables = builtin_tables();
+        assert!(
+            tables["en"].len() == TEXT_KEYS.len(),
+            "English sets every key"
+        );
+        for (lang, table) in tables {
+            for key in table.keys() {
+                assert!(TEXT_KEYS.contains(&key.as_str()), "{lang}.{key} is unknown");
+            }
+            Texts::builtin(lang).unwrap();
+        }
+        let page = preferences(
+            &PageSettings {
+                name: "Acme".into(),
+                text: Texts::builtin("de").unwrap(),
+                logo_url: Some("https://cdn.example/logo.png?a=1&b=2".into()),
+                ..PageSettings::default()
+            },
+            "+14155551234",
+            &[(Channel::Sms, false), (Channel::Voice, true)],
+        );
+        assert!(page.contains("<html lang=\"de\">"));
+        assert!(page.contains("<h1>Nachrichten von Acme</h1>"));
+        assert!(page.contains("Textnachrichten (SMS)"));
+        assert!(page.contains("src=\"https://cdn.example/logo.png?a=1&amp;b=2\""));
+        assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
+        assert!(page.contains("default-src 'none'") && !page.contains("<script"));
+
+        let mut words = std::collections::BTreeMap::new();
+        words.insert("unsubscribe".to_string(), "Stop <all> mail".to_string());
+        let text = Texts::builtin("en")
+            .unwrap()
+            .with_overrides(&words)
+            .unwrap();
+        assert_eq!(text.html("unsubscribe", &[]), "Stop &lt;all&gt; mail");
+        words.insert("nonsense".to_string(), "x".to_string());
+        let err = Texts::builtin("en")
+            .unwrap()
+            .with_overrides(&words)
+            .unwrap_err();
+        assert!(err.contains("\"nonsense\" is not a page text"), "{err}");
+        assert!(
+            Texts::builtin("xx")
+                .unwrap_err()
+                .contains("not a built-in language")
         );
     }
 }
