@@ -1351,9 +1351,10 @@ mod tests {
                 "{needle} not in {problems:?}"
             );
         }
-        let problems =
-            parse("[tenants.acme.page]\nlanguage = \"es\"\n[tenants.acme.page.text]\nbutton = \"x\"")
-                .unwrap_err();
+        let problems = parse(
+            "[tenants.acme.page]\nlanguage = \"es\"\n[tenants.acme.page.text]\nbutton = \"x\"",
+        )
+        .unwrap_err();
         assert!(
             problems[0].contains("tenants.acme.page.text: \"button\" is not a page text"),
             "{problems:?}"

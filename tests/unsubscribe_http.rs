@@ -69,6 +69,7 @@ async fn get_changes_nothing_and_one_click_unsubscribes() {
 
     let r = form(&gw, &token, "List-Unsubscribe=One-Click").await;
     assert_eq!((r.status, r.header("location")), (200, None), "{}", r.body);
+    assert_eq!(r.body, "ok\n", "the same answer as for an invalid link");
     let v = Lookup::connect(&redis.url())
         .unwrap()
         .check("acme", Channel::Email, "alice@example.com")
@@ -215,5 +216,116 @@ async fn oversized_form_posts_are_refused_and_change_nothing() {
     let r = form(&gw, &token, &big).await;
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn expired_retired_foreign_recordless_and_other_tenant_tokens_change_nothing() {
+    use dndgate::event::Scope;
+    use dndgate::links::{KeyRing, LinkClaims, link_id, mint as sign};
+    use dndgate::secret::Secret;
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let address = "dan@example.com";
+    // A real link, so that its record exists: the bad tokens below name it.
+    let real = mint(&gw, address, "email").await;
+    let ring = KeyRing::new([(2, Secret::new(LINK_KEY))], 2).unwrap();
+    let id = link_id(&ring, "acme", address);
+    let now_min = (now_s() / 60) as u32;
+    let claims = |expires_min| LinkClaims {
+        link_id: id,
+        scope: Scope::Channel(Channel::Email),
+        expires_min,
+        campaign: None,
+    };
+    // The test's ring is the gateway's: this token verifies there.
+    assert_eq!(
+        dndgate::links::verify(&ring, &real, (now_s() * 1000) as i64).map(|c| c.link_id),
+        Ok(id)
+    );
+    let expired = sign(&ring, &claims(Some(now_min - 1))).unwrap();
+    // Key id 9 was never (or is no longer) in the gateway's ring.
+    let retired = sign(
+        &KeyRing::new([(9, Secret::new("a-key-that-was-retired-long-ago"))], 9).unwrap(),
+        &claims(None),
+    )
+    .unwrap();
+    // Key id 2, but another deployment's secret.
+    let foreign = sign(
+        &KeyRing::new([(2, Secret::new("somebody-elses-key-0123456789"))], 2).unwrap(),
+        &claims(None),
+    )
+    .unwrap();
+    // Properly signed, but for an address no link was ever minted for.
+    let recordless = sign(
+        &ring,
+        &LinkClaims {
+            link_id: link_id(&ring, "acme", "nobody@example.com"),
+            ..claims(None)
+        },
+    )
+    .unwrap();
+    let before = redis.snapshot();
+    for (name, bad) in [
+        ("expired", &expired),
+        ("retired", &retired),
+        ("foreign", &foreign),
+        ("recordless", &recordless),
+    ] {
+        let r = form(&gw, bad, "List-Unsubscribe=One-Click").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"), "{name}");
+        let r = form(&gw, bad, "form=preferences&action=unsubscribe").await;
+        assert_eq!(r.status, 404, "{name}: {}", r.body);
+        let r = http(gw.addr, "GET", &format!("/u/{bad}"), &[], b"").await;
+        assert_eq!(r.status, 404, "{name}");
+        assert!(r.body.contains("This link is not valid"), "{name}");
+        assert_eq!(redis.snapshot(), before, "{name} changed state");
+    }
+
+    // A link of another tenant reaches that tenant's record and no other.
+    let auth = format!("Bearer {GLOBEX_API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/globex/links",
+        &[("Authorization", &auth)],
+        json!({"address": address, "scope": "email"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let globex = serde_json::from_str::<Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(form(&gw, &globex, "").await.status, 200);
+    let lookup = Lookup::connect(&redis.url()).unwrap();
+    assert!(
+        lookup
+            .check("globex", Channel::Email, address)
+            .await
+            .unwrap()
+            .blocked
+    );
+    assert!(
+        !lookup
+            .check("acme", Channel::Email, address)
+            .await
+            .unwrap()
+            .blocked
+    );
+    // A tenant's API token cannot mint links for another tenant.
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/links",
+        &[("Authorization", &auth)],
+        json!({"address": address, "scope": "email"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
     gw.stop().await;
 }

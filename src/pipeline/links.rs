@@ -25,6 +25,9 @@ enum Unresolved {
     Unavailable(StoreError),
 }
 
+/// The one answer to every one-click POST, valid link or not.
+const ONE_CLICK_ANSWER: &str = "ok\n";
+
 fn html(status: u16, body: String) -> Answer {
     Answer {
         status,
@@ -199,15 +202,6 @@ impl Gateway {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Answer {
-        let link = match self.resolve_link(token).await {
-            Ok(l) => l,
-            // No oracle: an invalid link gets the same 200 as a valid one.
-            Err(Unresolved::Invalid(why)) => {
-                tracing::warn!(why, "unsubscribe POST for an invalid link ignored");
-                return Answer::text(200, "ok\n");
-            }
-            Err(Unresolved::Unavailable(e)) => return unavailable(&e),
-        };
         let form: Vec<(String, String)> = content_type
             .filter(|c| c.starts_with("application/x-www-form-urlencoded"))
             .and_then(|_| serde_urlencoded::from_bytes(body).ok())
@@ -217,13 +211,24 @@ impl Gateway {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        if field("form") != Some("preferences") {
+        let from_page = field("form") == Some("preferences");
+        let link = match self.resolve_link(token).await {
+            Ok(l) => l,
+            // The page's own form: the person gets the page a GET would have shown.
+            Err(Unresolved::Invalid(why)) if from_page => {
+                tracing::warn!(why, "unsubscribe form for an invalid link ignored");
+                return html(404, page::invalid(&page::PageSettings::default()));
+            }
+            // One-click: no oracle, an invalid link gets the same answer as a valid one.
+            Err(Unresolved::Invalid(why)) => {
+                tracing::warn!(why, "one-click unsubscribe for an invalid link ignored");
+                return Answer::text(200, ONE_CLICK_ANSWER);
+            }
+            Err(Unresolved::Unavailable(e)) => return unavailable(&e),
+        };
+        if !from_page {
             return match self.unsubscribe_link_scope(&link).await {
-                Ok(_) => Answer::text(
-                    200,
-                    "unsubscribed
-",
-                ),
+                Ok(_) => Answer::text(200, ONE_CLICK_ANSWER),
                 Err(e) => unavailable(&e),
             };
         }
