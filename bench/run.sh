@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Every dndgate benchmark in one run on this machine, printed as one table of ratios
+# (SPEC section 12). Usage:
+#
+#   bench/run.sh                 # everything (about 4 minutes)
+#   SECONDS_PER_RUN=20 bench/run.sh
+#
+# Needs: redis-server and redis-benchmark, python3 (the Flask baseline, installed into
+# bench/.venv from bench/baselines/python/requirements.txt), node and npm (the Express
+# baseline, installed into bench/baselines/node/node_modules). Every server gets the
+# same redis-server (appendonly yes, appendfsync everysec, as production should run),
+# the same load generator (bench/load.rs: 64 keep-alive connections, signed Twilio
+# callbacks in a campaign's mix) and the same two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+secs=${SECONDS_PER_RUN:-10}
+conns=${CONNECTIONS:-64}
+token=bench-twilio-token
+api_token=bench-api-token
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${rport:-}" ] && redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])$2)" "$1"; }
+
+echo "== building (release)" >&2
+cargo build --release --quiet --bin dndgate --example bench-load --example bench-hello --example bench-lookup
+bin=$root/target/release
+if [ ! -x bench/.venv/bin/gunicorn ]; then
+  echo "== installing the Python baseline" >&2
+  python3 -m venv bench/.venv
+  bench/.venv/bin/pip install -q -r bench/baselines/python/requirements.txt
+fi
+if [ ! -d bench/baselines/node/node_modules ]; then
+  echo "== installing the Node baseline" >&2
+  (cd bench/baselines/node && npm install --silent --no-audit --no-fund)
+fi
+cores=$(nproc)
+
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --dir "$work" --save "" --appendonly yes \
+  --appendfsync everysec --daemonize yes --logfile "$work/redis.log" >/dev/null
+until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+redis_url="redis://127.0.0.1:$rport/"
+
+load() { # load URL -> JSON line
+  "$bin/examples/bench-load" --target "$1" --token "$token" --connections "$conns" --seconds "$secs"
+}
+rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# 1. The ceiling: hello-world hyper.
+port=$(free_port)
+"$bin/examples/bench-hello" "127.0.0.1:$port" 2>/dev/null & pids+=($!)
+wait_port "$port"
+echo "== ingest: hello-world hyper" >&2
+hello=$(load "http://127.0.0.1:$port/webhooks/twilio/acme")
+kill "${pids[-1]}"
+
+# 2. dndgate.
+port=$(free_port)
+cat > "$work/dndgate.toml" <<EOF
+listen = "127.0.0.1:$port"
+public_url = "https://hooks.example.com"
+redis_url = "$redis_url"
+[tenants.acme]
+api_tokens = ["$api_token"]
+[tenants.acme.twilio]
+auth_tokens = ["$token"]
+account_sids = ["AC00000000000000000000000000000000"]
+EOF
+RUST_LOG=warn "$bin/dndgate" serve --config "$work/dndgate.toml" 2>"$work/dndgate.log" & gw=$!; pids+=($gw)
+wait_port "$port"
+echo "== ingest: dndgate" >&2
+dnd=$(load "http://127.0.0.1:$port/webhooks/twilio/acme")
+dnd_rss=$(rss_kib "$gw")
+applied=$(redis-cli -p "$rport" --scan --pattern 'dnd:*' | wc -l)
+
+# 3. Lookups, against the records ingest left plus a seeded third of the numbers.
+redis-cli -p "$rport" eval "
+for i = 0, 199999 do
+  if i % 3 == 0 then
+    local a = '+1555' .. string.format('%07d', i)
+    local h = redis.sha1hex(a)
+    redis.call('HSET', 'dnd:{acme:' .. string.sub(h, 1, 1) .. '}:' .. string.sub(h, 2, 4), 'sms:' .. a, 'P|1764300000123||keyword:STOP|twilio')
+  end
+end
+return 1" 0 >/dev/null
+echo "== lookups" >&2
+rb=$(redis-benchmark -p "$rport" -t get -c "$conns" -n 1000000 -r 200000 -P 1 -q --csv | tail -1)
+rb_rps=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$2); print $2}')
+rb_p50=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$5); print $5}')
+rb_p99=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$7); print $7}')
+single=$("$bin/examples/bench-lookup" single --redis "$redis_url" --concurrency "$conns" --seconds "$secs")
+batch=$("$bin/examples/bench-lookup" batch --redis "$redis_url" --size 10000 --runs 50)
+http1=$("$bin/examples/bench-lookup" http --target "http://127.0.0.1:$port" --token "$api_token" --concurrency "$conns" --seconds "$secs")
+httpb=$("$bin/examples/bench-lookup" http-batch --target "http://127.0.0.1:$port" --token "$api_token" --size 10000 --runs 20)
+dnd_rss=$(rss_kib "$gw")
+kill "$gw"
+
+# 4. The Python and Node handlers users write today.
+port=$(free_port)
+(cd bench/baselines/python && TWILIO_AUTH_TOKEN=$token REDIS_URL=$redis_url \
+  exec "$root/bench/.venv/bin/gunicorn" --bind "127.0.0.1:$port" --workers $((2 * cores + 1)) \
+  --worker-class gthread --threads 4 --log-level warning app:app) & pids+=($!)
+wait_port "$port"; sleep 1
+echo "== ingest: Python (Flask + twilio + redis-py on gunicorn)" >&2
+py=$(load "http://127.0.0.1:$port/webhooks/twilio/acme")
+kill "${pids[-1]}"
+port=$(free_port)
+(cd bench/baselines/node && TWILIO_AUTH_TOKEN=$token REDIS_URL=$redis_url PORT=$port WORKERS=$cores \
+  exec node app.js) & pids+=($!)
+wait_port "$port"; sleep 1
+echo "== ingest: Node (Express + twilio + ioredis, node:cluster)" >&2
+node=$(load "http://127.0.0.1:$port/webhooks/twilio/acme")
+kill "${pids[-1]}"
+
+# 5. Redis memory per record at 1M records.
+mem=$(bench/memory.sh 1000000 | awk '/bytes per record/ {print $4}')
+
+python3 - "$hello" "$dnd" "$py" "$node" "$rb_rps" "$rb_p50" "$rb_p99" "$single" "$batch" "$http1" "$httpb" "$mem" "$dnd_rss" "$applied" "$cores" "$conns" "$secs" <<'PY'
+import json, sys
+a = sys.argv[1:]
+hello, dnd, py, node = (json.loads(x) for x in a[0:4])
+rb_rps, rb_p50, rb_p99 = float(a[4]), float(a[5]), float(a[6])
+single, batch, http1, httpb = (json.loads(x) for x in a[7:11])
+mem, rss_kib, applied, cores, conns, secs = float(a[11]), int(a[12]), int(a[13]), a[14], a[15], a[16]
+def row(name, r, ref, target=""):
+    print(f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['rps'] / ref:.2f} | {target} |")
+print(f"Ingest: signed Twilio callbacks, {conns} connections, {secs} s each, {cores} cores shared with the load generator and Redis.\n")
+print("| server | requests/s | p50 ms | p99 ms | errors | ratio to hyper | target |")
+print("|---|---:|---:|---:|---:|---:|---|")
+ref = hello["rps"]
+row("hello-world hyper (ceiling)", hello, ref)
+row("**dndgate** (verify, parse, classify, Lua apply, audit)", dnd, ref, "ratio >= 0.60, p99 <= 5 ms")
+row("Python: Flask + twilio SDK + redis-py, gunicorn gthread", py, ref)
+row("Node: Express + twilio SDK + ioredis, node:cluster", node, ref)
+print(f"\ndndgate is {dnd['rps'] / py['rps']:.1f}x the Python handler and {dnd['rps'] / node['rps']:.1f}x the Node handler.\n")
+print("| lookup | result | reference | ratio | target |")
+print("|---|---:|---:|---:|---|")
+print(f"| Rust API `check`, {conns} concurrent | {single['ops_per_s']:,.0f}/s, p99 {single['p99_ms']:.2f} ms | redis-benchmark GET {rb_rps:,.0f}/s, p99 {rb_p99:.2f} ms | {single['ops_per_s'] / rb_rps:.2f} | >= 0.90 |")
+print(f"| Rust API `check_many`, 10,000 addresses | median {batch['median_ms']:.1f} ms, max {batch['max_ms']:.1f} ms | | | <= 20 ms |")
+print(f"| HTTP `GET /v1/.../dnd/sms/ADDR`, {conns} connections | {http1['ops_per_s']:,.0f}/s, p99 {http1['p99_ms']:.2f} ms | redis-benchmark GET | {http1['ops_per_s'] / rb_rps:.2f} | |")
+print(f"| HTTP `POST /v1/.../dnd/check`, 10,000 addresses | median {httpb['median_ms']:.1f} ms | | | |")
+print()
+print("| resource | measured | target |")
+print("|---|---:|---|")
+print(f"| Redis memory per DND record at 1,000,000 records | {mem:.1f} B | <= 100 B |")
+print(f"| dndgate peak RSS (VmHWM) after ingest and lookups | {rss_kib / 1024:.1f} MiB | <= 64 MiB |")
+PY
