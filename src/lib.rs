@@ -62,5 +62,6 @@ pub mod signature;
 pub mod standard_webhooks;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod twilio;

@@ -1,0 +1,276 @@
+//! Every metric dndgate exports, declared once, here (SPEC section 12, issue 8).
+//!
+//! `GET /metrics` serves them in the Prometheus text exposition format (OpenMetrics
+//! flavour, which Prometheus scrapes natively). The set is process-wide: one gateway
+//! per process, and the lookup API counts wherever it runs. Label values are bounded:
+//! providers, outcomes, channels and states are fixed lists; tenants come from the
+//! configuration; reasons are the classifier's (`keyword:STOP`, `twilio:30003`), with
+//! link campaigns folded into `link`.
+
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A webhook or API request, by route family, tenant, outcome and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `twilio`, `meta`, ..., `api`, `link`, `health`, `other`.
+    pub provider: &'static str,
+    /// The tenant, or empty when none was resolved.
+    pub tenant: String,
+    /// `applied`, `duplicate`, `spooled`, `ignored`, `refused`, `unavailable`, `ok`.
+    pub outcome: &'static str,
+    /// The HTTP status sent.
+    pub status: u16,
+}
+
+/// A route family, for latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// As in [`RequestLabels::provider`].
+    pub provider: &'static str,
+}
+
+/// A signature that did not verify.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerificationLabels {
+    /// The provider whose scheme failed.
+    pub provider: &'static str,
+    /// `missing`, `mismatch`, `stale`, `replay`, `malformed`, `certificate`, ...
+    pub reason: &'static str,
+}
+
+/// A normalised event, by provider and kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The provider that sent it.
+    pub provider: &'static str,
+    /// `inbound`, `preference`, `complaint`, `delivery_status`, or `ignored`.
+    pub kind: &'static str,
+}
+
+/// A DND record written.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// The record's scope: a channel or `all`.
+    pub channel: &'static str,
+    /// `permanent`, `marketing`, `temporary` or `cleared`.
+    pub state: &'static str,
+    /// The classifier's reason, campaigns folded.
+    pub reason: String,
+}
+
+/// A lookup verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `single` or `batch`.
+    pub kind: &'static str,
+    /// `allowed`, `blocked`, `invalid` or `error`.
+    pub outcome: &'static str,
+}
+
+/// A lookup call, for latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupKindLabels {
+    /// `single` or `batch`.
+    pub kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The metrics, each declared once.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time from the request's arrival to its answer.
+    pub request_seconds: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    /// Signatures that did not verify.
+    pub verification_failures: Family<VerificationLabels, Counter>,
+    /// Events normalised from webhooks.
+    pub events: Family<EventLabels, Counter>,
+    /// DND records written (set or cleared).
+    pub dnd_changes: Family<ChangeLabels, Counter>,
+    /// Addresses looked up, by verdict.
+    pub lookups: Family<LookupLabels, Counter>,
+    /// Lookup calls' latency.
+    pub lookup_seconds: Family<LookupKindLabels, Histogram, fn() -> Histogram>,
+    /// Redis calls that failed or timed out.
+    pub redis_errors: Counter,
+    /// 1 when the last Redis health check answered, 0 otherwise.
+    pub redis_up: Gauge,
+    /// Records in the spool not yet applied.
+    pub spool_records: Gauge,
+    /// Bytes of the spool not yet applied.
+    pub spool_bytes: Gauge,
+    /// Age of the oldest unapplied spool record (0 when empty).
+    pub spool_oldest_age_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("dndgate");
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            verification_failures: Family::default(),
+            events: Family::default(),
+            dnd_changes: Family::default(),
+            lookups: Family::default(),
+            lookup_seconds: Family::new_with_constructor(latency_histogram),
+            redis_errors: Counter::default(),
+            redis_up: Gauge::default(),
+            spool_records: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            spool_oldest_age_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by provider, tenant, outcome and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "verification_failures",
+            "Webhook signatures that did not verify, by provider and reason",
+            m.verification_failures.clone(),
+        );
+        registry.register(
+            "events",
+            "Events normalised from webhooks, by provider and kind",
+            m.events.clone(),
+        );
+        registry.register(
+            "dnd_changes",
+            "DND records written, by channel, state and reason",
+            m.dnd_changes.clone(),
+        );
+        registry.register(
+            "lookups",
+            "Addresses looked up, by call kind and verdict",
+            m.lookups.clone(),
+        );
+        registry.register(
+            "lookup_duration_seconds",
+            "Lookup calls' latency, by call kind",
+            m.lookup_seconds.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Redis calls that failed or timed out",
+            m.redis_errors.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "1 when Redis answered the last health check",
+            m.redis_up.clone(),
+        );
+        registry.register(
+            "spool_records",
+            "Spooled events not yet applied to Redis",
+            m.spool_records.clone(),
+        );
+        registry.register(
+            "spool_bytes",
+            "Bytes of spooled events not yet applied to Redis",
+            m.spool_bytes.clone(),
+        );
+        registry.register(
+            "spool_oldest_age_seconds",
+            "Age of the oldest spooled event not yet applied (0 when none)",
+            m.spool_oldest_age_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// The content type of [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// A reason as a metric label: link campaigns (`link:CAMPAIGN`) are unbounded, so they
+/// fold into `link`.
+pub fn reason_label(reason: &str) -> String {
+    if reason.starts_with("link:") {
+        "link".to_string()
+    } else {
+        reason.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_with_help_and_type() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                provider: "twilio",
+                tenant: "acme".into(),
+                outcome: "applied",
+                status: 200,
+            })
+            .inc();
+        m.lookup_seconds
+            .get_or_create(&LookupKindLabels { kind: "single" })
+            .observe(0.0003);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "dndgate_requests_total{provider=\"twilio\",tenant=\"acme\",outcome=\"applied\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE dndgate_lookup_duration_seconds histogram"));
+        assert!(
+            text.contains(
+                "dndgate_lookup_duration_seconds_bucket{le=\"0.0004\",kind=\"single\"} 1"
+            ) || text.contains(
+                "dndgate_lookup_duration_seconds_bucket{kind=\"single\",le=\"0.0004\"} 1"
+            ),
+            "{text}"
+        );
+        for name in [
+            "dndgate_redis_up",
+            "dndgate_spool_records",
+            "dndgate_spool_bytes",
+            "dndgate_spool_oldest_age_seconds",
+            "dndgate_redis_errors_total",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "{name} in {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(reason_label("link:nov-sale"), "link");
+        assert_eq!(reason_label("twilio:30003"), "twilio:30003");
+    }
+}
