@@ -31,6 +31,10 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "dndgate.toml")]
         config: PathBuf,
+        /// Refuse to start (exit 2) unless Redis persists every write (appendonly yes)
+        /// and never evicts (maxmemory-policy noeviction); without it, a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Work with the configuration.
     Config {
@@ -171,7 +175,7 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(&config).await,
+            Command::Serve { config, strict } => serve(&config, strict).await,
             Command::Config {
                 command: ConfigCommand::Check { config },
             } => config_check(&config),
@@ -229,6 +233,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -285,7 +291,7 @@ fn config_check(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path) -> ExitCode {
+async fn serve(path: &Path, strict: bool) -> ExitCode {
     init_logging();
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -304,14 +310,14 @@ async fn serve(path: &Path) -> ExitCode {
         },
         RedisTarget::Url(_) => None,
     };
-    let code = run_gateway(config).await;
+    let code = run_gateway(config, strict).await;
     if let Some(server) = managed {
         server.stop().await;
     }
     code
 }
 
-async fn run_gateway(config: Config) -> ExitCode {
+async fn run_gateway(config: Config, strict: bool) -> ExitCode {
     let store = match Store::open(&config.redis.url(), config.store_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -321,6 +327,9 @@ async fn run_gateway(config: Config) -> ExitCode {
     };
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "redis is not answering yet; webhooks get 503 until it does");
+    }
+    if let Err(code) = startup_checks(&store, strict).await {
+        return code;
     }
     let listener = match crate::server::bind(config.listen).await {
         Ok(l) => l,
@@ -620,4 +629,32 @@ async fn link(
         }
         Err(e) => fail("link", &e),
     }
+}
+
+/// SPEC section 8: check that Redis keeps what it acknowledges (`appendonly yes`) and
+/// never evicts (`maxmemory-policy noeviction`). Each problem is one loud warning line;
+/// with `--strict` any problem, or a Redis that cannot be asked, refuses the start.
+async fn startup_checks(store: &Store, strict: bool) -> Result<(), ExitCode> {
+    let problems = match store.durability_report().await {
+        Ok(report) => report.problems(),
+        Err(e) => vec![format!(
+            "could not check redis persistence and eviction: {e}"
+        )],
+    };
+    if problems.is_empty() {
+        tracing::info!(
+            "redis persistence and eviction checked: appendonly yes, maxmemory-policy noeviction"
+        );
+        return Ok(());
+    }
+    if strict {
+        for p in &problems {
+            eprintln!("dndgate serve --strict: refusing to start: {p}");
+        }
+        return Err(ExitCode::from(2));
+    }
+    for p in &problems {
+        tracing::warn!("{p} (dndgate serve --strict refuses to start on this)");
+    }
+    Ok(())
 }
