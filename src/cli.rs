@@ -300,6 +300,7 @@ async fn serve(path: &Path, strict: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    crate::redact::set_log_addresses(config.log_addresses);
     let managed = match &config.redis {
         RedisTarget::Managed(m) => match ManagedRedisServer::start(m.clone()).await {
             Ok(server) => Some(server),
