@@ -247,7 +247,7 @@ fn config_check(path: &Path) -> ExitCode {
                 config.listen, config.public_url
             );
             match &config.redis {
-                RedisTarget::Url(u) => println!("  redis {u}"),
+                RedisTarget::Url(u) => println!("  redis {}", crate::redact::url(u)),
                 RedisTarget::Managed(m) => println!(
                     "  redis managed on 127.0.0.1:{} (data in {}, appendfsync {})",
                     m.port,
@@ -413,7 +413,7 @@ async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitC
         }
         Err(LookupError::Store(e)) => fail(format!(
             "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
-            settings.redis.url()
+            settings.redis.display_url()
         )),
         Err(e) => fail(e.to_string()),
     }

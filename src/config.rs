@@ -22,6 +22,10 @@ pub const DEFAULT_TEMPORARY_TTL: Duration = Duration::from_secs(72 * 3600);
 /// How long the dedup marker of an applied event is kept: a provider retrying the same
 /// event within this time is applied once.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The shortest `dedup_ttl` accepted: the longest replay window a scheme is given
+/// (SNS messages up to two hours old, Standard Webhooks five minutes). A shorter
+/// memory would forget an event while a replay of it is still accepted.
+pub const MIN_DEDUP_TTL: Duration = Duration::from_secs(2 * 3600);
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
@@ -152,6 +156,11 @@ impl RedisTarget {
             RedisTarget::Url(u) => u.clone(),
             RedisTarget::Managed(m) => format!("redis://127.0.0.1:{}/", m.port),
         }
+    }
+
+    /// [`RedisTarget::url`] with any password replaced by `***`, for messages.
+    pub fn display_url(&self) -> String {
+        crate::redact::url(&self.url()).into_owned()
     }
 }
 
@@ -572,6 +581,13 @@ impl Config {
         };
         let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
+        if dedup_ttl < MIN_DEDUP_TTL {
+            problems.push(format!(
+                "dedup_ttl: {} is shorter than {}: SNS messages are accepted for two hours, and an event forgotten sooner could be replayed inside that window",
+                format_duration(dedup_ttl),
+                format_duration(MIN_DEDUP_TTL)
+            ));
+        }
         let limits = server_limits(raw.limits, &mut problems);
         let log_addresses = raw
             .log_addresses

@@ -195,6 +195,26 @@ fn quoted_end(s: &str) -> usize {
     s.len()
 }
 
+/// A URL with the password of its user info replaced by `***`
+/// (`redis://:***@host:6379/`), for output and log lines.
+pub fn url(url: &str) -> Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return Cow::Borrowed(url);
+    };
+    let user_info = &url[start..at];
+    let masked = match user_info.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    Cow::Owned(format!("{}{masked}{}", &url[..start], &url[at..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +269,21 @@ mod tests {
         ];
         for (line, masked) in table {
             assert_eq!(mask_text(line), masked, "{line}");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_hidden() {
+        let table = [
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+            ("rediss://app:s3cret@host/", "rediss://app:***@host/"),
+            ("redis://s3cret@host", "redis://***@host"),
+            ("redis://host/?password=x@y", "redis://host/?password=x@y"),
+            ("managed", "managed"),
+        ];
+        for (raw, shown) in table {
+            assert_eq!(url(raw), shown, "{raw}");
         }
     }
 

@@ -150,3 +150,49 @@ fn a_bad_log_addresses_value_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn secrets_stay_out_of_config_check_and_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dndgate.toml");
+    let text = config_text("redis://:redis-password-0123@127.0.0.1:1/");
+    std::fs::write(&config, &text).unwrap();
+    let (code, stdout, stderr) =
+        dndgate(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("redis redis://:***@127.0.0.1:1/"),
+        "{stdout}"
+    );
+    let debug = format!(
+        "{:?}",
+        dndgate::config::Config::parse(&text, std::path::Path::new(".")).unwrap()
+    );
+    for secret in [
+        TWILIO_TOKEN,
+        OLD_TWILIO_TOKEN,
+        API_TOKEN,
+        LINK_KEY,
+        LINK_KEY_OLD,
+    ] {
+        assert!(
+            !stdout.contains(secret) && !debug.contains(secret),
+            "{secret} shown"
+        );
+    }
+    assert!(!stdout.contains("redis-password-0123"), "{stdout}");
+    // A failing lookup names where Redis is, without its password.
+    let (code, _, stderr) = dndgate(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--channel",
+        "sms",
+        "+14155551234",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("redis://:***@127.0.0.1:1/"), "{stderr}");
+    assert!(!stderr.contains("redis-password-0123"), "{stderr}");
+}
