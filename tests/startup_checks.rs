@@ -155,6 +155,9 @@ fn start_without_config(args: &[&str]) -> NoConfigRedis {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server without CONFIG did not start");
 }
 
