@@ -635,27 +635,52 @@ async fn link(
 /// SPEC section 8: check that Redis keeps what it acknowledges (`appendonly yes`) and
 /// never evicts (`maxmemory-policy noeviction`). Each problem is one loud warning line;
 /// with `--strict` any problem, or a Redis that cannot be asked, refuses the start.
+/// Without `--strict`, a Redis that is down at start is checked once it answers.
 async fn startup_checks(store: &Store, strict: bool) -> Result<(), ExitCode> {
-    let problems = match store.durability_report().await {
-        Ok(report) => report.problems(),
-        Err(e) => vec![format!(
-            "could not check redis persistence and eviction: {e}"
-        )],
-    };
+    let report = store.durability_report().await;
+    match report {
+        Ok(report) => {
+            let problems = report.problems();
+            if strict && !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("dndgate serve --strict: refusing to start: {p}");
+                }
+                return Err(ExitCode::from(2));
+            }
+            log_durability(&problems);
+        }
+        Err(e) if strict => {
+            eprintln!(
+                "dndgate serve --strict: refusing to start: could not check redis persistence and eviction: {e}"
+            );
+            return Err(ExitCode::from(2));
+        }
+        Err(e) => {
+            tracing::warn!(
+                "could not check redis persistence and eviction yet ({e}); checking again once redis answers"
+            );
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    if let Ok(report) = store.durability_report().await {
+                        log_durability(&report.problems());
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn log_durability(problems: &[String]) {
     if problems.is_empty() {
         tracing::info!(
             "redis persistence and eviction checked: appendonly yes, maxmemory-policy noeviction"
         );
-        return Ok(());
     }
-    if strict {
-        for p in &problems {
-            eprintln!("dndgate serve --strict: refusing to start: {p}");
-        }
-        return Err(ExitCode::from(2));
-    }
-    for p in &problems {
+    for p in problems {
         tracing::warn!("{p} (dndgate serve --strict refuses to start on this)");
     }
-    Ok(())
 }

@@ -105,23 +105,29 @@ async fn safe_redis_starts_strict_without_warnings() {
     assert!(!log.contains(" WARN "), "{log}");
 }
 
-/// A redis-server with CONFIG disabled, as managed Redis services do.
-struct NoConfigRedis {
+/// A redis-server started with chosen settings.
+struct OwnRedis {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for NoConfigRedis {
+impl Drop for OwnRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_without_config(args: &[&str]) -> NoConfigRedis {
+/// A redis-server with CONFIG disabled, as managed Redis services do.
+fn start_without_config(args: &[&str]) -> OwnRedis {
+    let mut all = vec!["--rename-command", "CONFIG", ""];
+    all.extend_from_slice(args);
+    start_redis_on(free_port(), &all)
+}
+
+fn start_redis_on(port: u16, args: &[&str]) -> OwnRedis {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -131,7 +137,6 @@ fn start_without_config(args: &[&str]) -> NoConfigRedis {
             "--save",
             "",
         ])
-        .args(["--rename-command", "CONFIG", ""])
         .args(args)
         .arg("--dir")
         .arg(dir.path())
@@ -147,7 +152,7 @@ fn start_without_config(args: &[&str]) -> NoConfigRedis {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
             .unwrap_or(false);
         if pong {
-            return NoConfigRedis {
+            return OwnRedis {
                 child,
                 port,
                 _dir: dir,
@@ -158,7 +163,7 @@ fn start_without_config(args: &[&str]) -> NoConfigRedis {
     let mut child = child;
     let _ = child.kill();
     let _ = child.wait();
-    panic!("redis-server without CONFIG did not start");
+    panic!("redis-server {args:?} did not start");
 }
 
 #[tokio::test]
@@ -235,4 +240,42 @@ api_tokens = ["{API_TOKEN}"]
         log.contains("redis persistence and eviction checked"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_redis_down_at_start_is_checked_once_it_answers() {
+    let redis_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = addr();
+    let config = write_config(&dir, addr, &format!("redis://127.0.0.1:{redis_port}/"));
+    // --strict cannot check a Redis that is down: it refuses.
+    let (code, _, stderr) = dndgate(&["serve", "--config", config.to_str().unwrap(), "--strict"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("could not check redis persistence"),
+        "{stderr}"
+    );
+
+    // Without it: serves, and warns once Redis comes up.
+    let mut serve = ServeProcess::start(&config, &[]);
+    serve
+        .wait_ready(addr)
+        .await
+        .expect("serves while redis is down");
+    let _redis = start_redis_on(
+        redis_port,
+        &["--appendonly", "yes", "--maxmemory-policy", "volatile-lru"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !serve.stderr().contains("maxmemory-policy is volatile-lru") && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, log) = serve.terminate();
+    assert!(log.contains("checking again once redis answers"), "{log}");
+    assert!(
+        log.contains("redis maxmemory-policy is volatile-lru"),
+        "{log}"
+    );
+    assert!(!log.contains("appendonly no"), "{log}");
 }
