@@ -31,6 +31,10 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "dndgate.toml")]
         config: PathBuf,
+        /// Refuse to start (exit 2) unless Redis persists every write (appendonly yes)
+        /// and never evicts (maxmemory-policy noeviction); without it, a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Work with the configuration.
     Config {
@@ -171,7 +175,7 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(&config).await,
+            Command::Serve { config, strict } => serve(&config, strict).await,
             Command::Config {
                 command: ConfigCommand::Check { config },
             } => config_check(&config),
@@ -229,6 +233,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -241,7 +247,7 @@ fn config_check(path: &Path) -> ExitCode {
                 config.listen, config.public_url
             );
             match &config.redis {
-                RedisTarget::Url(u) => println!("  redis {u}"),
+                RedisTarget::Url(u) => println!("  redis {}", crate::redact::url(u)),
                 RedisTarget::Managed(m) => println!(
                     "  redis managed on 127.0.0.1:{} (data in {}, appendfsync {})",
                     m.port,
@@ -285,7 +291,7 @@ fn config_check(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path) -> ExitCode {
+async fn serve(path: &Path, strict: bool) -> ExitCode {
     init_logging();
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -294,6 +300,7 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    crate::redact::set_log_addresses(config.log_addresses);
     let managed = match &config.redis {
         RedisTarget::Managed(m) => match ManagedRedisServer::start(m.clone()).await {
             Ok(server) => Some(server),
@@ -304,14 +311,14 @@ async fn serve(path: &Path) -> ExitCode {
         },
         RedisTarget::Url(_) => None,
     };
-    let code = run_gateway(config).await;
+    let code = run_gateway(config, strict).await;
     if let Some(server) = managed {
         server.stop().await;
     }
     code
 }
 
-async fn run_gateway(config: Config) -> ExitCode {
+async fn run_gateway(config: Config, strict: bool) -> ExitCode {
     let store = match Store::open(&config.redis.url(), config.store_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -321,6 +328,9 @@ async fn run_gateway(config: Config) -> ExitCode {
     };
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "redis is not answering yet; webhooks get 503 until it does");
+    }
+    if let Err(code) = startup_checks(&store, strict).await {
+        return code;
     }
     let listener = match crate::server::bind(config.listen).await {
         Ok(l) => l,
@@ -403,7 +413,7 @@ async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitC
         }
         Err(LookupError::Store(e)) => fail(format!(
             "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
-            settings.redis.url()
+            settings.redis.display_url()
         )),
         Err(e) => fail(e.to_string()),
     }
@@ -619,5 +629,58 @@ async fn link(
             ExitCode::SUCCESS
         }
         Err(e) => fail("link", &e),
+    }
+}
+
+/// SPEC section 8: check that Redis keeps what it acknowledges (`appendonly yes`) and
+/// never evicts (`maxmemory-policy noeviction`). Each problem is one loud warning line;
+/// with `--strict` any problem, or a Redis that cannot be asked, refuses the start.
+/// Without `--strict`, a Redis that is down at start is checked once it answers.
+async fn startup_checks(store: &Store, strict: bool) -> Result<(), ExitCode> {
+    let report = store.durability_report().await;
+    match report {
+        Ok(report) => {
+            let problems = report.problems();
+            if strict && !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("dndgate serve --strict: refusing to start: {p}");
+                }
+                return Err(ExitCode::from(2));
+            }
+            log_durability(&problems);
+        }
+        Err(e) if strict => {
+            eprintln!(
+                "dndgate serve --strict: refusing to start: could not check redis persistence and eviction: {e}"
+            );
+            return Err(ExitCode::from(2));
+        }
+        Err(e) => {
+            tracing::warn!(
+                "could not check redis persistence and eviction yet ({e}); checking again once redis answers"
+            );
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    if let Ok(report) = store.durability_report().await {
+                        log_durability(&report.problems());
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn log_durability(problems: &[String]) {
+    if problems.is_empty() {
+        tracing::info!(
+            "redis persistence and eviction checked: appendonly yes, maxmemory-policy noeviction"
+        );
+    }
+    for p in problems {
+        tracing::warn!("{p} (dndgate serve --strict refuses to start on this)");
     }
 }

@@ -22,6 +22,10 @@ pub const DEFAULT_TEMPORARY_TTL: Duration = Duration::from_secs(72 * 3600);
 /// How long the dedup marker of an applied event is kept: a provider retrying the same
 /// event within this time is applied once.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The shortest `dedup_ttl` accepted: the longest replay window a scheme is given
+/// (SNS messages up to two hours old, Standard Webhooks five minutes). A shorter
+/// memory would forget an event while a replay of it is still accepted.
+pub const MIN_DEDUP_TTL: Duration = Duration::from_secs(2 * 3600);
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
@@ -54,6 +58,10 @@ pub struct Config {
     pub sns: SnsSettings,
     /// The keys unsubscribe links are signed with, when links are configured.
     pub links: Option<crate::links::KeyRing>,
+    /// How contact addresses appear in log lines (`log_addresses`, default masked).
+    pub log_addresses: crate::redact::LogAddresses,
+    /// Connection and request limits of the HTTP server (`[limits]`).
+    pub limits: ServerLimits,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -148,6 +156,11 @@ impl RedisTarget {
             RedisTarget::Url(u) => u.clone(),
             RedisTarget::Managed(m) => format!("redis://127.0.0.1:{}/", m.port),
         }
+    }
+
+    /// [`RedisTarget::url`] with any password replaced by `***`, for messages.
+    pub fn display_url(&self) -> String {
+        crate::redact::url(&self.url()).into_owned()
     }
 }
 
@@ -255,6 +268,8 @@ struct RawConfig {
     meta: Option<RawMetaApp>,
     sns: Option<RawSns>,
     links: Option<RawLinks>,
+    log_addresses: Option<String>,
+    limits: Option<RawLimits>,
 }
 
 #[derive(Deserialize)]
@@ -566,6 +581,24 @@ impl Config {
         };
         let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
+        if dedup_ttl < MIN_DEDUP_TTL {
+            problems.push(format!(
+                "dedup_ttl: {} is shorter than {}: SNS messages are accepted for two hours, and an event forgotten sooner could be replayed inside that window",
+                format_duration(dedup_ttl),
+                format_duration(MIN_DEDUP_TTL)
+            ));
+        }
+        let limits = server_limits(raw.limits, &mut problems);
+        let log_addresses = raw
+            .log_addresses
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .unwrap_or_else(|e| {
+                problems.push(format!("log_addresses: {e}"));
+                None
+            })
+            .unwrap_or_default();
 
         let overrides = [
             (Provider::Twilio, raw.providers.twilio),
@@ -925,6 +958,8 @@ impl Config {
                 meta,
                 sns,
                 links,
+                log_addresses,
+                limits,
             })
         } else {
             Err(problems)
@@ -1210,6 +1245,119 @@ fn keyword_policy(
     KeywordPolicy::new(&opt_out, &opt_in, &help, phrase_mode)
         .and_then(|k| k.with_yes_opt_in(yes_is_opt_in))
         .map_err(|e| e.to_string())
+}
+
+/// Connection and request limits of the HTTP server: the `[limits]` table. The
+/// defaults are safe for a gateway on the public internet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A client has this long to send a request's headers; also how long an idle
+    /// keep-alive connection stays open (slowloris).
+    pub header_read_timeout: Duration,
+    /// A client has this long to send a request's body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Open connections at most; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes: 431 beyond it.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request: 431 beyond it.
+    pub max_headers: usize,
+    /// Requests served on one keep-alive connection before it is closed.
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_requests_per_connection: 1000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_requests_per_connection: Option<u64>,
+}
+
+fn server_limits(raw: Option<RawLimits>, problems: &mut Vec<String>) -> ServerLimits {
+    let default = ServerLimits::default();
+    let Some(raw) = raw else { return default };
+    let mut duration = |name: &str, value: Option<String>, default: Duration| match value
+        .as_deref()
+        .map(parse_duration)
+    {
+        None => default,
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => {
+            problems.push(format!("limits.{name} must be longer than 0s"));
+            default
+        }
+        Some(Err(e)) => {
+            problems.push(format!("limits.{name}: {e}"));
+            default
+        }
+    };
+    let header_read_timeout = duration(
+        "header_read_timeout",
+        raw.header_read_timeout,
+        default.header_read_timeout,
+    );
+    let body_read_timeout = duration(
+        "body_read_timeout",
+        raw.body_read_timeout,
+        default.body_read_timeout,
+    );
+    let mut at_least = |name: &str, value: Option<u64>, min: u64, default: u64| match value {
+        None => default,
+        Some(v) if v >= min => v,
+        Some(v) => {
+            problems.push(format!("limits.{name} is {v}: it must be at least {min}"));
+            default
+        }
+    };
+    let max_connections = at_least(
+        "max_connections",
+        raw.max_connections.map(|v| v as u64),
+        1,
+        default.max_connections as u64,
+    ) as usize;
+    let max_header_bytes = at_least(
+        "max_header_bytes",
+        raw.max_header_bytes.map(|v| v as u64),
+        1024,
+        default.max_header_bytes as u64,
+    ) as usize;
+    let max_headers = at_least(
+        "max_headers",
+        raw.max_headers.map(|v| v as u64),
+        8,
+        default.max_headers as u64,
+    ) as usize;
+    let max_requests_per_connection = at_least(
+        "max_requests_per_connection",
+        raw.max_requests_per_connection,
+        1,
+        default.max_requests_per_connection,
+    );
+    ServerLimits {
+        header_read_timeout,
+        body_read_timeout,
+        max_connections,
+        max_header_bytes,
+        max_headers,
+        max_requests_per_connection,
+    }
 }
 
 #[cfg(test)]

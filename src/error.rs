@@ -24,6 +24,8 @@ pub enum Kind {
     Conflict,
     /// Body over the size limit (413).
     PayloadTooLarge,
+    /// The client did not send its request in time (408).
+    RequestTimeout,
     /// Wrong content type (415).
     UnsupportedMediaType,
     /// Redis (or the spool) cannot take or give the data now; retrying can help (503).
@@ -43,6 +45,7 @@ impl Kind {
             Kind::MethodNotAllowed => 405,
             Kind::Conflict => 409,
             Kind::PayloadTooLarge => 413,
+            Kind::RequestTimeout => 408,
             Kind::UnsupportedMediaType => 415,
             Kind::Unavailable => 503,
             Kind::Internal => 500,

@@ -36,6 +36,7 @@
 //!   behind a trait for tests.
 //! - [`time`]: one RFC 3339 parser for every provider's timestamps.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
+//! - [`redact`]: contact addresses masked in log lines.
 
 pub mod address;
 pub mod api;
@@ -54,6 +55,7 @@ pub mod managed;
 pub mod meta;
 pub mod pipeline;
 pub mod postmark;
+pub mod redact;
 pub mod secret;
 pub mod sendgrid;
 pub mod server;

@@ -23,14 +23,8 @@ use crate::error::{Error, Kind};
 use crate::lookup::Lookup;
 use crate::pipeline::{Answer, Gateway, WebhookRequest};
 
-/// A client has this long to send a request's headers (slowloris).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client has this long to send a request's body.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// In-flight requests get this long to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// Open connections at most; further clients wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Shared state of the server.
 struct App {
@@ -42,14 +36,19 @@ struct App {
 /// requests finish (up to [`SHUTDOWN_GRACE`]) and return.
 pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let lookup = Lookup::from_store(gateway.store.clone());
+    let limits = gateway.config.limits.clone();
     let app = Arc::new(App { gateway, lookup });
     // Bounds memory under a connection flood; a permit lives as long as its connection.
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // The header read timeout also runs while a keep-alive connection waits for its
+    // next request, so it is the idle timeout too (slowloris either way).
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(64 * 1024));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -70,9 +69,21 @@ pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let max_requests = limits.max_requests_per_connection;
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+            let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            async move {
+                let mut response = handle(&app, req, peer).await;
+                if n >= max_requests {
+                    // Keep-alive limit: hyper closes the connection after this answer.
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -151,8 +162,14 @@ fn percent_decode(segment: &str) -> Result<String, Error> {
     String::from_utf8(out).map_err(|_| Error::bad_request(format!("{segment:?} is not UTF-8")))
 }
 
-/// Read the whole body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
-async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Vec<u8>, Error> {
+/// Read the whole body, at most `limit` bytes, within `timeout`
+/// (`limits.body_read_timeout`): a body that stalls gets 408 and the connection closes.
+async fn read_body(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
     let too_large = || {
         Error::new(
             Kind::PayloadTooLarge,
@@ -162,10 +179,11 @@ async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Resul
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(Error::bad_request(format!(
-            "body not received within {BODY_READ_TIMEOUT:?}"
-        ))),
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Error::new(
+            Kind::RequestTimeout,
+            format!("body not received within {timeout:?}"),
+        )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(Error::bad_request(format!("could not read the body: {e}"))),
         Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
@@ -209,7 +227,8 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok());
                     // A preference form is a few hundred bytes; one-click bodies less.
-                    match read_body(req.into_body(), declared, 16 * 1024).await {
+                    let timeout = app.gateway.config.limits.body_read_timeout;
+                    match read_body(req.into_body(), declared, 16 * 1024, timeout).await {
                         Ok(body) => respond(
                             app.gateway
                                 .unsubscribe_post(&token, content_type.as_deref(), &body)
@@ -256,7 +275,15 @@ async fn webhook(
         Ok(t) => t,
         Err(e) => return respond(Answer::from_error(&e)),
     };
-    let body = match read_body(body, declared, app.gateway.config.max_body_bytes).await {
+    let config = &app.gateway.config;
+    let body = match read_body(
+        body,
+        declared,
+        config.max_body_bytes,
+        config.limits.body_read_timeout,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => {
             tracing::info!(provider, status = e.kind.status(), error = %e, %peer, "webhook refused");
@@ -305,12 +332,12 @@ async fn webhook(
             "webhook accepted"
         );
         for why in &report.rejected {
-            tracing::warn!(provider, why = why.as_str(), "event in a batch refused");
+            tracing::warn!(provider, why = %crate::redact::text(why), "event in a batch refused");
         }
         for why in &report.skipped {
             tracing::warn!(
                 provider,
-                why = why.as_str(),
+                why = %crate::redact::text(why),
                 "entry for an unknown account skipped"
             );
         }
@@ -319,7 +346,7 @@ async fn webhook(
             provider,
             tenant = report.tenant.as_deref().unwrap_or("-"),
             status = answer.status,
-            error = answer.body.trim_end(),
+            error = %crate::redact::text(answer.body.trim_end()),
             %peer,
             "webhook refused"
         );
@@ -414,7 +441,14 @@ async fn api_request(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body = read_body(req.into_body(), declared, app.gateway.config.max_body_bytes).await?;
+    let config = &app.gateway.config;
+    let body = read_body(
+        req.into_body(),
+        declared,
+        config.max_body_bytes,
+        config.limits.body_read_timeout,
+    )
+    .await?;
     Ok((tenant, body))
 }
 

@@ -186,6 +186,21 @@ pub async fn apply(
             collect(&mut outcomes, address, applied);
         }
     }
+    for c in outcomes
+        .changes
+        .iter()
+        .filter(|c| c.outcome != Outcome::Noop)
+    {
+        tracing::info!(
+            tenant = %tenant.id,
+            provider = %req.provider,
+            scope = c.scope.as_str(),
+            address = %crate::redact::Masked(c.address.as_str()),
+            outcome = c.outcome.as_str(),
+            reason = req.reason,
+            "dnd record"
+        );
+    }
     Ok(outcomes)
 }
 

@@ -682,7 +682,7 @@ pub async fn import_cmd(args: ImportArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     if let Err(e) = store.ping().await {
-        return fail(format!("{e} (redis at {})", config.redis.url()));
+        return fail(format!("{e} (redis at {})", config.redis.display_url()));
     }
     let mut on_bad = |line: u64, message: &str| eprintln!("line {line}: {message}");
     let (summary, failure) = import(&store, tenant, rows, &mut on_bad).await;

@@ -72,7 +72,7 @@ async fn read_store(settings: &RedisSettings) -> Result<Store, String> {
     store.ping().await.map_err(|e| {
         format!(
             "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
-            settings.redis.url()
+            settings.redis.display_url()
         )
     })?;
     Ok(store)

@@ -1000,3 +1000,6 @@ mod tests {
         assert_eq!(v.scope, Some(Scope::All));
     }
 }
+
+mod durability;
+pub use durability::Durability;

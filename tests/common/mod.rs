@@ -385,3 +385,93 @@ pub fn email_audit_len(redis: &RedisServer, email: &str) -> usize {
     let key = dndgate::store::keys("acme", &a).audit;
     redis.cli(&["XLEN", &key]).unwrap().parse().unwrap()
 }
+
+/// `dndgate serve` as a child process whose stderr (the log) is captured, for tests
+/// that read what the gateway logs or how it refuses to start.
+pub struct ServeProcess {
+    child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProcess {
+    /// Start `dndgate serve --config CONFIG EXTRA...` (with `DNDGATE_LOG=info`).
+    pub fn start(config: &std::path::Path, extra: &[&str]) -> ServeProcess {
+        use std::io::Read;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dndgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .env("DNDGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        ServeProcess {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Wait until `/healthz` at `addr` answers 200; `Err(exit code)` if the process
+    /// exits first.
+    pub async fn wait_ready(&mut self, addr: std::net::SocketAddr) -> Result<(), Option<i32>> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return Err(status.code());
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("dndgate serve did not start listening: {}", self.stderr());
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, wait for the exit (and the rest of stderr); returns the exit code.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (code, self.stderr())
+    }
+}

@@ -1,0 +1,296 @@
+//! Contact addresses in log lines: masked by default (`+1******1234`,
+//! `al***@example.com`), in full only when the configuration says
+//! `log_addresses = "full"` (for debugging). Every tracing call that logs an address,
+//! or a free-text reason that may quote one, goes through this module.
+//!
+//! The mode is process-wide, like the log subscriber itself: `dndgate serve` sets it
+//! once from the configuration at start.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How addresses appear in log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogAddresses {
+    /// Masked: enough to tell addresses apart when reading a log, not to contact anyone.
+    #[default]
+    Masked,
+    /// In full, for debugging.
+    Full,
+}
+
+impl std::str::FromStr for LogAddresses {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogAddresses, String> {
+        match s {
+            "masked" => Ok(LogAddresses::Masked),
+            "full" => Ok(LogAddresses::Full),
+            other => Err(format!("{other:?} is not \"masked\" or \"full\"")),
+        }
+    }
+}
+
+static FULL: AtomicBool = AtomicBool::new(false);
+
+/// Set how addresses appear in log lines from now on (process-wide).
+pub fn set_log_addresses(mode: LogAddresses) {
+    FULL.store(mode == LogAddresses::Full, Ordering::Relaxed);
+}
+
+fn full() -> bool {
+    FULL.load(Ordering::Relaxed)
+}
+
+/// An address for a log line: `Display` masks it unless addresses are logged in full.
+#[derive(Clone, Copy)]
+pub struct Masked<'a>(pub &'a str);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if full() {
+            f.write_str(self.0)
+        } else {
+            f.write_str(&mask_address(self.0))
+        }
+    }
+}
+
+impl fmt::Debug for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Mask one address, whatever the mode: an email keeps the first two characters of its
+/// local part and its domain (`al***@example.com`); a phone number its `+`, first
+/// digit and last four (`+1******1234`); a page-scoped id its page and the last four of
+/// the user; anything else its last two characters.
+pub fn mask_address(address: &str) -> String {
+    if let Some((local, domain)) = address.rsplit_once('@') {
+        let keep: String = local
+            .chars()
+            .take(if local.chars().count() > 3 { 2 } else { 1 })
+            .collect();
+        return format!("{keep}***@{domain}");
+    }
+    let (prefix, rest) = match address.find(':') {
+        Some(i) => address.split_at(i + 1),
+        None => ("", address),
+    };
+    let chars: Vec<char> = rest.chars().collect();
+    let n = chars.len();
+    let (head, tail) = if rest.starts_with('+') && n >= 8 {
+        (2, 4)
+    } else if n >= 8 {
+        (0, 4)
+    } else {
+        (0, 2.min(n / 2))
+    };
+    let mut out = String::with_capacity(address.len());
+    out.push_str(prefix);
+    out.extend(&chars[..head]);
+    out.extend(std::iter::repeat_n('*', n - head - tail));
+    out.extend(&chars[n - tail..]);
+    out
+}
+
+/// Does this piece of text look like a contact address (or a try at one)?
+fn looks_like_address(s: &str) -> bool {
+    let s = s.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?'));
+    if let Some((local, domain)) = s.split_once('@') {
+        return !local.is_empty() && !domain.is_empty();
+    }
+    let bare = ["whatsapp:", "tel:", "sms:"]
+        .iter()
+        .find_map(|p| s.strip_prefix(p))
+        .unwrap_or(s);
+    let digits = bare.chars().filter(char::is_ascii_digit).count();
+    let phoneish = bare
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'));
+    phoneish && (7..=15).contains(&digits)
+}
+
+/// Mask every address a free-text line may carry (a refusal quoting the address it could
+/// not read, a batch entry's reason), unless addresses are logged in full. Quoted
+/// strings that look like a phone number or an email address are masked whole; outside
+/// quotes, words with an `@`, and `+` numbers, are.
+pub fn text(line: &str) -> Cow<'_, str> {
+    if full() {
+        return Cow::Borrowed(line);
+    }
+    mask_text(line)
+}
+
+/// [`text`], whatever the mode.
+pub fn mask_text(line: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(line.len());
+    let mut changed = false;
+    let mut rest = line;
+    while !rest.is_empty() {
+        // A quoted string, as `{:?}` writes one.
+        if let Some(after) = rest.strip_prefix('"') {
+            let end = quoted_end(after);
+            let inner = &after[..end];
+            out.push('"');
+            if looks_like_address(inner) {
+                out.push_str(&mask_address(inner));
+                changed = true;
+            } else {
+                out.push_str(inner);
+            }
+            rest = &after[end..];
+            if let Some(r) = rest.strip_prefix('"') {
+                out.push('"');
+                rest = r;
+            }
+            continue;
+        }
+        let end = rest
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | ',' | ';' | '<' | '>' | '[' | ']')
+            })
+            .unwrap_or(rest.len());
+        let (word, tail) = if end == 0 {
+            let c = rest.chars().next().map_or(1, char::len_utf8);
+            rest.split_at(c)
+        } else {
+            rest.split_at(end)
+        };
+        let core = word.trim_end_matches(['.', ':', ')']);
+        let candidate = word.contains('@') || core.trim_start_matches('(').starts_with('+');
+        if end > 0 && candidate && looks_like_address(core.trim_start_matches('(')) {
+            let lead = &word[..word.len() - word.trim_start_matches('(').len()];
+            let body = core.trim_start_matches('(');
+            out.push_str(lead);
+            out.push_str(&mask_address(body));
+            out.push_str(&word[lead.len() + body.len()..]);
+            changed = true;
+        } else {
+            out.push_str(word);
+        }
+        rest = tail;
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(line)
+    }
+}
+
+/// Where a `{:?}`-quoted string's content ends (the index of its closing quote, or the
+/// end of the text).
+fn quoted_end(s: &str) -> usize {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return i,
+            _ => {}
+        }
+    }
+    s.len()
+}
+
+/// A URL with the password of its user info replaced by `***`
+/// (`redis://:***@host:6379/`), for output and log lines.
+pub fn url(url: &str) -> Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return Cow::Borrowed(url);
+    };
+    let user_info = &url[start..at];
+    let masked = match user_info.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    Cow::Owned(format!("{}{masked}{}", &url[..start], &url[at..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_masked_to_tell_apart_not_to_contact() {
+        let table = [
+            ("+14155551234", "+1******1234"),
+            ("+447700900123", "+4*******0123"),
+            ("alice@example.com", "al***@example.com"),
+            ("bob@example.com", "b***@example.com"),
+            ("a@example.com", "a***@example.com"),
+            ("1234567890:9876543210", "1234567890:******3210"),
+            ("US.13491208655302741918", "*******************1918"),
+            ("whatsapp:+14155551234", "whatsapp:+1******1234"),
+            ("12345", "***45"),
+            ("", ""),
+        ];
+        for (address, masked) in table {
+            assert_eq!(mask_address(address), masked, "{address}");
+        }
+    }
+
+    #[test]
+    fn free_text_loses_the_addresses_it_quotes() {
+        let table = [
+            (
+                "event 0: \"4155551234\" is not a phone number in E.164 form (+ and country code, 7 to 15 digits)",
+                "event 0: \"******1234\" is not a phone number in E.164 form (+ and country code, 7 to 15 digits)",
+            ),
+            (
+                "recipient 1: \"alice@@example.com\" is not an email address",
+                "recipient 1: \"al***@example.com\" is not an email address",
+            ),
+            (
+                "bounce for alice@example.com; and +14155551234.",
+                "bounce for al***@example.com; and +1******1234.",
+            ),
+            (
+                "signature timestamp is 1700000000 s old, older than the 604800 s",
+                "signature timestamp is 1700000000 s old, older than the 604800 s",
+            ),
+            (
+                "unknown tenant \"acme\" (SM11111111111111111111111111111111)",
+                "unknown tenant \"acme\" (SM11111111111111111111111111111111)",
+            ),
+            (
+                "twilio:30004 for (+14155551234)",
+                "twilio:30004 for (+1******1234)",
+            ),
+            ("héllo \"wörld\"", "héllo \"wörld\""),
+        ];
+        for (line, masked) in table {
+            assert_eq!(mask_text(line), masked, "{line}");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_hidden() {
+        let table = [
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+            ("rediss://app:s3cret@host/", "rediss://app:***@host/"),
+            ("redis://s3cret@host", "redis://***@host"),
+            ("redis://host/?password=x@y", "redis://host/?password=x@y"),
+            ("managed", "managed"),
+        ];
+        for (raw, shown) in table {
+            assert_eq!(url(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_mode_parses() {
+        assert_eq!("masked".parse(), Ok(LogAddresses::Masked));
+        assert_eq!("full".parse(), Ok(LogAddresses::Full));
+        assert!("plain".parse::<LogAddresses>().is_err());
+    }
+}

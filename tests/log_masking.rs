@@ -1,0 +1,198 @@
+//! Logs: phone numbers and email addresses are masked by default (`+1******1234`), in
+//! full only with `log_addresses = "full"`; secrets, bearer tokens and signature headers
+//! never reach a log line. Read from the stderr of the real `dndgate serve`.
+
+mod common;
+
+use common::*;
+
+const STOPPER: &str = "+14155551234";
+const STOPPER_MASKED: &str = "+1******1234";
+const WRONG_BEARER: &str = "not-the-token-0123456789";
+
+async fn run_and_log(log_addresses: Option<&str>) -> String {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut text = config_text(&redis.url())
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+    if let Some(mode) = log_addresses {
+        text = format!("log_addresses = \"{mode}\"\n{text}");
+    }
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut serve = ServeProcess::start(&config, &[]);
+    serve.wait_ready(addr).await.expect("dndgate serve starts");
+
+    let path = "/webhooks/twilio/acme";
+    let post = |params: Vec<(&'static str, &'static str)>| async move {
+        let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
+        http(
+            addr,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &sig),
+            ],
+            form(&params).as_bytes(),
+        )
+        .await
+    };
+    // A STOP: the record is written and logged.
+    let r = post(inbound_sms(
+        "SM11111111111111111111111111111111",
+        STOPPER,
+        "STOP",
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A callback whose address cannot be read: the refusal quotes it.
+    let r = post(status_callback(
+        "SM22222222222222222222222222222222",
+        "4155559876",
+        "undelivered",
+        Some("30003"),
+    ))
+    .await;
+    assert!(
+        r.status == 400 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    assert!(
+        r.body.contains("4155559876"),
+        "the answer names it: {}",
+        r.body
+    );
+    // A forged signature and a wrong bearer token: refused, logged without either.
+    let forged = http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", "Zm9yZ2VkLXNpZ25hdHVyZS12YWx1ZQ=="),
+        ],
+        form(&inbound_sms("SM3", STOPPER, "START")).as_bytes(),
+    )
+    .await;
+    assert_eq!(forged.status, 401);
+    let api = http(
+        addr,
+        "GET",
+        &format!("/v1/tenants/acme/dnd/sms/{}", STOPPER.replace('+', "%2B")),
+        &[("Authorization", &format!("Bearer {WRONG_BEARER}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(api.status, 401);
+
+    let (code, log) = serve.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    for secret in [
+        TWILIO_TOKEN,
+        OLD_TWILIO_TOKEN,
+        API_TOKEN,
+        WRONG_BEARER,
+        LINK_KEY,
+        "Zm9yZ2VkLXNpZ25hdHVyZS12YWx1ZQ==",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    log
+}
+
+#[tokio::test]
+async fn addresses_are_masked_in_logs_by_default() {
+    let log = run_and_log(None).await;
+    let record_line = log
+        .lines()
+        .find(|l| l.contains("dnd record"))
+        .unwrap_or_else(|| panic!("the STOP is logged:\n{log}"));
+    assert!(record_line.contains(STOPPER_MASKED), "{record_line}");
+    assert!(!log.contains(STOPPER), "full number in the log:\n{log}");
+    assert!(
+        !log.contains("4155559876"),
+        "unreadable number in the log:\n{log}"
+    );
+    assert!(log.contains("******9876"), "{log}");
+}
+
+#[tokio::test]
+async fn log_addresses_full_shows_them_for_debugging() {
+    let log = run_and_log(Some("full")).await;
+    let record_line = log
+        .lines()
+        .find(|l| l.contains("dnd record"))
+        .unwrap_or_else(|| panic!("the STOP is logged:\n{log}"));
+    assert!(record_line.contains(STOPPER), "{record_line}");
+    assert!(log.contains("4155559876"), "{log}");
+}
+
+#[test]
+fn a_bad_log_addresses_value_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_addresses = \"plain\"\n{}",
+            config_text("redis://127.0.0.1:1/")
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = dndgate(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("log_addresses: \"plain\" is not \"masked\" or \"full\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_config_check_and_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dndgate.toml");
+    let text = config_text("redis://:redis-password-0123@127.0.0.1:1/");
+    std::fs::write(&config, &text).unwrap();
+    let (code, stdout, stderr) =
+        dndgate(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("redis redis://:***@127.0.0.1:1/"),
+        "{stdout}"
+    );
+    let debug = format!(
+        "{:?}",
+        dndgate::config::Config::parse(&text, std::path::Path::new(".")).unwrap()
+    );
+    for secret in [
+        TWILIO_TOKEN,
+        OLD_TWILIO_TOKEN,
+        API_TOKEN,
+        LINK_KEY,
+        LINK_KEY_OLD,
+    ] {
+        assert!(
+            !stdout.contains(secret) && !debug.contains(secret),
+            "{secret} shown"
+        );
+    }
+    assert!(!stdout.contains("redis-password-0123"), "{stdout}");
+    // A failing lookup names where Redis is, without its password.
+    let (code, _, stderr) = dndgate(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--channel",
+        "sms",
+        "+14155551234",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("redis://:***@127.0.0.1:1/"), "{stderr}");
+    assert!(!stderr.contains("redis-password-0123"), "{stderr}");
+}
