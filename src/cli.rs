@@ -35,6 +35,10 @@ pub enum Command {
         /// and never evicts (maxmemory-policy noeviction); without it, a warning.
         #[arg(long)]
         strict: bool,
+        /// Log lines as text for people or as one JSON object a line for a log
+        /// pipeline (also `DNDGATE_LOG_FORMAT`).
+        #[arg(long, value_enum, env = "DNDGATE_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Work with the configuration.
     Config {
@@ -175,7 +179,11 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, strict } => serve(&config, strict).await,
+            Command::Serve {
+                config,
+                strict,
+                log_format,
+            } => serve(&config, strict, log_format).await,
             Command::Config {
                 command: ConfigCommand::Check { config },
             } => config_check(&config),
@@ -227,15 +235,33 @@ pub fn main() -> ExitCode {
     })
 }
 
-fn init_logging() {
+/// How `serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line an event.
+    Text,
+    /// One JSON object a line, with the request span's fields (provider, tenant,
+    /// outcome, status) on every event inside it.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DNDGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         // Colour codes only on a terminal: a log file or journal gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 fn config_check(path: &Path) -> ExitCode {
@@ -291,8 +317,8 @@ fn config_check(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path, strict: bool) -> ExitCode {
-    init_logging();
+async fn serve(path: &Path, strict: bool, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
