@@ -60,6 +60,10 @@ pub struct Error {
     pub kind: Kind,
     /// One line saying what was wrong; never contains a secret.
     pub message: String,
+    /// For a refused signature: which check failed (`missing`, `malformed`,
+    /// `mismatch`, `stale`, `replay`, ...), the label of the verification-failure
+    /// metric.
+    pub reason: Option<&'static str>,
 }
 
 impl Error {
@@ -68,6 +72,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            reason: None,
         }
     }
 
@@ -79,6 +84,12 @@ impl Error {
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Error {
         Error::new(Kind::Unauthorized, message)
+    }
+
+    /// The same error, saying which verification check failed.
+    pub fn with_reason(mut self, reason: &'static str) -> Error {
+        self.reason = Some(reason);
+        self
     }
 
     /// 404.

@@ -43,8 +43,12 @@ impl Gateway {
         }
         // The signature is inside the body: a body without a readable triple is
         // unsigned (401), not unparseable (400, which is for bodies that verify).
-        let webhook = mailgun::parse(&req.body).map_err(Error::unauthorized)?;
-        let signed = webhook.signed.as_ref().map_err(Error::unauthorized)?;
+        let webhook = mailgun::parse(&req.body)
+            .map_err(|e| Error::unauthorized(e).with_reason("malformed"))?;
+        let signed = webhook
+            .signed
+            .as_ref()
+            .map_err(|e| Error::unauthorized(e.clone()).with_reason("missing"))?;
         let keys = tenant
             .mailgun
             .as_ref()
@@ -54,21 +58,24 @@ impl Gateway {
 
         let received_ms = now_ms();
         let ttl = self.config.dedup_ttl;
-        let signed_at = mailgun::timestamp_seconds(signed)
-            .ok_or_else(|| Error::unauthorized("signature.timestamp is not Unix seconds"))?;
+        let signed_at = mailgun::timestamp_seconds(signed).ok_or_else(|| {
+            Error::unauthorized("signature.timestamp is not Unix seconds").with_reason("malformed")
+        })?;
         let now_s = received_ms.div_euclid(1000);
         let age = now_s - signed_at;
         if age > ttl.as_secs() as i64 {
             return Err(Error::unauthorized(format!(
                 "signature timestamp is {age} s old, older than the {} s this gateway remembers used tokens (dedup_ttl): refused as a possible replay",
                 ttl.as_secs()
-            )));
+            ))
+            .with_reason("stale"));
         }
         if -age > FUTURE_SKEW.as_secs() as i64 {
             return Err(Error::unauthorized(format!(
                 "signature timestamp is {} s in the future: check the clock of this host",
                 -age
-            )));
+            ))
+            .with_reason("stale"));
         }
         // Claimed only now, after the signature verified: otherwise anyone could burn
         // Mailgun's tokens ahead of it. The signature covers the token, not the body, so
@@ -90,7 +97,8 @@ impl Gateway {
         if claim == Claim::Other {
             return Err(Error::unauthorized(
                 "signature token already used with another body (replay): Mailgun signs every request with a new token",
-            ));
+            )
+            .with_reason("replay"));
         }
 
         let event_data = mailgun::require_event_data(&webhook)?;

@@ -41,7 +41,8 @@ impl Gateway {
             SignatureError::MissingHeader(SENDGRID_SIGNATURE_HEADER) => Error::unauthorized(format!(
                 "the SendGrid Event Webhook is not signed (no {SENDGRID_SIGNATURE_HEADER} header): turn on Signed Event Webhook Requests in SendGrid (Settings > Mail Settings > Event Webhook > Security features) and put its verification key in tenants.{}.sendgrid.public_keys",
                 tenant.id
-            )),
+            ))
+            .with_reason("missing"),
             other => other.into(),
         })?;
         let events = sendgrid::parse(&req.body)?;

@@ -157,7 +157,8 @@ impl Gateway {
                 "SNS message of {} is older than {} s, longer than dedup remembers: refused as a replay",
                 envelope.timestamp,
                 limit.as_secs()
-            )));
+            ))
+            .with_reason("stale"));
         }
         Ok(())
     }

@@ -67,9 +67,23 @@ pub enum SignatureError {
     BodyHashMismatch,
 }
 
+impl SignatureError {
+    /// Which check failed, as the verification-failure metric names it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignatureError::MissingHeader(_) => "missing",
+            SignatureError::Malformed { .. } | SignatureError::BodyHashMissing => "malformed",
+            SignatureError::NoSecret(_) => "no_secret",
+            SignatureError::Mismatch(_) => "mismatch",
+            SignatureError::BodyHashMismatch => "body_altered",
+        }
+    }
+}
+
 impl From<SignatureError> for Error {
     fn from(e: SignatureError) -> Error {
-        Error::unauthorized(e.to_string())
+        let reason = e.reason();
+        Error::unauthorized(e.to_string()).with_reason(reason)
     }
 }
 

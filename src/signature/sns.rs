@@ -73,7 +73,11 @@ impl From<SnsError> for Error {
         match e {
             // The certificate host was down or slow: SNS retries on a 5xx.
             SnsError::Fetch(_) => Error::new(crate::error::Kind::Unavailable, e.to_string()),
-            _ => Error::unauthorized(e.to_string()),
+            SnsError::Mismatch => Error::unauthorized(e.to_string()).with_reason("mismatch"),
+            SnsError::Malformed(_) | SnsError::UnsupportedVersion(_) => {
+                Error::unauthorized(e.to_string()).with_reason("malformed")
+            }
+            _ => Error::unauthorized(e.to_string()).with_reason("certificate"),
         }
     }
 }

@@ -119,7 +119,11 @@ pub enum VerifyError {
 
 impl From<VerifyError> for Error {
     fn from(e: VerifyError) -> Error {
-        Error::unauthorized(e.to_string())
+        let reason = match &e {
+            VerifyError::Signature(s) => s.reason(),
+            VerifyError::TooOld { .. } | VerifyError::TooNew { .. } => "stale",
+        };
+        Error::unauthorized(e.to_string()).with_reason(reason)
     }
 }
 
