@@ -22,6 +22,7 @@ use crate::api;
 use crate::error::{Error, Kind};
 use crate::lookup::Lookup;
 use crate::pipeline::{Answer, Gateway, WebhookRequest};
+use crate::telemetry::{self, RequestInfo};
 
 /// In-flight requests get this long to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -190,17 +191,58 @@ async fn read_body(
     }
 }
 
+/// Answer one request inside its span, then count it.
 async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let route = telemetry::route_label(&segments);
+    let span = telemetry::request_span(route, req.method().as_str());
+    let mut info = RequestInfo::default();
+    let response = route_request(app, req, peer, &path, &segments, &mut info)
+        .instrument(span.clone())
+        .await;
+    telemetry::request_finished(
+        &span,
+        route,
+        &info,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn route_request(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    path: &str,
+    segments: &[&str],
+    info: &mut RequestInfo,
+) -> Response<Full<Bytes>> {
     let method = req.method().clone();
-    match segments.as_slice() {
+    match segments {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
         ["readyz"] if method == Method::GET => match app.gateway.store.ping().await {
             Ok(()) => respond(Answer::text(200, "ready\n")),
             Err(e) => respond(Answer::from_error(&e.into())),
         },
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
+        ["metrics"] if method == Method::GET => {
+            // Redis health is read at scrape time, so the gauge is never stale.
+            let up = app.gateway.store.ping().await.is_ok();
+            let m = telemetry::metrics();
+            m.redis_up.set(i64::from(up));
+            respond(Answer {
+                status: 200,
+                content_type: telemetry::CONTENT_TYPE,
+                body: m.encode(),
+                retry_after: None,
+                location: None,
+            })
+        }
+        ["metrics"] => method_not_allowed("GET", false),
         ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => respond(
             app.gateway
                 .handshake(provider, req.uri().query().unwrap_or("")),
@@ -209,7 +251,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             method_not_allowed("GET, POST", false)
         }
         ["webhooks", provider, rest @ ..] if rest.len() <= 1 => {
-            webhook(app, req, provider, rest.first().copied(), peer).await
+            webhook(app, req, provider, rest.first().copied(), peer, info).await
         }
         ["u", token] => {
             let token = token.to_string();
@@ -248,7 +290,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             location: None,
         }),
         ["openapi.json"] => method_not_allowed("GET", true),
-        ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest).await,
+        ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest, info).await,
         ["v1", ..] => respond(api::error_answer(&Error::not_found(format!(
             "no API route {path}"
         )))),
@@ -264,6 +306,7 @@ async fn webhook(
     provider: &str,
     tenant: Option<&str>,
     peer: SocketAddr,
+    info: &mut RequestInfo,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -319,7 +362,15 @@ async fn webhook(
         body,
     };
     let (answer, report) = app.gateway.webhook(request).await;
+    info.tenant = report.tenant.clone();
+    info.verification = report.verification;
     if answer.status < 400 {
+        info.outcome = Some(telemetry::webhook_outcome(
+            report.events,
+            report.changed,
+            report.duplicates,
+            0,
+        ));
         tracing::info!(
             provider,
             tenant = report.tenant.as_deref().unwrap_or("-"),
@@ -373,6 +424,7 @@ async fn api_route(
     req: Request<Incoming>,
     tenant: &str,
     rest: &[&str],
+    info: &mut RequestInfo,
 ) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let allowed: &'static str = match rest {
@@ -394,6 +446,7 @@ async fn api_route(
     let gw = &app.gateway;
     let result = async {
         let (tenant, body) = api_request(app, req, tenant).await?;
+        info.tenant = Some(tenant.clone());
         let decode = |s: &str| percent_decode(s);
         match (method, rest) {
             (Method::POST, ["dnd", "check"]) => api::post_check(&app.lookup, &tenant, &body).await,

@@ -226,6 +226,114 @@ pub fn reason_label(reason: &str) -> String {
     }
 }
 
+/// The route family of a request, a bounded label: a known provider's name for
+/// webhooks, `api`, `link`, `metrics`, `health`, `unknown` otherwise.
+pub fn route_label(segments: &[&str]) -> &'static str {
+    match segments {
+        ["webhooks", provider, ..] => match *provider {
+            "twilio" => "twilio",
+            "meta" => "meta",
+            "sendgrid" => "sendgrid",
+            "mailgun" => "mailgun",
+            "postmark" => "postmark",
+            "ses" => "ses",
+            "standard-webhooks" | "resend" => "standard-webhooks",
+            _ => "unknown",
+        },
+        ["v1", ..] | ["openapi.json"] => "api",
+        ["u", ..] => "link",
+        ["metrics"] => "metrics",
+        ["healthz"] | ["readyz"] => "health",
+        _ => "unknown",
+    }
+}
+
+/// What the server learns about one request while answering it: the tenant once it is
+/// resolved and trusted (never a raw path segment, which would make the tenant label
+/// unbounded), how it went, and why a signature failed.
+#[derive(Debug, Default)]
+pub struct RequestInfo {
+    /// The configured tenant the request was for.
+    pub tenant: Option<String>,
+    /// How it went; derived from the status when unset.
+    pub outcome: Option<&'static str>,
+    /// Which verification check failed, for a 401.
+    pub verification: Option<&'static str>,
+}
+
+/// The span every request runs in; [`request_finished`] fills in what is learnt.
+pub fn request_span(route: &'static str, method: &str) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        route,
+        method,
+        tenant = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
+}
+
+/// How a webhook that was answered 2xx went.
+pub fn webhook_outcome(
+    events: usize,
+    changed: usize,
+    duplicates: usize,
+    spooled: usize,
+) -> &'static str {
+    if spooled > 0 {
+        "spooled"
+    } else if changed > 0 {
+        "applied"
+    } else if events == 0 {
+        "ignored"
+    } else if duplicates == events {
+        "duplicate"
+    } else {
+        "unchanged"
+    }
+}
+
+/// Count and close one request: the request counter and latency, the verification
+/// failure counter for a 401 on a webhook route, and the span's fields.
+pub fn request_finished(
+    span: &tracing::Span,
+    route: &'static str,
+    info: &RequestInfo,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let outcome = info.outcome.unwrap_or(match status {
+        200..=399 => "ok",
+        503 => "unavailable",
+        400..=499 => "refused",
+        _ => "error",
+    });
+    let tenant = info.tenant.clone().unwrap_or_default();
+    span.record("tenant", tenant.as_str());
+    span.record("outcome", outcome);
+    span.record("status", status);
+    let m = metrics();
+    if status == 401 && !matches!(route, "api" | "link" | "metrics" | "health" | "unknown") {
+        m.verification_failures
+            .get_or_create(&VerificationLabels {
+                provider: route,
+                reason: info.verification.unwrap_or("rejected"),
+            })
+            .inc();
+    }
+    m.requests
+        .get_or_create(&RequestLabels {
+            provider: route,
+            tenant,
+            outcome,
+            status,
+        })
+        .inc();
+    m.request_seconds
+        .get_or_create(&ProviderLabels { provider: route })
+        .observe(elapsed.as_secs_f64());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,6 +171,8 @@ pub struct Report {
     pub rejected: Vec<String>,
     /// Entries of a batch for accounts no tenant owns, one line each.
     pub skipped: Vec<String>,
+    /// For a refused signature: which check failed.
+    pub verification: Option<&'static str>,
 }
 
 impl Gateway {
@@ -179,7 +181,10 @@ impl Gateway {
         let mut report = Report::default();
         let answer = match self.webhook_steps(&req, &mut report).await {
             Ok(answer) => answer,
-            Err(e) => Answer::from_error(&e),
+            Err(e) => {
+                report.verification = e.reason;
+                Answer::from_error(&e)
+            }
         };
         (answer, report)
     }

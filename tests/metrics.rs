@@ -1,0 +1,191 @@
+//! `/metrics` and the request span, checked from outside: a real gateway process gets a
+//! known sequence of requests, then its Prometheus text must count exactly them, be
+//! well-formed, and the JSON log must carry the span's fields on every request line.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+
+/// Every sample of a text exposition, `name{labels}` -> value; panics on a line that is
+/// neither a comment nor a sample, or a sample whose family has no TYPE and HELP.
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = BTreeMap::new();
+    assert!(text.ends_with("# EOF\n"), "ends with # EOF: {text}");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_string());
+        } else if line == "# EOF" || line.starts_with("# UNIT ") {
+        } else {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "bad name in {line:?}"
+            );
+            let family = ["_total", "_bucket", "_count", "_sum", "_created"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                .unwrap_or(name);
+            assert!(
+                typed.contains(family) && helped.contains(family),
+                "{family} has TYPE and HELP"
+            );
+            samples.insert(series.to_string(), value);
+        }
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(
+        &config,
+        config_text(&redis.url())
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\"")),
+    )
+    .unwrap();
+    let mut serve = ServeProcess::start(&config, &["--log-format", "json"]);
+    serve.wait_ready(addr).await.unwrap();
+
+    let post = |params: Vec<(&'static str, &'static str)>, token: &'static str| async move {
+        let path = "/webhooks/twilio/acme";
+        let sig = twilio_signature(token, &format!("{PUBLIC_URL}{path}"), &params);
+        http(
+            addr,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &sig),
+            ],
+            form(&params).as_bytes(),
+        )
+        .await
+    };
+    let stop = inbound_sms("SM0000000000000000000000000000m001", "+14155550101", "STOP");
+    let hello = inbound_sms(
+        "SM0000000000000000000000000000m002",
+        "+14155550102",
+        "hello",
+    );
+    assert_eq!(post(stop.clone(), TWILIO_TOKEN).await.status, 200);
+    assert_eq!(
+        post(stop.clone(), TWILIO_TOKEN).await.status,
+        200,
+        "a retry"
+    );
+    assert_eq!(post(hello, TWILIO_TOKEN).await.status, 200);
+    assert_eq!(post(stop, "not-the-token").await.status, 401);
+    let unsigned = http(
+        addr,
+        "POST",
+        "/webhooks/twilio/acme",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"Body=STOP",
+    )
+    .await;
+    assert_eq!(unsigned.status, 401);
+    // An unknown tenant must not become a label (it is whatever the path says).
+    let r = http(
+        addr,
+        "POST",
+        "/webhooks/twilio/nosuchtenant",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"Body=hi",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        addr,
+        "GET",
+        "/v1/tenants/acme/dnd/sms/%2B14155550101",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let r = http(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let samples = parse_exposition(&r.body);
+    let get = |series: &str| {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} missing from\n{}", r.body))
+    };
+    let requests = |outcome: &str, tenant: &str, status: u16| {
+        format!(
+            "dndgate_requests_total{{provider=\"twilio\",tenant=\"{tenant}\",outcome=\"{outcome}\",status=\"{status}\"}}"
+        )
+    };
+    assert_eq!(get(&requests("applied", "acme", 200)), 1.0);
+    assert_eq!(get(&requests("duplicate", "acme", 200)), 1.0);
+    assert_eq!(get(&requests("unchanged", "acme", 200)), 1.0);
+    assert_eq!(get(&requests("refused", "acme", 401)), 2.0);
+    assert_eq!(get(&requests("refused", "", 404)), 1.0);
+    assert!(
+        !r.body.contains("nosuchtenant"),
+        "an unknown tenant is not a label"
+    );
+    assert_eq!(
+        get("dndgate_verification_failures_total{provider=\"twilio\",reason=\"mismatch\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("dndgate_verification_failures_total{provider=\"twilio\",reason=\"missing\"}"),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "dndgate_requests_total{provider=\"api\",tenant=\"acme\",outcome=\"ok\",status=\"200\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        get("dndgate_request_duration_seconds_count{provider=\"twilio\"}"),
+        6.0
+    );
+    assert_eq!(get("dndgate_redis_up"), 1.0);
+
+    let (code, log) = serve.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    // Every line is JSON; the webhook lines carry the request span's fields.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let accepted: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "webhook accepted")
+        .collect();
+    assert_eq!(accepted.len(), 3, "{log}");
+    for line in accepted {
+        assert_eq!(line["span"]["name"], "request", "{line}");
+        assert_eq!(line["span"]["route"], "twilio", "{line}");
+        assert_eq!(line["span"]["method"], "POST", "{line}");
+    }
+    assert!(
+        !log.contains("+14155550101"),
+        "addresses stay masked in JSON logs too"
+    );
+}
