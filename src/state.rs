@@ -191,14 +191,14 @@ pub async fn apply(
         .iter()
         .filter(|c| c.outcome != Outcome::Noop)
     {
-        tracing::info!(
-            tenant = %tenant.id,
-            provider = %req.provider,
-            scope = c.scope.as_str(),
-            address = %crate::redact::Masked(c.address.as_str()),
-            outcome = c.outcome.as_str(),
-            reason = req.reason,
-            "dnd record"
+        crate::telemetry::dnd_record(
+            &tenant.id,
+            req.provider.as_str(),
+            c.scope,
+            c.address.as_str(),
+            c.outcome,
+            req.action,
+            req.reason,
         );
     }
     Ok(outcomes)

@@ -334,6 +334,51 @@ pub fn request_finished(
         .observe(elapsed.as_secs_f64());
 }
 
+/// One DND record touched by an event: the log line (address masked) and, when the
+/// record was written, the change counter.
+pub fn dnd_record(
+    tenant: &str,
+    provider: &str,
+    scope: crate::event::Scope,
+    address: &str,
+    outcome: crate::store::Outcome,
+    action: crate::store::StoreAction,
+    reason: &str,
+) {
+    use crate::store::{Outcome, StoreAction};
+    tracing::info!(
+        tenant,
+        provider,
+        scope = scope.as_str(),
+        address = %crate::redact::Masked(address),
+        outcome = outcome.as_str(),
+        reason,
+        "dnd record"
+    );
+    let state = match (outcome, action) {
+        (Outcome::Escalated, _) => "permanent",
+        (Outcome::Applied, StoreAction::BlockPermanent) => "permanent",
+        (Outcome::Applied, StoreAction::BlockTemporary) => "temporary",
+        (Outcome::Applied, StoreAction::BlockMarketing) => "marketing",
+        (
+            Outcome::Applied,
+            StoreAction::Unblock
+            | StoreAction::Reachable
+            | StoreAction::UnblockMarketing
+            | StoreAction::Clear,
+        ) => "cleared",
+        _ => return,
+    };
+    metrics()
+        .dnd_changes
+        .get_or_create(&ChangeLabels {
+            channel: scope.as_str(),
+            state,
+            reason: reason_label(reason),
+        })
+        .inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

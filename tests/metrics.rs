@@ -166,6 +166,15 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
         6.0
     );
     assert_eq!(get("dndgate_redis_up"), 1.0);
+    // The STOP wrote two records (a revocation by text covers calls); the retry none.
+    for channel in ["sms", "voice"] {
+        assert_eq!(
+            get(&format!(
+                "dndgate_dnd_changes_total{{channel=\"{channel}\",state=\"permanent\",reason=\"keyword:STOP\"}}"
+            )),
+            1.0
+        );
+    }
 
     let (code, log) = serve.terminate();
     assert_eq!(code, Some(0), "{log}");
