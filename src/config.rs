@@ -237,12 +237,20 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+/// `redis_url`: one URL, or a list of a Redis Cluster's seed nodes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRedisUrl {
+    One(String),
+    Seeds(Vec<String>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
     public_url: Option<String>,
-    redis_url: Option<String>,
+    redis_url: Option<RawRedisUrl>,
     max_body_bytes: Option<usize>,
     redis_timeout: Option<String>,
     dedup_ttl: Option<String>,
@@ -1078,11 +1086,23 @@ fn toml_error(e: &toml::de::Error) -> String {
 }
 
 fn redis_target(
-    configured: Option<String>,
+    configured: Option<RawRedisUrl>,
     managed: Option<RawManaged>,
     base: &Path,
     problems: &mut Vec<String>,
 ) -> RedisTarget {
+    let configured = match configured {
+        None => None,
+        Some(RawRedisUrl::One(url)) => Some(url),
+        // A list is a cluster's seed nodes, whatever its length.
+        Some(RawRedisUrl::Seeds(seeds)) => match crate::store::cluster_url(&seeds) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                problems.push(format!("redis_url: {e}"));
+                return RedisTarget::Url(seeds.join(","));
+            }
+        },
+    };
     let redis_url = std::env::var("DNDGATE_REDIS_URL")
         .ok()
         .or(configured)
@@ -1102,8 +1122,12 @@ fn redis_target(
         })
     } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
+        .chain(&crate::store::CLUSTER_SCHEMES)
         .any(|p| redis_url.starts_with(p))
     {
+        if let Err(e) = crate::store::parse_target(&redis_url) {
+            problems.push(format!("redis_url: {e}"));
+        }
         if managed.is_some() {
             problems
                 .push("managed_redis is set but redis_url is not \"managed\": remove one".into());
@@ -1111,7 +1135,7 @@ fn redis_target(
         RedisTarget::Url(redis_url)
     } else {
         problems.push(format!(
-            "redis_url: {redis_url:?} must be \"managed\" or a redis:// URL"
+            "redis_url: {redis_url:?} must be \"managed\", a redis:// URL, a redis+cluster:// URL or a list of a cluster's redis:// URLs"
         ));
         RedisTarget::Url(redis_url)
     }

@@ -750,7 +750,7 @@ async fn a_lost_group_is_recreated_and_nothing_written_after_the_loss_is_missed(
     let env = env();
     let mut consumer = env.consumer("crm", "w1", ConsumerOptions::default()).await;
     // Redis lost everything (restart without persistence, FLUSHALL): groups included.
-    env.redis.cli(&["FLUSHALL"]).unwrap();
+    env.redis.flushall();
     env.apply(&ev(
         A,
         StoreAction::BlockPermanent,
