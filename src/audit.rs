@@ -256,7 +256,7 @@ pub struct ConsumerOptions {
     /// Read each shard with its own command (pipelined), as Redis Cluster requires
     /// because the shards live in different slots, and wait by polling every
     /// [`CLUSTER_POLL`]. Off: one `XREADGROUP` over all 16 streams that blocks until
-    /// any has an entry.
+    /// any has an entry. A cluster URL (`redis+cluster://`) turns it on.
     pub cluster: bool,
     /// Longest wait for Redis on top of a read's own blocking time.
     pub timeout: Duration,
@@ -591,7 +591,10 @@ impl AuditConsumer {
         let mut batch = Batch::new();
         if self.options.cluster {
             for shard in from {
-                batch.add(&self.streams[shard.0], xreadgroup(std::slice::from_ref(shard)));
+                batch.add(
+                    &self.streams[shard.0],
+                    xreadgroup(std::slice::from_ref(shard)),
+                );
             }
         } else if let Some(first) = from.first() {
             batch.add(&self.streams[first.0], xreadgroup(from));

@@ -1359,6 +1359,47 @@ mod tests {
     }
 
     #[test]
+    fn redis_url_names_a_server_or_a_cluster() {
+        let with = |url: &str| {
+            Config::parse(
+                &format!(
+                    "public_url = \"https://h.example.com\"\nredis_url = {url}\n[tenants.acme]\napi_tokens = [\"t\"]\n"
+                ),
+                Path::new("."),
+            )
+        };
+        let url = |url: &str| with(url).unwrap().redis.url();
+        assert_eq!(url("\"redis://10.0.0.1:6379/\""), "redis://10.0.0.1:6379/");
+        assert_eq!(
+            url("\"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\""),
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+        );
+        // A list is a cluster's seed nodes.
+        assert_eq!(
+            url("[\"redis://:pw@10.0.0.1:7000\", \"redis://:pw@10.0.0.2:7000\"]"),
+            "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000/"
+        );
+        for (bad, needle) in [
+            (
+                "[\"redis://:a@h:1\", \"redis://:b@h:2\"]",
+                "share one scheme",
+            ),
+            ("[]", "empty list"),
+            ("[\"http://h:1\"]", "not a redis:// or rediss:// URL"),
+            ("\"redis+cluster:///\"", "at least one node"),
+            ("\"http://h:1\"", "redis+cluster://"),
+        ] {
+            let problems = with(bad).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("redis_url") && p.contains(needle)),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn page_branding_and_words() {
         let problems = parse(
             "[tenants.acme.page]\ncolor = \"red\"\nlogo_url = \"http://x/logo.png\"\nlanguage = \"tlh\"\nlink_mode = \"now\"",

@@ -148,9 +148,9 @@ impl Connection {
     /// A connection to the Redis `url` names (see the module documentation); connects
     /// lazily, on the first command.
     pub fn open(url: &str, options: ConnectOptions) -> RedisResult<Connection> {
-        match parse_target(url)
-            .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad cluster URL", e)))?
-        {
+        match parse_target(url).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad cluster URL", e))
+        })? {
             Target::Single(url) => {
                 let client = redis::Client::open(url)?;
                 let config = ConnectionManagerConfig::new()
@@ -211,7 +211,9 @@ impl Connection {
         // Commands grouped by slot, each remembering its place in the batch.
         let mut by_slot: HashMap<Route, (Pipeline, Vec<usize>)> = HashMap::new();
         for (i, (route, cmd)) in batch.cmds.iter().enumerate() {
-            let (pipe, places) = by_slot.entry(*route).or_insert_with(|| (redis::pipe(), Vec::new()));
+            let (pipe, places) = by_slot
+                .entry(*route)
+                .or_insert_with(|| (redis::pipe(), Vec::new()));
             pipe.add_command(cmd.clone());
             places.push(i);
         }
@@ -241,7 +243,8 @@ impl Connection {
                 let v = v.ok_or_else(|| {
                     redis::RedisError::from((redis::ErrorKind::Parse, "missing reply in a batch"))
                 })?;
-                T::from_redis_value(v).map_err(Into::into)
+                // A command's error fails the batch, as it fails a pipeline.
+                T::from_redis_value(v.extract_error()?).map_err(Into::into)
             })
             .collect()
     }
@@ -260,7 +263,11 @@ impl Connection {
         let mut scan = redis::cmd("SCAN");
         let handle = match self {
             Connection::Single(conn) => {
-                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count);
                 return scan.query_async(conn).await;
             }
             Connection::Cluster(handle) => handle,
@@ -317,7 +324,10 @@ async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16
         let (Some(host), Some(port)) = (parts.next(), parts.next()) else {
             continue;
         };
-        nodes.push((String::from_redis_value(host)?, u16::from_redis_value(port)?));
+        nodes.push((
+            String::from_redis_value(host)?,
+            u16::from_redis_value(port)?,
+        ));
     }
     nodes.sort();
     nodes.dedup();
@@ -346,7 +356,8 @@ impl Batch {
 
     /// Add `cmd`, routed by `key` (the key it reads or writes).
     pub fn add(&mut self, key: &str, cmd: Cmd) -> &mut Batch {
-        self.cmds.push((Route::with_key(key, SlotAddr::Master), cmd));
+        self.cmds
+            .push((Route::with_key(key, SlotAddr::Master), cmd));
         self
     }
 
@@ -417,7 +428,10 @@ mod tests {
             Target::Cluster(vec!["rediss://h:1/?protocol=resp3".into()])
         );
         assert!(parse_target("redis+cluster:///").is_err());
-        let list = ["redis://:pw@a:1".to_string(), "redis://:pw@b:2/".to_string()];
+        let list = [
+            "redis://:pw@a:1".to_string(),
+            "redis://:pw@b:2/".to_string(),
+        ];
         let url = cluster_url(&list).unwrap();
         assert_eq!(url, "redis+cluster://:pw@a:1,b:2/");
         assert_eq!(

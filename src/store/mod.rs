@@ -801,8 +801,7 @@ impl Store {
             cmd.arg(key);
             batch.add(key, cmd);
         }
-        let buckets: Vec<Vec<(String, String)>> =
-            self.with_timeout(conn.run_batch(&batch)).await?;
+        let buckets: Vec<Vec<(String, String)>> = self.with_timeout(conn.run_batch(&batch)).await?;
         let mut records = Vec::new();
         for (field, value) in buckets.into_iter().flatten() {
             let Some((scope, address)) = field.split_once(':') else {

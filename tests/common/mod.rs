@@ -132,8 +132,11 @@ impl RedisServer {
                 continue; // dropping the server stops the nodes that started
             }
             server.port = server.ports[0];
-            let addresses: Vec<String> =
-                server.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let addresses: Vec<String> = server
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
             let created = Command::new("redis-cli")
                 .arg("--cluster")
                 .arg("create")
@@ -179,7 +182,11 @@ impl RedisServer {
     /// every node as a seed for a cluster.
     pub fn url(&self) -> String {
         if self.cluster {
-            let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let hosts: Vec<String> = self
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
             format!("redis+cluster://{}/", hosts.join(","))
         } else {
             format!("redis://127.0.0.1:{}/", self.port)
