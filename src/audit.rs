@@ -42,11 +42,10 @@
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::valid_tenant_id;
 use crate::event::Scope;
-use crate::store::{Outcome, Record, StoreError, audit_keys};
+use crate::store::{Batch, ConnectOptions, Connection, Outcome, Record, StoreError, audit_keys};
 
 /// Every outcome an entry may carry. `Outcome` names itself ([`Outcome::as_str`]); the
 /// parser looks names up here so the spelling lives in the store alone.
@@ -257,7 +256,7 @@ pub struct ConsumerOptions {
     /// Read each shard with its own command (pipelined), as Redis Cluster requires
     /// because the shards live in different slots, and wait by polling every
     /// [`CLUSTER_POLL`]. Off: one `XREADGROUP` over all 16 streams that blocks until
-    /// any has an entry.
+    /// any has an entry. A cluster URL (`redis+cluster://`) turns it on.
     pub cluster: bool,
     /// Longest wait for Redis on top of a read's own blocking time.
     pub timeout: Duration,
@@ -300,7 +299,7 @@ pub enum AuditError {
 /// The consumer holds its own connection: a blocking read occupies a connection for
 /// its whole wait, which would stall every other command sharing it.
 pub struct AuditConsumer {
-    conn: ConnectionManager,
+    conn: Connection,
     streams: Vec<String>,
     group: String,
     consumer: String,
@@ -332,15 +331,19 @@ impl AuditConsumer {
         if !valid_tenant_id(tenant) {
             return Err(AuditError::Tenant(tenant.to_string()));
         }
-        let client = redis::Client::open(url).map_err(unavailable)?;
         // No response timeout on the connection: a blocking read may wait longer than
         // any fixed one. Each call gets its own deadline instead (`AuditConsumer::run`).
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn = Connection::open(
+            url,
+            ConnectOptions {
+                connect_timeout: options.timeout,
+                response_timeout: None,
+            },
+        )
+        .map_err(unavailable)?;
+        let mut options = options;
+        // A cluster URL forces per-shard reads: one command cannot name two slots.
+        options.cluster |= conn.is_cluster();
         let streams = audit_keys(tenant);
         let mut consumer = AuditConsumer {
             conn,
@@ -411,9 +414,9 @@ impl AuditConsumer {
         if let Some((stream, _)) = handled.iter().find(|(s, _)| !self.streams.contains(s)) {
             return Err(AuditError::UnknownStream(stream.clone()));
         }
-        // One XACK per shard, all in one pipeline: single-key commands, so this works
-        // the same on a cluster.
-        let mut pipe = redis::pipe();
+        // One XACK per shard, all in one batch (one pipeline, or one per slot on a
+        // cluster).
+        let mut batch = Batch::new();
         for stream in &self.streams {
             let ids: Vec<&str> = handled
                 .iter()
@@ -421,22 +424,26 @@ impl AuditConsumer {
                 .map(|(_, id)| id.as_str())
                 .collect();
             if !ids.is_empty() {
-                pipe.cmd("XACK").arg(stream).arg(&self.group).arg(ids);
+                let mut cmd = redis::cmd("XACK");
+                cmd.arg(stream).arg(&self.group).arg(ids);
+                batch.add(stream, cmd);
             }
         }
-        let counts: Vec<u64> = self.run(&pipe, Duration::ZERO).await?;
+        let counts: Vec<u64> = self.run(&batch, Duration::ZERO).await?;
         Ok(counts.into_iter().sum())
     }
 
     /// How many entries of the group, across every shard and every consumer, are
     /// delivered but not yet acknowledged: a backlog to alert on.
     pub async fn pending(&mut self) -> Result<u64, AuditError> {
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for stream in &self.streams {
-            pipe.cmd("XPENDING").arg(stream).arg(&self.group);
+            let mut cmd = redis::cmd("XPENDING");
+            cmd.arg(stream).arg(&self.group);
+            batch.add(stream, cmd);
         }
         // XPENDING's summary form: [count, smallest id, greatest id, per consumer].
-        let summaries: Vec<(u64, Value, Value, Value)> = self.run(&pipe, Duration::ZERO).await?;
+        let summaries: Vec<(u64, Value, Value, Value)> = self.run(&batch, Duration::ZERO).await?;
         Ok(summaries.iter().map(|s| s.0).sum())
     }
 
@@ -450,18 +457,19 @@ impl AuditConsumer {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>, AuditError> {
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for stream in &self.streams {
-            pipe.cmd("XAUTOCLAIM")
-                .arg(stream)
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(stream)
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .arg(min_idle.as_millis() as u64)
                 .arg("0-0")
                 .arg("COUNT")
                 .arg(count.max(1));
+            batch.add(stream, cmd);
         }
-        let replies: Vec<Value> = self.run(&pipe, Duration::ZERO).await?;
+        let replies: Vec<Value> = self.run(&batch, Duration::ZERO).await?;
         let mut out = Vec::new();
         for (stream, reply) in self.streams.iter().zip(replies) {
             // [next cursor, entries, deleted ids]
@@ -580,15 +588,18 @@ impl AuditConsumer {
             cmd.arg(shards.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>());
             cmd
         };
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         if self.options.cluster {
             for shard in from {
-                pipe.add_command(xreadgroup(std::slice::from_ref(shard)));
+                batch.add(
+                    &self.streams[shard.0],
+                    xreadgroup(std::slice::from_ref(shard)),
+                );
             }
-        } else {
-            pipe.add_command(xreadgroup(from));
+        } else if let Some(first) = from.first() {
+            batch.add(&self.streams[first.0], xreadgroup(from));
         }
-        let replies: Vec<Value> = self.run(&pipe, block.unwrap_or(Duration::ZERO)).await?;
+        let replies: Vec<Value> = self.run(&batch, block.unwrap_or(Duration::ZERO)).await?;
         let mut out = Vec::new();
         for reply in replies {
             for (stream, entries) in read_reply(reply)? {
@@ -605,15 +616,15 @@ impl AuditConsumer {
         Ok(out)
     }
 
-    /// Run a pipeline with a deadline of `wait` (a blocking read's own wait) plus the
+    /// Run a batch with a deadline of `wait` (a blocking read's own wait) plus the
     /// configured timeout.
     async fn run<T: redis::FromRedisValue>(
         &mut self,
-        pipe: &redis::Pipeline,
+        batch: &Batch,
         wait: Duration,
-    ) -> Result<T, AuditError> {
+    ) -> Result<Vec<T>, AuditError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(wait + self.options.timeout, pipe.query_async(&mut conn)).await {
+        match tokio::time::timeout(wait + self.options.timeout, conn.run_batch(batch)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e).into()),
             Err(_) => Err(self.late().into()),

@@ -250,12 +250,20 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+/// `redis_url`: one URL, or a list of a Redis Cluster's seed nodes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRedisUrl {
+    One(String),
+    Seeds(Vec<String>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
     public_url: Option<String>,
-    redis_url: Option<String>,
+    redis_url: Option<RawRedisUrl>,
     max_body_bytes: Option<usize>,
     redis_timeout: Option<String>,
     dedup_ttl: Option<String>,
@@ -1113,11 +1121,23 @@ fn toml_error(e: &toml::de::Error) -> String {
 }
 
 fn redis_target(
-    configured: Option<String>,
+    configured: Option<RawRedisUrl>,
     managed: Option<RawManaged>,
     base: &Path,
     problems: &mut Vec<String>,
 ) -> RedisTarget {
+    let configured = match configured {
+        None => None,
+        Some(RawRedisUrl::One(url)) => Some(url),
+        // A list is a cluster's seed nodes, whatever its length.
+        Some(RawRedisUrl::Seeds(seeds)) => match crate::store::cluster_url(&seeds) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                problems.push(format!("redis_url: {e}"));
+                return RedisTarget::Url(seeds.join(","));
+            }
+        },
+    };
     let redis_url = std::env::var("DNDGATE_REDIS_URL")
         .ok()
         .or(configured)
@@ -1137,8 +1157,12 @@ fn redis_target(
         })
     } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
+        .chain(&crate::store::CLUSTER_SCHEMES)
         .any(|p| redis_url.starts_with(p))
     {
+        if let Err(e) = crate::store::parse_target(&redis_url) {
+            problems.push(format!("redis_url: {e}"));
+        }
         if managed.is_some() {
             problems
                 .push("managed_redis is set but redis_url is not \"managed\": remove one".into());
@@ -1146,7 +1170,7 @@ fn redis_target(
         RedisTarget::Url(redis_url)
     } else {
         problems.push(format!(
-            "redis_url: {redis_url:?} must be \"managed\" or a redis:// URL"
+            "redis_url: {redis_url:?} must be \"managed\", a redis:// URL, a redis+cluster:// URL or a list of a cluster's redis:// URLs"
         ));
         RedisTarget::Url(redis_url)
     }
@@ -1480,6 +1504,47 @@ mod tests {
         );
         let problems = Config::parse("publik_url = \"x\"", Path::new(".")).unwrap_err();
         assert!(problems[0].contains("publik_url"), "{problems:?}");
+    }
+
+    #[test]
+    fn redis_url_names_a_server_or_a_cluster() {
+        let with = |url: &str| {
+            Config::parse(
+                &format!(
+                    "public_url = \"https://h.example.com\"\nredis_url = {url}\n[tenants.acme]\napi_tokens = [\"t\"]\n"
+                ),
+                Path::new("."),
+            )
+        };
+        let url = |url: &str| with(url).unwrap().redis.url();
+        assert_eq!(url("\"redis://10.0.0.1:6379/\""), "redis://10.0.0.1:6379/");
+        assert_eq!(
+            url("\"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\""),
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+        );
+        // A list is a cluster's seed nodes.
+        assert_eq!(
+            url("[\"redis://:pw@10.0.0.1:7000\", \"redis://:pw@10.0.0.2:7000\"]"),
+            "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000/"
+        );
+        for (bad, needle) in [
+            (
+                "[\"redis://:a@h:1\", \"redis://:b@h:2\"]",
+                "share one scheme",
+            ),
+            ("[]", "empty list"),
+            ("[\"http://h:1\"]", "not a redis:// or rediss:// URL"),
+            ("\"redis+cluster:///\"", "at least one node"),
+            ("\"http://h:1\"", "redis+cluster://"),
+        ] {
+            let problems = with(bad).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("redis_url") && p.contains(needle)),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]

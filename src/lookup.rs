@@ -57,7 +57,10 @@ pub type BatchItem = Result<Verdict, AddressError>;
 
 impl Lookup {
     /// Connect to the Redis at `url` (lazily: the first check connects), with a 2 s
-    /// timeout per call.
+    /// timeout per call. `url` is one server's (`redis://HOST:PORT/`) or a Redis
+    /// Cluster's (`redis+cluster://HOST:PORT,HOST:PORT/`, any nodes as seeds); on a
+    /// cluster each check reads the primary of the address's slot, and a batch goes as
+    /// one pipeline per slot.
     pub fn connect(url: &str) -> Result<Lookup, LookupError> {
         Self::connect_with_timeout(url, Duration::from_secs(2))
     }

@@ -750,7 +750,7 @@ async fn a_lost_group_is_recreated_and_nothing_written_after_the_loss_is_missed(
     let env = env();
     let mut consumer = env.consumer("crm", "w1", ConsumerOptions::default()).await;
     // Redis lost everything (restart without persistence, FLUSHALL): groups included.
-    env.redis.cli(&["FLUSHALL"]).unwrap();
+    env.redis.flushall();
     env.apply(&ev(
         A,
         StoreAction::BlockPermanent,
@@ -910,7 +910,10 @@ async fn entries_delivered_to_a_dropped_read_are_not_lost() {
         1000,
     ))
     .await;
-    assert_eq!(env.xpending("crm"), 1);
+    // On a cluster the consumer polls (no blocking read spans slots), so a dropped
+    // call leaves no read behind to take the entry: it is simply read next.
+    let left_behind = if env.redis.is_cluster() { 0 } else { 1 };
+    assert_eq!(env.xpending("crm"), left_behind);
     let read = entries(drain(&mut consumer, 10).await);
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].1.event_id, "SMlost");

@@ -145,9 +145,9 @@ fn run(args: &[&str], stdin: &str) -> Run {
 }
 
 fn audit_len(redis: &RedisServer) -> usize {
-    let keys = redis.cli(&["KEYS", "dnd:*:audit"]).unwrap_or_default();
-    keys.lines()
-        .filter(|k| !k.is_empty())
+    redis
+        .keys("dnd:*:audit")
+        .iter()
         .map(|k| redis.cli(&["XLEN", k]).unwrap().parse::<usize>().unwrap())
         .sum()
 }

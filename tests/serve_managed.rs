@@ -2,6 +2,9 @@
 //! `redis_url = "managed"` starts its own redis-server, takes a signed STOP, stops
 //! cleanly on SIGTERM, and the STOP survives a restart. Also: a gateway killed with
 //! SIGKILL leaves its redis-server running, and the next start adopts it.
+//!
+//! Single server by nature, also under `DNDGATE_TEST_REDIS=cluster`: the gateway starts
+//! its own standalone redis-server here (`redis_url = "managed"` is never a cluster).
 
 mod common;
 

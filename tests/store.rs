@@ -289,6 +289,63 @@ async fn batch_lookup_of_ten_thousand() {
     assert!(other.iter().all(|v| !v.blocked));
 }
 
+/// The export walk and the batch lookup see every record wherever it lives: on a
+/// cluster the tenant's 16 shards spread over all three masters, so a walk of one node
+/// or a pipeline sent to one node would miss some.
+#[tokio::test]
+async fn export_and_batch_lookup_reach_every_shard() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let t = 1_764_000_000_000;
+    let addresses: Vec<Address> = (0..300).map(|i| sms(&format!("+1666{i:07}"))).collect();
+    for (i, a) in addresses.iter().enumerate() {
+        let id = format!("SM{i}");
+        apply(
+            &store,
+            a,
+            ev(StoreAction::BlockPermanent, "keyword:STOP", &id, t),
+        )
+        .await;
+    }
+    if redis.is_cluster() {
+        for port in &redis.ports {
+            let n: usize = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "DBSIZE"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap())
+                .unwrap();
+            assert!(
+                n > 0,
+                "node {port} holds no keys: the test would not span nodes"
+            );
+        }
+    }
+    let verdicts = store
+        .lookup_many("acme", Channel::Sms, &addresses, t + 1)
+        .await
+        .unwrap();
+    assert!(verdicts.iter().all(|v| v.blocked));
+    let mut exported = std::collections::BTreeSet::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let (next, records) = store.export_page("acme", cursor).await.unwrap();
+        exported.extend(records.into_iter().map(|(_, a, _)| a.as_str().to_string()));
+        pages += 1;
+        assert!(pages < 1000, "the walk does not end");
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let expected: std::collections::BTreeSet<String> =
+        addresses.iter().map(|a| a.as_str().to_string()).collect();
+    assert_eq!(exported, expected);
+    // Another tenant's walk finds none of them.
+    let (_, none) = store.export_page("globex", 0).await.unwrap();
+    assert!(none.is_empty());
+}
+
 #[tokio::test]
 async fn lookups_fail_closed_when_redis_is_down() {
     let mut redis = RedisServer::start();

@@ -24,12 +24,17 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use sha1::{Digest, Sha1};
 
 use crate::address::Address;
 use crate::event::{Channel, Provider, Scope};
+
+mod conn;
+pub use conn::{
+    Batch, CLUSTER_SCHEMES, ConnectOptions, Connection, LazyCluster, Target, cluster_url,
+    parse_target,
+};
 
 /// The Lua script that applies one event.
 const APPLY_LUA: &str = include_str!("apply.lua");
@@ -440,7 +445,7 @@ pub struct StoreOptions {
 /// A handle on the DND store; cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Connection,
     script: Script,
     options: StoreOptions,
 }
@@ -450,16 +455,18 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Store {
-    /// A store on the Redis at `url`. Connects lazily, so the gateway starts (and
-    /// spools, and answers `/readyz` honestly) while Redis is down.
+    /// A store on the Redis at `url`: one server, or a Redis Cluster named by a
+    /// `redis+cluster://` URL (see [`Connection`]). Connects lazily, so the gateway
+    /// starts (and spools, and answers `/readyz` honestly) while Redis is down.
     pub fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(options.timeout))
-            .set_connection_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn = Connection::open(
+            url,
+            ConnectOptions {
+                connect_timeout: options.timeout,
+                response_timeout: Some(options.timeout),
+            },
+        )
+        .map_err(unavailable)?;
         Ok(Store {
             conn,
             script: Script::new(APPLY_LUA),
@@ -483,7 +490,7 @@ impl Store {
 
     /// A connection for modules that run their own commands on keys the store names
     /// (the audit consumer).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 
@@ -549,16 +556,29 @@ impl Store {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for address in addresses {
-            pipe.cmd("HMGET")
-                .arg(bucket_key(tenant, address))
-                .arg(field(Scope::Channel(channel), address))
-                .arg(field(Scope::All, address));
-        }
         let mut conn = self.conn.clone();
-        let replies: Vec<(Option<String>, Option<String>)> =
-            self.with_timeout(pipe.query_async(&mut conn)).await?;
+        let replies: Vec<(Option<String>, Option<String>)> = if conn.is_cluster() {
+            // One pipeline per slot: a tenant's buckets sit in 16 slots (one per shard).
+            let mut batch = Batch::with_capacity(addresses.len());
+            for address in addresses {
+                let key = bucket_key(tenant, address);
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key)
+                    .arg(field(Scope::Channel(channel), address))
+                    .arg(field(Scope::All, address));
+                batch.add(&key, cmd);
+            }
+            self.with_timeout(conn.run_batch(&batch)).await?
+        } else {
+            let mut pipe = redis::pipe();
+            for address in addresses {
+                pipe.cmd("HMGET")
+                    .arg(bucket_key(tenant, address))
+                    .arg(field(Scope::Channel(channel), address))
+                    .arg(field(Scope::All, address));
+            }
+            self.with_timeout(pipe.query_async(&mut conn)).await?
+        };
         if replies.len() != addresses.len() {
             return Err(StoreError::Protocol(format!(
                 "{} replies for {} lookups",
@@ -771,26 +791,17 @@ impl Store {
         let mut conn = self.conn.clone();
         // Buckets are dnd:{TENANT:S}:BBB with S and BBB hex digits; nothing else matches.
         let pattern = format!("dnd:{{{tenant}:?}}:???");
+        // On a cluster the cursor walks every primary in turn.
         let (next, bucket_keys): (u64, Vec<String>) = self
-            .with_timeout(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn),
-            )
+            .with_timeout(conn.scan_page(cursor, &pattern, 1000))
             .await?;
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::with_capacity(bucket_keys.len());
         for key in &bucket_keys {
-            pipe.cmd("HGETALL").arg(key);
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(key);
+            batch.add(key, cmd);
         }
-        let buckets: Vec<Vec<(String, String)>> = if bucket_keys.is_empty() {
-            Vec::new()
-        } else {
-            self.with_timeout(pipe.query_async(&mut conn)).await?
-        };
+        let buckets: Vec<Vec<(String, String)>> = self.with_timeout(conn.run_batch(&batch)).await?;
         let mut records = Vec::new();
         for (field, value) in buckets.into_iter().flatten() {
             let Some((scope, address)) = field.split_once(':') else {

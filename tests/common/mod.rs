@@ -1,4 +1,6 @@
-//! Test support: a real redis-server per test, on a free port in a temporary directory.
+//! Test support: a real redis-server per test, on a free port in a temporary directory;
+//! with `DNDGATE_TEST_REDIS=cluster` in the environment, a real Redis Cluster of three
+//! masters instead, so the whole suite runs against both.
 
 #![allow(dead_code)]
 
@@ -6,11 +8,15 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A redis-server that lives as long as this value.
+/// A redis-server (or, with `DNDGATE_TEST_REDIS=cluster`, a three-master Redis
+/// Cluster) that lives as long as this value.
 pub struct RedisServer {
-    child: Child,
-    /// The port on 127.0.0.1.
+    nodes: Vec<Child>,
+    /// The port on 127.0.0.1 (of the first node, on a cluster).
     pub port: u16,
+    /// Every node's port (one for a single server).
+    pub ports: Vec<u16>,
+    cluster: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -23,53 +29,180 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Does this run test against a Redis Cluster (`DNDGATE_TEST_REDIS=cluster`)?
+pub fn cluster_mode() -> bool {
+    std::env::var("DNDGATE_TEST_REDIS").is_ok_and(|v| v == "cluster")
+}
+
+/// Start one redis-server on a free port in `dir` with `extra` arguments; `None` if it
+/// exits (port taken) or does not answer PING within 5 s.
+fn start_node(dir: &std::path::Path, extra: &[String]) -> Option<(Child, u16)> {
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be on the PATH (apt install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None; // port taken: try another
+        }
+        if node_cli(port, &["PING"]).is_some_and(|s| s == "PONG") {
+            return Some((child, port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Run one command with redis-cli against the node on `port` (no redirects).
+fn node_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--raw"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
 impl RedisServer {
-    /// Start a redis-server and wait until it answers PING.
+    /// Start a redis-server and wait until it answers PING; with
+    /// `DNDGATE_TEST_REDIS=cluster`, a three-master cluster, ready when every node
+    /// reports `cluster_state:ok` with all slots assigned.
     pub fn start() -> RedisServer {
+        if cluster_mode() {
+            return Self::start_cluster();
+        }
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on the PATH (apt install redis-server)");
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // port taken: try another
-                }
-                if server.ping() {
-                    return server;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Some((child, port)) = start_node(dir.path(), &[]) {
+                return RedisServer {
+                    nodes: vec![child],
+                    port,
+                    ports: vec![port],
+                    cluster: false,
+                    _dir: dir,
+                };
             }
-            let _ = server.child.kill();
         }
         panic!("could not start redis-server");
     }
 
-    /// The URL to connect to.
+    fn start_cluster() -> RedisServer {
+        for _attempt in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut server = RedisServer {
+                nodes: Vec::new(),
+                port: 0,
+                ports: Vec::new(),
+                cluster: true,
+                _dir: dir,
+            };
+            for i in 0..3 {
+                // The cluster bus gets its own free port: the default, port + 10000,
+                // may be past 65535 or taken.
+                let extra = [
+                    "--cluster-enabled".to_string(),
+                    "yes".to_string(),
+                    "--cluster-config-file".to_string(),
+                    format!("nodes-{i}.conf"),
+                    "--cluster-port".to_string(),
+                    free_port().to_string(),
+                    "--cluster-node-timeout".to_string(),
+                    "5000".to_string(),
+                ];
+                let node_dir = server._dir.path().join(i.to_string());
+                std::fs::create_dir(&node_dir).unwrap();
+                if let Some((child, port)) = start_node(&node_dir, &extra) {
+                    server.nodes.push(child);
+                    server.ports.push(port);
+                }
+            }
+            if server.nodes.len() < 3 {
+                continue; // dropping the server stops the nodes that started
+            }
+            server.port = server.ports[0];
+            let addresses: Vec<String> = server
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            let created = Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if created && server.wait_for_cluster() {
+                return server;
+            }
+        }
+        panic!("could not start a Redis Cluster (redis-server and redis-cli 7 on the PATH)");
+    }
+
+    /// Wait until every node sees the cluster as ok, knows every node and has every
+    /// slot assigned.
+    fn wait_for_cluster(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ready = self.ports.iter().all(|p| {
+                node_cli(*p, &["CLUSTER", "INFO"]).is_some_and(|info| {
+                    info.contains("cluster_state:ok")
+                        && info.contains("cluster_slots_assigned:16384")
+                        && info.contains("cluster_known_nodes:3")
+                })
+            });
+            if ready {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Is this a cluster?
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The URL to connect to: `redis://` for one server, `redis+cluster://` with
+    /// every node as a seed for a cluster.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        if self.cluster {
+            let hosts: Vec<String> = self
+                .ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            format!("redis+cluster://{}/", hosts.join(","))
+        } else {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
     }
 
-    fn ping(&self) -> bool {
-        self.cli(&["PING"]).map(|s| s == "PONG").unwrap_or(false)
-    }
-
-    /// Run one command with redis-cli and return its raw output (trimmed).
+    /// Run one command with redis-cli and return its raw output (trimmed). On a
+    /// cluster it follows redirects (`-c`), so a command on a key reaches the key's
+    /// node; a command on no key runs on the first node (see [`RedisServer::keys`]
+    /// and [`RedisServer::flushall`] for the whole keyspace).
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
+        let mut cmd = Command::new("redis-cli");
+        if self.cluster {
+            cmd.arg("-c");
+        }
+        let out = cmd
             .args(["-p", &self.port.to_string(), "--raw"])
             .args(args)
             .output()
@@ -79,13 +212,36 @@ impl RedisServer {
             .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 
-    /// Every key and its value, as text, sorted: a snapshot to show that bad input
-    /// changed nothing.
-    pub fn snapshot(&self) -> Vec<String> {
-        let keys = self.cli(&["KEYS", "*"]).unwrap_or_default();
-        let mut keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    /// The keys matching `pattern` on every node, sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .ports
+            .iter()
+            .flat_map(|p| {
+                node_cli(*p, &["KEYS", pattern])
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         keys.sort();
-        keys.iter()
+        keys
+    }
+
+    /// Delete every key on every node (as a restart without persistence would).
+    pub fn flushall(&self) {
+        for p in &self.ports {
+            assert_eq!(node_cli(*p, &["FLUSHALL"]).as_deref(), Some("OK"));
+        }
+    }
+
+    /// Every key and its value, as text, sorted, over every node: a snapshot to show
+    /// that bad input changed nothing.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.keys("*")
+            .iter()
             .map(|k| {
                 let t = self.cli(&["TYPE", k]).unwrap();
                 let v = match t.as_str() {
@@ -98,10 +254,12 @@ impl RedisServer {
             .collect()
     }
 
-    /// Stop the server now (as a crash would).
+    /// Stop the server (every node of a cluster) now, as a crash would.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
