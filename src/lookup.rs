@@ -25,6 +25,7 @@ use crate::config::{DEFAULT_DEDUP_TTL, valid_tenant_id};
 use crate::event::Channel;
 use crate::pipeline::now_ms;
 use crate::store::{Store, StoreError, StoreOptions, Verdict};
+use crate::telemetry;
 
 /// Most addresses one batch check takes (SPEC section 10).
 pub const MAX_BATCH: usize = 10_000;
@@ -90,18 +91,56 @@ impl Lookup {
         channel: Channel,
         raw_address: &str,
     ) -> Result<Verdict, LookupError> {
-        check_tenant(tenant)?;
-        let address = Address::parse(channel, raw_address)?;
-        Ok(self
-            .store
-            .lookup(tenant, channel, &address, now_ms())
-            .await?)
+        let started = std::time::Instant::now();
+        let result = async {
+            check_tenant(tenant)?;
+            let address = Address::parse(channel, raw_address)?;
+            Ok(self
+                .store
+                .lookup(tenant, channel, &address, now_ms())
+                .await?)
+        }
+        .await;
+        let counts = match &result {
+            Ok(v) if v.blocked => telemetry::LookupCounts::blocked(1),
+            Ok(_) => telemetry::LookupCounts::allowed(1),
+            Err(LookupError::Address(_)) => telemetry::LookupCounts::invalid(1),
+            Err(_) => telemetry::LookupCounts::error(1),
+        };
+        telemetry::lookup_done("single", &counts, started.elapsed());
+        result
     }
 
     /// The verdicts for many addresses on one channel, in one round trip, in the order
     /// given. An address that cannot be normalised gets its own error; Redis failing
     /// fails the whole batch.
     pub async fn check_many<S: AsRef<str>>(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        raw_addresses: &[S],
+    ) -> Result<Vec<BatchItem>, LookupError> {
+        let started = std::time::Instant::now();
+        let result = self.batch(tenant, channel, raw_addresses).await;
+        let counts = match &result {
+            Ok(items) => {
+                let mut c = telemetry::LookupCounts::default();
+                for item in items {
+                    match item {
+                        Ok(v) if v.blocked => c.blocked += 1,
+                        Ok(_) => c.allowed += 1,
+                        Err(_) => c.invalid += 1,
+                    }
+                }
+                c
+            }
+            Err(_) => telemetry::LookupCounts::error(raw_addresses.len() as u64),
+        };
+        telemetry::lookup_done("batch", &counts, started.elapsed());
+        result
+    }
+
+    async fn batch<S: AsRef<str>>(
         &self,
         tenant: &str,
         channel: Channel,

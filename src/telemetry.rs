@@ -379,6 +379,70 @@ pub fn dnd_record(
         .inc();
 }
 
+/// How a lookup call's addresses came out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LookupCounts {
+    /// May be sent to.
+    pub allowed: u64,
+    /// On DND.
+    pub blocked: u64,
+    /// Could not be normalised.
+    pub invalid: u64,
+    /// Redis did not answer (fail closed).
+    pub error: u64,
+}
+
+impl LookupCounts {
+    /// `n` allowed.
+    pub fn allowed(n: u64) -> LookupCounts {
+        LookupCounts {
+            allowed: n,
+            ..Default::default()
+        }
+    }
+    /// `n` blocked.
+    pub fn blocked(n: u64) -> LookupCounts {
+        LookupCounts {
+            blocked: n,
+            ..Default::default()
+        }
+    }
+    /// `n` invalid.
+    pub fn invalid(n: u64) -> LookupCounts {
+        LookupCounts {
+            invalid: n,
+            ..Default::default()
+        }
+    }
+    /// `n` unanswered.
+    pub fn error(n: u64) -> LookupCounts {
+        LookupCounts {
+            error: n,
+            ..Default::default()
+        }
+    }
+}
+
+/// Count one lookup call (`single` or `batch`) and its latency.
+pub fn lookup_done(kind: &'static str, counts: &LookupCounts, elapsed: std::time::Duration) {
+    let m = metrics();
+    for (outcome, n) in [
+        ("allowed", counts.allowed),
+        ("blocked", counts.blocked),
+        ("invalid", counts.invalid),
+        ("error", counts.error),
+    ] {
+        if n > 0 {
+            m.lookups
+                .get_or_create(&LookupLabels { kind, outcome })
+                .inc_by(n);
+        }
+    }
+    m.lookup_seconds
+        .get_or_create(&LookupKindLabels { kind })
+        .observe(elapsed.as_secs_f64());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,14 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
         6.0
     );
     assert_eq!(get("dndgate_redis_up"), 1.0);
+    assert_eq!(
+        get("dndgate_lookups_total{kind=\"single\",outcome=\"blocked\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("dndgate_lookup_duration_seconds_count{kind=\"single\"}"),
+        1.0
+    );
     // The STOP wrote two records (a revocation by text covers calls); the retry none.
     for channel in ["sms", "voice"] {
         assert_eq!(

@@ -478,14 +478,15 @@ impl Store {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.options.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {:?}",
-                self.options.timeout
-            ))),
-        }
+        let result = match tokio::time::timeout(self.options.timeout, fut).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => unavailable(e),
+            Err(_) => {
+                StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))
+            }
+        };
+        crate::telemetry::metrics().redis_errors.inc();
+        Err(result)
     }
 
     /// A connection for modules that run their own commands on keys the store names
