@@ -22,6 +22,8 @@ pub const DEFAULT_TEMPORARY_TTL: Duration = Duration::from_secs(72 * 3600);
 /// How long the dedup marker of an applied event is kept: a provider retrying the same
 /// event within this time is applied once.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The spool directory, relative to the configuration's, unless configured.
+pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
@@ -54,6 +56,9 @@ pub struct Config {
     pub sns: SnsSettings,
     /// The keys unsubscribe links are signed with, when links are configured.
     pub links: Option<crate::links::KeyRing>,
+    /// Where the durable spool lives (SPEC section 8): events go there when Redis is
+    /// down or slow. `dndgate-spool` next to the configuration unless configured.
+    pub spool_dir: PathBuf,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -247,6 +252,7 @@ struct RawConfig {
     redis_timeout: Option<String>,
     dedup_ttl: Option<String>,
     audit_max_len: Option<u64>,
+    spool_dir: Option<String>,
     managed_redis: Option<RawManaged>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
@@ -925,6 +931,7 @@ impl Config {
                 meta,
                 sns,
                 links,
+                spool_dir: base.join(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
             })
         } else {
             Err(problems)

@@ -178,10 +178,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     let method = req.method().clone();
     match segments.as_slice() {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
-        ["readyz"] if method == Method::GET => match app.gateway.store.ping().await {
-            Ok(()) => respond(Answer::text(200, "ready\n")),
-            Err(e) => respond(Answer::from_error(&e.into())),
-        },
+        ["readyz"] if method == Method::GET => respond(app.gateway.readiness().await),
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
         ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => respond(
             app.gateway
