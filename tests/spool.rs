@@ -1,0 +1,513 @@
+//! The durable spool (SPEC section 8): Redis down -> webhooks still get 200 and land in
+//! the spool; Redis back -> the replayer applies them in order, each once; a crashed
+//! gateway's spool is replayed at the next start; a torn tail is dropped; with no
+//! spool and no Redis, 503 and nothing recorded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dndgate::event::Channel;
+use dndgate::spool::{SPOOL_FILE, Spool, SpooledChange};
+
+/// A redis-server with append-only persistence that can be killed and started again
+/// on the same port and data directory.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.cli(&["PING"]).as_deref() == Some("PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Audit entries of tenant acme, as (event_id, scope, action) in stream order per
+    /// shard.
+    fn audit(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for key in dndgate::store::audit_keys("acme") {
+            let text = self.cli(&["XRANGE", &key, "-", "+"]).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let value = |from: usize, name: &str| {
+                lines[from..]
+                    .windows(2)
+                    .find(|w| w[0] == name)
+                    .map(|w| w[1].to_string())
+                    .unwrap_or_default()
+            };
+            for (i, line) in lines.iter().enumerate() {
+                if *line == "tenant" {
+                    out.push((
+                        value(i, "event_id"),
+                        value(i, "scope"),
+                        value(i, "action"),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A gateway in this process with a spool.
+struct Gw {
+    addr: std::net::SocketAddr,
+    spool: Option<Spool>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> Gw {
+    let config = dndgate::config::Config::parse(&config_text(redis_url), Path::new("."))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+    let config = Arc::new(config);
+    let store = dndgate::store::Store::open(&config.redis.url(), config.store_options()).unwrap();
+    if replay && let Some(s) = &spool {
+        s.start_replayer(store.clone(), config.clone());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = dndgate::pipeline::Gateway {
+        config,
+        store,
+        fetch: Arc::new(dndgate::fetch::NoFetch),
+        sns_certs: dndgate::signature::sns::CertCache::new(),
+        spool: spool.clone(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(dndgate::server::run(gateway, listener, async {
+        let _ = stopped.await;
+    }));
+    Gw {
+        addr,
+        spool,
+        stop,
+        task,
+    }
+}
+
+impl Gw {
+    async fn sms(&self, sid: &str, from: &str, body: &str) -> HttpResponse {
+        let path = "/webhooks/twilio/acme";
+        let params = inbound_sms(sid, from, body);
+        let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &sig),
+            ],
+            form(&params).as_bytes(),
+        )
+        .await
+    }
+
+    /// Stop serving; with `crash`, the spool is dropped without its shutdown (as a
+    /// SIGKILL would leave it).
+    async fn stop(self, crash: bool) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        if let Some(s) = self.spool
+            && !crash
+        {
+            s.shutdown().await;
+        }
+    }
+}
+
+fn sid(n: usize) -> String {
+    format!("SM{n:032}")
+}
+
+fn phone(n: usize) -> String {
+    format!("+1555100{n:04}")
+}
+
+/// The sms record state (`permanent`, `cleared`, ...) of a phone, or "" when none.
+async fn sms_state(redis: &Redis, number: &str) -> String {
+    let v = dndgate::lookup::Lookup::connect(&redis.url())
+        .unwrap()
+        .check("acme", Channel::Sms, number)
+        .await
+        .unwrap();
+    match v.record {
+        Some(r) => r.state.as_str().to_string(),
+        None => String::new(),
+    }
+}
+
+/// How many audit entries each event id has, on the sms scope.
+fn sms_audit_counts(redis: &Redis) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (id, scope, _) in redis.audit() {
+        if scope == "sms" {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+
+    // Live: straight to Redis, nothing spooled.
+    let r = gw.sms(&sid(0), &phone(0), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(spool.stats().appended, 0);
+
+    redis.kill();
+    for n in 1..=20 {
+        let r = gw.sms(&sid(n), &phone(n), "STOP").await;
+        assert_eq!(r.status, 200, "event {n}: {}", r.body);
+        assert!(r.body.contains("<Response/>"), "{}", r.body);
+    }
+    // One address: STOP then START, both spooled; the START must end up on top.
+    let r = gw.sms(&sid(21), &phone(21), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = gw.sms(&sid(22), &phone(21), "START").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let stats = spool.stats();
+    assert_eq!(stats.records, 22, "{stats:?}");
+    assert_eq!(stats.appended, 22, "{stats:?}");
+    assert!(stats.bytes > 0);
+    let on_disk = std::fs::metadata(dir.path().join(SPOOL_FILE)).unwrap().len();
+    assert_eq!(on_disk, stats.bytes);
+    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(ready.body.contains("spool: records=22 "), "{}", ready.body);
+
+    redis.restart();
+    // Redis came back empty of these: nothing was written while it was down.
+    assert_eq!(sms_state(&redis, &phone(1)).await, "");
+    assert!(spool.drained(Duration::from_secs(20)).await, "{:?}", spool.stats());
+    for n in 0..=20 {
+        assert_eq!(sms_state(&redis, &phone(n)).await, "permanent", "phone {n}");
+    }
+    assert_eq!(sms_state(&redis, &phone(21)).await, "cleared", "START after STOP");
+    let counts = sms_audit_counts(&redis);
+    for n in 0..=22 {
+        assert_eq!(counts.get(&sid(n)), Some(&1), "event {n}: {counts:?}");
+    }
+    assert_eq!(counts.len(), 23, "{counts:?}");
+    // The START's audit entry comes after the STOP's in their shard.
+    let audit = redis.audit();
+    let stop_at = audit.iter().position(|(id, _, _)| *id == sid(21)).unwrap();
+    let start_at = audit.iter().position(|(id, _, _)| *id == sid(22)).unwrap();
+    assert!(stop_at < start_at, "{audit:?}");
+
+    // Drained: the file is emptied, and new events go to Redis directly again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(dir.path().join(SPOOL_FILE)).unwrap().len() > 0 {
+        assert!(Instant::now() < deadline, "spool file not emptied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = gw.sms(&sid(23), &phone(23), "STOP").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(spool.stats().appended, 22);
+    assert_eq!(sms_state(&redis, &phone(23)).await, "permanent");
+
+    // A provider retrying a replayed event is a duplicate: no second entry.
+    let r = gw.sms(&sid(5), &phone(5), "STOP").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sms_audit_counts(&redis).get(&sid(5)), Some(&1));
+    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    assert!(
+        ready.body.contains("spool: records=0 bytes=0 oldest_age_ms=0"),
+        "{}",
+        ready.body
+    );
+    gw.stop(false).await;
+}
+
+#[tokio::test]
+async fn a_crashed_gateways_spool_is_replayed_at_the_next_start() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(&redis.url(), Some(Spool::open(dir.path()).unwrap()), false).await;
+    for n in 0..10 {
+        let r = gw.sms(&sid(n), &phone(n), "STOP").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    gw.stop(true).await;
+
+    redis.restart();
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 10);
+    assert!(spool.stats().oldest_age_ms.is_some());
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    assert!(spool.drained(Duration::from_secs(20)).await, "{:?}", spool.stats());
+    let counts = sms_audit_counts(&redis);
+    for n in 0..10 {
+        assert_eq!(sms_state(&redis, &phone(n)).await, "permanent", "phone {n}");
+        assert_eq!(counts.get(&sid(n)), Some(&1), "{counts:?}");
+    }
+    gw.stop(false).await;
+
+    // A third start finds nothing left to replay.
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 0);
+    assert_eq!(spool.stats().bytes, 0);
+}
+
+#[tokio::test]
+async fn the_cursor_survives_a_restart_and_replay_after_it_applies_nothing_twice() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    // Three changes straight into the spool.
+    let config = dndgate::config::Config::parse(&config_text(&redis.url()), Path::new("."))
+        .unwrap();
+    let mut changes = Vec::new();
+    for n in 0..3 {
+        let address = dndgate::address::Address::parse(Channel::Sms, &phone(n)).unwrap();
+        let req = dndgate::state::Request {
+            address: &address,
+            scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
+            action: dndgate::store::StoreAction::BlockPermanent,
+            reason: "keyword:STOP",
+            provider: dndgate::event::Provider::Twilio,
+            event_id: &sid(n),
+            event_ms: 1_700_000_000_000 + n as i64,
+            received_ms: 1_700_000_000_000 + n as i64,
+            now_ms: 1_700_000_000_000 + n as i64,
+            actor: None,
+            evidence: None,
+        };
+        changes.push(SpooledChange::new("acme", &req));
+    }
+    let mut last = 0;
+    for c in &changes {
+        last = spool.append(c).unwrap();
+    }
+    spool.durable(1, last).await.unwrap();
+    let store = dndgate::store::Store::open(&redis.url(), config.store_options()).unwrap();
+    spool.start_replayer(store, Arc::new(config));
+    assert!(spool.drained(Duration::from_secs(10)).await);
+    spool.shutdown().await;
+    // Reopened: nothing to replay (the file was emptied, or the cursor is at its end).
+    let again = Spool::open(dir.path()).unwrap();
+    assert_eq!(again.stats().records, 0);
+    let counts = sms_audit_counts(&redis);
+    assert_eq!(counts.values().sum::<usize>(), 3, "{counts:?}");
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_dropped_and_the_rest_replayed() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(&redis.url(), Some(Spool::open(dir.path()).unwrap()), false).await;
+    for n in 0..3 {
+        let r = gw.sms(&sid(n), &phone(n), "STOP").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    gw.stop(true).await;
+    let file = dir.path().join(SPOOL_FILE);
+    let intact = std::fs::metadata(&file).unwrap().len();
+    // A crash in the middle of the next write: the start of a fourth record.
+    let address = dndgate::address::Address::parse(Channel::Sms, &phone(3)).unwrap();
+    let torn = dndgate::spool::encode(&SpooledChange::new(
+        "acme",
+        &dndgate::state::Request {
+            address: &address,
+            scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
+            action: dndgate::store::StoreAction::BlockPermanent,
+            reason: "keyword:STOP",
+            provider: dndgate::event::Provider::Twilio,
+            event_id: &sid(3),
+            event_ms: 1,
+            received_ms: 1,
+            now_ms: 1,
+            actor: None,
+            evidence: None,
+        },
+    ));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(&torn[..torn.len() - 5]).unwrap();
+    }
+    // And a flipped bit in a complete record is refused the same way.
+    redis.restart();
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 3);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), intact);
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    assert!(spool.drained(Duration::from_secs(20)).await);
+    for n in 0..3 {
+        assert_eq!(sms_state(&redis, &phone(n)).await, "permanent");
+    }
+    assert_eq!(sms_state(&redis, &phone(3)).await, "", "the torn record was applied");
+    gw.stop(false).await;
+
+    // A complete last record with a flipped byte is dropped too.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let before = bytes.len();
+    bytes.extend_from_slice(&torn);
+    let flip = bytes.len() - 3;
+    bytes[flip] ^= 0x20;
+    std::fs::write(&file, &bytes).unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 0);
+    assert_eq!(std::fs::metadata(&file).unwrap().len() as usize, before);
+}
+
+#[tokio::test]
+async fn no_spool_and_no_redis_is_503_and_nothing_is_recorded() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    // The spool's directory is a file: the spool cannot be opened.
+    let not_a_dir = dir.path().join("spool");
+    std::fs::write(&not_a_dir, b"a file").unwrap();
+    let err = Spool::open(&not_a_dir).err().expect("a file is not a spool directory");
+    assert!(err.to_string().contains("spool"), "{err}");
+
+    let gw = start_gateway(&redis.url(), None, false).await;
+    let r = gw.sms(&sid(1), &phone(1), "STOP").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("redis"), "{}", r.body);
+    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    gw.stop(false).await;
+
+    redis.restart();
+    assert_eq!(sms_state(&redis, &phone(1)).await, "");
+    assert!(redis.audit().is_empty());
+    assert_eq!(std::fs::read(&not_a_dir).unwrap(), b"a file");
+}
+
+#[tokio::test]
+async fn the_serve_command_starts_without_a_usable_spool_and_answers_503_when_redis_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("spool-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let port = free_port();
+    let redis_port = free_port(); // nothing listens there
+    let config = config_text(&format!("redis://127.0.0.1:{redis_port}/"))
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool-file\""),
+        );
+    let path = dir.path().join("dndgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dndgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let params = inbound_sms("SM00000000000000000000000000000009", "+15551000009", "STOP");
+    let path_q = "/webhooks/twilio/acme";
+    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path_q}"), &params);
+    let r = http(
+        addr,
+        "POST",
+        path_q,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", &sig),
+        ],
+        form(&params).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // SIGTERM: exit 0, and the log named the unusable spool.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(out.0.success(), "{:?} {}", out.0, out.1);
+    assert!(out.1.contains("no spool"), "{}", out.1);
+}
