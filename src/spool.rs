@@ -668,6 +668,52 @@ fn read_chunk(shared: &Shared, from: u64, end: u64) -> Vec<(SpooledChange, u64)>
     out
 }
 
+/// Records applied side by side at most.
+const GROUP: usize = 128;
+
+/// How many of the next records may be applied side by side: consecutive records on
+/// distinct addresses, none with the `all` scope (which reaches a contact's other
+/// addresses). Order matters per address only, so such a group keeps every address's
+/// order; an `all` change goes alone.
+fn group_len(records: &[(SpooledChange, u64)]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for (n, (change, _)) in records.iter().enumerate().take(GROUP) {
+        let all = change.scopes.iter().any(|s| s == "all");
+        if all || !seen.insert(change.address.as_str()) {
+            return n.max(1);
+        }
+    }
+    records.len().min(GROUP)
+}
+
+/// Apply a group side by side; false when Redis was unavailable for any of it (the
+/// whole group is tried again: what was applied is deduplicated by the store).
+async fn apply_group(group: &[(SpooledChange, u64)], store: &Store, config: &Arc<Config>) -> bool {
+    if let [(change, _)] = group {
+        return !matches!(change.apply(store, config).await, Err(Some(_)));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (change, _) in group {
+        let (change, store, config) = (change.clone(), store.clone(), config.clone());
+        set.spawn(async move { change.apply(&store, &config).await });
+    }
+    let mut ok = true;
+    while let Some(result) = set.join_next().await {
+        match result {
+            Ok(Err(Some(e))) => {
+                tracing::debug!(error = %e, "spool replay waits for redis");
+                ok = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "spool replay task failed");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
 async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -696,26 +742,27 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
             .store(chunk[0].0.received_ms.max(1), Ordering::SeqCst);
         let mut i = 0;
         while i < chunk.len() {
-            let (change, next) = &chunk[i];
-            match change.apply(&store, &config).await {
-                Err(Some(e)) => {
-                    tracing::debug!(error = %e, "spool replay waits for redis");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-                Ok(()) | Err(None) => {}
+            let group = &chunk[i..i + group_len(&chunk[i..])];
+            if !apply_group(group, &store, &config).await {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
             }
             backoff = Duration::from_millis(50);
-            shared.cursor.store(*next, Ordering::SeqCst);
-            shared.replayed.fetch_add(1, Ordering::SeqCst);
-            if let Some((following, _)) = chunk.get(i + 1) {
+            let (_, next) = group[group.len() - 1];
+            shared.cursor.store(next, Ordering::SeqCst);
+            shared
+                .replayed
+                .fetch_add(group.len() as u64, Ordering::SeqCst);
+            i += group.len();
+            if let Some((following, _)) = chunk.get(i) {
                 shared
                     .oldest_ms
                     .store(following.received_ms.max(1), Ordering::SeqCst);
             }
-            shared.unapplied.fetch_sub(1, Ordering::SeqCst);
-            i += 1;
+            shared
+                .unapplied
+                .fetch_sub(group.len() as u64, Ordering::SeqCst);
         }
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
