@@ -189,7 +189,11 @@ impl SpooledChange {
             return Err(None);
         };
         let (address, scopes, action, provider) = self.parts().map_err(|e| {
-            tracing::error!(event_id = self.event_id.as_str(), error = e.as_str(), "unreadable spooled change: dropped");
+            tracing::error!(
+                event_id = self.event_id.as_str(),
+                error = e.as_str(),
+                "unreadable spooled change: dropped"
+            );
             None
         })?;
         let request = state::Request {
@@ -356,9 +360,8 @@ impl Spool {
     /// drop a torn tail with a warning, and start the writer thread. The replayer
     /// starts with [`Spool::start_replayer`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
-        let err = |what: &str, e: std::io::Error| {
-            SpoolError(format!("{what} {}: {e}", dir.display()))
-        };
+        let err =
+            |what: &str, e: std::io::Error| SpoolError(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| err("cannot create", e))?;
         let path = dir.join(SPOOL_FILE);
         let mut file = OpenOptions::new()
@@ -557,11 +560,7 @@ impl Spool {
         })
         .await;
         let stats = self.stats();
-        tracing::info!(
-            records = stats.records,
-            bytes = stats.bytes,
-            "spool closed"
-        );
+        tracing::info!(records = stats.records, bytes = stats.bytes, "spool closed");
     }
 }
 
@@ -581,7 +580,11 @@ fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
         let result = write_batch(&shared, &batch);
         let mut progress = shared.progress.lock().expect("spool lock");
         if let Err(why) = result {
-            tracing::error!(error = why.as_str(), records = batch.len(), "spool write failed");
+            tracing::error!(
+                error = why.as_str(),
+                records = batch.len(),
+                "spool write failed"
+            );
             shared
                 .unapplied
                 .fetch_sub(batch.len() as u64, Ordering::SeqCst);
@@ -725,8 +728,8 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
         if cursor >= end {
             let s = shared.clone();
             let _ = tokio::task::spawn_blocking(move || truncate_if_drained(&s)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), shared.wake_replayer.notified())
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), shared.wake_replayer.notified()).await;
             continue;
         }
         let s = shared.clone();

@@ -41,7 +41,14 @@ impl Redis {
     fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -64,6 +71,19 @@ impl Redis {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Send a signal (`STOP`, `CONT`) to the server: a stopped Redis keeps its
+    /// connections open and answers nothing, like one stuck on a slow disk.
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     fn cli(&self, args: &[&str]) -> Option<String> {
@@ -93,11 +113,7 @@ impl Redis {
             };
             for (i, line) in lines.iter().enumerate() {
                 if *line == "tenant" {
-                    out.push((
-                        value(i, "event_id"),
-                        value(i, "scope"),
-                        value(i, "action"),
-                    ));
+                    out.push((value(i, "event_id"), value(i, "scope"), value(i, "action")));
                 }
             }
         }
@@ -148,22 +164,27 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
     }
 }
 
+/// POST a signed Twilio inbound SMS to the gateway at `addr`.
+async fn post_sms(addr: std::net::SocketAddr, sid: &str, from: &str, body: &str) -> HttpResponse {
+    let path = "/webhooks/twilio/acme";
+    let params = inbound_sms(sid, from, body);
+    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", &sig),
+        ],
+        form(&params).as_bytes(),
+    )
+    .await
+}
+
 impl Gw {
     async fn sms(&self, sid: &str, from: &str, body: &str) -> HttpResponse {
-        let path = "/webhooks/twilio/acme";
-        let params = inbound_sms(sid, from, body);
-        let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
-        http(
-            self.addr,
-            "POST",
-            path,
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("X-Twilio-Signature", &sig),
-            ],
-            form(&params).as_bytes(),
-        )
-        .await
+        post_sms(self.addr, sid, from, body).await
     }
 
     /// Stop serving; with `crash`, the spool is dropped without its shutdown (as a
@@ -239,7 +260,9 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     assert_eq!(stats.records, 22, "{stats:?}");
     assert_eq!(stats.appended, 22, "{stats:?}");
     assert!(stats.bytes > 0);
-    let on_disk = std::fs::metadata(dir.path().join(SPOOL_FILE)).unwrap().len();
+    let on_disk = std::fs::metadata(dir.path().join(SPOOL_FILE))
+        .unwrap()
+        .len();
     assert_eq!(on_disk, stats.bytes);
     let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
@@ -248,11 +271,19 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     redis.restart();
     // Redis came back empty of these: nothing was written while it was down.
     assert_eq!(sms_state(&redis, &phone(1)).await, "");
-    assert!(spool.drained(Duration::from_secs(20)).await, "{:?}", spool.stats());
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
     for n in 0..=20 {
         assert_eq!(sms_state(&redis, &phone(n)).await, "permanent", "phone {n}");
     }
-    assert_eq!(sms_state(&redis, &phone(21)).await, "cleared", "START after STOP");
+    assert_eq!(
+        sms_state(&redis, &phone(21)).await,
+        "cleared",
+        "START after STOP"
+    );
     let counts = sms_audit_counts(&redis);
     for n in 0..=22 {
         assert_eq!(counts.get(&sid(n)), Some(&1), "event {n}: {counts:?}");
@@ -266,7 +297,11 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
 
     // Drained: the file is emptied, and new events go to Redis directly again.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::metadata(dir.path().join(SPOOL_FILE)).unwrap().len() > 0 {
+    while std::fs::metadata(dir.path().join(SPOOL_FILE))
+        .unwrap()
+        .len()
+        > 0
+    {
         assert!(Instant::now() < deadline, "spool file not emptied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -281,7 +316,9 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     assert_eq!(sms_audit_counts(&redis).get(&sid(5)), Some(&1));
     let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
     assert!(
-        ready.body.contains("spool: records=0 bytes=0 oldest_age_ms=0"),
+        ready
+            .body
+            .contains("spool: records=0 bytes=0 oldest_age_ms=0"),
         "{}",
         ready.body
     );
@@ -305,7 +342,11 @@ async fn a_crashed_gateways_spool_is_replayed_at_the_next_start() {
     assert_eq!(spool.stats().records, 10);
     assert!(spool.stats().oldest_age_ms.is_some());
     let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
-    assert!(spool.drained(Duration::from_secs(20)).await, "{:?}", spool.stats());
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
     let counts = sms_audit_counts(&redis);
     for n in 0..10 {
         assert_eq!(sms_state(&redis, &phone(n)).await, "permanent", "phone {n}");
@@ -325,8 +366,8 @@ async fn the_cursor_survives_a_restart_and_replay_after_it_applies_nothing_twice
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     // Three changes straight into the spool.
-    let config = dndgate::config::Config::parse(&config_text(&redis.url()), Path::new("."))
-        .unwrap();
+    let config =
+        dndgate::config::Config::parse(&config_text(&redis.url()), Path::new(".")).unwrap();
     let mut changes = Vec::new();
     for n in 0..3 {
         let address = dndgate::address::Address::parse(Channel::Sms, &phone(n)).unwrap();
@@ -394,10 +435,12 @@ async fn a_torn_last_record_is_dropped_and_the_rest_replayed() {
     ));
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
         f.write_all(&torn[..torn.len() - 5]).unwrap();
     }
-    // And a flipped bit in a complete record is refused the same way.
     redis.restart();
     let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(spool.stats().records, 3);
@@ -407,7 +450,11 @@ async fn a_torn_last_record_is_dropped_and_the_rest_replayed() {
     for n in 0..3 {
         assert_eq!(sms_state(&redis, &phone(n)).await, "permanent");
     }
-    assert_eq!(sms_state(&redis, &phone(3)).await, "", "the torn record was applied");
+    assert_eq!(
+        sms_state(&redis, &phone(3)).await,
+        "",
+        "the torn record was applied"
+    );
     gw.stop(false).await;
 
     // A complete last record with a flipped byte is dropped too.
@@ -430,7 +477,9 @@ async fn no_spool_and_no_redis_is_503_and_nothing_is_recorded() {
     // The spool's directory is a file: the spool cannot be opened.
     let not_a_dir = dir.path().join("spool");
     std::fs::write(&not_a_dir, b"a file").unwrap();
-    let err = Spool::open(&not_a_dir).err().expect("a file is not a spool directory");
+    let err = Spool::open(&not_a_dir)
+        .err()
+        .expect("a file is not a spool directory");
     assert!(err.to_string().contains("spool"), "{err}");
 
     let gw = start_gateway(&redis.url(), None, false).await;
@@ -455,11 +504,10 @@ async fn the_serve_command_starts_without_a_usable_spool_and_answers_503_when_re
     std::fs::write(&not_a_dir, b"x").unwrap();
     let port = free_port();
     let redis_port = free_port(); // nothing listens there
-    let config = config_text(&format!("redis://127.0.0.1:{redis_port}/"))
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool-file\""),
-        );
+    let config = config_text(&format!("redis://127.0.0.1:{redis_port}/")).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool-file\""),
+    );
     let path = dir.path().join("dndgate.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dndgate"))
@@ -478,20 +526,7 @@ async fn the_serve_command_starts_without_a_usable_spool_and_answers_503_when_re
         assert!(Instant::now() < deadline, "serve did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let params = inbound_sms("SM00000000000000000000000000000009", "+15551000009", "STOP");
-    let path_q = "/webhooks/twilio/acme";
-    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path_q}"), &params);
-    let r = http(
-        addr,
-        "POST",
-        path_q,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &sig),
-        ],
-        form(&params).as_bytes(),
-    )
-    .await;
+    let r = post_sms(addr, &sid(9), &phone(9), "STOP").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.header("retry-after").is_some());
     // SIGTERM: exit 0, and the log named the unusable spool.
@@ -503,11 +538,134 @@ async fn the_serve_command_starts_without_a_usable_spool_and_answers_503_when_re
         let status = child.wait().unwrap();
         let mut err = String::new();
         use std::io::Read;
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (status, err)
     })
     .await
     .unwrap();
     assert!(out.0.success(), "{:?} {}", out.0, out.1);
     assert!(out.1.contains("no spool"), "{}", out.1);
+}
+
+/// Start `dndgate serve` with `config` under a file-size limit of `limit_kib` KiB
+/// (SIGXFSZ ignored, so a write past it fails with EFBIG: a full disk, in effect).
+fn serve_with_file_size_limit(config: &Path, limit_kib: u32) -> Child {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" serve --config \"$1\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_dndgate"))
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_full_spool_with_redis_down_is_503_and_only_acknowledged_events_are_applied() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config_text(&redis.url()).replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool\""),
+    );
+    let path = dir.path().join("dndgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = serve_with_file_size_limit(&path, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    for n in 0..30 {
+        let r = post_sms(addr, &sid(n), &phone(n), "STOP").await;
+        match r.status {
+            200 => acked.push(n),
+            503 => {
+                assert!(r.header("retry-after").is_some());
+                assert!(r.body.contains("spool"), "{}", r.body);
+                refused.push(n);
+            }
+            other => panic!("event {n}: {other} {}", r.body),
+        }
+    }
+    assert!(!acked.is_empty(), "nothing fitted in the spool");
+    assert!(!refused.is_empty(), "the spool never filled: {acked:?}");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http(addr, "GET", "/readyz", &[], b"").await;
+        if ready.body.contains("redis: ok") && ready.body.contains("spool: records=0 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", ready.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = sms_audit_counts(&redis);
+    for n in &acked {
+        assert_eq!(
+            sms_state(&redis, &phone(*n)).await,
+            "permanent",
+            "acked {n}"
+        );
+        assert_eq!(counts.get(&sid(*n)), Some(&1), "acked {n}");
+    }
+    for n in &refused {
+        assert_eq!(sms_state(&redis, &phone(*n)).await, "", "refused {n}");
+        assert_eq!(counts.get(&sid(*n)), None, "refused {n}");
+    }
+    // Redis is back and the spool drained: events go to Redis again.
+    let r = post_sms(addr, &sid(99), &phone(99), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn redis_slower_than_the_timeout_sends_events_to_the_spool() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    let r = gw.sms(&sid(0), &phone(0), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    redis.signal("STOP");
+    let started = Instant::now();
+    let r = gw.sms(&sid(1), &phone(1), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The test configuration's redis_timeout is 1s: the answer came after it, not
+    // after Redis.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(spool.stats().appended, 1);
+    redis.signal("CONT");
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
+    assert_eq!(sms_state(&redis, &phone(1)).await, "permanent");
+    assert_eq!(sms_audit_counts(&redis).get(&sid(1)), Some(&1));
+    gw.stop(false).await;
 }

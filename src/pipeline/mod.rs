@@ -497,7 +497,11 @@ impl Gateway {
                 Ok(())
             }
             Err(StoreError::Unavailable(why)) if self.spool.is_some() => {
-                tracing::warn!(error = why.as_str(), event_id = request.event_id, "redis unavailable: spooling");
+                tracing::warn!(
+                    error = why.as_str(),
+                    event_id = request.event_id,
+                    "redis unavailable: spooling"
+                );
                 let spool = self.spool.as_ref().expect("checked");
                 self.to_spool(spool, tenant, &request, report)
             }
