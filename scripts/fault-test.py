@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -353,6 +354,12 @@ account_sids = ["{ACCOUNT}"]
     print("  /readyz at the end:", ready.strip().replace("\n", "; "))
     redis.kill()
     log.close()
+    # How many changes went through the spool, from the gateway's log lines.
+    with open(os.path.join(work, "processes.log"), "rb") as f:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", f.read().decode(errors="replace"))
+    replayed = sum(int(m) for m in re.findall(
+        r"spooled changes applied to redis applied=(\d+)", text))
+    print(f"  replayed from the spool:    {replayed}")
     failed = lost or duplicates or half or unknown or code != 0 or not load.acked
     if failed:
         print(f"fault test FAILED; logs in {work}")
