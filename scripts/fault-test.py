@@ -302,7 +302,13 @@ account_sids = ["{ACCOUNT}"]
     for t in threads:
         t.join()
     say("load stopped")
-    ready = wait_drained(gw_port, 90)
+    try:
+        ready = wait_drained(gw_port, 90)
+    except SystemExit:
+        gateway.kill()
+        redis.kill()
+        print(f"logs in {work}")
+        raise
     say("spool drained")
 
     # Check Redis against what the generator kept.

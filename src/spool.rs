@@ -56,6 +56,8 @@ const MAX_RECORD: usize = 64 * 1024;
 /// Records the replayer reads from the file at a time (and applies before it moves
 /// the cursor file).
 const CHUNK_BYTES: u64 = 256 * 1024;
+/// Longest wait for a record's fsync before the request gets 503 (a stalled disk).
+const DURABLE_WAIT: Duration = Duration::from_secs(20);
 /// Longest wait between replay attempts while Redis is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -238,6 +240,9 @@ pub struct SpoolStats {
     pub replayed: u64,
     /// Records appended since start.
     pub appended: u64,
+    /// Writes (each one `fdatasync`) since start: fewer than `appended` when
+    /// concurrent requests shared one (group commit).
+    pub fsyncs: u64,
 }
 
 /// One record on its way to the file.
@@ -274,6 +279,7 @@ struct Shared {
     oldest_ms: AtomicI64,
     replayed: AtomicU64,
     appended: AtomicU64,
+    fsyncs: AtomicU64,
     /// Sequence numbers, taken together with sending so the channel is in order.
     submit: Mutex<(u64, mpsc::UnboundedSender<Job>)>,
     progress: Mutex<Progress>,
@@ -437,6 +443,7 @@ impl Spool {
             oldest_ms: AtomicI64::new(oldest),
             replayed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             submit: Mutex::new((0, tx)),
             progress: Mutex::new(Progress {
                 resolved: 0,
@@ -489,8 +496,20 @@ impl Spool {
     /// them (or another change queued between them) could not be written.
     pub async fn durable(&self, first: u64, last: u64) -> Result<(), SpoolError> {
         let mut rx = self.shared.resolved_tx.subscribe();
-        if rx.wait_for(|resolved| *resolved >= last).await.is_err() {
-            return Err(SpoolError("the spool writer has stopped".into()));
+        // `wait_for` hands back a guard on the watch's value: keep it no longer than
+        // this statement (the writer takes the watch's lock to publish).
+        let waited = tokio::time::timeout(DURABLE_WAIT, async {
+            rx.wait_for(|resolved| *resolved >= last).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(SpoolError("the spool writer has stopped".into())),
+            Err(_) => {
+                return Err(SpoolError(format!(
+                    "no fsync within {DURABLE_WAIT:?} (disk stalled?)"
+                )));
+            }
         }
         let progress = self.shared.progress.lock().expect("spool lock");
         match progress
@@ -518,6 +537,7 @@ impl Spool {
                 .then(|| now_ms().saturating_sub(oldest).max(0) as u64),
             replayed: s.replayed.load(Ordering::SeqCst),
             appended: s.appended.load(Ordering::SeqCst),
+            fsyncs: s.fsyncs.load(Ordering::SeqCst),
         }
     }
 
@@ -596,10 +616,11 @@ fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
             shared
                 .appended
                 .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            shared.fsyncs.fetch_add(1, Ordering::SeqCst);
         }
         progress.resolved = hi;
-        shared.resolved_tx.send_replace(hi);
         drop(progress);
+        shared.resolved_tx.send_replace(hi);
         shared.wake_replayer.notify_one();
     }
 }

@@ -669,3 +669,56 @@ async fn redis_slower_than_the_timeout_sends_events_to_the_spool() {
     assert_eq!(sms_audit_counts(&redis).get(&sid(1)), Some(&1));
     gw.stop(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_fsyncs_and_all_get_their_answer() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    redis.kill();
+    // The first spooled event, alone: afterwards every event goes straight to the spool.
+    assert_eq!(gw.sms(&sid(0), &phone(0), "STOP").await.status, 200);
+    let addr = gw.addr;
+    // 16 clients, 40 events each, one after another: waiters are woken while the
+    // writer publishes the next batch.
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..16 {
+        tasks.spawn(async move {
+            let mut statuses = Vec::new();
+            for k in 0..40 {
+                let n = 1 + client * 40 + k;
+                statuses.push((n, post_sms(addr, &sid(n), &phone(n), "STOP").await.status));
+            }
+            statuses
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut statuses = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            statuses.extend(done.unwrap());
+        }
+        statuses
+    })
+    .await
+    .expect("every request answered (no waiter left behind)");
+    assert_eq!(all.len(), 640);
+    assert!(all.iter().all(|(_, s)| *s == 200), "{all:?}");
+    let stats = spool.stats();
+    assert_eq!(stats.appended, 641, "{stats:?}");
+    assert!(
+        stats.fsyncs < stats.appended,
+        "no fsync was shared: {stats:?}"
+    );
+
+    redis.restart();
+    assert!(
+        spool.drained(Duration::from_secs(30)).await,
+        "{:?}",
+        spool.stats()
+    );
+    let counts = sms_audit_counts(&redis);
+    assert_eq!(counts.len(), 641);
+    assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+    gw.stop(false).await;
+}
