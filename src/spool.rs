@@ -331,6 +331,49 @@ fn decode(buf: &[u8]) -> Option<(SpooledChange, usize)> {
     Some((change, HEADER + n))
 }
 
+/// Walk the records from `from` to `len`: bytes of intact records, their count, and
+/// the received time of the first (0 when none).
+fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64)> {
+    let mut reader = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::io::Read::take(file.try_clone()?, len - from),
+    );
+    {
+        use std::io::Seek;
+        reader
+            .get_mut()
+            .get_mut()
+            .seek(std::io::SeekFrom::Start(from))?;
+    }
+    let (mut at, mut records, mut oldest) = (0u64, 0u64, 0i64);
+    let mut buf = Vec::new();
+    loop {
+        buf.resize(HEADER, 0);
+        if reader.read_exact(&mut buf).is_err() {
+            break;
+        }
+        let n = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if n > MAX_RECORD {
+            break;
+        }
+        buf.resize(HEADER + n, 0);
+        if reader.read_exact(&mut buf[HEADER..]).is_err() {
+            break;
+        }
+        match decode(&buf) {
+            Some((change, size)) => {
+                if records == 0 {
+                    oldest = change.received_ms.max(1);
+                }
+                records += 1;
+                at += size as u64;
+            }
+            None => break,
+        }
+    }
+    Ok((at, records, oldest))
+}
+
 fn read_cursor(dir: &Path) -> u64 {
     match std::fs::read_to_string(dir.join(CURSOR_FILE)) {
         Ok(text) => text.trim().parse().unwrap_or_else(|_| {
@@ -370,7 +413,7 @@ impl Spool {
             |what: &str, e: std::io::Error| SpoolError(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| err("cannot create", e))?;
         let path = dir.join(SPOOL_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -390,30 +433,11 @@ impl Spool {
             );
             cursor = 0;
         }
-        // Check every unapplied record; stop at the first that is not intact.
-        let mut rest = Vec::new();
-        {
-            use std::io::Seek;
-            file.seek(std::io::SeekFrom::Start(cursor))
-                .and_then(|_| file.read_to_end(&mut rest).map(|_| ()))
-                .map_err(|e| err("cannot read the spool file in", e))?;
-        }
-        let mut at = 0usize;
-        let mut records = 0u64;
-        let mut oldest = 0i64;
-        while at < rest.len() {
-            match decode(&rest[at..]) {
-                Some((change, n)) => {
-                    if records == 0 {
-                        oldest = change.received_ms.max(1);
-                    }
-                    records += 1;
-                    at += n;
-                }
-                None => break,
-            }
-        }
-        let end = cursor + at as u64;
+        // Check every unapplied record, reading one at a time (a long outage leaves a
+        // large file); stop at the first that is not intact.
+        let (at, records, oldest) =
+            scan(&file, cursor, len).map_err(|e| err("cannot read the spool file in", e))?;
+        let end = cursor + at;
         if end < len {
             tracing::warn!(
                 offset = end,
