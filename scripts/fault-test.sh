@@ -2,7 +2,7 @@
 # The fault test (SPEC section 12, issue 7): build the gateway, then run
 # scripts/fault-test.py against it: a steady load of signed Twilio webhooks while
 # redis-server is SIGKILLed and restarted twice and the gateway once. Exits non-zero if
-# any acknowledged event is lost or any event is applied twice. About 40 seconds.
+# any acknowledged event is lost or any event is applied twice. About 30 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bin dndgate
