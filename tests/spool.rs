@@ -722,3 +722,78 @@ async fn concurrent_requests_share_fsyncs_and_all_get_their_answer() {
     assert!(counts.values().all(|c| *c == 1), "{counts:?}");
     gw.stop(false).await;
 }
+
+#[tokio::test]
+async fn a_one_click_unsubscribe_queues_behind_the_spool() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    // No replayer yet: what is spooled stays there until the test starts one.
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), false).await;
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/links",
+        &[("Authorization", &auth)],
+        br#"{"address":"ann@example.com","scope":"email"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Something waits in the spool (a webhook that came while Redis was away).
+    let address = dndgate::address::Address::parse(Channel::Sms, &phone(1)).unwrap();
+    let seq = spool
+        .append(&SpooledChange::new(
+            "acme",
+            &dndgate::state::Request {
+                address: &address,
+                scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
+                action: dndgate::store::StoreAction::BlockPermanent,
+                reason: "keyword:STOP",
+                provider: dndgate::event::Provider::Twilio,
+                event_id: &sid(1),
+                event_ms: 1_700_000_000_000,
+                received_ms: 1_700_000_000_000,
+                now_ms: 1_700_000_000_000,
+                actor: None,
+                evidence: None,
+            },
+        ))
+        .unwrap();
+    spool.durable(seq, seq).await.unwrap();
+
+    let r = http(
+        gw.addr,
+        "POST",
+        &format!("/u/{token}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        spool.stats().appended,
+        2,
+        "the click queued behind the spool"
+    );
+    let lookup = dndgate::lookup::Lookup::connect(&redis.url()).unwrap();
+    let email = || lookup.check("acme", Channel::Email, "ann@example.com");
+    assert!(
+        !email().await.unwrap().blocked,
+        "applied ahead of the spool"
+    );
+
+    let config =
+        dndgate::config::Config::parse(&config_text(&redis.url()), Path::new(".")).unwrap();
+    let store = dndgate::store::Store::open(&redis.url(), config.store_options()).unwrap();
+    spool.start_replayer(store, Arc::new(config));
+    assert!(spool.drained(Duration::from_secs(20)).await);
+    assert!(email().await.unwrap().blocked);
+    assert_eq!(sms_state(&redis, &phone(1)).await, "permanent");
+    gw.stop(false).await;
+}
