@@ -280,8 +280,6 @@ struct Shared {
     replayed: AtomicU64,
     appended: AtomicU64,
     fsyncs: AtomicU64,
-    /// Sequence numbers, taken together with sending so the channel is in order.
-    submit: Mutex<(u64, mpsc::UnboundedSender<Job>)>,
     progress: Mutex<Progress>,
     resolved_tx: watch::Sender<u64>,
     wake_replayer: Notify,
@@ -289,10 +287,14 @@ struct Shared {
     replayer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// The durable spool; cheap to clone.
+/// The durable spool; cheap to clone. The writer thread ends when the last clone is
+/// dropped.
 #[derive(Clone)]
 pub struct Spool {
     shared: Arc<Shared>,
+    /// Sequence numbers, taken together with sending so the channel is in order. Kept
+    /// out of `Shared` (which the writer holds) so dropping the spool closes it.
+    submit: Arc<Mutex<(u64, mpsc::UnboundedSender<Job>)>>,
 }
 
 fn checksum(len: &[u8; 4], payload: &[u8]) -> [u8; 4] {
@@ -468,7 +470,6 @@ impl Spool {
             replayed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
-            submit: Mutex::new((0, tx)),
             progress: Mutex::new(Progress {
                 resolved: 0,
                 failed: VecDeque::new(),
@@ -483,7 +484,10 @@ impl Spool {
             .name("dndgate-spool".into())
             .spawn(move || write_loop(writer, rx))
             .map_err(|e| SpoolError(format!("cannot start the spool writer: {e}")))?;
-        Ok(Spool { shared })
+        Ok(Spool {
+            shared,
+            submit: Arc::new(Mutex::new((0, tx))),
+        })
     }
 
     /// The spool directory.
@@ -500,7 +504,7 @@ impl Spool {
     /// [`Spool::durable`]. Changes are written in the order they are queued.
     pub fn append(&self, change: &SpooledChange) -> Result<u64, SpoolError> {
         let bytes = encode(change);
-        let mut submit = self.shared.submit.lock().expect("spool lock");
+        let mut submit = self.submit.lock().expect("spool lock");
         self.shared.unapplied.fetch_add(1, Ordering::SeqCst);
         let seq = submit.0 + 1;
         let job = Job {
