@@ -353,7 +353,7 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         }
     };
     if let Err(e) = store.ping().await {
-        tracing::warn!(error = %e, "redis is not answering yet; webhooks get 503 until it does");
+        tracing::warn!(error = %e, "redis is not answering yet; webhooks go to the spool until it does");
     }
     if let Err(code) = startup_checks(&store, strict).await {
         return code;
@@ -366,8 +366,20 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         }
     };
     tracing::info!(listen = %config.listen, public_url = %config.public_url, "dndgate serving");
+    let config = Arc::new(config);
+    // The spool (SPEC section 8): replayed now, and whenever Redis returns.
+    let spool = match crate::spool::Spool::open(&config.spool_dir) {
+        Ok(spool) => {
+            spool.start_replayer(store.clone(), config.clone());
+            Some(spool)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no spool: webhooks get 503 while redis is down");
+            None
+        }
+    };
     let gateway = Gateway {
-        config: Arc::new(config),
+        config,
         store,
         fetch: match crate::fetch::HttpsFetch::new() {
             Ok(f) => Arc::new(f),
@@ -377,8 +389,12 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
             }
         },
         sns_certs: crate::signature::sns::CertCache::new(),
+        spool: spool.clone(),
     };
     crate::server::run(gateway, listener, shutdown_signal()).await;
+    if let Some(spool) = spool {
+        spool.shutdown().await;
+    }
     ExitCode::SUCCESS
 }
 

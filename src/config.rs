@@ -26,6 +26,8 @@ pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (SNS messages up to two hours old, Standard Webhooks five minutes). A shorter
 /// memory would forget an event while a replay of it is still accepted.
 pub const MIN_DEDUP_TTL: Duration = Duration::from_secs(2 * 3600);
+/// The spool directory, relative to the configuration's, unless configured.
+pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
@@ -62,6 +64,9 @@ pub struct Config {
     pub log_addresses: crate::redact::LogAddresses,
     /// Connection and request limits of the HTTP server (`[limits]`).
     pub limits: ServerLimits,
+    /// Where the durable spool lives (SPEC section 8): events go there when Redis is
+    /// down or slow. `dndgate-spool` next to the configuration unless configured.
+    pub spool_dir: PathBuf,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -268,6 +273,7 @@ struct RawConfig {
     redis_timeout: Option<String>,
     dedup_ttl: Option<String>,
     audit_max_len: Option<u64>,
+    spool_dir: Option<String>,
     managed_redis: Option<RawManaged>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
@@ -968,6 +974,7 @@ impl Config {
                 links,
                 log_addresses,
                 limits,
+                spool_dir: base.join(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
             })
         } else {
             Err(problems)

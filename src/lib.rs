@@ -25,6 +25,8 @@
 //! - [`state`]: which records a change reaches (policy, contact linking).
 //! - [`store`]: the Redis layout, the atomic apply script and the lookups; the only
 //!   module that knows the key layout.
+//! - [`spool`]: the durable spool: changes fsync'd locally while Redis is down, replayed
+//!   in order when it returns.
 //! - [`lookup`]: the send-time lookup for senders, single and batch; fails closed.
 //! - [`api`]: the operator HTTP API (lookup and batch check).
 //! - [`links`]: unsubscribe links: the compact signed token (key rotation, expiry).
@@ -61,6 +63,7 @@ pub mod sendgrid;
 pub mod server;
 pub mod ses;
 pub mod signature;
+pub mod spool;
 pub mod standard_webhooks;
 pub mod state;
 pub mod store;

@@ -224,16 +224,20 @@ async fn route_request(
     let method = req.method().clone();
     match segments {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
-        ["readyz"] if method == Method::GET => match app.gateway.store.ping().await {
-            Ok(()) => respond(Answer::text(200, "ready\n")),
-            Err(e) => respond(Answer::from_error(&e.into())),
-        },
+        ["readyz"] if method == Method::GET => respond(app.gateway.readiness().await),
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
         ["metrics"] if method == Method::GET => {
             // Redis health is read at scrape time, so the gauge is never stale.
             let up = app.gateway.store.ping().await.is_ok();
             let m = telemetry::metrics();
             m.redis_up.set(i64::from(up));
+            if let Some(spool) = &app.gateway.spool {
+                let s = spool.stats();
+                m.spool_records.set(s.records as i64);
+                m.spool_bytes.set(s.bytes as i64);
+                m.spool_oldest_age_seconds
+                    .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
+            }
             respond(Answer {
                 status: 200,
                 content_type: telemetry::CONTENT_TYPE,
@@ -369,7 +373,7 @@ async fn webhook(
             report.events,
             report.changed,
             report.duplicates,
-            0,
+            report.spooled,
         ));
         tracing::info!(
             provider,

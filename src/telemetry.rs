@@ -51,7 +51,7 @@ pub struct VerificationLabels {
 pub struct EventLabels {
     /// The provider that sent it.
     pub provider: &'static str,
-    /// `inbound`, `preference`, `complaint`, `delivery_status`, or `ignored`.
+    /// `inbound`, `preference`, `complaint` or `delivery_status`.
     pub kind: &'static str,
 }
 
@@ -114,6 +114,12 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     /// Age of the oldest unapplied spool record (0 when empty).
     pub spool_oldest_age_seconds: Gauge<f64, AtomicU64>,
+    /// Changes written to the spool.
+    pub spool_appended: Counter,
+    /// Spool writes, one fdatasync each (fewer than appended: group commit).
+    pub spool_fsyncs: Counter,
+    /// Spooled changes applied to Redis by the replayer.
+    pub spool_replayed: Counter,
 }
 
 impl Metrics {
@@ -132,6 +138,9 @@ impl Metrics {
             spool_records: Gauge::default(),
             spool_bytes: Gauge::default(),
             spool_oldest_age_seconds: Gauge::default(),
+            spool_appended: Counter::default(),
+            spool_fsyncs: Counter::default(),
+            spool_replayed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -193,6 +202,21 @@ impl Metrics {
             "spool_oldest_age_seconds",
             "Age of the oldest spooled event not yet applied (0 when none)",
             m.spool_oldest_age_seconds.clone(),
+        );
+        registry.register(
+            "spool_appended",
+            "Changes written to the spool",
+            m.spool_appended.clone(),
+        );
+        registry.register(
+            "spool_fsyncs",
+            "Spool writes, one fdatasync each (group commit shares them)",
+            m.spool_fsyncs.clone(),
+        );
+        registry.register(
+            "spool_replayed",
+            "Spooled changes applied to Redis by the replayer",
+            m.spool_replayed.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -332,6 +356,24 @@ pub fn request_finished(
     m.request_seconds
         .get_or_create(&ProviderLabels { provider: route })
         .observe(elapsed.as_secs_f64());
+}
+
+/// One normalised event, counted by provider and kind.
+pub fn event_seen(event: &crate::event::ChannelEvent) {
+    use crate::event::EventKind;
+    let kind = match event.kind {
+        EventKind::Inbound { .. } => "inbound",
+        EventKind::Preference { .. } => "preference",
+        EventKind::Complaint => "complaint",
+        EventKind::DeliveryStatus { .. } => "delivery_status",
+    };
+    metrics()
+        .events
+        .get_or_create(&EventLabels {
+            provider: event.provider.as_str(),
+            kind,
+        })
+        .inc();
 }
 
 /// One DND record touched by an event: the log line (address masked) and, when the

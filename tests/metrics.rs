@@ -167,6 +167,13 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     );
     assert_eq!(get("dndgate_redis_up"), 1.0);
     assert_eq!(
+        get("dndgate_events_total{provider=\"twilio\",kind=\"inbound\"}"),
+        3.0,
+        "two STOPs (one a retry) and a hello"
+    );
+    assert_eq!(get("dndgate_spool_records"), 0.0);
+    assert_eq!(get("dndgate_spool_appended_total"), 0.0);
+    assert_eq!(
         get("dndgate_lookups_total{kind=\"single\",outcome=\"blocked\"}"),
         1.0
     );

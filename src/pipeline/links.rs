@@ -48,6 +48,22 @@ fn unavailable(e: &StoreError) -> Answer {
     answer
 }
 
+/// Put a link's change in the spool and wait for its fsync.
+async fn to_spool(
+    spool: &crate::spool::Spool,
+    tenant: &Tenant,
+    request: &Request<'_>,
+) -> Result<state::Outcomes, StoreError> {
+    let spooled = async {
+        let seq = spool.append(&crate::spool::SpooledChange::new(&tenant.id, request))?;
+        spool.durable(seq, seq).await
+    };
+    spooled
+        .await
+        .map(|()| state::Outcomes::default())
+        .map_err(|e| StoreError::Unavailable(format!("redis unavailable and {e}")))
+}
+
 impl Gateway {
     async fn resolve_link(&self, token: &str) -> Result<Resolved<'_>, Unresolved> {
         let ring = self
@@ -89,13 +105,17 @@ impl Gateway {
         Ok(states)
     }
 
-    /// Apply one change from the link to `scopes`.
+    /// Apply one change from the link to `scopes`. With `spool`, the change goes to
+    /// the spool (fsync'd before this returns) when Redis fails or earlier changes wait
+    /// there, like a webhook's; the outcomes are then empty. Changes whose caller reads
+    /// the state back (the page's choices) pass `false`.
     async fn link_change(
         &self,
         link: &Resolved<'_>,
         scopes: Vec<Scope>,
         action: StoreAction,
         evidence: Option<&str>,
+        spool: bool,
     ) -> Result<state::Outcomes, StoreError> {
         let now = now_ms();
         let reason = match &link.claims.campaign {
@@ -115,24 +135,35 @@ impl Gateway {
             if evidence.is_some() { "in" } else { "out" },
             now / 60_000
         );
-        state::apply(
-            &self.store,
-            link.tenant,
-            &Request {
-                address: &link.address,
-                scopes,
-                action,
-                reason: &reason,
-                provider: Provider::Link,
-                event_id: &event_id,
-                event_ms: now,
-                received_ms: now,
-                now_ms: now,
-                actor: None,
-                evidence,
-            },
-        )
-        .await
+        let request = Request {
+            address: &link.address,
+            scopes,
+            action,
+            reason: &reason,
+            provider: Provider::Link,
+            event_id: &event_id,
+            event_ms: now,
+            received_ms: now,
+            now_ms: now,
+            actor: None,
+            evidence,
+        };
+        let spool = self.spool.as_ref().filter(|_| spool);
+        if let Some(spool) = spool
+            && spool.must_spool()
+        {
+            return to_spool(spool, link.tenant, &request).await;
+        }
+        match state::apply(&self.store, link.tenant, &request).await {
+            Err(StoreError::Unavailable(why)) if spool.is_some() => {
+                tracing::warn!(
+                    error = why.as_str(),
+                    "unsubscribe link: redis unavailable, spooling"
+                );
+                to_spool(spool.expect("checked"), link.tenant, &request).await
+            }
+            other => other,
+        }
     }
 
     /// Unsubscribe the link's own scope; the channels that covers, for the
@@ -142,7 +173,7 @@ impl Gateway {
         link: &Resolved<'_>,
     ) -> Result<Vec<Channel>, StoreError> {
         let scope = link.claims.scope;
-        self.link_change(link, vec![scope], StoreAction::BlockPermanent, None)
+        self.link_change(link, vec![scope], StoreAction::BlockPermanent, None, true)
             .await?;
         Ok(scope_channels(scope, &link.address))
     }
@@ -275,8 +306,14 @@ impl Gateway {
                     })
                     .to_string();
                     let scope = verdict.scope.unwrap_or(Scope::Channel(*channel));
-                    self.link_change(link, vec![scope], StoreAction::Clear, Some(&evidence))
-                        .await?;
+                    self.link_change(
+                        link,
+                        vec![scope],
+                        StoreAction::Clear,
+                        Some(&evidence),
+                        false,
+                    )
+                    .await?;
                     resubscribed.push(*channel);
                 }
             }
@@ -291,6 +328,7 @@ impl Gateway {
                         vec![Scope::Channel(*channel)],
                         StoreAction::BlockPermanent,
                         None,
+                        false,
                     )
                     .await?;
                     unsubscribed.push(*channel);

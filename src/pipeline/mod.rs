@@ -20,11 +20,12 @@ mod ses;
 mod standard_webhooks;
 use crate::signature::{self, TwilioSigned};
 use crate::state;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::twilio::{self, CallbackKind};
 
-/// A webhook request as the server received it: no hyper types.
-#[derive(Debug, Clone)]
+/// A webhook request as the server received it: no hyper types. Its `Debug` shows
+/// header names only and the body's length, never credentials or addresses.
+#[derive(Clone)]
 pub struct WebhookRequest {
     /// The provider segment of the path.
     pub provider: String,
@@ -39,6 +40,25 @@ pub struct WebhookRequest {
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("provider", &self.provider)
+            .field("tenant", &self.tenant)
+            .field("content_type", &self.content_type)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookRequest {
@@ -136,6 +156,9 @@ pub struct Gateway {
     pub fetch: Arc<dyn crate::fetch::Fetch>,
     /// SNS signing certificates fetched so far, by URL.
     pub sns_certs: crate::signature::sns::CertCache,
+    /// The durable spool for when Redis is down or slow (SPEC section 8); without one,
+    /// such a request gets 503.
+    pub spool: Option<crate::spool::Spool>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -173,6 +196,10 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// For a refused signature: which check failed.
     pub verification: Option<&'static str>,
+    /// Changes that went to the spool instead of Redis.
+    pub spooled: usize,
+    /// The spool sequence numbers of those changes (first, last), to wait for.
+    pub spool_seqs: Option<(u64, u64)>,
 }
 
 impl Gateway {
@@ -180,7 +207,10 @@ impl Gateway {
     pub async fn webhook(&self, req: WebhookRequest) -> (Answer, Report) {
         let mut report = Report::default();
         let answer = match self.webhook_steps(&req, &mut report).await {
-            Ok(answer) => answer,
+            Ok(answer) => match self.spool_durable(&report).await {
+                Ok(()) => answer,
+                Err(e) => Answer::from_error(&e),
+            },
             Err(e) => {
                 report.verification = e.reason;
                 Answer::from_error(&e)
@@ -250,6 +280,7 @@ impl Gateway {
         report.tenant.get_or_insert_with(|| tenant.id.clone());
         for event in events {
             report.events += 1;
+            crate::telemetry::event_seen(event);
             let decision = classify::classify(event, &tenant.keywords, codes);
             self.apply(tenant, event, &decision, received_ms, report)
                 .await?;
@@ -387,16 +418,14 @@ impl Gateway {
             Some(params) => twilio::normalise(params, received_ms)?,
             None => twilio::normalise_event_streams(&req.body, received_ms)?,
         };
-        report.events = normalised.events.len();
-        for event in &normalised.events {
-            let decision = classify::classify(
-                event,
-                &tenant.keywords,
-                self.config.codes(crate::event::Provider::Twilio),
-            );
-            self.apply(tenant, event, &decision, received_ms, report)
-                .await?;
-        }
+        self.apply_events(
+            tenant,
+            &normalised.events,
+            self.config.codes(crate::event::Provider::Twilio),
+            received_ms,
+            report,
+        )
+        .await?;
         if !normalised.rejected.is_empty() {
             report.rejected = normalised.rejected.clone();
             return Ok(Answer::text(
@@ -464,28 +493,104 @@ impl Gateway {
         let Some(action) = state::store_action(decision.action) else {
             return Ok(());
         };
-        let outcomes = state::apply(
-            &self.store,
-            tenant,
-            &state::Request {
-                address: &event.address,
-                scopes: state::event_scopes(event, decision.action, &tenant.policy),
-                action,
-                reason: &decision.reason,
-                provider: event.provider,
-                event_id: &event.event_id,
-                // A provider clock ahead of ours must not make a record look newer
-                // than events that really came after it.
-                event_ms: event.event_time_ms.min(received_ms),
-                received_ms,
-                now_ms: received_ms,
-                actor: None,
-                evidence: None,
-            },
-        )
-        .await?;
-        report.duplicates += usize::from(outcomes.duplicate);
-        report.changed += outcomes.changed();
+        let request = state::Request {
+            address: &event.address,
+            scopes: state::event_scopes(event, decision.action, &tenant.policy),
+            action,
+            reason: &decision.reason,
+            provider: event.provider,
+            event_id: &event.event_id,
+            // A provider clock ahead of ours must not make a record look newer
+            // than events that really came after it.
+            event_ms: event.event_time_ms.min(received_ms),
+            received_ms,
+            now_ms: received_ms,
+            actor: None,
+            evidence: None,
+        };
+        if let Some(spool) = &self.spool
+            && spool.must_spool()
+        {
+            // Earlier changes wait in the spool: this one queues behind them.
+            return self.to_spool(spool, tenant, &request, report);
+        }
+        match state::apply(&self.store, tenant, &request).await {
+            Ok(outcomes) => {
+                report.duplicates += usize::from(outcomes.duplicate);
+                report.changed += outcomes.changed();
+                Ok(())
+            }
+            Err(StoreError::Unavailable(why)) if self.spool.is_some() => {
+                tracing::warn!(
+                    error = why.as_str(),
+                    event_id = request.event_id,
+                    "redis unavailable: spooling"
+                );
+                let spool = self.spool.as_ref().expect("checked");
+                self.to_spool(spool, tenant, &request, report)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Queue a change for the spool; the request waits for its fsync before answering
+    /// (see [`Gateway::webhook`]).
+    fn to_spool(
+        &self,
+        spool: &crate::spool::Spool,
+        tenant: &Tenant,
+        request: &state::Request<'_>,
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        let seq = spool
+            .append(&crate::spool::SpooledChange::new(&tenant.id, request))
+            .map_err(|e| Error::unavailable(format!("redis unavailable and {e}; retry later")))?;
+        report.spooled += 1;
+        report.spool_seqs = Some(match report.spool_seqs {
+            Some((first, _)) => (first, seq),
+            None => (seq, seq),
+        });
         Ok(())
+    }
+
+    /// Wait until what this request put in the spool is fsync'd.
+    async fn spool_durable(&self, report: &Report) -> Result<(), Error> {
+        match (&self.spool, report.spool_seqs) {
+            (Some(spool), Some((first, last))) => spool.durable(first, last).await.map_err(|e| {
+                tracing::error!(error = %e, "redis unavailable and the spool cannot be written");
+                Error::unavailable(format!("redis unavailable and {e}; retry later"))
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The readiness answer: 200 when Redis answers, or when it does not but the spool
+    /// takes changes; the spool's numbers either way.
+    pub async fn readiness(&self) -> Answer {
+        let redis = self.store.ping().await;
+        let mut body = String::new();
+        let ready = redis.is_ok() || self.spool.is_some();
+        body.push_str(if ready { "ready\n" } else { "not ready\n" });
+        match &redis {
+            Ok(()) => body.push_str("redis: ok\n"),
+            Err(e) => body.push_str(&format!("redis: {e}\n")),
+        }
+        match &self.spool {
+            Some(spool) => {
+                let s = spool.stats();
+                body.push_str(&format!(
+                    "spool: records={} bytes={} oldest_age_ms={}\n",
+                    s.records,
+                    s.bytes,
+                    s.oldest_age_ms.unwrap_or(0)
+                ));
+            }
+            None => body.push_str("spool: none (webhooks get 503 while redis is down)\n"),
+        }
+        let mut answer = Answer::text(if ready { 200 } else { 503 }, body);
+        if !ready {
+            answer.retry_after = Some(5);
+        }
+        answer
     }
 }

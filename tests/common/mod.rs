@@ -421,6 +421,7 @@ impl TestGateway {
             store,
             fetch,
             sns_certs: dndgate::signature::sns::CertCache::new(),
+            spool: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(dndgate::server::run(gateway, listener, async {

@@ -1,0 +1,927 @@
+//! The durable spool (SPEC section 8): when Redis is down or slower than
+//! `redis_timeout`, verified and classified changes go to a local append-only file,
+//! fsync'd before the provider gets its 2xx, and a replayer applies them to Redis in
+//! order when it returns.
+//!
+//! The file (`spool.log` in the spool directory) is a sequence of records:
+//!
+//! ```text
+//! u32 LE  payload length
+//! u32 LE  the first four bytes of SHA-256(length bytes || payload)
+//! bytes   payload: one SpooledChange as JSON
+//! ```
+//!
+//! A record whose length runs past the end of the file or whose checksum does not
+//! match is a torn write from a crash: it and everything after it are dropped at start
+//! with a warning, never misread. `cursor` holds the offset of the first record not yet
+//! applied; it is written after each applied chunk (a crash re-applies at most one
+//! chunk, which the store's per-event dedup marker makes harmless). When every record
+//! is applied the file is truncated to zero (the cursor is reset first).
+//!
+//! Writes are grouped: every request waiting for durability hands its record to one
+//! writer thread, which writes whatever is queued with one `write` and one
+//! `fdatasync` and then answers them all, so concurrent requests share an fsync.
+//!
+//! Ordering: while any record is unapplied, every new change goes to the spool too
+//! ([`Spool::must_spool`]), so a newer event is never overtaken by an older spooled one.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::event::{Provider, Scope};
+use crate::state;
+use crate::store::{Store, StoreAction, StoreError};
+
+/// The spool's record file, in the spool directory.
+pub const SPOOL_FILE: &str = "spool.log";
+/// The replay cursor file, in the spool directory.
+pub const CURSOR_FILE: &str = "cursor";
+/// Bytes before each record's payload: length and checksum.
+const HEADER: usize = 8;
+/// No record is larger (a change is a few hundred bytes); a larger length is a torn
+/// or corrupt header.
+const MAX_RECORD: usize = 64 * 1024;
+/// Records the replayer reads from the file at a time (and applies before it moves
+/// the cursor file).
+const CHUNK_BYTES: u64 = 256 * 1024;
+/// Longest wait for a record's fsync before the request gets 503 (a stalled disk).
+const DURABLE_WAIT: Duration = Duration::from_secs(20);
+/// Longest wait between replay attempts while Redis is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One change as the spool keeps it: what [`state::apply`] needs, owned, with the
+/// tenant's id. The classification was made when the provider was answered, so replay
+/// applies exactly what the 2xx promised even if the configuration changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledChange {
+    /// Format version (1).
+    pub v: u8,
+    /// The tenant id.
+    pub tenant: String,
+    /// The normalised address.
+    pub address: String,
+    /// The scopes, by name (`sms`, ..., `all`).
+    pub scopes: Vec<String>,
+    /// The store action, by name.
+    pub action: String,
+    /// The reason for the record and the audit entry.
+    pub reason: String,
+    /// The provider, by name.
+    pub provider: String,
+    /// The dedup key.
+    pub event_id: String,
+    /// When the change happened (ms since the epoch).
+    pub event_ms: i64,
+    /// When the gateway received it (ms since the epoch); replay applies it as of then.
+    pub received_ms: i64,
+    /// Who made an operator change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Consent evidence, JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+fn action_name(action: StoreAction) -> &'static str {
+    match action {
+        StoreAction::BlockPermanent => "block_permanent",
+        StoreAction::BlockTemporary => "block_temporary",
+        StoreAction::Unblock => "unblock",
+        StoreAction::Reachable => "reachable",
+        StoreAction::Review => "review",
+        StoreAction::Help => "help",
+        StoreAction::BlockMarketing => "block_marketing",
+        StoreAction::UnblockMarketing => "unblock_marketing",
+        StoreAction::Clear => "clear",
+    }
+}
+
+const ACTIONS: [StoreAction; 9] = [
+    StoreAction::BlockPermanent,
+    StoreAction::BlockTemporary,
+    StoreAction::Unblock,
+    StoreAction::Reachable,
+    StoreAction::Review,
+    StoreAction::Help,
+    StoreAction::BlockMarketing,
+    StoreAction::UnblockMarketing,
+    StoreAction::Clear,
+];
+
+const PROVIDERS: [Provider; 10] = [
+    Provider::Twilio,
+    Provider::Meta,
+    Provider::Sendgrid,
+    Provider::Mailgun,
+    Provider::Postmark,
+    Provider::Ses,
+    Provider::StandardWebhooks,
+    Provider::Operator,
+    Provider::Import,
+    Provider::Link,
+];
+
+impl SpooledChange {
+    /// The spool's copy of a request for `tenant`.
+    pub fn new(tenant: &str, req: &state::Request<'_>) -> SpooledChange {
+        SpooledChange {
+            v: 1,
+            tenant: tenant.to_string(),
+            address: req.address.as_str().to_string(),
+            scopes: req.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            action: action_name(req.action).to_string(),
+            reason: req.reason.to_string(),
+            provider: req.provider.as_str().to_string(),
+            event_id: req.event_id.to_string(),
+            event_ms: req.event_ms,
+            received_ms: req.received_ms,
+            actor: req.actor.map(str::to_string),
+            evidence: req.evidence.map(str::to_string),
+        }
+    }
+
+    /// The typed parts of the change: address, scopes, action, provider.
+    fn parts(&self) -> Result<(Address, Vec<Scope>, StoreAction, Provider), String> {
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|s| s.parse::<Scope>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let action = ACTIONS
+            .into_iter()
+            .find(|a| action_name(*a) == self.action)
+            .ok_or_else(|| format!("unknown action {:?}", self.action))?;
+        let provider = PROVIDERS
+            .into_iter()
+            .find(|p| p.as_str() == self.provider)
+            .ok_or_else(|| format!("unknown provider {:?}", self.provider))?;
+        if self.address.is_empty() {
+            return Err("empty address".into());
+        }
+        Ok((
+            Address::from_store(self.address.clone()),
+            scopes,
+            action,
+            provider,
+        ))
+    }
+
+    /// Apply the change through the same path as a live event. `Err(Some)` is Redis
+    /// unavailable (retry later); `Err(None)` is a change that can never be applied
+    /// (logged; the replayer moves on).
+    async fn apply(&self, store: &Store, config: &Config) -> Result<(), Option<StoreError>> {
+        let Some(tenant) = config.tenants.get(&self.tenant) else {
+            tracing::error!(
+                tenant = self.tenant.as_str(),
+                event_id = self.event_id.as_str(),
+                "spooled change for a tenant no longer configured: dropped"
+            );
+            return Err(None);
+        };
+        let (address, scopes, action, provider) = self.parts().map_err(|e| {
+            tracing::error!(
+                event_id = self.event_id.as_str(),
+                error = e.as_str(),
+                "unreadable spooled change: dropped"
+            );
+            None
+        })?;
+        let request = state::Request {
+            address: &address,
+            scopes,
+            action,
+            reason: &self.reason,
+            provider,
+            event_id: &self.event_id,
+            event_ms: self.event_ms,
+            received_ms: self.received_ms,
+            now_ms: self.received_ms,
+            actor: self.actor.as_deref(),
+            evidence: self.evidence.as_deref(),
+        };
+        match state::apply(store, tenant, &request).await {
+            Ok(_) => Ok(()),
+            Err(e @ StoreError::Unavailable(_)) => Err(Some(e)),
+            Err(e) => {
+                tracing::error!(event_id = self.event_id.as_str(), error = %e, "spooled change refused by redis: dropped");
+                Err(None)
+            }
+        }
+    }
+}
+
+/// Why the spool could not take a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spool not writable: {0}")]
+pub struct SpoolError(pub String);
+
+/// The spool's numbers, for `/readyz` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolStats {
+    /// Changes accepted into the spool and not yet applied to Redis.
+    pub records: u64,
+    /// Bytes of the file not yet applied.
+    pub bytes: u64,
+    /// Age of the oldest unapplied record (ms), from its time of receipt.
+    pub oldest_age_ms: Option<u64>,
+    /// Changes the replayer applied since start.
+    pub replayed: u64,
+    /// Records appended since start.
+    pub appended: u64,
+    /// Writes (each one `fdatasync`) since start: fewer than `appended` when
+    /// concurrent requests shared one (group commit).
+    pub fsyncs: u64,
+}
+
+/// One record on its way to the file.
+struct Job {
+    seq: u64,
+    bytes: Vec<u8>,
+    received_ms: i64,
+}
+
+/// The writer's file, shared with the replayer for truncation.
+struct FileState {
+    file: File,
+    /// Bytes of complete, fsync'd records.
+    end: u64,
+}
+
+struct Progress {
+    /// Every sequence number up to this one is written or failed.
+    resolved: u64,
+    /// Recently failed ranges of sequence numbers, with why.
+    failed: VecDeque<(u64, u64, String)>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    file: Mutex<FileState>,
+    /// Mirror of `FileState::end`, for readers that do not take the lock.
+    end: AtomicU64,
+    /// Offset of the first unapplied record.
+    cursor: AtomicU64,
+    /// Changes submitted and not yet applied (or failed to write).
+    unapplied: AtomicU64,
+    /// Received time of the oldest unapplied record; 0 when none.
+    oldest_ms: AtomicI64,
+    replayed: AtomicU64,
+    appended: AtomicU64,
+    fsyncs: AtomicU64,
+    progress: Mutex<Progress>,
+    resolved_tx: watch::Sender<u64>,
+    wake_replayer: Notify,
+    stopping: AtomicBool,
+    replayer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The durable spool; cheap to clone. The writer thread ends when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    /// Sequence numbers, taken together with sending so the channel is in order. Kept
+    /// out of `Shared` (which the writer holds) so dropping the spool closes it.
+    submit: Arc<Mutex<(u64, mpsc::UnboundedSender<Job>)>>,
+}
+
+fn checksum(len: &[u8; 4], payload: &[u8]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(len);
+    h.update(payload);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// One record, framed: length, checksum, payload.
+pub fn encode(change: &SpooledChange) -> Vec<u8> {
+    let payload = serde_json::to_vec(change).expect("a SpooledChange always serialises");
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&checksum(&len, &payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decode the record at the start of `buf`: the change and its framed length, or
+/// `None` when `buf` holds no complete, intact record there.
+fn decode(buf: &[u8]) -> Option<(SpooledChange, usize)> {
+    let len: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_RECORD {
+        return None;
+    }
+    let sum = buf.get(4..8)?;
+    let payload = buf.get(HEADER..HEADER + n)?;
+    if checksum(&len, payload) != sum {
+        return None;
+    }
+    let change = serde_json::from_slice(payload).ok()?;
+    Some((change, HEADER + n))
+}
+
+/// Walk the records from `from` to `len`: bytes of intact records, their count, and
+/// the received time of the first (0 when none).
+fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64)> {
+    let mut reader = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::io::Read::take(file.try_clone()?, len - from),
+    );
+    {
+        use std::io::Seek;
+        reader
+            .get_mut()
+            .get_mut()
+            .seek(std::io::SeekFrom::Start(from))?;
+    }
+    let (mut at, mut records, mut oldest) = (0u64, 0u64, 0i64);
+    let mut buf = Vec::new();
+    loop {
+        buf.resize(HEADER, 0);
+        if reader.read_exact(&mut buf).is_err() {
+            break;
+        }
+        let n = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if n > MAX_RECORD {
+            break;
+        }
+        buf.resize(HEADER + n, 0);
+        if reader.read_exact(&mut buf[HEADER..]).is_err() {
+            break;
+        }
+        match decode(&buf) {
+            Some((change, size)) => {
+                if records == 0 {
+                    oldest = change.received_ms.max(1);
+                }
+                records += 1;
+                at += size as u64;
+            }
+            None => break,
+        }
+    }
+    Ok((at, records, oldest))
+}
+
+fn read_cursor(dir: &Path) -> u64 {
+    match std::fs::read_to_string(dir.join(CURSOR_FILE)) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                "spool cursor file is unreadable ({text:?}); replaying from the start (applied changes are deduplicated)"
+            );
+            0
+        }),
+        Err(_) => 0,
+    }
+}
+
+fn write_cursor(dir: &Path, offset: u64, sync: bool) -> std::io::Result<()> {
+    let tmp = dir.join("cursor.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{offset}\n").as_bytes())?;
+    if sync {
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, dir.join(CURSOR_FILE))?;
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    crate::pipeline::now_ms()
+}
+
+impl Spool {
+    /// Open (creating if needed) the spool in `dir`, check the records not yet applied,
+    /// drop a torn tail with a warning, and start the writer thread. The replayer
+    /// starts with [`Spool::start_replayer`].
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        let err =
+            |what: &str, e: std::io::Error| SpoolError(format!("{what} {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| err("cannot create", e))?;
+        let path = dir.join(SPOOL_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| err("cannot open the spool file in", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| err("cannot read the spool file in", e))?
+            .len();
+        let mut cursor = read_cursor(dir);
+        if cursor > len {
+            tracing::warn!(
+                cursor,
+                len,
+                "spool cursor is past the end of the file; replaying from the start (applied changes are deduplicated)"
+            );
+            cursor = 0;
+        }
+        // Check every unapplied record, reading one at a time (a long outage leaves a
+        // large file); stop at the first that is not intact.
+        let (at, records, oldest) =
+            scan(&file, cursor, len).map_err(|e| err("cannot read the spool file in", e))?;
+        let end = cursor + at;
+        if end < len {
+            tracing::warn!(
+                offset = end,
+                dropped_bytes = len - end,
+                file = %path.display(),
+                "spool ends in a torn or corrupt record (a crash during a write); dropping it: no 2xx was given for it"
+            );
+            file.set_len(end)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| err("cannot truncate the torn tail of the spool file in", e))?;
+        }
+        if records > 0 {
+            tracing::warn!(
+                records,
+                bytes = end - cursor,
+                "spool holds changes not yet applied to redis; replaying them"
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (resolved_tx, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            file: Mutex::new(FileState { file, end }),
+            end: AtomicU64::new(end),
+            cursor: AtomicU64::new(cursor),
+            unapplied: AtomicU64::new(records),
+            oldest_ms: AtomicI64::new(oldest),
+            replayed: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            progress: Mutex::new(Progress {
+                resolved: 0,
+                failed: VecDeque::new(),
+            }),
+            resolved_tx,
+            wake_replayer: Notify::new(),
+            stopping: AtomicBool::new(false),
+            replayer: Mutex::new(None),
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("dndgate-spool".into())
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| SpoolError(format!("cannot start the spool writer: {e}")))?;
+        Ok(Spool {
+            shared,
+            submit: Arc::new(Mutex::new((0, tx))),
+        })
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Must a new change go to the spool (some earlier change is not yet applied)?
+    pub fn must_spool(&self) -> bool {
+        self.shared.unapplied.load(Ordering::SeqCst) > 0
+    }
+
+    /// Queue a change for the file; returns its sequence number, to wait for with
+    /// [`Spool::durable`]. Changes are written in the order they are queued.
+    pub fn append(&self, change: &SpooledChange) -> Result<u64, SpoolError> {
+        let bytes = encode(change);
+        let mut submit = self.submit.lock().expect("spool lock");
+        self.shared.unapplied.fetch_add(1, Ordering::SeqCst);
+        let seq = submit.0 + 1;
+        let job = Job {
+            seq,
+            bytes,
+            received_ms: change.received_ms,
+        };
+        if submit.1.send(job).is_err() {
+            self.shared.unapplied.fetch_sub(1, Ordering::SeqCst);
+            return Err(SpoolError("the spool writer has stopped".into()));
+        }
+        submit.0 = seq;
+        Ok(seq)
+    }
+
+    /// Wait until the changes numbered `first..=last` are fsync'd; an error if any of
+    /// them (or another change queued between them) could not be written.
+    pub async fn durable(&self, first: u64, last: u64) -> Result<(), SpoolError> {
+        let mut rx = self.shared.resolved_tx.subscribe();
+        // `wait_for` hands back a guard on the watch's value: keep it no longer than
+        // this statement (the writer takes the watch's lock to publish).
+        let waited = tokio::time::timeout(DURABLE_WAIT, async {
+            rx.wait_for(|resolved| *resolved >= last).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(SpoolError("the spool writer has stopped".into())),
+            Err(_) => {
+                return Err(SpoolError(format!(
+                    "no fsync within {DURABLE_WAIT:?} (disk stalled?)"
+                )));
+            }
+        }
+        let progress = self.shared.progress.lock().expect("spool lock");
+        match progress
+            .failed
+            .iter()
+            .find(|(lo, hi, _)| *lo <= last && *hi >= first)
+        {
+            Some((_, _, why)) => Err(SpoolError(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The spool's numbers now.
+    pub fn stats(&self) -> SpoolStats {
+        let s = &self.shared;
+        let oldest = s.oldest_ms.load(Ordering::SeqCst);
+        let records = s.unapplied.load(Ordering::SeqCst);
+        SpoolStats {
+            records,
+            bytes: s
+                .end
+                .load(Ordering::SeqCst)
+                .saturating_sub(s.cursor.load(Ordering::SeqCst)),
+            oldest_age_ms: (oldest > 0 && records > 0)
+                .then(|| now_ms().saturating_sub(oldest).max(0) as u64),
+            replayed: s.replayed.load(Ordering::SeqCst),
+            appended: s.appended.load(Ordering::SeqCst),
+            fsyncs: s.fsyncs.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Start the task that applies spooled changes to `store`, in order, retrying
+    /// with backoff while Redis is down. Needs a tokio runtime.
+    pub fn start_replayer(&self, store: Store, config: Arc<Config>) {
+        let shared = self.shared.clone();
+        let task = tokio::spawn(replay_loop(shared, store, config));
+        *self.shared.replayer.lock().expect("spool lock") = Some(task);
+    }
+
+    /// Wait until no change is left unapplied, or `timeout` passes; true when drained.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.must_spool() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Stop the replayer and save the cursor (fsync). Every record that got a 2xx is
+    /// already on disk; what is not yet applied is replayed at the next start.
+    pub async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let task = self.shared.replayer.lock().expect("spool lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _guard = shared.file.lock().expect("spool lock");
+            let cursor = shared.cursor.load(Ordering::SeqCst);
+            if let Err(e) = write_cursor(&shared.dir, cursor, true) {
+                tracing::warn!(error = %e, "could not save the spool cursor (the next start replays more, deduplicated)");
+            }
+        })
+        .await;
+        let stats = self.stats();
+        tracing::info!(records = stats.records, bytes = stats.bytes, "spool closed");
+    }
+}
+
+/// The writer thread: take whatever is queued, one write and one fdatasync, answer
+/// them all.
+fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let lo = batch[0].seq;
+        let hi = batch[batch.len() - 1].seq;
+        let result = write_batch(&shared, &batch);
+        let mut progress = shared.progress.lock().expect("spool lock");
+        if let Err(why) = result {
+            tracing::error!(
+                error = why.as_str(),
+                records = batch.len(),
+                "spool write failed"
+            );
+            shared
+                .unapplied
+                .fetch_sub(batch.len() as u64, Ordering::SeqCst);
+            progress.failed.push_back((lo, hi, why));
+            while progress.failed.len() > 1024 {
+                progress.failed.pop_front();
+            }
+        } else {
+            shared
+                .appended
+                .fetch_add(batch.len() as u64, Ordering::SeqCst);
+            shared.fsyncs.fetch_add(1, Ordering::SeqCst);
+            let m = crate::telemetry::metrics();
+            m.spool_appended.inc_by(batch.len() as u64);
+            m.spool_fsyncs.inc();
+        }
+        progress.resolved = hi;
+        drop(progress);
+        shared.resolved_tx.send_replace(hi);
+        shared.wake_replayer.notify_one();
+    }
+}
+
+fn write_batch(shared: &Shared, batch: &[Job]) -> Result<(), String> {
+    let mut bytes = Vec::with_capacity(batch.iter().map(|j| j.bytes.len()).sum());
+    for job in batch {
+        bytes.extend_from_slice(&job.bytes);
+    }
+    let mut state = shared.file.lock().expect("spool lock");
+    let end = state.end;
+    let written = state
+        .file
+        .write_all_at(&bytes, end)
+        .and_then(|_| state.file.sync_data());
+    if let Err(e) = written {
+        // Leave no partial record behind for a later batch to follow.
+        let _ = state.file.set_len(end);
+        return Err(format!("{}: {e}", shared.dir.join(SPOOL_FILE).display()));
+    }
+    state.end = end + bytes.len() as u64;
+    shared.end.store(state.end, Ordering::SeqCst);
+    let _ = shared.oldest_ms.compare_exchange(
+        0,
+        batch[0].received_ms.max(1),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    Ok(())
+}
+
+/// Read the intact records in `[from, end)`, at most about [`CHUNK_BYTES`]: each with
+/// the offset after it. A bad record inside the fsync'd range is corruption: logged,
+/// and the rest of the range skipped.
+fn read_chunk(shared: &Shared, from: u64, end: u64) -> Vec<(SpooledChange, u64)> {
+    let want = (end - from).min(CHUNK_BYTES + MAX_RECORD as u64) as usize;
+    let mut buf = vec![0u8; want];
+    let read = {
+        let state = shared.file.lock().expect("spool lock");
+        state.file.read_at(&mut buf, from)
+    };
+    let n = match read {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the spool file; retrying");
+            return Vec::new();
+        }
+    };
+    buf.truncate(n);
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < buf.len() && (at as u64) < CHUNK_BYTES {
+        match decode(&buf[at..]) {
+            Some((change, len)) => {
+                at += len;
+                out.push((change, from + at as u64));
+            }
+            None => break,
+        }
+    }
+    if out.is_empty() && n == want && from < end {
+        tracing::error!(
+            offset = from,
+            skipped_bytes = end - from,
+            "corrupt record inside the fsync'd part of the spool; skipping to its end"
+        );
+        shared.cursor.store(end, Ordering::SeqCst);
+    }
+    out
+}
+
+/// Records applied side by side at most.
+const GROUP: usize = 128;
+
+/// How many of the next records may be applied side by side: consecutive records on
+/// distinct addresses, none with the `all` scope (which reaches a contact's other
+/// addresses). Order matters per address only, so such a group keeps every address's
+/// order; an `all` change goes alone.
+fn group_len(records: &[(SpooledChange, u64)]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for (n, (change, _)) in records.iter().enumerate().take(GROUP) {
+        let all = change.scopes.iter().any(|s| s == "all");
+        if all || !seen.insert(change.address.as_str()) {
+            return n.max(1);
+        }
+    }
+    records.len().min(GROUP)
+}
+
+/// Apply a group side by side; false when Redis was unavailable for any of it (the
+/// whole group is tried again: what was applied is deduplicated by the store).
+async fn apply_group(group: &[(SpooledChange, u64)], store: &Store, config: &Arc<Config>) -> bool {
+    if let [(change, _)] = group {
+        return !matches!(change.apply(store, config).await, Err(Some(_)));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (change, _) in group {
+        let (change, store, config) = (change.clone(), store.clone(), config.clone());
+        set.spawn(async move { change.apply(&store, &config).await });
+    }
+    let mut ok = true;
+    while let Some(result) = set.join_next().await {
+        match result {
+            Ok(Err(Some(e))) => {
+                tracing::debug!(error = %e, "spool replay waits for redis");
+                ok = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "spool replay task failed");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let cursor = shared.cursor.load(Ordering::SeqCst);
+        let end = shared.end.load(Ordering::SeqCst);
+        if cursor >= end {
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || truncate_if_drained(&s)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), shared.wake_replayer.notified()).await;
+            continue;
+        }
+        let s = shared.clone();
+        let chunk = tokio::task::spawn_blocking(move || read_chunk(&s, cursor, end))
+            .await
+            .unwrap_or_default();
+        if chunk.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        shared
+            .oldest_ms
+            .store(chunk[0].0.received_ms.max(1), Ordering::SeqCst);
+        let mut i = 0;
+        while i < chunk.len() {
+            let group = &chunk[i..i + group_len(&chunk[i..])];
+            if !apply_group(group, &store, &config).await {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            backoff = Duration::from_millis(50);
+            let (_, next) = group[group.len() - 1];
+            shared.cursor.store(next, Ordering::SeqCst);
+            shared
+                .replayed
+                .fetch_add(group.len() as u64, Ordering::SeqCst);
+            crate::telemetry::metrics()
+                .spool_replayed
+                .inc_by(group.len() as u64);
+            i += group.len();
+            if let Some((following, _)) = chunk.get(i) {
+                shared
+                    .oldest_ms
+                    .store(following.received_ms.max(1), Ordering::SeqCst);
+            }
+            shared
+                .unapplied
+                .fetch_sub(group.len() as u64, Ordering::SeqCst);
+        }
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let cursor = s.cursor.load(Ordering::SeqCst);
+            if let Err(e) = write_cursor(&s.dir, cursor, false) {
+                tracing::warn!(error = %e, "could not save the spool cursor");
+            }
+        })
+        .await;
+        let left = shared.unapplied.load(Ordering::SeqCst);
+        tracing::info!(
+            applied = chunk.len(),
+            left,
+            "spooled changes applied to redis"
+        );
+    }
+}
+
+/// When every record is applied and nothing is queued: reset the cursor, then empty
+/// the file (a crash in between replays everything again, deduplicated).
+fn truncate_if_drained(shared: &Shared) {
+    let mut state = shared.file.lock().expect("spool lock");
+    let cursor = shared.cursor.load(Ordering::SeqCst);
+    if cursor < state.end {
+        return;
+    }
+    if shared.unapplied.load(Ordering::SeqCst) == 0 {
+        shared.oldest_ms.store(0, Ordering::SeqCst);
+    }
+    if state.end == 0 || shared.unapplied.load(Ordering::SeqCst) != 0 {
+        return;
+    }
+    if let Err(e) = write_cursor(&shared.dir, 0, true) {
+        tracing::warn!(error = %e, "could not reset the spool cursor; keeping the file");
+        return;
+    }
+    match state.file.set_len(0).and_then(|_| state.file.sync_all()) {
+        Ok(()) => {
+            state.end = 0;
+            shared.end.store(0, Ordering::SeqCst);
+            shared.cursor.store(0, Ordering::SeqCst);
+            tracing::info!("spool drained: every spooled change is applied");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not empty the spool file");
+            // The cursor file says 0: put it back so a restart does not replay it all.
+            let _ = write_cursor(&shared.dir, cursor, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str) -> SpooledChange {
+        SpooledChange {
+            v: 1,
+            tenant: "acme".into(),
+            address: "+15550000001".into(),
+            scopes: vec!["sms".into(), "voice".into()],
+            action: "block_permanent".into(),
+            reason: "keyword:STOP".into(),
+            provider: "twilio".into(),
+            event_id: id.into(),
+            event_ms: 1,
+            received_ms: 2,
+            actor: None,
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_and_a_torn_or_altered_one_is_refused() {
+        let bytes = encode(&change("SM1"));
+        let (back, n) = decode(&bytes).unwrap();
+        assert_eq!(back, change("SM1"));
+        assert_eq!(n, bytes.len());
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut altered = bytes.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        assert!(decode(&altered).is_none());
+    }
+
+    #[test]
+    fn every_action_and_provider_name_reads_back() {
+        for a in ACTIONS {
+            let mut c = change("x");
+            c.action = action_name(a).into();
+            assert_eq!(c.parts().unwrap().2, a);
+        }
+        for p in PROVIDERS {
+            let mut c = change("x");
+            c.provider = p.as_str().into();
+            assert_eq!(c.parts().unwrap().3, p);
+        }
+        let mut c = change("x");
+        c.action = "explode".into();
+        assert!(c.parts().is_err());
+    }
+}
