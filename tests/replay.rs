@@ -49,9 +49,11 @@ async fn every_marker_carries_a_ttl() {
     assert_eq!(claim, dndgate::store::Claim::Fresh);
     gw.stop().await;
 
-    let keys = redis.cli(&["KEYS", "*"]).unwrap();
-    let markers: Vec<&str> = keys
-        .lines()
+    let all = redis.keys("*");
+    let keys = all.join("\n");
+    let markers: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
         .filter(|k| k.contains(":seen:") || k.contains(":once:") || k.contains(":fails:"))
         .collect();
     for kind in [

@@ -31,9 +31,7 @@ const EVICTION_WARNING: &str = "redis maxmemory-policy is allkeys-lru";
 async fn unsafe_redis_gets_a_warning_and_strict_refuses() {
     let redis = RedisServer::start();
     // As `redis-server --appendonly no --save "" --maxmemory-policy allkeys-lru`.
-    redis
-        .cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
-        .unwrap();
+    redis.cli_each(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
     assert_eq!(
         redis.cli(&["CONFIG", "GET", "appendonly"]).unwrap(),
         "appendonly\nno"
@@ -73,7 +71,7 @@ async fn unsafe_redis_gets_a_warning_and_strict_refuses() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 
     // Only the eviction policy wrong: strict still refuses, naming only that.
-    redis.cli(&["CONFIG", "SET", "appendonly", "yes"]).unwrap();
+    redis.cli_each(&["CONFIG", "SET", "appendonly", "yes"]);
     let (code, _, stderr) = dndgate(&["serve", "--config", config.to_str().unwrap(), "--strict"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(EVICTION_WARNING), "{stderr}");
@@ -83,10 +81,8 @@ async fn unsafe_redis_gets_a_warning_and_strict_refuses() {
 #[tokio::test]
 async fn safe_redis_starts_strict_without_warnings() {
     let redis = RedisServer::start();
-    redis.cli(&["CONFIG", "SET", "appendonly", "yes"]).unwrap();
-    redis
-        .cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
-        .unwrap();
+    redis.cli_each(&["CONFIG", "SET", "appendonly", "yes"]);
+    redis.cli_each(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     let dir = tempfile::tempdir().unwrap();
     let addr = addr();
     let config = write_config(&dir, addr, &redis.url());

@@ -308,6 +308,37 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Run `cmd` on every primary (on a single server: on it), each reply with the
+    /// node's address, in node order: for settings every node must have.
+    pub async fn on_every_primary<T: FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+    ) -> RedisResult<Vec<(String, T)>> {
+        let handle = match self {
+            Connection::Single(conn) => {
+                return Ok(vec![("redis".to_string(), cmd.query_async(conn).await?)]);
+            }
+            Connection::Cluster(handle) => handle,
+        };
+        let mut conn = Self::cluster(handle).await?;
+        let mut out = Vec::new();
+        for (host, port) in primaries(&mut conn).await? {
+            let reply = conn
+                .route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port,
+                    }),
+                )
+                .await?;
+            out.push((format!("{host}:{port}"), T::from_redis_value(reply)?));
+        }
+        Ok(out)
+    }
+}
+
 /// The cluster's primaries, `(host, port)`, sorted: from `CLUSTER SLOTS`, whose entries
 /// are `[start, end, [host, port, id, ...], replicas...]`.
 async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {

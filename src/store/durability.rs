@@ -73,50 +73,95 @@ fn from_info(persistence: &str, memory: &str) -> Durability {
     }
 }
 
+/// `CONFIG GET`'s reply: setting and value pairs.
+type Settings = Vec<(String, String)>;
+
+/// One report for the whole deployment from each primary's: the worst of each
+/// setting, since a record on a node that does not persist is as lost as any.
+fn merge(reports: Vec<(String, Durability)>) -> Durability {
+    let source = reports
+        .first()
+        .map(|(_, d)| d.source)
+        .unwrap_or("CONFIG GET");
+    let appendonly = if reports.iter().any(|(_, d)| d.appendonly.is_none()) {
+        None
+    } else {
+        Some(reports.iter().all(|(_, d)| d.appendonly == Some(true)))
+    };
+    let save = reports
+        .iter()
+        .find(|(_, d)| d.appendonly != Some(true))
+        .or(reports.first())
+        .and_then(|(_, d)| d.save.clone());
+    let maxmemory_policy = reports
+        .iter()
+        .find(|(_, d)| d.maxmemory_policy.as_deref() != Some("noeviction"))
+        .or(reports.first())
+        .and_then(|(_, d)| d.maxmemory_policy.clone());
+    Durability {
+        appendonly,
+        save,
+        maxmemory_policy,
+        source,
+    }
+}
+
 impl Store {
     /// Ask Redis for its persistence and eviction settings: `CONFIG GET`, or `INFO`
-    /// where `CONFIG` is renamed or disabled. An error only when Redis cannot answer
-    /// at all.
+    /// where `CONFIG` is renamed or disabled; on a cluster, every primary, merged to
+    /// the worst of each. An error only when Redis cannot answer at all.
     pub async fn durability_report(&self) -> Result<Durability, StoreError> {
         let mut conn = self.conn.clone();
-        let config: redis::RedisResult<Vec<(String, String)>> = tokio::time::timeout(
-            self.options.timeout,
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("appendonly")
-                .arg("save")
-                .arg("maxmemory-policy")
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))
-        })?;
+        let mut config_get = redis::cmd("CONFIG");
+        config_get
+            .arg("GET")
+            .arg("appendonly")
+            .arg("save")
+            .arg("maxmemory-policy");
+        let config: redis::RedisResult<Vec<(String, Settings)>> =
+            tokio::time::timeout(self.options.timeout, conn.on_every_primary(&config_get))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!("no answer within {:?}", self.options.timeout))
+                })?;
         match config {
-            Ok(pairs) if !pairs.is_empty() => {
-                let get = |name: &str| {
-                    pairs
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone())
-                };
-                return Ok(Durability {
-                    appendonly: get("appendonly").map(|v| v == "yes"),
-                    save: get("save"),
-                    maxmemory_policy: get("maxmemory-policy"),
-                    source: "CONFIG GET",
-                });
+            Ok(nodes) if !nodes.is_empty() && nodes.iter().all(|(_, p)| !p.is_empty()) => {
+                let reports = nodes
+                    .into_iter()
+                    .map(|(node, pairs)| {
+                        let get = |name: &str| {
+                            pairs
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.clone())
+                        };
+                        let report = Durability {
+                            appendonly: get("appendonly").map(|v| v == "yes"),
+                            save: get("save"),
+                            maxmemory_policy: get("maxmemory-policy"),
+                            source: "CONFIG GET",
+                        };
+                        (node, report)
+                    })
+                    .collect();
+                return Ok(merge(reports));
             }
             // Refused or renamed (managed services); if Redis is down, INFO says so.
             _ => {}
         }
-        let persistence: String = self
-            .with_timeout(redis::cmd("INFO").arg("persistence").query_async(&mut conn))
+        let persistence: Vec<(String, String)> = self
+            .with_timeout(conn.on_every_primary(redis::cmd("INFO").arg("persistence")))
             .await?;
-        let memory: String = self
-            .with_timeout(redis::cmd("INFO").arg("memory").query_async(&mut conn))
+        let memory: Vec<(String, String)> = self
+            .with_timeout(conn.on_every_primary(redis::cmd("INFO").arg("memory")))
             .await?;
-        Ok(from_info(&persistence, &memory))
+        Ok(merge(
+            persistence
+                .into_iter()
+                .zip(memory)
+                .map(|((node, p), (_, m))| (node, from_info(&p, &m)))
+                .collect(),
+        ))
     }
 }
 
@@ -150,6 +195,26 @@ mod tests {
         let p = report(None, None, None).problems();
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|l| l.contains("could not read")));
+    }
+
+    #[test]
+    fn a_cluster_is_as_safe_as_its_worst_primary() {
+        let safe = report(Some(true), Some(""), Some("noeviction"));
+        let lru = report(Some(true), Some(""), Some("allkeys-lru"));
+        let no_aof = report(Some(false), Some("3600 1"), Some("noeviction"));
+        let merged = merge(vec![
+            ("a".into(), safe.clone()),
+            ("b".into(), lru),
+            ("c".into(), no_aof),
+        ]);
+        assert_eq!(merged.appendonly, Some(false));
+        assert_eq!(merged.save.as_deref(), Some("3600 1"));
+        assert_eq!(merged.maxmemory_policy.as_deref(), Some("allkeys-lru"));
+        assert!(
+            merge(vec![("a".into(), safe.clone()), ("b".into(), safe)])
+                .problems()
+                .is_empty()
+        );
     }
 
     #[test]

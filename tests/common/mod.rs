@@ -212,6 +212,14 @@ impl RedisServer {
             .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 
+    /// Run one command on every node (a setting every node must have); panics if a
+    /// node refuses it.
+    pub fn cli_each(&self, args: &[&str]) {
+        for p in &self.ports {
+            node_cli(*p, args).unwrap_or_else(|| panic!("node {p} refused {args:?}"));
+        }
+    }
+
     /// The keys matching `pattern` on every node, sorted.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
