@@ -111,7 +111,13 @@ fn link_field(address: &Address) -> String {
 
 /// The hash field of a record.
 pub fn field(scope: Scope, address: &Address) -> String {
-    format!("{}:{}", scope.as_str(), address.as_str())
+    // On every lookup's path, twice: no formatting machinery.
+    let (scope, address) = (scope.as_str(), address.as_str());
+    let mut field = String::with_capacity(scope.len() + 1 + address.len());
+    field.push_str(scope);
+    field.push(':');
+    field.push_str(address);
+    field
 }
 
 /// The state of a record.
