@@ -76,7 +76,7 @@ api_tokens = ["$api_token"]
 auth_tokens = ["$token"]
 account_sids = ["AC00000000000000000000000000000000"]
 EOF
-RUST_LOG=warn "$bin/dndgate" serve --config "$work/dndgate.toml" 2>"$work/dndgate.log" & gw=$!; pids+=($gw)
+"$bin/dndgate" serve --config "$work/dndgate.toml" 2>"$work/dndgate.log" & gw=$!; pids+=($gw)
 wait_port "$port"
 echo "== ingest: dndgate" >&2
 dnd=$(load "http://127.0.0.1:$port/webhooks/twilio/acme")

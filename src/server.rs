@@ -333,7 +333,7 @@ async fn webhook(
     {
         Ok(b) => b,
         Err(e) => {
-            tracing::info!(provider, status = e.kind.status(), error = %e, %peer, "webhook refused");
+            telemetry::webhook_refused(provider, "-", e.kind.status(), &e.message, peer);
             return respond(Answer::from_error(&e));
         }
     };
@@ -375,37 +375,8 @@ async fn webhook(
             report.duplicates,
             report.spooled,
         ));
-        tracing::info!(
-            provider,
-            tenant = report.tenant.as_deref().unwrap_or("-"),
-            status = answer.status,
-            events = report.events,
-            changed = report.changed,
-            duplicates = report.duplicates,
-            rejected = report.rejected.len(),
-            skipped = report.skipped.len(),
-            "webhook accepted"
-        );
-        for why in &report.rejected {
-            tracing::warn!(provider, why = %crate::redact::text(why), "event in a batch refused");
-        }
-        for why in &report.skipped {
-            tracing::warn!(
-                provider,
-                why = %crate::redact::text(why),
-                "entry for an unknown account skipped"
-            );
-        }
-    } else {
-        tracing::warn!(
-            provider,
-            tenant = report.tenant.as_deref().unwrap_or("-"),
-            status = answer.status,
-            error = %crate::redact::text(answer.body.trim_end()),
-            %peer,
-            "webhook refused"
-        );
     }
+    telemetry::webhook_answered(provider, &report, answer.status, &answer.body, peer);
     let basic_auth = provider == "postmark" && answer.status == 401;
     let mut response = respond(answer);
     if basic_auth {

@@ -358,6 +358,62 @@ pub fn request_finished(
         .observe(elapsed.as_secs_f64());
 }
 
+/// The log lines of an answered webhook: one `debug` line for a success (the request
+/// counter already counts it: at thousands a second an `info` line each would cost
+/// more than the work), a line per refused or skipped batch part, and a `warn` line
+/// for a refusal, its one-line reason with addresses masked.
+pub fn webhook_answered(
+    provider: &str,
+    report: &crate::pipeline::Report,
+    status: u16,
+    body: &str,
+    peer: std::net::SocketAddr,
+) {
+    let tenant = report.tenant.as_deref().unwrap_or("-");
+    if status < 400 {
+        tracing::debug!(
+            provider,
+            tenant,
+            status,
+            events = report.events,
+            changed = report.changed,
+            duplicates = report.duplicates,
+            spooled = report.spooled,
+            "webhook accepted"
+        );
+        for why in &report.rejected {
+            tracing::warn!(provider, why = %crate::redact::text(why), "event in a batch refused");
+        }
+        for why in &report.skipped {
+            tracing::warn!(
+                provider,
+                why = %crate::redact::text(why),
+                "entry for an unknown account skipped"
+            );
+        }
+    } else {
+        webhook_refused(provider, tenant, status, body, peer);
+    }
+}
+
+/// A refused webhook: one `warn` line with its one-line reason, addresses masked.
+pub fn webhook_refused(
+    provider: &str,
+    tenant: &str,
+    status: u16,
+    error: &str,
+    peer: std::net::SocketAddr,
+) {
+    tracing::warn!(
+        provider,
+        tenant,
+        status,
+        error = %crate::redact::text(error.trim_end()),
+        %peer,
+        "webhook refused"
+    );
+}
+
 /// One normalised event, counted by provider and kind.
 pub fn event_seen(event: &crate::event::ChannelEvent) {
     use crate::event::EventKind;

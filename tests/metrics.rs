@@ -193,21 +193,31 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
 
     let (code, log) = serve.terminate();
     assert_eq!(code, Some(0), "{log}");
-    // Every line is JSON; the webhook lines carry the request span's fields.
+    // Every line is JSON; the lines logged while a request is handled carry its span.
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let accepted: Vec<&serde_json::Value> = lines
+    let changed: Vec<&serde_json::Value> = lines
         .iter()
-        .filter(|l| l["fields"]["message"] == "webhook accepted")
+        .filter(|l| l["fields"]["message"] == "dnd record")
         .collect();
-    assert_eq!(accepted.len(), 3, "{log}");
-    for line in accepted {
+    assert_eq!(changed.len(), 2, "the STOP's sms and voice records: {log}");
+    for line in changed {
         assert_eq!(line["span"]["name"], "request", "{line}");
         assert_eq!(line["span"]["route"], "twilio", "{line}");
         assert_eq!(line["span"]["method"], "POST", "{line}");
+        assert_eq!(line["fields"]["address"], "+1******0101", "{line}");
     }
+    let refused: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "webhook refused")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "two bad signatures, one unknown tenant: {log}"
+    );
     assert!(
         !log.contains("+14155550101"),
         "addresses stay masked in JSON logs too"

@@ -126,13 +126,19 @@ pub fn verify_twilio(
         }
     };
 
-    let variants = twilio_url_variants(url);
-    let matched = tokens.iter().any(|token| {
-        variants.iter().any(|variant| {
+    let matches = |variant: &str| {
+        tokens.iter().any(|token| {
             let expected = twilio_hmac(token.expose().as_bytes(), variant, &params);
             constant_time_eq(&expected, &given)
         })
-    });
+    };
+    // The URL as configured first: what Twilio signs in the common case. The other
+    // spellings (port, query re-encoding) are built only when it does not match.
+    let matched = matches(url)
+        || twilio_url_variants(url)
+            .iter()
+            .filter(|v| v.as_str() != url)
+            .any(|v| matches(v));
     if !matched {
         return Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER));
     }

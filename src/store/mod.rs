@@ -292,37 +292,77 @@ impl Change<'_> {
     /// The JSON the apply script reads. Times go as decimal strings: Lua numbers are
     /// doubles and print in exponent form.
     fn script_arg(&self, dedup_ttl: Duration, audit_max_len: u64) -> String {
-        let mut arg = serde_json::json!({
-            "action": self.action.as_str(),
-            "event_ms": self.event_ms.to_string(),
-            "received_ms": self.received_ms.to_string(),
-            "now_ms": self.now_ms.to_string(),
-            "ttl_ms": self.temporary_ttl.as_millis().to_string(),
-            "escalate_count": self.escalate_after.max(1).to_string(),
-            "escalate_window_ms": self.escalate_window.as_millis().max(1).to_string(),
+        let arg = ScriptArg {
+            action: self.action.as_str(),
+            event_ms: Decimal(self.event_ms as i128),
+            received_ms: Decimal(self.received_ms as i128),
+            now_ms: Decimal(self.now_ms as i128),
+            ttl_ms: Decimal(self.temporary_ttl.as_millis() as i128),
+            escalate_count: Decimal(self.escalate_after.max(1) as i128),
+            escalate_window_ms: Decimal(self.escalate_window.as_millis().max(1) as i128),
             // `|` separates the record's fields; a reason never carries one.
-            "reason": self.reason.replace('|', "/"),
-            "source": self.provider.as_str(),
-            "provider": self.provider.as_str(),
-            "event_id": self.event_id,
-            "dedup_ttl_s": dedup_ttl.as_secs().max(1).to_string(),
-            "audit_max_len": audit_max_len.to_string(),
-            "address": self.address.as_str(),
-            "tenant": self.tenant,
-            "fields": self.scopes.iter().map(|s| field(*s, self.address)).collect::<Vec<_>>(),
-        });
-        // Absent, not null: a JSON null is truthy in the script.
-        for (key, value) in [
-            ("actor", self.actor),
-            ("evidence", self.evidence),
-            ("contact", self.contact),
-        ] {
-            if let Some(v) = value {
-                arg[key] = v.into();
-            }
-        }
-        arg.to_string()
+            reason: if self.reason.contains('|') {
+                std::borrow::Cow::Owned(self.reason.replace('|', "/"))
+            } else {
+                std::borrow::Cow::Borrowed(self.reason)
+            },
+            source: self.provider.as_str(),
+            provider: self.provider.as_str(),
+            event_id: self.event_id,
+            dedup_ttl_s: Decimal(dedup_ttl.as_secs().max(1) as i128),
+            audit_max_len: Decimal(audit_max_len as i128),
+            address: self.address.as_str(),
+            tenant: self.tenant,
+            fields: self
+                .scopes
+                .iter()
+                .map(|s| field(*s, self.address))
+                .collect(),
+            actor: self.actor,
+            evidence: self.evidence,
+            contact: self.contact,
+        };
+        serde_json::to_string(&arg).expect("a struct of strings serialises")
     }
+}
+
+/// A number the apply script reads as a decimal string (Lua numbers are doubles and
+/// print in exponent form).
+struct Decimal(i128);
+
+impl serde::Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// The JSON the apply script reads, serialised straight from borrowed fields (it is on
+/// every event's path).
+#[derive(serde::Serialize)]
+struct ScriptArg<'a> {
+    action: &'static str,
+    event_ms: Decimal,
+    received_ms: Decimal,
+    now_ms: Decimal,
+    ttl_ms: Decimal,
+    escalate_count: Decimal,
+    escalate_window_ms: Decimal,
+    reason: std::borrow::Cow<'a, str>,
+    source: &'static str,
+    provider: &'static str,
+    event_id: &'a str,
+    dedup_ttl_s: Decimal,
+    audit_max_len: Decimal,
+    address: &'a str,
+    tenant: &'a str,
+    fields: Vec<String>,
+    // Absent, not null: a JSON null is truthy in the script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<&'a str>,
 }
 
 /// What happened to one scope's record.
