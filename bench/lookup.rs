@@ -95,8 +95,12 @@ where
                 let started = Instant::now();
                 let ok = op(n).await;
                 if measuring.load(Ordering::Relaxed) {
-                    lat.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    errors += u64::from(!ok);
+                    // Only answered operations count towards the rate.
+                    if ok {
+                        lat.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    } else {
+                        errors += 1;
+                    }
                 }
             }
             (lat, errors)
@@ -154,6 +158,9 @@ where
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A task's HTTP connection and its host, made on first use.
+type Slot = tokio::sync::Mutex<Option<(Sender, String)>>;
 
 async fn connect(target: &str) -> (Sender, String) {
     let host = target
@@ -223,28 +230,33 @@ async fn main() {
             .await;
         }
         "http" => {
-            let pool: Vec<_> = {
-                let mut v = Vec::new();
-                for _ in 0..a.concurrency {
-                    v.push(Arc::new(tokio::sync::Mutex::new(connect(&a.target).await)));
-                }
-                v
-            };
-            let pool = Arc::new(pool);
-            let token = Arc::new(a.token.clone());
+            // One connection per task, reconnected when the server closes it (after
+            // `limits.max_requests_per_connection`); a failed request counts as an error.
+            let slots: Arc<Vec<Slot>> = Arc::new(
+                (0..a.concurrency)
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+            );
+            let (token, target) = (Arc::new(a.token.clone()), Arc::new(a.target.clone()));
             closed_loop(a.concurrency, a.seconds, move |n| {
-                let (pool, token) = (pool.clone(), token.clone());
+                let (slots, token, target) = (slots.clone(), token.clone(), target.clone());
                 async move {
-                    // Each task keeps to its own connection (n varies, the lock is
-                    // uncontended in practice because tasks equal connections).
-                    let slot = pool[(n as usize) % pool.len()].clone();
-                    let mut guard = slot.lock().await;
-                    let (sender, host) = &mut *guard;
+                    let mut slot = slots[(n as usize) % slots.len()].lock().await;
+                    if slot.as_ref().is_none_or(|(s, _)| s.is_closed()) {
+                        *slot = Some(connect(&target).await);
+                    }
+                    let (sender, host) = slot.as_mut().unwrap();
+                    if sender.ready().await.is_err() {
+                        *slot = None;
+                        return false;
+                    }
                     let path =
                         format!("/v1/tenants/acme/dnd/sms/{}", number(n).replace('+', "%2B"));
-                    send(sender, host, &token, "GET", &path, String::new())
-                        .await
-                        .0
+                    let (ok, _) = send(sender, host, &token, "GET", &path, String::new()).await;
+                    if !ok {
+                        *slot = None;
+                    }
+                    ok
                 }
             })
             .await;
