@@ -471,3 +471,46 @@ pub fn link_expiry(expires_in: Option<&str>, now_ms: i64) -> Result<Option<u32>,
             Error::bad_request("expires_in must be at least 1m and end before year 10000")
         })
 }
+
+/// Decode `body` as every operator API request body in turn (check, set, clear,
+/// contact, link) and run the checks that need no store, returning each outcome. For
+/// the fuzz targets in `fuzz/` only: the routes above are the real entry points.
+#[doc(hidden)]
+pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
+    let check = || -> Result<(), Error> {
+        let req: CheckRequest = json_body(body, "check")?;
+        let channel = channel(&req.channel)?;
+        for raw in &req.addresses {
+            let _ = Address::parse(channel, raw);
+        }
+        Ok(())
+    };
+    let set = || -> Result<(), Error> {
+        let req: SetRequest = json_body(body, "set")?;
+        let _ = (req.state, req.reason, req.actor);
+        Ok(())
+    };
+    let clear = || -> Result<(), Error> {
+        let req: ClearRequest = json_body(body, "clear")?;
+        if let Some(evidence) = req.evidence {
+            evidence.validate().map_err(Error::bad_request)?;
+        }
+        Ok(())
+    };
+    let contact = || -> Result<(), Error> {
+        let req: ContactRequest = json_body(body, "contact")?;
+        for raw in &req.addresses {
+            Address::parse_any(raw).map_err(|e| Error::bad_request(e.to_string()))?;
+        }
+        Ok(())
+    };
+    let link = || -> Result<(), Error> {
+        let req: LinkRequest = json_body(body, "link")?;
+        let scope = scope(&req.scope)?;
+        scoped_address(scope, &req.address)?;
+        link_expiry(req.expires_in.as_deref(), now_ms)?;
+        let _ = req.campaign;
+        Ok(())
+    };
+    vec![check(), set(), clear(), contact(), link()]
+}

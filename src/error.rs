@@ -66,12 +66,24 @@ pub struct Error {
     pub reason: Option<&'static str>,
 }
 
+/// `text` with its line breaks escaped as `\n` and `\r`: for a message that carries
+/// text from the input, so an answer or a log line stays one line.
+pub fn one_line(text: String) -> String {
+    if text.contains(['\n', '\r']) {
+        text.replace('\r', "\\r").replace('\n', "\\n")
+    } else {
+        text
+    }
+}
+
 impl Error {
-    /// An error of `kind` with `message`.
+    /// An error of `kind` with `message`. A line break in the message (one that came
+    /// with the input, such as a JSON key echoed by a decoder) is escaped as `\n` or
+    /// `\r`, so the answer and the log line stay one line.
     pub fn new(kind: Kind, message: impl Into<String>) -> Error {
         Error {
             kind,
-            message: message.into(),
+            message: one_line(message.into()),
             reason: None,
         }
     }
@@ -110,3 +122,20 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the api_json fuzz target: serde_json echoes an unknown JSON key, line
+    /// breaks included, into its message.
+    #[test]
+    fn a_message_with_line_breaks_stays_one_line() {
+        let err = Error::bad_request("unknown field `ch\nan\rnel`, expected `channel`");
+        assert_eq!(
+            err.message,
+            "unknown field `ch\\nan\\rnel`, expected `channel`"
+        );
+        assert_eq!(err.kind.status(), 400);
+    }
+}

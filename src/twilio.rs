@@ -284,7 +284,8 @@ pub fn normalise_event_streams(body: &[u8], received_ms: i64) -> Result<Normalis
         match event_streams_event(cloud_event, received_ms) {
             Ok(Some(event)) => events.push(event),
             Ok(None) => {}
-            Err(why) => rejected.push(format!("event {index}: {why}")),
+            // The event type is echoed in the reason: keep it one line.
+            Err(why) => rejected.push(crate::error::one_line(format!("event {index}: {why}"))),
         }
     }
     Ok(Normalised {
@@ -781,5 +782,20 @@ mod tests {
         ] {
             assert_eq!(crate::time::parse_rfc3339_ms(text), want, "{text}");
         }
+    }
+
+    /// Found by the twilio_json fuzz target: an event type with a line break was
+    /// echoed raw into the refusal, which spans lines in the answer and the log.
+    #[test]
+    fn a_refusal_that_echoes_the_event_type_is_one_line() {
+        let body = br#"[{"specversion": "1.0", "type": "com.twilio.messaging.message.failed\r\nX: y", "data": {}}]"#;
+        let n = normalise_event_streams(body, 0).unwrap();
+        assert_eq!(n.rejected.len(), 1, "{n:?}");
+        assert!(!n.rejected[0].contains(['\n', '\r']), "{:?}", n.rejected[0]);
+        assert!(
+            n.rejected[0].contains("failed\\r\\nX: y"),
+            "{:?}",
+            n.rejected[0]
+        );
     }
 }

@@ -317,6 +317,9 @@ pub fn twilio_url_variants(url: &str) -> Vec<String> {
             None => push(base.to_string()),
         }
     }
+    // Both port spellings can differ from the URL as received (an empty port, `host:`,
+    // is dropped by one and filled in by the other); it is always tried too.
+    push(url.to_string());
     variants
 }
 
@@ -670,6 +673,16 @@ mod tests {
             let got = verify_twilio(received, TwilioSigned::Form(&params), Some(&sig), &t);
             assert_eq!(got.is_ok(), valid, "{signed_url}");
         }
+    }
+
+    /// Found by the signatures fuzz target: with an empty port (`host:`) neither port
+    /// spelling was the URL as received, so a signature over it could not match.
+    #[test]
+    fn url_with_an_empty_port_is_tried_as_received() {
+        let url = "https://hooks.example.com:/webhooks/twilio";
+        let variants = twilio_url_variants(url);
+        assert!(variants.contains(&url.to_string()), "{variants:?}");
+        assert!(variants.contains(&"https://hooks.example.com/webhooks/twilio".to_string()));
     }
 }
 

@@ -1,0 +1,136 @@
+//! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
+//! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, and the SNS
+//! certificate URL and PEM. The first byte picks the scheme; the rest is split on
+//! newlines into header values and a body.
+//!
+//! Invariants: a refusal is a one-line message; nothing verifies unless it is the
+//! signature the scheme would compute; the signature the scheme computes verifies.
+#![no_main]
+
+use base64::Engine as _;
+use dndgate::secret::Secret;
+use dndgate::signature::standard_webhooks::{self as sw, SignedHeaders, UNBRANDED};
+use dndgate::signature::{self, TwilioSigned, basic_auth, mailgun, sendgrid, sns};
+use dndgate_fuzz::check_line;
+use libfuzzer_sys::fuzz_target;
+use p256::ecdsa::{Signature, SigningKey, signature::Signer};
+
+const NOW_SECS: i64 = 1_767_225_600;
+const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    // Header lines first, then the body: the body keeps any further newlines.
+    let mut parts = rest.splitn(4, |&b| b == b'\n');
+    let a = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let b = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let c = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let body = parts.next().unwrap_or_default();
+    let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
+
+    match which % 8 {
+        0 => {
+            let url = "https://gw.example.com/webhooks/twilio/acme";
+            let params = vec![(b.clone(), c.clone())];
+            let tokens = [Secret::new("twilio-token")];
+            match signature::verify_twilio(url, TwilioSigned::Form(&params), Some(&a), &tokens) {
+                Ok(()) => assert_eq!(a.trim().len(), 28, "only a real HMAC-SHA1 verifies"),
+                Err(e) => refused(&e),
+            }
+            let json_url = format!("{url}?bodySHA256={b}");
+            if let Err(e) =
+                signature::verify_twilio(&json_url, TwilioSigned::Json(body), Some(&a), &tokens)
+            {
+                refused(&e);
+            }
+        }
+        1 => {
+            let variants = signature::twilio_url_variants(&a);
+            assert!(variants.contains(&a), "the URL as received is always tried");
+            assert!(variants.len() <= 5);
+        }
+        2 => {
+            let secrets = [Secret::new("meta-app-secret")];
+            let good = signature::sign_meta("meta-app-secret", body);
+            assert!(signature::verify_meta(body, Some(&good), &secrets).is_ok());
+            match signature::verify_meta(body, Some(&a), &secrets) {
+                Ok(()) => assert_eq!(a.trim(), good),
+                Err(e) => refused(&e),
+            }
+        }
+        3 => {
+            let signing = SigningKey::from_slice(&[7u8; 32]).expect("a valid scalar");
+            let keys = [*signing.verifying_key()];
+            match sendgrid::verify_sendgrid(body, Some(&a), Some(&b), &keys) {
+                Ok(()) => {}
+                Err(e) => refused(&e),
+            }
+            let mut message = b.as_bytes().to_vec();
+            message.extend_from_slice(body);
+            let sig: Signature = signing.sign(&message);
+            let header = base64::engine::general_purpose::STANDARD.encode(sig.to_der());
+            let verdict = sendgrid::verify_sendgrid(body, Some(&header), Some(&b), &keys);
+            if !b.is_empty() && b.len() <= 32 {
+                assert!(verdict.is_ok(), "a real signature is refused: {verdict:?}");
+            }
+        }
+        4 => {
+            let secrets = [Secret::new(SW_SECRET)];
+            let get = |name: &str| match name {
+                n if n == UNBRANDED.id => Some(a.as_str()),
+                n if n == UNBRANDED.timestamp => Some(b.as_str()),
+                n if n == UNBRANDED.signature => Some(c.as_str()),
+                _ => None,
+            };
+            let headers = SignedHeaders::from_request(get);
+            match sw::verify_standard_webhooks(&headers, body, &secrets, NOW_SECS) {
+                Ok(id) => assert_eq!(id, a.trim()),
+                Err(e) => refused(&e),
+            }
+            let ts = NOW_SECS.to_string();
+            let good = sw::sign_standard_webhooks(SW_SECRET, a.trim(), &ts, body)
+                .expect("the secret decodes");
+            let signed = SignedHeaders {
+                names: UNBRANDED,
+                id: Some(&a),
+                timestamp: Some(&ts),
+                signature: Some(&good),
+            };
+            let verdict = sw::verify_standard_webhooks(&signed, body, &secrets, NOW_SECS);
+            let id = a.trim();
+            if !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) {
+                assert!(verdict.is_ok(), "a real signature is refused: {verdict:?}");
+            }
+        }
+        5 => {
+            let keys = [Secret::new("mailgun-signing-key")];
+            match mailgun::verify_mailgun(&a, &b, &c, &keys) {
+                Ok(()) => assert_eq!(c, mailgun::sign_mailgun("mailgun-signing-key", &a, &b)),
+                Err(e) => refused(&e),
+            }
+        }
+        6 => {
+            let creds = [Secret::new("user:password")];
+            match basic_auth::verify_basic_auth(Some(&a), &creds, "postmark") {
+                Ok(()) => {}
+                Err(e) => refused(&e),
+            }
+            let good = basic_auth::basic_auth_header("user:password");
+            assert!(basic_auth::verify_basic_auth(Some(&good), &creds, "postmark").is_ok());
+        }
+        _ => {
+            let hosts = ["sns.*.amazonaws.com".to_string()];
+            match sns::cert_url_allowed(&a, &hosts) {
+                Ok(()) => assert!(a.to_ascii_lowercase().starts_with("https://")),
+                Err(e) => refused(&e),
+            }
+            let _ = sns::host_matches(&b, &c);
+            if let Err(e) = sns::certificate_key(body) {
+                refused(&e);
+            }
+        }
+    }
+});
