@@ -46,6 +46,12 @@ pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Error> {
 }
 
 fn decode_form_component(raw: &[u8]) -> Result<String, &'static str> {
+    // Most names and many values need no decoding: copy them as they are.
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(raw)
+            .map(str::to_string)
+            .map_err(|_| "it is not UTF-8 once decoded");
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
