@@ -26,18 +26,7 @@ async fn run_and_log(log_addresses: Option<&str>) -> String {
 
     let path = "/webhooks/twilio/acme";
     let post = |params: Vec<(&'static str, &'static str)>| async move {
-        let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
-        http(
-            addr,
-            "POST",
-            path,
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("X-Twilio-Signature", &sig),
-            ],
-            form(&params).as_bytes(),
-        )
-        .await
+        post_twilio(addr, path, TWILIO_TOKEN, &params).await
     };
     // A STOP: the record is written and logged.
     let r = post(inbound_sms(

@@ -62,19 +62,7 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     serve.wait_ready(addr).await.unwrap();
 
     let post = |params: Vec<(&'static str, &'static str)>, token: &'static str| async move {
-        let path = "/webhooks/twilio/acme";
-        let sig = twilio_signature(token, &format!("{PUBLIC_URL}{path}"), &params);
-        http(
-            addr,
-            "POST",
-            path,
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("X-Twilio-Signature", &sig),
-            ],
-            form(&params).as_bytes(),
-        )
-        .await
+        post_twilio(addr, "/webhooks/twilio/acme", token, &params).await
     };
     let stop = inbound_sms("SM0000000000000000000000000000m001", "+14155550101", "STOP");
     let hello = inbound_sms(

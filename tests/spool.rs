@@ -166,18 +166,11 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
 
 /// POST a signed Twilio inbound SMS to the gateway at `addr`.
 async fn post_sms(addr: std::net::SocketAddr, sid: &str, from: &str, body: &str) -> HttpResponse {
-    let path = "/webhooks/twilio/acme";
-    let params = inbound_sms(sid, from, body);
-    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &params);
-    http(
+    post_twilio(
         addr,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("X-Twilio-Signature", &sig),
-        ],
-        form(&params).as_bytes(),
+        "/webhooks/twilio/acme",
+        TWILIO_TOKEN,
+        &inbound_sms(sid, from, body),
     )
     .await
 }

@@ -369,6 +369,28 @@ pub const LINK_KEY: &str = "link-signing-key-2-0123456789";
 pub const LINK_KEY_OLD: &str = "link-signing-key-1-0123456789";
 pub const ACME_SID: &str = "AC00000000000000000000000000000000";
 
+/// POST a Twilio form callback to the gateway at `addr` (in this process or a child),
+/// signed with `token` over `PUBLIC_URL` + `path`.
+pub async fn post_twilio(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let sig = twilio_signature(token, &format!("{PUBLIC_URL}{path}"), params);
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", &sig),
+        ],
+        form(params).as_bytes(),
+    )
+    .await
+}
+
 /// A configuration for tests: tenants acme (Twilio, two tokens) and globex.
 pub fn config_text(redis_url: &str) -> String {
     format!(
@@ -444,18 +466,7 @@ impl TestGateway {
 
     /// POST a Twilio form callback to `path`, signed with `token` over the public URL.
     pub async fn twilio(&self, path: &str, token: &str, params: &[(&str, &str)]) -> HttpResponse {
-        let sig = twilio_signature(token, &format!("{PUBLIC_URL}{path}"), params);
-        http(
-            self.addr,
-            "POST",
-            path,
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("X-Twilio-Signature", &sig),
-            ],
-            form(params).as_bytes(),
-        )
-        .await
+        post_twilio(self.addr, path, token, params).await
     }
 
     pub async fn stop(mut self) {
