@@ -229,19 +229,11 @@ async fn route_request(
         ["metrics"] if method == Method::GET => {
             // Redis health is read at scrape time, so the gauge is never stale.
             let up = app.gateway.store.ping().await.is_ok();
-            let m = telemetry::metrics();
-            m.redis_up.set(i64::from(up));
-            if let Some(spool) = &app.gateway.spool {
-                let s = spool.stats();
-                m.spool_records.set(s.records as i64);
-                m.spool_bytes.set(s.bytes as i64);
-                m.spool_oldest_age_seconds
-                    .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
-            }
+            let spool = app.gateway.spool.as_ref().map(|s| s.stats());
             respond(Answer {
                 status: 200,
                 content_type: telemetry::CONTENT_TYPE,
-                body: m.encode(),
+                body: telemetry::scrape(up, spool.as_ref()),
                 retry_after: None,
                 location: None,
             })

@@ -230,6 +230,20 @@ impl Metrics {
     }
 }
 
+/// The `/metrics` answer: the gauges read at scrape time (Redis health, the spool's
+/// numbers), then every metric.
+pub fn scrape(redis_up: bool, spool: Option<&crate::spool::SpoolStats>) -> String {
+    let m = metrics();
+    m.redis_up.set(i64::from(redis_up));
+    if let Some(s) = spool {
+        m.spool_records.set(s.records as i64);
+        m.spool_bytes.set(s.bytes as i64);
+        m.spool_oldest_age_seconds
+            .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
+    }
+    m.encode()
+}
+
 /// The content type of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
