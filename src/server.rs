@@ -206,7 +206,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     telemetry::request_finished(
         &span,
         route,
-        &info,
+        info,
         response.status().as_u16(),
         started.elapsed(),
     );

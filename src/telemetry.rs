@@ -336,7 +336,7 @@ pub fn webhook_outcome(
 pub fn request_finished(
     span: &tracing::Span,
     route: &'static str,
-    info: &RequestInfo,
+    info: RequestInfo,
     status: u16,
     elapsed: std::time::Duration,
 ) {
@@ -346,7 +346,7 @@ pub fn request_finished(
         400..=499 => "refused",
         _ => "error",
     });
-    let tenant = info.tenant.clone().unwrap_or_default();
+    let tenant = info.tenant.unwrap_or_default();
     // One record call for the three fields: a formatting subscriber re-renders the
     // span's fields on every call.
     if let Some(meta) = span.metadata() {
