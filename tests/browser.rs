@@ -145,6 +145,17 @@ async fn assert_scriptless(client: &Client) {
     );
 }
 
+/// The visible text of the page's `<main>`.
+async fn main_text(client: &Client) -> String {
+    client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Whether each of the page's checkboxes is ticked, by channel.
 async fn ticks(client: &Client) -> Vec<(String, bool)> {
     let mut out = Vec::new();
@@ -272,13 +283,7 @@ async fn ticking_and_unticking_with_scripts_forbidden_then_following_the_redirec
         .unwrap();
     assert_eq!(c.title().await.unwrap(), "Messages from Acme Shoes");
     assert_scriptless(c).await;
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = main_text(c).await;
     assert!(text.contains("+1******0161"), "masked address: {text}");
     assert!(
         !text.contains(phone),
@@ -377,16 +382,11 @@ async fn unsubscribe_button_shows_the_built_in_confirmation_in_the_tenants_langu
     assert_eq!(button.text().await.unwrap(), "Me désabonner");
     button.click().await.unwrap();
     c.wait()
+        .at_most(Duration::from_secs(20))
         .for_element(Locator::XPath("//h1[text()='Merci']"))
         .await
         .unwrap();
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = main_text(c).await;
     assert!(text.contains("Vous ne recevrez plus : E-mail."), "{text}");
     assert!(blocked(&redis, Channel::Email, email).await);
     // Reloading the confirmation (a POST) is not offered; going back shows the state.
