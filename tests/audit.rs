@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
+use common::{RedisServer, iso_ago};
 use dndgate::address::Address;
 use dndgate::audit::{
     AuditConsumer, AuditEntry, AuditError, ConsumerOptions, Delivery, EntryError, StartFrom,
@@ -180,7 +180,13 @@ fn ack_list(batch: &[Delivery]) -> Vec<(String, String)> {
 const A: &str = "+14155550101";
 const B: &str = "+14155550102";
 const C: &str = "+14155550103";
-const EVIDENCE: &str = r#"{"agreed":"Texts from Acme","captured_at":"2025-01-02T03:04:05Z","method":"web form","reference":"form-42"}"#;
+/// Consent evidence captured a day ago.
+fn evidence() -> String {
+    format!(
+        r#"{{"agreed":"Texts from Acme","captured_at":"{}","method":"web form","reference":"form-42"}}"#,
+        iso_ago(86_400_000)
+    )
+}
 
 /// One row per change: what the entry must say, and what an automation concludes.
 struct Expect {
@@ -215,6 +221,7 @@ const fn row(
 
 async fn write_scenario(env: &Env) {
     use StoreAction::*;
+    let evidence = evidence();
     let evs = [
         ev(A, BlockPermanent, "keyword:STOP", "SM1", 1000),
         ev(A, Unblock, "keyword:START", "SM2", 2000),
@@ -225,7 +232,7 @@ async fn write_scenario(env: &Env) {
         // A permanent record without consent evidence: refused.
         ev(B, Clear, "operator", "op1", 5000),
         Ev {
-            evidence: Some(EVIDENCE),
+            evidence: Some(&evidence),
             ..ev(B, Clear, "operator", "op2", 6000)
         },
         // Three temporary failures in the window: the third escalates.

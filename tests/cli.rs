@@ -50,11 +50,12 @@ fn set_check_clear_history() {
     );
     assert_eq!(code, 2, "partial evidence is an error: {err}");
 
+    let captured_at = iso_ago(86_400_000);
     let evidence = [
         "--agreed",
         "texts from Acme",
         "--captured-at",
-        "2026-11-27T10:00:00Z",
+        &captured_at,
         "--method",
         "web form",
         "--reference",

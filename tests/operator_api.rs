@@ -36,7 +36,7 @@ async fn call(
 fn evidence() -> Value {
     json!({
         "agreed": "marketing texts from Acme",
-        "captured_at": "2026-11-27T10:00:00Z",
+        "captured_at": iso_ago(86_400_000),
         "method": "web form",
         "reference": "https://acme.example/forms/signup/4711"
     })

@@ -148,9 +148,10 @@ async fn bounces_complaints_and_unsubscribes() {
     );
 
     // An unsubscribed contact: every channel (the `all` record).
-    let body = json!({"type": "contact.updated", "created_at": "2025-01-01T00:00:00.000Z", "data": {
+    let (created, updated) = (iso_ago(30 * 86_400_000), iso_ago(60_000));
+    let body = json!({"type": "contact.updated", "created_at": updated, "data": {
         "id": "e169aa45-1ecf-4183-9955-b1499d5701d3", "audience_id": "78261eea-8f8b-4381-83c6-79fa7120f1cf",
-        "created_at": "2024-10-10T15:11:00.110Z", "updated_at": "2025-01-01T00:00:00.000Z",
+        "created_at": created, "updated_at": updated,
         "email": "u@example.com", "first_name": "U", "last_name": null, "unsubscribed": true}});
     let r = post(&gw, "msg_unsub", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -121,7 +121,7 @@ fn op(address: &Address, scope: Scope, at: i64) -> OperatorChange<'_> {
 fn evidence() -> Evidence {
     Evidence {
         agreed: "marketing texts from Acme".into(),
-        captured_at: "2026-11-27T10:00:00Z".into(),
+        captured_at: dndgate::time::format_rfc3339_ms(now_ms() - 86_400_000),
         method: "web form".into(),
         reference: "form-submission-4711".into(),
     }

@@ -558,6 +558,20 @@ pub fn now_s() -> u64 {
         - 60
 }
 
+/// Milliseconds since the Unix epoch now, from the clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An RFC 3339 time (`...T...Z`, milliseconds) `ago_ms` before now: provider event
+/// times built from the clock, so that the suite passes on any day.
+pub fn iso_ago(ago_ms: i64) -> String {
+    dndgate::time::format_rfc3339_ms(now_ms() - ago_ms)
+}
+
 /// The verdict for an address through the Rust lookup API.
 pub async fn verdict(
     redis: &RedisServer,
