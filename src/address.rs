@@ -166,6 +166,14 @@ fn parse_email(raw: &str) -> Result<Address, AddressError> {
         || lower.chars().any(|c| c.is_whitespace() || c.is_control())
         || domain.starts_with('.')
         || domain.ends_with('.')
+        // RFC 5321/5322: outside a quoted local part (which no provider sends us) these
+        // are never part of an address; a name such as `=HYPERLINK("…")@x.com` is an
+        // injection attempt, not a contact.
+        || local.contains(['"', '(', ')', ',', ':', ';', '<', '>', '[', ']', '\\'])
+        // A domain is letters, digits, hyphens and dots (non-ASCII for IDNs).
+        || !domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
     {
         return Err(bad());
     }
@@ -222,12 +230,20 @@ mod tests {
             (Email, "alice@"),
             (Email, "@example.com"),
             (Email, "al ice@example.com"),
+            (Email, "=HYPERLINK(\"http://evil.example\")@x.com"),
+            (Email, "a,b@example.com"),
+            (Email, "a<b>@example.com"),
+            (Email, "alice@exa=mple.com"),
+            (Email, "alice@example.com;x"),
             (Messenger, "5678"),
             (Instagram, "abc:123"),
         ];
         for (raw, want) in [
             ("whatsapp:+1 (415) 555-1234", "+14155551234"),
             ("Alice@Example.com", "alice@example.com"),
+            // Legal, if odd: kept (the export escapes them for spreadsheets).
+            ("=1+2@example.com", "=1+2@example.com"),
+            ("o'brien+tag@bücher.example", "o'brien+tag@bücher.example"),
             ("1234:5678", "1234:5678"),
             ("US.ABC123", "US.ABC123"),
             ("00442079460018", "+442079460018"),

@@ -629,3 +629,67 @@ fn an_older_suppression_does_not_undo_a_newer_opt_in() {
         ["email,alice@example.com,cleared,keyword:START,import,1700000500000,"]
     );
 }
+
+#[test]
+fn item_20_export_escapes_formula_cells_and_import_reads_them_back() {
+    let s = Setup::new();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
+    // Written as an export would be: `''lead` is the address `'lead@example.com`.
+    let original = format!(
+        "scope,address,state,reason,source,event_ms,expires_ms\n\
+         all,=1+2@example.com,permanent,keyword:STOP,import,{t},\n\
+         email,+tag@example.com,permanent,@SUM(1+1),import,{t},\n\
+         email,-x@example.com,permanent,sendgrid:bounce,import,{t},\n\
+         email,''lead@example.com,permanent,sendgrid:bounce,import,{t},\n\
+         sms,+14155551234,permanent,keyword:STOP,import,{t},\n"
+    );
+    let r = s.import("acme", "dndgate", &[], &s.file("in.csv", &original));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "imported 5, already present 0, bad 0");
+    assert!(s.blocked("email", "=1+2@example.com"));
+    assert!(s.blocked("email", "'lead@example.com"));
+
+    let (_, rows) = s.export("acme", &[]);
+    let want: BTreeSet<String> = [
+        format!("all,'=1+2@example.com,permanent,keyword:STOP,import,{t},"),
+        format!("email,'+tag@example.com,permanent,'@SUM(1+1),import,{t},"),
+        format!("email,'-x@example.com,permanent,sendgrid:bounce,import,{t},"),
+        format!("email,''lead@example.com,permanent,sendgrid:bounce,import,{t},"),
+        // A normalised E.164 number stays as it is.
+        format!("sms,+14155551234,permanent,keyword:STOP,import,{t},"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rows, want);
+    for row in &rows {
+        for cell in row.split(',') {
+            let formula = cell.starts_with(['=', '-', '@', '\t', '\r'])
+                || (cell.starts_with('+') && cell.contains('@'));
+            assert!(!formula, "a spreadsheet would run {cell:?}");
+        }
+    }
+
+    // Import reads back exactly what export wrote.
+    let out = run(&["export", "--config", s.config(), "--tenant", "acme"], "");
+    let r = s.import("globex", "dndgate", &[], &s.file("copy.csv", &out.stdout));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.export("globex", &[]).1, want);
+
+    // An address no mail system accepts is refused by line, and nothing is written.
+    let before = s.redis.snapshot();
+    let bad = format!(
+        "scope,address,state,reason,source,event_ms,expires_ms\n\
+         email,\"=HYPERLINK(\"\"http://evil.example\"\")@x.com\",permanent,r,import,{t},\n"
+    );
+    let r = s.import("acme", "dndgate", &[], &s.file("bad.csv", &bad));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("not an email address"),
+        "{r:?}"
+    );
+    assert_eq!(s.redis.snapshot(), before);
+}

@@ -10,19 +10,23 @@ use crate::event::Scope;
 use crate::pipeline::now_ms;
 use crate::store::{Record, Store, StoreError};
 
-use super::{EXPORT_COLUMNS, fatal, read_store, redis_settings};
+use super::{EXPORT_COLUMNS, export_cell, fatal, read_store, redis_settings};
 
 /// `dndgate export`: write a tenant's DND records to stdout as CSV with the header
 /// `scope,address,state,reason,source,event_ms,expires_ms` (times in milliseconds since
 /// the Unix epoch; `expires_ms` only for temporary records). Rows come in no
-/// particular order. `dndgate import --format dndgate` reads the file back.
+/// particular order. A cell a spreadsheet would run as a formula is written with a
+/// leading `'` ([`super::export_cell`]). `dndgate import --format dndgate` reads the file
+/// back exactly.
 ///
 /// Exit 0: complete. Exit 2: error (one line on stderr); if some rows were already
 /// written, the output is incomplete and must not be used.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Columns: scope,address,state,reason,source,event_ms,expires_ms (times in ms since the Unix \
-epoch). `dndgate import --format dndgate` reads the file back.\n\n\
+epoch). A cell that a spreadsheet would run as a formula (starting with =, +, -, @, tab or \
+CR; not an E.164 number) is written with a leading ' and so is one starting with '. \
+`dndgate import --format dndgate` reads the file back exactly.\n\n\
 Exit 0: complete. 2: error (one line on stderr); any output already written is incomplete.")]
 pub struct ExportArgs {
     /// The configuration file (for the Redis location and the tenants).
@@ -98,16 +102,18 @@ fn write_row<W: Write>(
     record: &Record,
 ) -> Result<(), ExportError> {
     let expires = record.expires_ms.map(|e| e.to_string()).unwrap_or_default();
+    let event = record.event_ms.to_string();
+    let cells = [
+        scope.as_str(),
+        address.as_str(),
+        record.state.as_str(),
+        &record.reason,
+        &record.source,
+        &event,
+        &expires,
+    ];
     writer
-        .write_record([
-            scope.as_str(),
-            address.as_str(),
-            record.state.as_str(),
-            &record.reason,
-            &record.source,
-            &record.event_ms.to_string(),
-            &expires,
-        ])
+        .write_record(cells.map(export_cell).iter().map(|c| c.as_bytes()))
         .map_err(ExportError::Write)
 }
 

@@ -401,7 +401,9 @@ fn columns(format: Format, header: &ByteRecord) -> Result<Columns, String> {
 
 /// A row of a dndgate export: the fields in [`EXPORT_COLUMNS`] order.
 fn dndgate_row(f: &[&str]) -> Result<Row, String> {
-    let [scope, address, state, reason, _source, event_ms, expires_ms] = f else {
+    // Undo the export's spreadsheet escaping first.
+    let f: Vec<&str> = f.iter().map(|c| super::import_cell(c)).collect();
+    let [scope, address, state, reason, _source, event_ms, expires_ms] = f.as_slice() else {
         unreachable!("seven columns are looked up")
     };
     let scope: Scope = scope.parse().map_err(|e| format!("scope: {e}"))?;

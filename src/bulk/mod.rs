@@ -38,6 +38,30 @@ pub const EXPORT_COLUMNS: [&str; 7] = [
     "expires_ms",
 ];
 
+/// A cell as `export` writes it, safe to open in a spreadsheet. A cell that a
+/// spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, which spreadsheets read as "text follows"; so
+/// does a cell that starts with `'` itself, so that [`import_cell`] can undo it exactly.
+/// A normalised E.164 number (`+` and digits only) stays as it is: it is the address
+/// senders look up, and a spreadsheet reads it as a number, not a formula.
+pub fn export_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    let is_e164 = |s: &str| {
+        s.strip_prefix('+')
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match cell.as_bytes().first() {
+        Some(b'=' | b'-' | b'@' | b'\t' | b'\r' | b'\'') => format!("'{cell}").into(),
+        Some(b'+') if !is_e164(cell) => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// The value of a cell of a dndgate export: [`export_cell`] undone (one leading `'`
+/// dropped).
+pub fn import_cell(cell: &str) -> &str {
+    cell.strip_prefix('\'').unwrap_or(cell)
+}
+
 /// Print `dndgate VERB: MESSAGE` as one line on stderr and return exit code 2, the
 /// "nothing could be done / do not trust the output" code of every bulk verb.
 fn fatal(verb: &str, message: impl std::fmt::Display) -> ExitCode {
