@@ -8,13 +8,14 @@
 //!
 //! 1. [`parse`] the body into a [`Webhook`]: its `object` and its entries, each kept
 //!    raw so one unreadable entry cannot sink the batch;
-//! 2. per [`Entry`], [`Entry::account_ids`] names the accounts it is for (an empty list
-//!    means the entry names none, and the gateway skips it);
-//! 3. [`normalise_entry`] turns an entry into [`MetaEvent`]s. Each event carries the one
+//! 2. [`normalise_entry`] turns an entry into [`MetaEvent`]s. Each event carries the one
 //!    account it belongs to ([`MetaEvent::account`]), because one WhatsApp entry (one
-//!    business account) can in principle carry changes for several phone numbers, and
-//!    those can belong to different tenants. The gateway routes every event by its own
-//!    account rather than by its entry; there is no separate split step.
+//!    business account) can carry changes for several phone numbers, and those can
+//!    belong to different tenants. The gateway routes every event by its own account
+//!    only, never by another id of the same entry (a number no tenant lists is skipped
+//!    even when the entry's business account or a sibling change's number is
+//!    configured); there is no separate split step. [`Entry::account_ids`] lists every
+//!    account an entry names, for diagnostics.
 //!
 //! What becomes an event, per product:
 //!
@@ -136,8 +137,9 @@ impl Entry {
         id_string(self.raw.get("id"))
     }
 
-    /// The accounts this entry is for, most specific first, without duplicates; empty
-    /// when the entry names none, and the gateway then cannot route it.
+    /// Every account this entry names, most specific first, without duplicates; empty
+    /// when it names none. Not a routing rule: the gateway routes each event by its own
+    /// [`MetaEvent::account`] only.
     ///
     /// - WhatsApp: every distinct `changes[].value.metadata.phone_number_id`, then the
     ///   entry id as the business account.

@@ -508,3 +508,48 @@ async fn bad_meta_input_changes_nothing() {
     assert!(v.blocked, "ARRÊT, escaped by Meta, is an opt-out");
     gw.stop().await;
 }
+
+/// Issue 12 item 9: each change is routed by its own phone number id only. A change
+/// whose `metadata.phone_number_id` no tenant lists is skipped, even when another change
+/// of the same entry (or the entry's business account id) belongs to a tenant.
+#[tokio::test]
+async fn item_09_a_change_is_routed_by_its_own_phone_number_id_only() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let change = |phone_id: &str, from: &str, wamid: &str| {
+        json!({"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_id},
+            "contacts": [{"profile": {"name": "Kerry"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": t.to_string(), "type": "text",
+                          "text": {"body": "STOP"}}]
+        }})
+    };
+    // One entry of acme's business account: the first change is for acme's number,
+    // the second for a number nobody configured.
+    let body =
+        json!({"object": "whatsapp_business_account", "entry": [{"id": ACME_WABA, "changes": [
+            change(ACME_PHONE_ID, "16505557001", "wamid.OWN1"),
+            change("333333333333333", "16505557002", "wamid.OTHER1"),
+        ]}]})
+        .to_string();
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 1 event(s)"), "{}", r.body);
+    assert!(
+        r.body.contains("333333333333333"),
+        "the unrouted change is named: {}",
+        r.body
+    );
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557001")
+            .await
+            .blocked
+    );
+    for tenant in ["acme", "globex"] {
+        let v = verdict(&redis, tenant, Channel::Whatsapp, "+16505557002").await;
+        assert!(!v.blocked && v.record.is_none(), "{tenant}: {v:?}");
+    }
+    gw.stop().await;
+}
