@@ -34,7 +34,8 @@
 //!   updates, history, ...) are ignored.
 //! - Messenger (`page`) and Instagram (`instagram`), `messaging` and `standby` arrays:
 //!   messages (our own echoes skipped), postbacks, and marketing-message opt-ins with
-//!   `notification_messages_status` STOP or RESUME NOTIFICATIONS. Deliveries, reads,
+//!   `notification_messages_status` STOP or RESUME NOTIFICATIONS (with a space or an
+//!   underscore). Deliveries, reads,
 //!   reactions and referrals are ignored.
 //!
 //! WhatsApp contacts are addressed by phone number (`from`, `recipient_id`, `wa_id`,
@@ -725,11 +726,7 @@ fn messaging_event(
         let Some(status) = text(optin, "notification_messages_status") else {
             return Ok(None);
         };
-        let (opt_out, word) = if status.eq_ignore_ascii_case("STOP NOTIFICATIONS") {
-            (true, "stop")
-        } else if status.eq_ignore_ascii_case("RESUME NOTIFICATIONS") {
-            (false, "resume")
-        } else {
+        let Some((opt_out, word)) = notification_status(status) else {
             return Err(format!(
                 "notification_messages_status {} is neither STOP nor RESUME NOTIFICATIONS",
                 quoted(status)
@@ -746,6 +743,21 @@ fn messaging_event(
 
     // delivery, read, reaction, referral, account linking...: nothing about consent.
     Ok(None)
+}
+
+/// Messenger's `notification_messages_status`: `STOP NOTIFICATIONS` or `RESUME
+/// NOTIFICATIONS` as Meta documents them, or with an underscore (`STOP_NOTIFICATIONS`),
+/// the spelling integrations in the wild compare against and send on; any case. Returns
+/// (opt-out, the word for the event id).
+fn notification_status(status: &str) -> Option<(bool, &'static str)> {
+    let spaced = status.replace('_', " ");
+    if spaced.eq_ignore_ascii_case("STOP NOTIFICATIONS") {
+        Some((true, "stop"))
+    } else if spaced.eq_ignore_ascii_case("RESUME NOTIFICATIONS") {
+        Some((false, "resume"))
+    } else {
+        None
+    }
 }
 
 // --- JSON helpers ---
@@ -1774,6 +1786,22 @@ mod tests {
         let err = verify_handshake(ok, &[]).unwrap_err();
         assert_eq!(err.kind, Kind::Forbidden);
         assert!(err.message.contains("no Meta verify token is configured"));
+    }
+
+    #[test]
+    fn notification_status_spellings() {
+        for (status, want) in [
+            ("STOP NOTIFICATIONS", Some((true, "stop"))),
+            ("STOP_NOTIFICATIONS", Some((true, "stop"))),
+            ("stop_notifications", Some((true, "stop"))),
+            ("RESUME NOTIFICATIONS", Some((false, "resume"))),
+            ("RESUME_NOTIFICATIONS", Some((false, "resume"))),
+            ("STOP", None),
+            ("STOPNOTIFICATIONS", None),
+            ("PAUSE_NOTIFICATIONS", None),
+        ] {
+            assert_eq!(notification_status(status), want, "{status}");
+        }
     }
 
     #[test]

@@ -553,3 +553,37 @@ async fn item_09_a_change_is_routed_by_its_own_phone_number_id_only() {
     }
     gw.stop().await;
 }
+
+/// Issue 12 item 12: Messenger's `notification_messages_status` in its underscore
+/// spelling (which integrations compare against) is read like the spaced one.
+#[tokio::test]
+async fn item_12_messenger_notification_status_underscore_spellings() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t_ms = now_s() * 1000;
+    let optin = |psid: &str, status: &str, at: u64| {
+        json!({"object": "page", "entry": [{"id": ACME_PAGE, "time": at, "messaging": [
+            {"sender": {"id": psid}, "recipient": {"id": ACME_PAGE}, "timestamp": at,
+             "optin": {"type": "notification_messages", "notification_messages_status": status,
+                       "notification_messages_token": "token-1", "token_expiry_timestamp": at + 86_400_000,
+                       "user_token_status": "NOT_REFRESHED", "title": "Offers"}}]}]})
+        .to_string()
+    };
+    let address = format!("{ACME_PAGE}:5555555555");
+    let r = post(&gw, &optin("5555555555", "STOP_NOTIFICATIONS", t_ms)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Messenger, &address).await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "meta:marketing_stop");
+
+    let r = post(&gw, &optin("5555555555", "RESUME_NOTIFICATIONS", t_ms + 1)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    assert!(
+        !verdict(&redis, "acme", Channel::Messenger, &address)
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
