@@ -446,6 +446,8 @@ pub fn webhook_answered(
             );
         }
         let route = route_label(&["webhooks", provider]);
+        events_ignored(route, "no_signal", report.skipped.len());
+        events_ignored(route, "unreadable", report.rejected.len());
         events_ignored(route, "unknown_account", report.unrouted.len());
     } else {
         webhook_refused(provider, tenant, status, body, peer);
