@@ -29,8 +29,9 @@
 //!   [`EventKind::DeliveryStatus`] with the first error's code. The out-of-band
 //!   `value.errors` (rate limits and other errors about our own account, with no
 //!   recipient) are ignored: they say nothing about a contact.
-//! - WhatsApp, field `user_preferences`: `marketing_messages` stop and resume become
-//!   marketing-only [`EventKind::Preference`]s. Other fields (templates, account
+//! - WhatsApp, field `user_preferences`: `marketing_messages` stop, and resume or
+//!   signup (a signup lifts a marketing stop as a resume does), become marketing-only
+//!   [`EventKind::Preference`]s. Other fields (templates, account
 //!   updates, history, ...) are ignored.
 //! - Messenger (`page`) and Instagram (`instagram`), `messaging` and `standby` arrays:
 //!   messages (our own echoes skipped), postbacks, and marketing-message opt-ins with
@@ -322,7 +323,7 @@ pub fn parse(body: &[u8]) -> Result<Webhook, Error> {
 ///
 /// Event ids, the dedup keys: the `wamid` of an inbound WhatsApp message, `wamid:status`
 /// for a status (one message has several), `pref:PHONE_NUMBER_ID:ADDRESS:TIMESTAMP:stop`
-/// (or `resume`) for a user preference, the `mid` of a Messenger or Instagram message or
+/// (or `resume`, `signup`) for a user preference, the `mid` of a Messenger or Instagram message or
 /// postback, and `postback:PAGE:SENDER:TIMESTAMP` or
 /// `optin:PAGE:SENDER:TIMESTAMP:stop|resume` where Meta sends no id. Without a
 /// timestamp, the time of receipt stands in: a redelivery is then applied twice, which
@@ -456,14 +457,14 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 // Number and user-id changes: not a contact's choice about messages.
                 return Ok(None);
             }
-            let opt_out = match system.and_then(|s| text(s, "marketing")) {
-                Some(v) if v.eq_ignore_ascii_case("stop") => true,
-                Some(v) if v.eq_ignore_ascii_case("resume") => false,
-                _ => {
-                    return Err(
-                        "user_preference_changed without system.marketing stop or resume".into(),
-                    );
-                }
+            let Some((opt_out, _)) = system
+                .and_then(|s| text(s, "marketing"))
+                .and_then(marketing_preference)
+            else {
+                return Err(
+                    "user_preference_changed without system.marketing stop, resume or signup"
+                        .into(),
+                );
             };
             EventKind::Preference {
                 marketing_only: true,
@@ -525,12 +526,10 @@ fn whatsapp_preference(
         return Ok(None);
     }
     let address = whatsapp_address(text(p, "wa_id"), text(p, "user_id"), "wa_id")?;
-    let (opt_out, word) = match text(p, "value") {
-        Some(v) if v.eq_ignore_ascii_case("stop") => (true, "stop"),
-        Some(v) if v.eq_ignore_ascii_case("resume") => (false, "resume"),
-        _ => {
-            return Err("a marketing_messages preference whose value is not stop or resume".into());
-        }
+    let Some((opt_out, word)) = text(p, "value").and_then(marketing_preference) else {
+        return Err(
+            "a marketing_messages preference whose value is not stop, resume or signup".into(),
+        );
     };
     let event_time_ms = unix_seconds_ms(p.get("timestamp")).unwrap_or(received_ms);
     Ok(Some(ChannelEvent {
@@ -574,6 +573,18 @@ fn whatsapp_address(
             "it has neither {field} nor a business-scoped user id: cannot tell who the contact is"
         )),
     }
+}
+
+/// A WhatsApp marketing preference value: `stop`, or `resume` or `signup` (which real
+/// accounts send when the contact signs up to marketing messages again: it lifts a
+/// marketing stop as `resume` does, and nothing stronger); any case. Returns (opt-out,
+/// the word for the event id, so a signup and a resume at the same second stay two
+/// events).
+fn marketing_preference(value: &str) -> Option<(bool, &'static str)> {
+    ["stop", "resume", "signup"]
+        .into_iter()
+        .find(|word| value.eq_ignore_ascii_case(word))
+        .map(|word| (word == "stop", word))
 }
 
 /// WhatsApp's marketing opt-out button, whose text and payload are "Stop promotions".

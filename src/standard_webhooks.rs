@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `email.bounced` | per recipient in `data.to`, a delivery status with code `data.bounce.type` (`Permanent`, `Transient`, `Undetermined`), or `bounced` when the payload has no type; looked up in `providers/standard-webhooks.toml` |
 //! | `email.complained` | per recipient in `data.to`, a complaint |
+//! | `email.suppressed` | per recipient in `data.to`, a delivery status with code `suppressed`: Resend refused to send because the address is on the account's suppression list (after a hard bounce or a complaint), whatever `data.suppressed.type` says; permanent in `providers/standard-webhooks.toml` |
 //! | `contact.updated` with `data.unsubscribed: true` | an unsubscribe for `data.email` |
 //! | anything else | nothing |
 //!
@@ -67,7 +68,7 @@ pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Norm
     };
     let acts = matches!(
         kind,
-        "email.bounced" | "email.complained" | "contact.updated"
+        "email.bounced" | "email.complained" | "email.suppressed" | "contact.updated"
     );
     if !acts {
         return Ok(ignored(format!(
@@ -105,6 +106,13 @@ pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Norm
             per_recipient(message_id, data, event_ms, status)
         }
         "email.complained" => per_recipient(message_id, data, event_ms, EventKind::Complaint),
+        "email.suppressed" => {
+            let status = EventKind::DeliveryStatus {
+                status: "suppressed".to_string(),
+                error_code: Some("suppressed".to_string()),
+            };
+            per_recipient(message_id, data, event_ms, status)
+        }
         _ => {
             if data.get("unsubscribed").and_then(Value::as_bool) != Some(true) {
                 return Ok(ignored(
@@ -414,6 +422,25 @@ mod tests {
         for not_unsub in [json!(false), json!(null), json!("true")] {
             let n = run(&contact(not_unsub.clone()));
             assert!(n.events.is_empty() && n.ignored.is_some(), "{not_unsub}");
+        }
+    }
+
+    /// Resend's documented `email.suppressed`: a permanent email DND per recipient,
+    /// whatever the suppression's type.
+    #[test]
+    fn suppressed_is_permanent() {
+        for kind in ["OnAccountSuppressionList", "SomethingNew"] {
+            let mut body = email_event("email.suppressed", json!(["s@example.com"]), None);
+            body["data"]["suppressed"] = json!({"message": "m", "type": kind});
+            assert_eq!(
+                decide(&body),
+                vec![(
+                    "s@example.com".into(),
+                    PERM,
+                    "standard-webhooks:suppressed".into()
+                )],
+                "{kind}"
+            );
         }
     }
 

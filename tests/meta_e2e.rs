@@ -587,3 +587,79 @@ async fn item_12_messenger_notification_status_underscore_spellings() {
     );
     gw.stop().await;
 }
+
+/// Issue 12 item 16: a WhatsApp `user_preferences` change with value `signup` lifts a
+/// marketing stop, as `resume` does, and nothing stronger.
+#[tokio::test]
+async fn item_16_whatsapp_user_preference_signup_lifts_a_marketing_stop() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let preference = |wa_id: &str, value: &str, detail: &str, at: u64| {
+        whatsapp(
+            ACME_PHONE_ID,
+            "user_preferences",
+            json!({
+                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": wa_id}],
+                "user_preferences": [{"wa_id": wa_id, "detail": detail,
+                    "category": "marketing_messages", "value": value, "timestamp": at}]
+            }),
+        )
+        .to_string()
+    };
+    let r = post(
+        &gw,
+        &preference(
+            "16505557101",
+            "stop",
+            "User requested to stop marketing messages",
+            t,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557101").await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    let r = post(
+        &gw,
+        &preference(
+            "16505557101",
+            "signup",
+            "User signed up for marketing messages",
+            t + 1,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557101").await;
+    assert!(!v.blocked, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "meta:marketing_resume");
+
+    // Nothing stronger: a signup does not lift a STOP the contact typed.
+    let r = post(
+        &gw,
+        &whatsapp(
+            ACME_PHONE_ID,
+            "messages",
+            wa_text("16505557102", "wamid.SIGNUP_STOP", "STOP", t),
+        )
+        .to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        &gw,
+        &preference(
+            "16505557102",
+            "signup",
+            "User signed up for marketing messages",
+            t + 1,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557102").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    gw.stop().await;
+}

@@ -520,6 +520,7 @@ mod tests {
                     ("Transient", Temporary),
                     ("Undetermined", None),
                     ("bounced", Permanent),
+                    ("suppressed", Permanent),
                 ],
             ),
         ];
