@@ -406,9 +406,10 @@ pub fn request_finished(
 
 /// The log lines of an answered webhook: one `debug` line for a success (the request
 /// counter already counts it: at thousands a second an `info` line each would cost
-/// more than the work), a `warn` line per refused batch part and per event for an
-/// account no tenant owns (both counted in `events_ignored`), and a `warn` line for a
-/// refusal, its one-line reason with addresses masked.
+/// more than the work), a `debug` line per record without a DND signal, a `warn` line
+/// per refused batch part and per event for an account no tenant owns (all three
+/// counted in `events_ignored`), and a `warn` line for a refusal, its one-line reason
+/// with addresses masked.
 pub fn webhook_answered(
     provider: &str,
     report: &crate::pipeline::Report,
@@ -431,11 +432,14 @@ pub fn webhook_answered(
         for why in &report.rejected {
             tracing::warn!(provider, why = %crate::redact::text(why), "event in a batch refused");
         }
+        // No DND signal (deliveries, opens, clicks): thousands a second at volume, and
+        // nothing an operator must act on; the metric counts them.
         for why in &report.skipped {
-            tracing::warn!(
+            tracing::debug!(
                 provider,
+                tenant,
                 why = %crate::redact::text(why),
-                "entry for an unknown account skipped"
+                "record without a DND signal ignored"
             );
         }
         for why in &report.unrouted {
