@@ -22,7 +22,9 @@
 //! - WhatsApp (`whatsapp_business_account`), field `messages`: each inbound message is an
 //!   [`EventKind::Inbound`] whose body is the text the person sent or tapped (`text.body`,
 //!   a button's text, an interactive reply's title; a media caption, or empty for media
-//!   without one, which still proves the number is reachable). A template button whose
+//!   without one, which still proves the number is reachable), and whose payload is the
+//!   id the business gave the tapped button (`button.payload`, `button_reply.id`,
+//!   `list_reply.id`), classified before the body. A template button whose
 //!   text or payload is "Stop promotions" carries [`ProviderVerdict::MarketingOptOut`].
 //!   The older `system` message of type `user_preference_changed` is an
 //!   [`EventKind::Preference`]. Each entry of `statuses` is an
@@ -34,9 +36,10 @@
 //!   [`EventKind::Preference`]s. Other fields (templates, account
 //!   updates, history, ...) are ignored.
 //! - Messenger (`page`) and Instagram (`instagram`), `messaging` and `standby` arrays:
-//!   messages (our own echoes skipped), postbacks, and marketing-message opt-ins with
-//!   `notification_messages_status` STOP or RESUME NOTIFICATIONS (with a space or an
-//!   underscore). Deliveries, reads,
+//!   messages (our own echoes skipped; a quick reply's `payload` and a postback's
+//!   `payload` carried as the event's payload, classified before the text or title),
+//!   postbacks, and marketing-message opt-ins with `notification_messages_status` STOP
+//!   or RESUME NOTIFICATIONS (with a space or an underscore). Deliveries, reads,
 //!   reactions and referrals are ignored.
 //!
 //! WhatsApp contacts are addressed by phone number (`from`, `recipient_id`, `wa_id`,
@@ -410,8 +413,9 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
     let address = whatsapp_address(text(m, "from"), text(m, "from_user_id"), "from")?;
     let event_time_ms = unix_seconds_ms(m.get("timestamp")).unwrap_or(received_ms);
     let message_type = text(m, "type").ok_or("it has no type")?;
-    let inbound = |body: &str, provider_verdict| EventKind::Inbound {
+    let inbound = |body: &str, payload: Option<&str>, provider_verdict| EventKind::Inbound {
         body: body.to_string(),
+        payload: payload.map(str::to_string),
         provider_verdict,
     };
     let kind = match message_type {
@@ -421,7 +425,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .and_then(|t| t.get("body"))
                 .and_then(Value::as_str)
                 .ok_or("a text message without text.body")?;
-            inbound(body, None)
+            inbound(body, None, None)
         }
         "button" => {
             let button = m.get("button");
@@ -436,6 +440,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .any(is_stop_promotions);
             inbound(
                 body,
+                payload,
                 stop_promotions.then_some(ProviderVerdict::MarketingOptOut),
             )
         }
@@ -445,11 +450,14 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .into_iter()
                 .find_map(|kind| interactive.and_then(|i| i.get(kind)));
             // A Flow's reply (`nfm_reply`) and other kinds carry no text the person
-            // chose; they still prove the number is reachable.
+            // chose; they still prove the number is reachable. A reply's id is what
+            // the business named the choice: its payload.
+            let id = reply.and_then(|r| text(r, "id"));
             let body = reply
-                .and_then(|r| text(r, "title").or_else(|| text(r, "id")))
+                .and_then(|r| text(r, "title"))
+                .or(id)
                 .unwrap_or_default();
-            inbound(body, None)
+            inbound(body, id, None)
         }
         "system" => {
             let system = m.get("system");
@@ -475,7 +483,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
         // the type has one, else an empty body.
         other => {
             let caption = m.get(other).and_then(|media| text(media, "caption"));
-            inbound(caption.unwrap_or_default(), None)
+            inbound(caption.unwrap_or_default(), None, None)
         }
     };
     Ok(Some(ChannelEvent {
@@ -700,13 +708,14 @@ fn messaging_event(
         }
         let mid = text(message, "mid").ok_or("a message without mid")?;
         let sender = sender()?;
-        // The text is what the person typed or the quick reply they tapped; the quick
-        // reply's payload is ours, so it stands in only when there is no text.
-        let body = text_raw(message, "text")
-            .or_else(|| message.get("quick_reply").and_then(|q| text(q, "payload")))
-            .unwrap_or_default();
+        // The text is what the person typed or the title of the quick reply they
+        // tapped; the quick reply's payload is what the business named that choice,
+        // classified first, and the body when there is no text.
+        let payload = message.get("quick_reply").and_then(|q| text(q, "payload"));
+        let body = text_raw(message, "text").or(payload).unwrap_or_default();
         let kind = EventKind::Inbound {
             body: body.to_string(),
+            payload: payload.map(str::to_string),
             provider_verdict: None,
         };
         return Ok(Some(make(mid.to_string(), address(&sender)?, kind)));
@@ -714,15 +723,15 @@ fn messaging_event(
 
     if let Some(postback) = event.get("postback") {
         let sender = sender()?;
-        let body = text(postback, "title")
-            .or_else(|| text(postback, "payload"))
-            .unwrap_or_default();
+        let payload = text(postback, "payload");
+        let body = text(postback, "title").or(payload).unwrap_or_default();
         let id = match text(postback, "mid") {
             Some(mid) => mid.to_string(),
             None => format!("postback:{page}:{sender}:{event_time_ms}"),
         };
         let kind = EventKind::Inbound {
             body: body.to_string(),
+            payload: payload.map(str::to_string),
             provider_verdict: None,
         };
         return Ok(Some(make(id, address(&sender)?, kind)));
@@ -914,6 +923,16 @@ mod tests {
     fn inbound(body: &str, verdict: Option<ProviderVerdict>) -> EventKind {
         EventKind::Inbound {
             body: body.to_string(),
+            payload: None,
+            provider_verdict: verdict,
+        }
+    }
+
+    /// A tapped button or quick reply: its title or text, and its payload.
+    fn tapped(body: &str, payload: &str, verdict: Option<ProviderVerdict>) -> EventKind {
+        EventKind::Inbound {
+            body: body.to_string(),
+            payload: Some(payload.to_string()),
             provider_verdict: verdict,
         }
     }
@@ -998,7 +1017,11 @@ mod tests {
                     "wamid.B1",
                     T,
                     PHONE,
-                    inbound("Stop promotions", Some(ProviderVerdict::MarketingOptOut)),
+                    tapped(
+                        "Stop promotions",
+                        "Stop promotions",
+                        Some(ProviderVerdict::MarketingOptOut),
+                    ),
                 )],
             ),
             (
@@ -1007,7 +1030,7 @@ mod tests {
                     "from": "16505551234", "id": "wamid.B2", "timestamp": "1749416383",
                     "type": "button", "button": {"payload": "opt-out-1", "text": "STOP"}
                 }])),
-                vec![wa("wamid.B2", T, PHONE, inbound("STOP", None))],
+                vec![wa("wamid.B2", T, PHONE, tapped("STOP", "opt-out-1", None))],
             ),
             (
                 "WhatsApp button recognised by its payload only",
@@ -1019,7 +1042,11 @@ mod tests {
                     "wamid.B3",
                     T,
                     PHONE,
-                    inbound("Parar promociones", Some(ProviderVerdict::MarketingOptOut)),
+                    tapped(
+                        "Parar promociones",
+                        "STOP  PROMOTIONS",
+                        Some(ProviderVerdict::MarketingOptOut),
+                    ),
                 )],
             ),
             (
@@ -1030,7 +1057,12 @@ mod tests {
                     "interactive": {"type": "button_reply",
                                     "button_reply": {"id": "unsub", "title": "Unsubscribe"}}
                 }])),
-                vec![wa("wamid.I1", T, PHONE, inbound("Unsubscribe", None))],
+                vec![wa(
+                    "wamid.I1",
+                    T,
+                    PHONE,
+                    tapped("Unsubscribe", "unsub", None),
+                )],
             ),
             (
                 "WhatsApp interactive list reply",
@@ -1040,7 +1072,7 @@ mod tests {
                     "interactive": {"type": "list_reply",
                                     "list_reply": {"id": "row-1", "title": "Stop", "description": "no more"}}
                 }])),
-                vec![wa("wamid.I2", T, PHONE, inbound("Stop", None))],
+                vec![wa("wamid.I2", T, PHONE, tapped("Stop", "row-1", None))],
             ),
             (
                 "WhatsApp image without caption: empty body, still reachable",
@@ -1270,7 +1302,7 @@ mod tests {
                 vec![fb(Instagram, "ig_2", &ig_user, inbound("start", None))],
             ),
             (
-                "Messenger quick reply: the tapped text, not our payload",
+                "Messenger quick reply: the tapped text, and the business's payload",
                 messaging_body(
                     "page",
                     PAGE,
@@ -1281,7 +1313,12 @@ mod tests {
                                     "quick_reply": {"payload": "QR_UNSUB_42"}}
                     }]),
                 ),
-                vec![fb(Messenger, "m_q", &fb_page, inbound("Stop", None))],
+                vec![fb(
+                    Messenger,
+                    "m_q",
+                    &fb_page,
+                    tapped("Stop", "QR_UNSUB_42", None),
+                )],
             ),
             (
                 "Messenger quick reply without text: the payload stands in",
@@ -1294,7 +1331,12 @@ mod tests {
                         "message": {"mid": "m_q2", "quick_reply": {"payload": "STOP"}}
                     }]),
                 ),
-                vec![fb(Messenger, "m_q2", &fb_page, inbound("STOP", None))],
+                vec![fb(
+                    Messenger,
+                    "m_q2",
+                    &fb_page,
+                    tapped("STOP", "STOP", None),
+                )],
             ),
             (
                 "Messenger postback with mid",
@@ -1311,7 +1353,7 @@ mod tests {
                     Messenger,
                     "m_pb",
                     &fb_page,
-                    inbound("Unsubscribe", None),
+                    tapped("Unsubscribe", "UNSUB", None),
                 )],
             ),
             (
@@ -1329,7 +1371,7 @@ mod tests {
                     Messenger,
                     &format!("postback:{PAGE}:5555:1458692752478"),
                     &fb_page,
-                    inbound("Get Started", None),
+                    tapped("Get Started", "GET_STARTED", None),
                 )],
             ),
             (

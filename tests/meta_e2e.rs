@@ -663,3 +663,99 @@ async fn item_16_whatsapp_user_preference_signup_lifts_a_marketing_stop() {
     assert!(v.blocked && !v.marketing_only, "{v:?}");
     gw.stop().await;
 }
+
+/// Issue 12 item 18: the id or payload a business gave its button is the contact's
+/// explicit choice, classified before the button's title or the message's text.
+#[tokio::test]
+async fn item_18_button_and_quick_reply_payloads_are_classified_before_their_titles() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let wa_message = |from: &str, message: Value| {
+        whatsapp(
+            ACME_PHONE_ID,
+            "messages",
+            json!({"contacts": [{"profile": {"name": "Ana"}, "wa_id": from}], "messages": [message]}),
+        )
+        .to_string()
+    };
+    // An interactive reply button: id STOP, title "Stop messages".
+    let interactive = json!({
+        "context": {"from": "15550783881", "id": "wamid.ASK1"},
+        "from": "16505557201", "id": "wamid.IBTN1", "timestamp": t.to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "STOP", "title": "Stop messages"}}
+    });
+    let r = post(&gw, &wa_message("16505557201", interactive)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557201").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A template quick-reply button: payload STOP, text "Stop messages".
+    let button = json!({
+        "context": {"from": "15550783881", "id": "wamid.TEMPLATE2"},
+        "from": "16505557202", "id": "wamid.BTN2", "timestamp": t.to_string(), "type": "button",
+        "button": {"payload": "STOP", "text": "Stop messages"}
+    });
+    let r = post(&gw, &wa_message("16505557202", button)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557202").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A button whose payload is an ordinary id: its title is read as before.
+    let ordinary = json!({
+        "from": "16505557203", "id": "wamid.IBTN3", "timestamp": t.to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "offer-17", "title": "STOP"}}
+    });
+    let r = post(&gw, &wa_message("16505557203", ordinary)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557203")
+            .await
+            .blocked
+    );
+
+    // Messenger: quick reply payload STOP, text "Stop messages".
+    let t_ms = t * 1000;
+    let quick_reply = json!({"object": "page", "entry": [{"id": ACME_PAGE, "time": t_ms, "messaging": [
+        {"sender": {"id": "6666666666"}, "recipient": {"id": ACME_PAGE}, "timestamp": t_ms,
+         "message": {"mid": "m_qr1", "text": "Stop messages", "quick_reply": {"payload": "STOP"}}}]}]})
+    .to_string();
+    let r = post(&gw, &quick_reply).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(
+        &redis,
+        "acme",
+        Channel::Messenger,
+        &format!("{ACME_PAGE}:6666666666"),
+    )
+    .await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A payload START under a title that says stop: the opt-out side wins, nothing
+    // is lifted.
+    let stopped = wa_message(
+        "16505557204",
+        json!({"from": "16505557204", "id": "wamid.S4", "timestamp": t.to_string(), "type": "text",
+               "text": {"body": "STOP"}}),
+    );
+    assert_eq!(post(&gw, &stopped).await.status, 200);
+    let confusing = json!({
+        "from": "16505557204", "id": "wamid.IBTN4", "timestamp": (t + 1).to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "START", "title": "Stop messages"}}
+    });
+    assert_eq!(
+        post(&gw, &wa_message("16505557204", confusing))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557204")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
