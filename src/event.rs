@@ -201,8 +201,14 @@ pub struct ChannelEvent {
 pub enum EventKind {
     /// The contact sent us a message.
     Inbound {
-        /// The message text as received (possibly empty, e.g. a picture only).
+        /// The message text as received (possibly empty, e.g. a picture only); for a
+        /// tapped button or quick reply, its title or text as the contact saw it.
         body: String,
+        /// The id or payload the business gave the button or quick reply the contact
+        /// tapped (WhatsApp `button.payload`, `button_reply.id`, `list_reply.id`;
+        /// Messenger `quick_reply.payload`, `postback.payload`): the contact's explicit
+        /// choice, classified before the body. `None` for a typed message.
+        payload: Option<String>,
         /// The provider's own keyword verdict, where it sends one.
         provider_verdict: Option<ProviderVerdict>,
     },

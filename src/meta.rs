@@ -8,32 +8,38 @@
 //!
 //! 1. [`parse`] the body into a [`Webhook`]: its `object` and its entries, each kept
 //!    raw so one unreadable entry cannot sink the batch;
-//! 2. per [`Entry`], [`Entry::account_ids`] names the accounts it is for (an empty list
-//!    means the entry names none, and the gateway skips it);
-//! 3. [`normalise_entry`] turns an entry into [`MetaEvent`]s. Each event carries the one
+//! 2. [`normalise_entry`] turns an entry into [`MetaEvent`]s. Each event carries the one
 //!    account it belongs to ([`MetaEvent::account`]), because one WhatsApp entry (one
-//!    business account) can in principle carry changes for several phone numbers, and
-//!    those can belong to different tenants. The gateway routes every event by its own
-//!    account rather than by its entry; there is no separate split step.
+//!    business account) can carry changes for several phone numbers, and those can
+//!    belong to different tenants. The gateway routes every event by its own account
+//!    only, never by another id of the same entry (a number no tenant lists is skipped
+//!    even when the entry's business account or a sibling change's number is
+//!    configured); there is no separate split step. [`Entry::account_ids`] lists every
+//!    account an entry names, for diagnostics.
 //!
 //! What becomes an event, per product:
 //!
 //! - WhatsApp (`whatsapp_business_account`), field `messages`: each inbound message is an
 //!   [`EventKind::Inbound`] whose body is the text the person sent or tapped (`text.body`,
 //!   a button's text, an interactive reply's title; a media caption, or empty for media
-//!   without one, which still proves the number is reachable). A template button whose
+//!   without one, which still proves the number is reachable), and whose payload is the
+//!   id the business gave the tapped button (`button.payload`, `button_reply.id`,
+//!   `list_reply.id`), classified before the body. A template button whose
 //!   text or payload is "Stop promotions" carries [`ProviderVerdict::MarketingOptOut`].
 //!   The older `system` message of type `user_preference_changed` is an
 //!   [`EventKind::Preference`]. Each entry of `statuses` is an
 //!   [`EventKind::DeliveryStatus`] with the first error's code. The out-of-band
 //!   `value.errors` (rate limits and other errors about our own account, with no
 //!   recipient) are ignored: they say nothing about a contact.
-//! - WhatsApp, field `user_preferences`: `marketing_messages` stop and resume become
-//!   marketing-only [`EventKind::Preference`]s. Other fields (templates, account
+//! - WhatsApp, field `user_preferences`: `marketing_messages` stop, and resume or
+//!   signup (a signup lifts a marketing stop as a resume does), become marketing-only
+//!   [`EventKind::Preference`]s. Other fields (templates, account
 //!   updates, history, ...) are ignored.
 //! - Messenger (`page`) and Instagram (`instagram`), `messaging` and `standby` arrays:
-//!   messages (our own echoes skipped), postbacks, and marketing-message opt-ins with
-//!   `notification_messages_status` STOP or RESUME NOTIFICATIONS. Deliveries, reads,
+//!   messages (our own echoes skipped; a quick reply's `payload` and a postback's
+//!   `payload` carried as the event's payload, classified before the text or title),
+//!   postbacks, and marketing-message opt-ins with `notification_messages_status` STOP
+//!   or RESUME NOTIFICATIONS (with a space or an underscore). Deliveries, reads,
 //!   reactions and referrals are ignored.
 //!
 //! WhatsApp contacts are addressed by phone number (`from`, `recipient_id`, `wa_id`,
@@ -136,8 +142,9 @@ impl Entry {
         id_string(self.raw.get("id"))
     }
 
-    /// The accounts this entry is for, most specific first, without duplicates; empty
-    /// when the entry names none, and the gateway then cannot route it.
+    /// Every account this entry names, most specific first, without duplicates; empty
+    /// when it names none. Not a routing rule: the gateway routes each event by its own
+    /// [`MetaEvent::account`] only.
     ///
     /// - WhatsApp: every distinct `changes[].value.metadata.phone_number_id`, then the
     ///   entry id as the business account.
@@ -319,7 +326,7 @@ pub fn parse(body: &[u8]) -> Result<Webhook, Error> {
 ///
 /// Event ids, the dedup keys: the `wamid` of an inbound WhatsApp message, `wamid:status`
 /// for a status (one message has several), `pref:PHONE_NUMBER_ID:ADDRESS:TIMESTAMP:stop`
-/// (or `resume`) for a user preference, the `mid` of a Messenger or Instagram message or
+/// (or `resume`, `signup`) for a user preference, the `mid` of a Messenger or Instagram message or
 /// postback, and `postback:PAGE:SENDER:TIMESTAMP` or
 /// `optin:PAGE:SENDER:TIMESTAMP:stop|resume` where Meta sends no id. Without a
 /// timestamp, the time of receipt stands in: a redelivery is then applied twice, which
@@ -406,8 +413,9 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
     let address = whatsapp_address(text(m, "from"), text(m, "from_user_id"), "from")?;
     let event_time_ms = unix_seconds_ms(m.get("timestamp")).unwrap_or(received_ms);
     let message_type = text(m, "type").ok_or("it has no type")?;
-    let inbound = |body: &str, provider_verdict| EventKind::Inbound {
+    let inbound = |body: &str, payload: Option<&str>, provider_verdict| EventKind::Inbound {
         body: body.to_string(),
+        payload: payload.map(str::to_string),
         provider_verdict,
     };
     let kind = match message_type {
@@ -417,7 +425,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .and_then(|t| t.get("body"))
                 .and_then(Value::as_str)
                 .ok_or("a text message without text.body")?;
-            inbound(body, None)
+            inbound(body, None, None)
         }
         "button" => {
             let button = m.get("button");
@@ -432,6 +440,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .any(is_stop_promotions);
             inbound(
                 body,
+                payload,
                 stop_promotions.then_some(ProviderVerdict::MarketingOptOut),
             )
         }
@@ -441,11 +450,14 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 .into_iter()
                 .find_map(|kind| interactive.and_then(|i| i.get(kind)));
             // A Flow's reply (`nfm_reply`) and other kinds carry no text the person
-            // chose; they still prove the number is reachable.
+            // chose; they still prove the number is reachable. A reply's id is what
+            // the business named the choice: its payload.
+            let id = reply.and_then(|r| text(r, "id"));
             let body = reply
-                .and_then(|r| text(r, "title").or_else(|| text(r, "id")))
+                .and_then(|r| text(r, "title"))
+                .or(id)
                 .unwrap_or_default();
-            inbound(body, None)
+            inbound(body, id, None)
         }
         "system" => {
             let system = m.get("system");
@@ -453,14 +465,14 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
                 // Number and user-id changes: not a contact's choice about messages.
                 return Ok(None);
             }
-            let opt_out = match system.and_then(|s| text(s, "marketing")) {
-                Some(v) if v.eq_ignore_ascii_case("stop") => true,
-                Some(v) if v.eq_ignore_ascii_case("resume") => false,
-                _ => {
-                    return Err(
-                        "user_preference_changed without system.marketing stop or resume".into(),
-                    );
-                }
+            let Some((opt_out, _)) = system
+                .and_then(|s| text(s, "marketing"))
+                .and_then(marketing_preference)
+            else {
+                return Err(
+                    "user_preference_changed without system.marketing stop, resume or signup"
+                        .into(),
+                );
             };
             EventKind::Preference {
                 marketing_only: true,
@@ -471,7 +483,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
         // the type has one, else an empty body.
         other => {
             let caption = m.get(other).and_then(|media| text(media, "caption"));
-            inbound(caption.unwrap_or_default(), None)
+            inbound(caption.unwrap_or_default(), None, None)
         }
     };
     Ok(Some(ChannelEvent {
@@ -522,12 +534,10 @@ fn whatsapp_preference(
         return Ok(None);
     }
     let address = whatsapp_address(text(p, "wa_id"), text(p, "user_id"), "wa_id")?;
-    let (opt_out, word) = match text(p, "value") {
-        Some(v) if v.eq_ignore_ascii_case("stop") => (true, "stop"),
-        Some(v) if v.eq_ignore_ascii_case("resume") => (false, "resume"),
-        _ => {
-            return Err("a marketing_messages preference whose value is not stop or resume".into());
-        }
+    let Some((opt_out, word)) = text(p, "value").and_then(marketing_preference) else {
+        return Err(
+            "a marketing_messages preference whose value is not stop, resume or signup".into(),
+        );
     };
     let event_time_ms = unix_seconds_ms(p.get("timestamp")).unwrap_or(received_ms);
     Ok(Some(ChannelEvent {
@@ -571,6 +581,18 @@ fn whatsapp_address(
             "it has neither {field} nor a business-scoped user id: cannot tell who the contact is"
         )),
     }
+}
+
+/// A WhatsApp marketing preference value: `stop`, or `resume` or `signup` (which real
+/// accounts send when the contact signs up to marketing messages again: it lifts a
+/// marketing stop as `resume` does, and nothing stronger); any case. Returns (opt-out,
+/// the word for the event id, so a signup and a resume at the same second stay two
+/// events).
+fn marketing_preference(value: &str) -> Option<(bool, &'static str)> {
+    ["stop", "resume", "signup"]
+        .into_iter()
+        .find(|word| value.eq_ignore_ascii_case(word))
+        .map(|word| (word == "stop", word))
 }
 
 /// WhatsApp's marketing opt-out button, whose text and payload are "Stop promotions".
@@ -686,13 +708,14 @@ fn messaging_event(
         }
         let mid = text(message, "mid").ok_or("a message without mid")?;
         let sender = sender()?;
-        // The text is what the person typed or the quick reply they tapped; the quick
-        // reply's payload is ours, so it stands in only when there is no text.
-        let body = text_raw(message, "text")
-            .or_else(|| message.get("quick_reply").and_then(|q| text(q, "payload")))
-            .unwrap_or_default();
+        // The text is what the person typed or the title of the quick reply they
+        // tapped; the quick reply's payload is what the business named that choice,
+        // classified first, and the body when there is no text.
+        let payload = message.get("quick_reply").and_then(|q| text(q, "payload"));
+        let body = text_raw(message, "text").or(payload).unwrap_or_default();
         let kind = EventKind::Inbound {
             body: body.to_string(),
+            payload: payload.map(str::to_string),
             provider_verdict: None,
         };
         return Ok(Some(make(mid.to_string(), address(&sender)?, kind)));
@@ -700,15 +723,15 @@ fn messaging_event(
 
     if let Some(postback) = event.get("postback") {
         let sender = sender()?;
-        let body = text(postback, "title")
-            .or_else(|| text(postback, "payload"))
-            .unwrap_or_default();
+        let payload = text(postback, "payload");
+        let body = text(postback, "title").or(payload).unwrap_or_default();
         let id = match text(postback, "mid") {
             Some(mid) => mid.to_string(),
             None => format!("postback:{page}:{sender}:{event_time_ms}"),
         };
         let kind = EventKind::Inbound {
             body: body.to_string(),
+            payload: payload.map(str::to_string),
             provider_verdict: None,
         };
         return Ok(Some(make(id, address(&sender)?, kind)));
@@ -723,11 +746,7 @@ fn messaging_event(
         let Some(status) = text(optin, "notification_messages_status") else {
             return Ok(None);
         };
-        let (opt_out, word) = if status.eq_ignore_ascii_case("STOP NOTIFICATIONS") {
-            (true, "stop")
-        } else if status.eq_ignore_ascii_case("RESUME NOTIFICATIONS") {
-            (false, "resume")
-        } else {
+        let Some((opt_out, word)) = notification_status(status) else {
             return Err(format!(
                 "notification_messages_status {} is neither STOP nor RESUME NOTIFICATIONS",
                 quoted(status)
@@ -744,6 +763,21 @@ fn messaging_event(
 
     // delivery, read, reaction, referral, account linking...: nothing about consent.
     Ok(None)
+}
+
+/// Messenger's `notification_messages_status`: `STOP NOTIFICATIONS` or `RESUME
+/// NOTIFICATIONS` as Meta documents them, or with an underscore (`STOP_NOTIFICATIONS`),
+/// the spelling integrations in the wild compare against and send on; any case. Returns
+/// (opt-out, the word for the event id).
+fn notification_status(status: &str) -> Option<(bool, &'static str)> {
+    let spaced = status.replace('_', " ");
+    if spaced.eq_ignore_ascii_case("STOP NOTIFICATIONS") {
+        Some((true, "stop"))
+    } else if spaced.eq_ignore_ascii_case("RESUME NOTIFICATIONS") {
+        Some((false, "resume"))
+    } else {
+        None
+    }
 }
 
 // --- JSON helpers ---
@@ -889,6 +923,16 @@ mod tests {
     fn inbound(body: &str, verdict: Option<ProviderVerdict>) -> EventKind {
         EventKind::Inbound {
             body: body.to_string(),
+            payload: None,
+            provider_verdict: verdict,
+        }
+    }
+
+    /// A tapped button or quick reply: its title or text, and its payload.
+    fn tapped(body: &str, payload: &str, verdict: Option<ProviderVerdict>) -> EventKind {
+        EventKind::Inbound {
+            body: body.to_string(),
+            payload: Some(payload.to_string()),
             provider_verdict: verdict,
         }
     }
@@ -973,7 +1017,11 @@ mod tests {
                     "wamid.B1",
                     T,
                     PHONE,
-                    inbound("Stop promotions", Some(ProviderVerdict::MarketingOptOut)),
+                    tapped(
+                        "Stop promotions",
+                        "Stop promotions",
+                        Some(ProviderVerdict::MarketingOptOut),
+                    ),
                 )],
             ),
             (
@@ -982,7 +1030,7 @@ mod tests {
                     "from": "16505551234", "id": "wamid.B2", "timestamp": "1749416383",
                     "type": "button", "button": {"payload": "opt-out-1", "text": "STOP"}
                 }])),
-                vec![wa("wamid.B2", T, PHONE, inbound("STOP", None))],
+                vec![wa("wamid.B2", T, PHONE, tapped("STOP", "opt-out-1", None))],
             ),
             (
                 "WhatsApp button recognised by its payload only",
@@ -994,7 +1042,11 @@ mod tests {
                     "wamid.B3",
                     T,
                     PHONE,
-                    inbound("Parar promociones", Some(ProviderVerdict::MarketingOptOut)),
+                    tapped(
+                        "Parar promociones",
+                        "STOP  PROMOTIONS",
+                        Some(ProviderVerdict::MarketingOptOut),
+                    ),
                 )],
             ),
             (
@@ -1005,7 +1057,12 @@ mod tests {
                     "interactive": {"type": "button_reply",
                                     "button_reply": {"id": "unsub", "title": "Unsubscribe"}}
                 }])),
-                vec![wa("wamid.I1", T, PHONE, inbound("Unsubscribe", None))],
+                vec![wa(
+                    "wamid.I1",
+                    T,
+                    PHONE,
+                    tapped("Unsubscribe", "unsub", None),
+                )],
             ),
             (
                 "WhatsApp interactive list reply",
@@ -1015,7 +1072,7 @@ mod tests {
                     "interactive": {"type": "list_reply",
                                     "list_reply": {"id": "row-1", "title": "Stop", "description": "no more"}}
                 }])),
-                vec![wa("wamid.I2", T, PHONE, inbound("Stop", None))],
+                vec![wa("wamid.I2", T, PHONE, tapped("Stop", "row-1", None))],
             ),
             (
                 "WhatsApp image without caption: empty body, still reachable",
@@ -1245,7 +1302,7 @@ mod tests {
                 vec![fb(Instagram, "ig_2", &ig_user, inbound("start", None))],
             ),
             (
-                "Messenger quick reply: the tapped text, not our payload",
+                "Messenger quick reply: the tapped text, and the business's payload",
                 messaging_body(
                     "page",
                     PAGE,
@@ -1256,7 +1313,12 @@ mod tests {
                                     "quick_reply": {"payload": "QR_UNSUB_42"}}
                     }]),
                 ),
-                vec![fb(Messenger, "m_q", &fb_page, inbound("Stop", None))],
+                vec![fb(
+                    Messenger,
+                    "m_q",
+                    &fb_page,
+                    tapped("Stop", "QR_UNSUB_42", None),
+                )],
             ),
             (
                 "Messenger quick reply without text: the payload stands in",
@@ -1269,7 +1331,12 @@ mod tests {
                         "message": {"mid": "m_q2", "quick_reply": {"payload": "STOP"}}
                     }]),
                 ),
-                vec![fb(Messenger, "m_q2", &fb_page, inbound("STOP", None))],
+                vec![fb(
+                    Messenger,
+                    "m_q2",
+                    &fb_page,
+                    tapped("STOP", "STOP", None),
+                )],
             ),
             (
                 "Messenger postback with mid",
@@ -1286,7 +1353,7 @@ mod tests {
                     Messenger,
                     "m_pb",
                     &fb_page,
-                    inbound("Unsubscribe", None),
+                    tapped("Unsubscribe", "UNSUB", None),
                 )],
             ),
             (
@@ -1304,7 +1371,7 @@ mod tests {
                     Messenger,
                     &format!("postback:{PAGE}:5555:1458692752478"),
                     &fb_page,
-                    inbound("Get Started", None),
+                    tapped("Get Started", "GET_STARTED", None),
                 )],
             ),
             (
@@ -1772,6 +1839,22 @@ mod tests {
         let err = verify_handshake(ok, &[]).unwrap_err();
         assert_eq!(err.kind, Kind::Forbidden);
         assert!(err.message.contains("no Meta verify token is configured"));
+    }
+
+    #[test]
+    fn notification_status_spellings() {
+        for (status, want) in [
+            ("STOP NOTIFICATIONS", Some((true, "stop"))),
+            ("STOP_NOTIFICATIONS", Some((true, "stop"))),
+            ("stop_notifications", Some((true, "stop"))),
+            ("RESUME NOTIFICATIONS", Some((false, "resume"))),
+            ("RESUME_NOTIFICATIONS", Some((false, "resume"))),
+            ("STOP", None),
+            ("STOPNOTIFICATIONS", None),
+            ("PAUSE_NOTIFICATIONS", None),
+        ] {
+            assert_eq!(notification_status(status), want, "{status}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! | `SubscriptionChange`, `SuppressSending: false`, `Origin: Recipient` | resubscribe |
 //! | `SubscriptionChange`, `SuppressSending: false`, any other origin | nothing (see below) |
 //! | `Delivery`, `Open`, `Click`, inbound (no `RecordType`), others | nothing |
+//! | any record above without its address (`Email`, `Recipient`) | nothing (ignored: no address to apply a change to) |
 //!
 //! Bounces are classified by `Type`, never by `TypeCode`: Postmark's own example of a
 //! spam complaint carries `TypeCode: 512`, which the bounce-type table calls
@@ -40,23 +41,47 @@ pub struct Normalised {
     /// The event, if the record is one that matters (at most one: Postmark posts one
     /// record per request).
     pub events: Vec<ChannelEvent>,
-    /// Why the record leaves no event, when it does not (a delivery, an open, a
-    /// reactivation by the account holder); for the answer and the log.
+    /// Why the record leaves no event because it carries no DND signal (a delivery, an
+    /// open, a bounce that names no address, a reactivation by the account holder);
+    /// for the answer, the `events_ignored` metric and a debug line.
     pub ignored: Option<String>,
+    /// Why a record that would change DND cannot be read (an address that is not one,
+    /// no id to deduplicate on); for the answer and a warn line.
+    pub rejected: Option<String>,
 }
 
 impl Normalised {
     fn ignored(why: impl Into<String>) -> Normalised {
         Normalised {
-            events: Vec::new(),
             ignored: Some(why.into()),
+            ..Normalised::default()
         }
     }
 
     fn one(event: ChannelEvent) -> Normalised {
         Normalised {
             events: vec![event],
-            ignored: None,
+            ..Normalised::default()
+        }
+    }
+}
+
+/// Why a record leaves no event: it names no address (nothing to apply a change to),
+/// or a field it needs cannot be read. Either way Postmark would send it the same on
+/// every retry, so the request is accepted (200) and the record counted, not refused.
+enum Unusable {
+    NoAddress(String),
+    Unreadable(String),
+}
+
+impl From<Unusable> for Normalised {
+    fn from(u: Unusable) -> Normalised {
+        match u {
+            Unusable::NoAddress(why) => Normalised::ignored(why),
+            Unusable::Unreadable(why) => Normalised {
+                rejected: Some(why),
+                ..Normalised::default()
+            },
         }
     }
 }
@@ -64,10 +89,13 @@ impl Normalised {
 /// Normalise a Postmark webhook body received at `received_ms` (milliseconds since the
 /// Unix epoch; the event time when the record carries none that we can read).
 ///
-/// 400 for a body that is not a JSON object, and for a record we act on that lacks its
-/// address (`Email`, `Recipient`), its id (`ID` of a bounce, `MessageID` of a
-/// complaint), `SuppressSending`, or whose address is not an email address: Postmark
-/// will never send such a record differently.
+/// 400 only for a body that cannot be read as a Postmark record at all: not JSON, not a
+/// JSON object, or a `RecordType` that is not a string. A record we act on that names
+/// no address (`Email`, `Recipient`) carries nothing to apply: it is
+/// [`Normalised::ignored`]. One whose address is not an email address, or that lacks
+/// its id (`ID` of a bounce, `MessageID` of a complaint) or `SuppressSending`, is
+/// [`Normalised::rejected`]. Both are answered 200: Postmark would send them the same
+/// way on every retry.
 ///
 /// Event ids, the dedup keys: the bounce `ID`; `MessageID:SpamComplaint` for a
 /// complaint; for a subscription change
@@ -91,7 +119,7 @@ pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
         }
         Some(_) => return Err(Error::bad_request("Postmark RecordType is not a string")),
     };
-    match record_type {
+    let read = match record_type {
         "Bounce" => bounce(&record, received_ms).map(Normalised::one),
         "SpamComplaint" => complaint(&record, received_ms).map(Normalised::one),
         "SubscriptionChange" => subscription_change(&record, received_ms),
@@ -99,13 +127,14 @@ pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
             "RecordType {}: nothing to record",
             quoted(other)
         ))),
-    }
+    };
+    Ok(read.unwrap_or_else(Normalised::from))
 }
 
-fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Error> {
-    let address = email(record, "Email")?;
-    let id =
-        id_text(record, "ID").ok_or_else(|| Error::bad_request("Postmark Bounce has no ID"))?;
+fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Unusable> {
+    let address = email(record, "Bounce", "Email")?;
+    let id = id_text(record, "ID")
+        .ok_or_else(|| Unusable::Unreadable("Postmark Bounce has no ID".into()))?;
     let inactive = record.get("Inactive").and_then(Value::as_bool) == Some(true);
     let kind_text = text(record, "Type");
     let code = if inactive {
@@ -124,10 +153,10 @@ fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent,
     ))
 }
 
-fn complaint(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Error> {
-    let address = email(record, "Email")?;
+fn complaint(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Unusable> {
+    let address = email(record, "SpamComplaint", "Email")?;
     let message_id = text(record, "MessageID")
-        .ok_or_else(|| Error::bad_request("Postmark SpamComplaint has no MessageID"))?;
+        .ok_or_else(|| Unusable::Unreadable("Postmark SpamComplaint has no MessageID".into()))?;
     Ok(event(
         format!("{message_id}:SpamComplaint"),
         time(record, &["BouncedAt", "ReceivedAt"], received_ms),
@@ -136,13 +165,18 @@ fn complaint(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEve
     ))
 }
 
-fn subscription_change(record: &Map<String, Value>, received_ms: i64) -> Result<Normalised, Error> {
-    let address = email(record, "Recipient")?;
+fn subscription_change(
+    record: &Map<String, Value>,
+    received_ms: i64,
+) -> Result<Normalised, Unusable> {
+    let address = email(record, "SubscriptionChange", "Recipient")?;
     let suppress = record
         .get("SuppressSending")
         .and_then(Value::as_bool)
         .ok_or_else(|| {
-            Error::bad_request("Postmark SubscriptionChange has no boolean SuppressSending")
+            Unusable::Unreadable(
+                "Postmark SubscriptionChange has no boolean SuppressSending".into(),
+            )
         })?;
     let origin = text(record, "Origin");
     let reason = text(record, "SuppressionReason");
@@ -222,11 +256,16 @@ fn id_text(record: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
-fn email(record: &Map<String, Value>, field: &str) -> Result<Address, Error> {
-    let raw = text(record, field)
-        .ok_or_else(|| Error::bad_request(format!("Postmark record has no {field}")))?;
+/// The record's address in `field`: absent, the record names nobody (nothing to
+/// apply); present but not an email address, unreadable.
+fn email(record: &Map<String, Value>, kind: &str, field: &str) -> Result<Address, Unusable> {
+    let raw = text(record, field).ok_or_else(|| {
+        Unusable::NoAddress(format!(
+            "Postmark {kind} has no {field}: no address to record anything for"
+        ))
+    })?;
     Address::parse(Channel::Email, raw)
-        .map_err(|e| Error::bad_request(format!("Postmark {field}: {e}")))
+        .map_err(|e| Unusable::Unreadable(format!("Postmark {field}: {e}")))
 }
 
 /// The first readable time among `fields`, else the time of receipt.
@@ -505,15 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_records_are_400() {
-        let mut no_email = bounce_body("HardBounce", false);
-        no_email.as_object_mut().unwrap().remove("Email");
-        let mut bad_email = bounce_body("HardBounce", false);
-        bad_email["Email"] = json!("not-an-address");
-        let mut no_id = bounce_body("HardBounce", false);
-        no_id["ID"] = Value::Null;
-        let mut no_flag = change(true, None, None);
-        no_flag.as_object_mut().unwrap().remove("SuppressSending");
+    fn unreadable_bodies_are_400() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "not JSON"),
             (b"[]".to_vec(), "not a JSON object"),
@@ -521,19 +552,72 @@ mod tests {
                 br#"{"RecordType": 3}"#.to_vec(),
                 "RecordType is not a string",
             ),
-            (no_email.to_string().into_bytes(), "no Email"),
-            (bad_email.to_string().into_bytes(), "Postmark Email"),
-            (no_id.to_string().into_bytes(), "no ID"),
-            (no_flag.to_string().into_bytes(), "SuppressSending"),
-            (
-                br#"{"RecordType": "SpamComplaint", "Email": "a@b.c"}"#.to_vec(),
-                "no MessageID",
-            ),
         ];
         for (body, want) in cases {
             let err = normalise(&body, NOW).unwrap_err();
             assert_eq!(err.kind, Kind::BadRequest);
             assert!(err.message.contains(want), "{}: {}", want, err.message);
+        }
+    }
+
+    /// A record that lacks what a DND change needs is accepted and reported, never
+    /// refused: Postmark would send it the same way on every retry. No address: ignored
+    /// (nothing to apply); anything else it needs unreadable: rejected.
+    #[test]
+    fn unusable_records_are_reported_not_refused() {
+        let without = |mut body: Value, field: &str| {
+            body.as_object_mut().unwrap().remove(field);
+            body
+        };
+        let mut bad_email = bounce_body("HardBounce", false);
+        bad_email["Email"] = json!("not-an-address");
+        let mut no_id = bounce_body("HardBounce", false);
+        no_id["ID"] = Value::Null;
+        // (record, ignored, rejected: the fragment expected)
+        let cases: Vec<(Value, Option<&str>, Option<&str>)> = vec![
+            (
+                without(bounce_body("Unsubscribe", false), "Email"),
+                Some("Postmark Bounce has no Email"),
+                None,
+            ),
+            (
+                without(bounce_body("HardBounce", true), "Email"),
+                Some("Postmark Bounce has no Email"),
+                None,
+            ),
+            (
+                without(change(true, None, None), "Recipient"),
+                Some("Postmark SubscriptionChange has no Recipient"),
+                None,
+            ),
+            (
+                json!({"RecordType": "SpamComplaint", "MessageID": "m"}),
+                Some("Postmark SpamComplaint has no Email"),
+                None,
+            ),
+            (bad_email, None, Some("Postmark Email")),
+            (no_id, None, Some("no ID")),
+            (
+                without(change(true, None, None), "SuppressSending"),
+                None,
+                Some("SuppressSending"),
+            ),
+            (
+                json!({"RecordType": "SpamComplaint", "Email": "a@b.c"}),
+                None,
+                Some("no MessageID"),
+            ),
+        ];
+        for (body, ignored, rejected) in cases {
+            let n = run(&body);
+            assert!(n.events.is_empty(), "{body}");
+            let has = |got: &Option<String>, want: Option<&str>| match (got, want) {
+                (Some(got), Some(want)) => got.contains(want),
+                (None, None) => true,
+                _ => false,
+            };
+            assert!(has(&n.ignored, ignored), "{body}: {n:?}");
+            assert!(has(&n.rejected, rejected), "{body}: {n:?}");
         }
     }
 

@@ -12,7 +12,7 @@
 //!
 //! | `event` | becomes |
 //! |---|---|
-//! | `bounce` | [`EventKind::DeliveryStatus`], code `bounce` (type `bounce`), `blocked.<classification>` (type `blocked`), `bounce.<type>` otherwise |
+//! | `bounce` | [`EventKind::DeliveryStatus`], code `bounce` (type `bounce`, or no type: SendGrid's test batch, and SendGrid suppresses every bounce), `blocked.<classification>` (type `blocked`), `bounce.<type>` otherwise |
 //! | `dropped` | reason `Unsubscribed Address`: unsubscribe; `Spam Reporting Address`: complaint; otherwise DeliveryStatus `dropped.<reason>` |
 //! | `deferred` | DeliveryStatus, code `deferred` |
 //! | `spamreport` | [`EventKind::Complaint`] |
@@ -95,16 +95,15 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
         .ok_or("it has no event name")?;
     let text = |field: &str| obj.get(field).and_then(Value::as_str).map(str::trim);
     let meaning = match kind {
-        "bounce" => Meaning::Status(match text("type") {
-            Some("bounce") => "bounce".to_string(),
+        "bounce" => Meaning::Status(match text("type").filter(|t| !t.is_empty()) {
+            // No type: SendGrid's own test batch. SendGrid puts every bounce on its
+            // bounce suppression list, so it is a hard bounce; only `blocked` is not.
+            Some("bounce") | None => "bounce".to_string(),
             Some("blocked") => match text("bounce_classification").filter(|c| !c.is_empty()) {
                 Some(class) => format!("blocked.{}", classification_word(class)),
                 None => "blocked".to_string(),
             },
-            Some(other) if !other.is_empty() => {
-                format!("bounce.{}", crate::classify::codes::code_word(other))
-            }
-            _ => "bounce.untyped".to_string(),
+            Some(other) => format!("bounce.{}", crate::classify::codes::code_word(other)),
         }),
         "dropped" => match text("reason").unwrap_or_default() {
             r if r.eq_ignore_ascii_case("Unsubscribed Address") => Meaning::Subscription(true),
@@ -272,9 +271,10 @@ mod tests {
                 json!({"event": "bounce", "type": "blocked", "bounce_classification": "Something New!"}),
                 status("blocked.something-new", "bounce"),
             ),
+            (json!({"event": "bounce"}), status("bounce", "bounce")),
             (
-                json!({"event": "bounce"}),
-                status("bounce.untyped", "bounce"),
+                json!({"event": "bounce", "type": ""}),
+                status("bounce", "bounce"),
             ),
             (
                 json!({"event": "bounce", "type": "expired"}),

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `email.bounced` | per recipient in `data.to`, a delivery status with code `data.bounce.type` (`Permanent`, `Transient`, `Undetermined`), or `bounced` when the payload has no type; looked up in `providers/standard-webhooks.toml` |
 //! | `email.complained` | per recipient in `data.to`, a complaint |
+//! | `email.suppressed` | per recipient in `data.to`, a delivery status with code `suppressed`: Resend refused to send because the address is on the account's suppression list (after a hard bounce or a complaint), whatever `data.suppressed.type` says; permanent in `providers/standard-webhooks.toml` |
 //! | `contact.updated` with `data.unsubscribed: true` | an unsubscribe for `data.email` |
 //! | anything else | nothing |
 //!
@@ -49,9 +50,12 @@ pub struct Normalised {
 /// `webhook-id` (or `svix-id`) header; `received_ms` the time of receipt in
 /// milliseconds since the Unix epoch, the event time when `created_at` cannot be read.
 ///
-/// 400 for a body that is not a JSON object or has no string `type`, and for an event
-/// we act on whose `data` is not an object, or that names no recipient: the sender will
-/// never send it differently.
+/// 400 only for a body that cannot be read as an event at all: not a JSON object, no
+/// string `type`, or an event we act on whose `data` is not an object. An event that
+/// names no recipient (`data.to`, `data.email`) carries nothing to apply: it is
+/// [`Normalised::ignored`], and a recipient that is not an email address is
+/// [`Normalised::rejected`]; both are answered 200, since the sender would send them
+/// the same way on every retry.
 pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::bad_request(format!("webhook body is not JSON: {e}")))?;
@@ -64,7 +68,7 @@ pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Norm
     };
     let acts = matches!(
         kind,
-        "email.bounced" | "email.complained" | "contact.updated"
+        "email.bounced" | "email.complained" | "email.suppressed" | "contact.updated"
     );
     if !acts {
         return Ok(ignored(format!(
@@ -102,18 +106,33 @@ pub fn normalise(message_id: &str, body: &[u8], received_ms: i64) -> Result<Norm
             per_recipient(message_id, data, event_ms, status)
         }
         "email.complained" => per_recipient(message_id, data, event_ms, EventKind::Complaint),
+        "email.suppressed" => {
+            let status = EventKind::DeliveryStatus {
+                status: "suppressed".to_string(),
+                error_code: Some("suppressed".to_string()),
+            };
+            per_recipient(message_id, data, event_ms, status)
+        }
         _ => {
             if data.get("unsubscribed").and_then(Value::as_bool) != Some(true) {
                 return Ok(ignored(
                     "contact.updated without unsubscribed: true: nothing to record",
                 ));
             }
-            let raw = data
-                .get("email")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::bad_request("contact.updated event has no data.email"))?;
-            let address = Address::parse(Channel::Email, raw)
-                .map_err(|e| Error::bad_request(format!("contact.updated data.email: {e}")))?;
+            let Some(raw) = data.get("email").and_then(Value::as_str) else {
+                return Ok(ignored(
+                    "contact.updated event has no data.email: no address to record anything for",
+                ));
+            };
+            let address = match Address::parse(Channel::Email, raw) {
+                Ok(address) => address,
+                Err(e) => {
+                    return Ok(Normalised {
+                        rejected: vec![format!("contact.updated data.email: {e}")],
+                        ..Normalised::default()
+                    });
+                }
+            };
             let kind = EventKind::Preference {
                 marketing_only: false,
                 opt_out: true,
@@ -137,12 +156,12 @@ fn per_recipient(
     let recipients: Vec<&Value> = match data.get("to") {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(one @ Value::String(_)) => vec![one],
-        _ => {
-            return Err(Error::bad_request("event has no data.to (the recipients)"));
-        }
+        _ => Vec::new(),
     };
     if recipients.is_empty() {
-        return Err(Error::bad_request("event's data.to names no recipient"));
+        return Ok(ignored(
+            "event names no recipient in data.to: no address to record anything for",
+        ));
     }
     let mut out = Normalised::default();
     let mut addresses = Vec::new();
@@ -406,6 +425,25 @@ mod tests {
         }
     }
 
+    /// Resend's documented `email.suppressed`: a permanent email DND per recipient,
+    /// whatever the suppression's type.
+    #[test]
+    fn suppressed_is_permanent() {
+        for kind in ["OnAccountSuppressionList", "SomethingNew"] {
+            let mut body = email_event("email.suppressed", json!(["s@example.com"]), None);
+            body["data"]["suppressed"] = json!({"message": "m", "type": kind});
+            assert_eq!(
+                decide(&body),
+                vec![(
+                    "s@example.com".into(),
+                    PERM,
+                    "standard-webhooks:suppressed".into()
+                )],
+                "{kind}"
+            );
+        }
+    }
+
     #[test]
     fn ignored_types() {
         for kind in [
@@ -424,33 +462,63 @@ mod tests {
     }
 
     #[test]
-    fn malformed_bodies_are_400() {
+    fn unreadable_bodies_are_400() {
         let cases: &[(&[u8], &str)] = &[
             (b"{not json", "not JSON"),
             (b"[1]", "not a JSON object"),
             (br#"{"data": {}}"#, "no string \"type\""),
             (br#"{"type": "email.bounced"}"#, "no \"data\" object"),
             (
-                br#"{"type": "email.bounced", "data": {"bounce": {}}}"#,
-                "no data.to",
-            ),
-            (
-                br#"{"type": "email.bounced", "data": {"to": []}}"#,
-                "names no recipient",
-            ),
-            (
-                br#"{"type": "contact.updated", "data": {"unsubscribed": true}}"#,
-                "no data.email",
-            ),
-            (
-                br#"{"type": "contact.updated", "data": {"unsubscribed": true, "email": "x"}}"#,
-                "data.email",
+                br#"{"type": "email.bounced", "data": 12}"#,
+                "no \"data\" object",
             ),
         ];
         for (body, want) in cases {
             let err = normalise(ID, body, NOW).unwrap_err();
             assert_eq!(err.kind, Kind::BadRequest);
             assert!(err.message.contains(want), "{want}: {}", err.message);
+        }
+    }
+
+    /// An event that lacks what a DND change needs is accepted and reported, never
+    /// refused: the sender would send it the same way on every retry.
+    #[test]
+    fn unusable_events_are_reported_not_refused() {
+        // (body, ignored, rejected: the fragment expected)
+        let cases: &[(&[u8], Option<&str>, Option<&str>)] = &[
+            (
+                br#"{"type": "email.bounced", "data": {"bounce": {}}}"#,
+                Some("names no recipient"),
+                None,
+            ),
+            (
+                br#"{"type": "email.complained", "data": {"to": []}}"#,
+                Some("names no recipient"),
+                None,
+            ),
+            (
+                br#"{"type": "contact.updated", "data": {"unsubscribed": true}}"#,
+                Some("no data.email"),
+                None,
+            ),
+            (
+                br#"{"type": "contact.updated", "data": {"unsubscribed": true, "email": "x"}}"#,
+                None,
+                Some("contact.updated data.email"),
+            ),
+        ];
+        for (body, ignored, rejected) in cases {
+            let n = normalise(ID, body, NOW).unwrap();
+            let text = String::from_utf8_lossy(body);
+            assert!(n.events.is_empty(), "{text}");
+            match ignored {
+                Some(want) => assert!(n.ignored.as_ref().unwrap().contains(want), "{text}"),
+                None => assert_eq!(n.ignored, None, "{text}"),
+            }
+            match rejected {
+                Some(want) => assert!(n.rejected[0].contains(want), "{text}: {n:?}"),
+                None => assert!(n.rejected.is_empty(), "{text}"),
+            }
         }
     }
 }

@@ -55,6 +55,17 @@ pub struct EventLabels {
     pub kind: &'static str,
 }
 
+/// Webhook records accepted without a DND change to apply.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IgnoredLabels {
+    /// The provider route that received them.
+    pub provider: &'static str,
+    /// Why: `no_signal` (a delivery, an open, a record without an address),
+    /// `unreadable` (a part of a batch that could not be read) or `unknown_account` (an
+    /// account no tenant owns).
+    pub kind: &'static str,
+}
+
 /// A DND record written.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChangeLabels {
@@ -98,6 +109,8 @@ pub struct Metrics {
     pub verification_failures: Family<VerificationLabels, Counter>,
     /// Events normalised from webhooks.
     pub events: Family<EventLabels, Counter>,
+    /// Webhook records accepted without a DND change to apply.
+    pub events_ignored: Family<IgnoredLabels, Counter>,
     /// DND records written (set or cleared).
     pub dnd_changes: Family<ChangeLabels, Counter>,
     /// Addresses looked up, by verdict.
@@ -130,6 +143,7 @@ impl Metrics {
             request_seconds: Family::new_with_constructor(latency_histogram),
             verification_failures: Family::default(),
             events: Family::default(),
+            events_ignored: Family::default(),
             dnd_changes: Family::default(),
             lookups: Family::default(),
             lookup_seconds: Family::new_with_constructor(latency_histogram),
@@ -162,6 +176,11 @@ impl Metrics {
             "events",
             "Events normalised from webhooks, by provider and kind",
             m.events.clone(),
+        );
+        registry.register(
+            "events_ignored",
+            "Webhook records accepted without a DND change to apply, by provider and kind (no_signal, unreadable, unknown_account)",
+            m.events_ignored.clone(),
         );
         registry.register(
             "dnd_changes",
@@ -387,8 +406,10 @@ pub fn request_finished(
 
 /// The log lines of an answered webhook: one `debug` line for a success (the request
 /// counter already counts it: at thousands a second an `info` line each would cost
-/// more than the work), a line per refused or skipped batch part, and a `warn` line
-/// for a refusal, its one-line reason with addresses masked.
+/// more than the work), a `debug` line per record without a DND signal, a `warn` line
+/// per refused batch part and per event for an account no tenant owns (all three
+/// counted in `events_ignored`), and a `warn` line for a refusal, its one-line reason
+/// with addresses masked.
 pub fn webhook_answered(
     provider: &str,
     report: &crate::pipeline::Report,
@@ -411,15 +432,39 @@ pub fn webhook_answered(
         for why in &report.rejected {
             tracing::warn!(provider, why = %crate::redact::text(why), "event in a batch refused");
         }
+        // No DND signal (deliveries, opens, clicks): thousands a second at volume, and
+        // nothing an operator must act on; the metric counts them.
         for why in &report.skipped {
+            tracing::debug!(
+                provider,
+                tenant,
+                why = %crate::redact::text(why),
+                "record without a DND signal ignored"
+            );
+        }
+        for why in &report.unrouted {
             tracing::warn!(
                 provider,
                 why = %crate::redact::text(why),
-                "entry for an unknown account skipped"
+                "event for an account no tenant owns skipped"
             );
         }
+        let route = route_label(&["webhooks", provider]);
+        events_ignored(route, "no_signal", report.skipped.len());
+        events_ignored(route, "unreadable", report.rejected.len());
+        events_ignored(route, "unknown_account", report.unrouted.len());
     } else {
         webhook_refused(provider, tenant, status, body, peer);
+    }
+}
+
+/// Count `n` webhook records of `provider` accepted without a DND change, as `kind`.
+fn events_ignored(provider: &'static str, kind: &'static str, n: usize) {
+    if n > 0 {
+        metrics()
+            .events_ignored
+            .get_or_create(&IgnoredLabels { provider, kind })
+            .inc_by(n as u64);
     }
 }
 

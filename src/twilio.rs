@@ -149,6 +149,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
             address: address(channel, "From", from)?,
             kind: EventKind::Inbound {
                 body: field(params, "Body").unwrap_or_default().to_string(),
+                payload: None,
                 provider_verdict: non_empty(params, "OptOutType").and_then(opt_out_verdict),
             },
         };
@@ -337,6 +338,7 @@ fn event_streams_event(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
+            payload: None,
             provider_verdict: None,
         };
         (message_sid.to_string(), "from", kind)
@@ -391,6 +393,7 @@ mod tests {
     fn inbound(body: &str, verdict: Option<ProviderVerdict>) -> EventKind {
         EventKind::Inbound {
             body: body.to_string(),
+            payload: None,
             provider_verdict: verdict,
         }
     }

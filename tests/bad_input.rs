@@ -316,7 +316,7 @@ fn cases() -> Vec<Case> {
         postmark_case("postmark form content type", FORM, b"{}", 415),
         postmark_case("postmark invalid JSON", JSON, b"{\"RecordType\": ", 400),
         postmark_case("postmark empty body", JSON, b"", 400),
-        postmark_case("postmark bounce without an address", JSON, br#"{"RecordType": "Bounce", "Type": "HardBounce", "ID": 99999999999999999999999}"#, 400),
+        postmark_case("postmark bounce without an address", JSON, br#"{"RecordType": "Bounce", "Type": "HardBounce", "ID": 99999999999999999999999}"#, 200),
         // Standard Webhooks.
         case("standard webhooks without headers", "POST", "/webhooks/standard-webhooks/acme", &[("Content-Type", JSON)], "{}", 401),
         case("standard webhooks stale timestamp", "POST", "/webhooks/standard-webhooks/acme", &[("Content-Type", JSON), ("webhook-id", "msg_1"), ("webhook-timestamp", "1000000000"), ("webhook-signature", &sw_signature("msg_1", "1000000000", b"{}"))], "{}", 401),

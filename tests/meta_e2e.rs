@@ -508,3 +508,254 @@ async fn bad_meta_input_changes_nothing() {
     assert!(v.blocked, "ARRÊT, escaped by Meta, is an opt-out");
     gw.stop().await;
 }
+
+/// Issue 12 item 9: each change is routed by its own phone number id only. A change
+/// whose `metadata.phone_number_id` no tenant lists is skipped, even when another change
+/// of the same entry (or the entry's business account id) belongs to a tenant.
+#[tokio::test]
+async fn item_09_a_change_is_routed_by_its_own_phone_number_id_only() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let change = |phone_id: &str, from: &str, wamid: &str| {
+        json!({"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_id},
+            "contacts": [{"profile": {"name": "Kerry"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": t.to_string(), "type": "text",
+                          "text": {"body": "STOP"}}]
+        }})
+    };
+    // One entry of acme's business account: the first change is for acme's number,
+    // the second for a number nobody configured.
+    let body =
+        json!({"object": "whatsapp_business_account", "entry": [{"id": ACME_WABA, "changes": [
+            change(ACME_PHONE_ID, "16505557001", "wamid.OWN1"),
+            change("333333333333333", "16505557002", "wamid.OTHER1"),
+        ]}]})
+        .to_string();
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 1 event(s)"), "{}", r.body);
+    assert!(
+        r.body.contains("333333333333333"),
+        "the unrouted change is named: {}",
+        r.body
+    );
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557001")
+            .await
+            .blocked
+    );
+    for tenant in ["acme", "globex"] {
+        let v = verdict(&redis, tenant, Channel::Whatsapp, "+16505557002").await;
+        assert!(!v.blocked && v.record.is_none(), "{tenant}: {v:?}");
+    }
+    gw.stop().await;
+}
+
+/// Issue 12 item 12: Messenger's `notification_messages_status` in its underscore
+/// spelling (which integrations compare against) is read like the spaced one.
+#[tokio::test]
+async fn item_12_messenger_notification_status_underscore_spellings() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t_ms = now_s() * 1000;
+    let optin = |psid: &str, status: &str, at: u64| {
+        json!({"object": "page", "entry": [{"id": ACME_PAGE, "time": at, "messaging": [
+            {"sender": {"id": psid}, "recipient": {"id": ACME_PAGE}, "timestamp": at,
+             "optin": {"type": "notification_messages", "notification_messages_status": status,
+                       "notification_messages_token": "token-1", "token_expiry_timestamp": at + 86_400_000,
+                       "user_token_status": "NOT_REFRESHED", "title": "Offers"}}]}]})
+        .to_string()
+    };
+    let address = format!("{ACME_PAGE}:5555555555");
+    let r = post(&gw, &optin("5555555555", "STOP_NOTIFICATIONS", t_ms)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Messenger, &address).await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "meta:marketing_stop");
+
+    let r = post(&gw, &optin("5555555555", "RESUME_NOTIFICATIONS", t_ms + 1)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    assert!(
+        !verdict(&redis, "acme", Channel::Messenger, &address)
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
+
+/// Issue 12 item 16: a WhatsApp `user_preferences` change with value `signup` lifts a
+/// marketing stop, as `resume` does, and nothing stronger.
+#[tokio::test]
+async fn item_16_whatsapp_user_preference_signup_lifts_a_marketing_stop() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let preference = |wa_id: &str, value: &str, detail: &str, at: u64| {
+        whatsapp(
+            ACME_PHONE_ID,
+            "user_preferences",
+            json!({
+                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": wa_id}],
+                "user_preferences": [{"wa_id": wa_id, "detail": detail,
+                    "category": "marketing_messages", "value": value, "timestamp": at}]
+            }),
+        )
+        .to_string()
+    };
+    let r = post(
+        &gw,
+        &preference(
+            "16505557101",
+            "stop",
+            "User requested to stop marketing messages",
+            t,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557101").await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+    let r = post(
+        &gw,
+        &preference(
+            "16505557101",
+            "signup",
+            "User signed up for marketing messages",
+            t + 1,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("refused"), "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557101").await;
+    assert!(!v.blocked, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "meta:marketing_resume");
+
+    // Nothing stronger: a signup does not lift a STOP the contact typed.
+    let r = post(
+        &gw,
+        &whatsapp(
+            ACME_PHONE_ID,
+            "messages",
+            wa_text("16505557102", "wamid.SIGNUP_STOP", "STOP", t),
+        )
+        .to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        &gw,
+        &preference(
+            "16505557102",
+            "signup",
+            "User signed up for marketing messages",
+            t + 1,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557102").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    gw.stop().await;
+}
+
+/// Issue 12 item 18: the id or payload a business gave its button is the contact's
+/// explicit choice, classified before the button's title or the message's text.
+#[tokio::test]
+async fn item_18_button_and_quick_reply_payloads_are_classified_before_their_titles() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s();
+    let wa_message = |from: &str, message: Value| {
+        whatsapp(
+            ACME_PHONE_ID,
+            "messages",
+            json!({"contacts": [{"profile": {"name": "Ana"}, "wa_id": from}], "messages": [message]}),
+        )
+        .to_string()
+    };
+    // An interactive reply button: id STOP, title "Stop messages".
+    let interactive = json!({
+        "context": {"from": "15550783881", "id": "wamid.ASK1"},
+        "from": "16505557201", "id": "wamid.IBTN1", "timestamp": t.to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "STOP", "title": "Stop messages"}}
+    });
+    let r = post(&gw, &wa_message("16505557201", interactive)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557201").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A template quick-reply button: payload STOP, text "Stop messages".
+    let button = json!({
+        "context": {"from": "15550783881", "id": "wamid.TEMPLATE2"},
+        "from": "16505557202", "id": "wamid.BTN2", "timestamp": t.to_string(), "type": "button",
+        "button": {"payload": "STOP", "text": "Stop messages"}
+    });
+    let r = post(&gw, &wa_message("16505557202", button)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505557202").await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A button whose payload is an ordinary id: its title is read as before.
+    let ordinary = json!({
+        "from": "16505557203", "id": "wamid.IBTN3", "timestamp": t.to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "offer-17", "title": "STOP"}}
+    });
+    let r = post(&gw, &wa_message("16505557203", ordinary)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557203")
+            .await
+            .blocked
+    );
+
+    // Messenger: quick reply payload STOP, text "Stop messages".
+    let t_ms = t * 1000;
+    let quick_reply = json!({"object": "page", "entry": [{"id": ACME_PAGE, "time": t_ms, "messaging": [
+        {"sender": {"id": "6666666666"}, "recipient": {"id": ACME_PAGE}, "timestamp": t_ms,
+         "message": {"mid": "m_qr1", "text": "Stop messages", "quick_reply": {"payload": "STOP"}}}]}]})
+    .to_string();
+    let r = post(&gw, &quick_reply).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(
+        &redis,
+        "acme",
+        Channel::Messenger,
+        &format!("{ACME_PAGE}:6666666666"),
+    )
+    .await;
+    assert!(v.blocked && !v.marketing_only, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "keyword:STOP");
+
+    // A payload START under a title that says stop: the opt-out side wins, nothing
+    // is lifted.
+    let stopped = wa_message(
+        "16505557204",
+        json!({"from": "16505557204", "id": "wamid.S4", "timestamp": t.to_string(), "type": "text",
+               "text": {"body": "STOP"}}),
+    );
+    assert_eq!(post(&gw, &stopped).await.status, 200);
+    let confusing = json!({
+        "from": "16505557204", "id": "wamid.IBTN4", "timestamp": (t + 1).to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "START", "title": "Stop messages"}}
+    });
+    assert_eq!(
+        post(&gw, &wa_message("16505557204", confusing))
+            .await
+            .status,
+        200
+    );
+    assert!(
+        verdict(&redis, "acme", Channel::Whatsapp, "+16505557204")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}

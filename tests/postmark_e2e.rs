@@ -257,9 +257,11 @@ async fn bad_bodies_after_good_credentials() {
     let auth = basic(CREDENTIALS);
     let r = post_as(&gw, Some(&auth), "{\"RecordType\": \"Bounce\",").await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // A record without its address: accepted (Postmark could never send it better),
+    // nothing written.
     let no_email = json!({"RecordType": "Bounce", "ID": 5, "Type": "HardBounce"}).to_string();
     let r = post_as(&gw, Some(&auth), &no_email).await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = http(
         gw.addr,
         "POST",
@@ -295,6 +297,37 @@ async fn bad_bodies_after_good_credentials() {
     .await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.contains("[tenants.globex.postmark]"), "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+/// Issue 12 item 15 (Postmark): a `Bounce` that names no `Email` (here `Type:
+/// Unsubscribe`) carries nothing to apply, and Postmark would send it the same way on
+/// every retry: 200, nothing written, and the answer says it was ignored. Only a body
+/// that cannot be read as a Postmark record at all is a 400.
+#[tokio::test]
+async fn item_15_postmark_bounce_without_email_is_accepted_and_ignored() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let before = redis.snapshot();
+    let mut unsubscribe = bounce(2001, "Unsubscribe", "x@example.com", false, 5);
+    unsubscribe["TypeCode"] = json!(16);
+    unsubscribe["Name"] = json!("Unsubscribe request");
+    unsubscribe.as_object_mut().unwrap().remove("Email");
+    let r = post(&gw, &unsubscribe).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 0 event(s)"), "{}", r.body);
+    assert!(r.body.contains("skipped 1"), "{}", r.body);
+    assert!(r.body.contains("no Email"), "{}", r.body);
+    // A hard bounce without Email: the same.
+    let mut hard = bounce(2002, "HardBounce", "x@example.com", false, 5);
+    hard.as_object_mut().unwrap().remove("Email");
+    let r = post(&gw, &hard).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    // A body that is not a Postmark record at all is still refused.
+    let r = post_as(&gw, Some(&basic(CREDENTIALS)), "[1, 2]").await;
+    assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(redis.snapshot(), before);
     gw.stop().await;
 }

@@ -555,3 +555,41 @@ async fn bad_requests_are_refused_and_change_nothing() {
     );
     gw.stop().await;
 }
+
+/// Issue 12 item 14: a `bounce` without `type`, as in the batch SendGrid posts when the
+/// Event Webhook is tested from its settings page, is a bounce all the same: SendGrid
+/// puts the address on its bounce suppression list, so dndgate records a permanent email
+/// DND with reason `sendgrid:bounce`. A `blocked` bounce keeps its own rule (no
+/// classification: nothing).
+#[tokio::test]
+async fn item_14_a_bounce_without_type_is_a_permanent_email_dnd() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let t = now_s() - 30;
+    let body = batch(&[
+        ev(
+            "bounce",
+            "untyped@example.com",
+            "sg-untyped-1",
+            t,
+            json!({"reason": "500 unknown recipient", "status": "5.0.0"}),
+        ),
+        ev(
+            "bounce",
+            "blocked@example.com",
+            "sg-blocked-1",
+            t,
+            json!({"type": "blocked", "reason": "550 blocked", "status": "5.7.1"}),
+        ),
+    ]);
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Email, "untyped@example.com").await;
+    assert!(v.blocked, "{v:?}");
+    let record = v.record.unwrap();
+    assert_eq!(record.state, State::Permanent);
+    assert_eq!(record.reason, "sendgrid:bounce");
+    let v = verdict(&redis, "acme", Channel::Email, "blocked@example.com").await;
+    assert!(!v.blocked && v.record.is_none(), "{v:?}");
+    gw.stop().await;
+}

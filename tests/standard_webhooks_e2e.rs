@@ -323,3 +323,38 @@ async fn refusals_are_401_or_400_and_change_nothing() {
     assert_eq!(redis.snapshot(), before);
     gw.stop().await;
 }
+
+/// Issue 12 item 16 (Resend): `email.suppressed` means Resend refused to send to the
+/// address because it is on the account's suppression list (after a hard bounce or a
+/// complaint): a permanent email DND, per recipient, in Resend's documented shape.
+#[tokio::test]
+async fn item_16_resend_email_suppressed_is_a_permanent_email_dnd() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let body = json!({
+        "type": "email.suppressed",
+        "data": {
+            "broadcast_id": "8b146471-e88e-4322-86af-016cd36fd216",
+            "email_id": "56761188-7520-42d8-8898-ff6fc54ce618",
+            "from": "Acme <onboarding@resend.dev>",
+            "to": ["suppressed@example.com"],
+            "subject": "Sending this example",
+            "template_id": "43f68331-0622-4e15-8202-246a0388854b",
+            "suppressed": {
+                "message": "Resend has suppressed sending to this address because it is on the account-level suppression list. This does not count toward your bounce rate metric",
+                "type": "OnAccountSuppressionList"
+            },
+            "tags": {"category": "confirm_email"}
+        }
+    });
+    let r = post(&gw, "msg_suppressed_1", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("applied 1"), "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Email, "suppressed@example.com").await;
+    assert!(v.blocked, "{v:?}");
+    assert_eq!(v.scope, Some(Scope::Channel(Channel::Email)));
+    let record = v.record.unwrap();
+    assert_eq!(record.state, State::Permanent);
+    assert_eq!(record.reason, "standard-webhooks:suppressed");
+    gw.stop().await;
+}

@@ -593,6 +593,7 @@ async fn an_sms_stop_also_covers_the_configured_channels() {
             address: sms("+15550006001"),
             kind: dndgate::event::EventKind::Inbound {
                 body: "STOP".into(),
+                payload: None,
                 provider_verdict: None,
             },
         };

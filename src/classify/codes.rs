@@ -453,7 +453,6 @@ mod tests {
             ("blocked.technical", None),
             ("blocked.unclassified", None),
             ("bounce", Permanent),
-            ("bounce.untyped", None),
             ("deferred", None),
             ("dropped.bounced-address", Permanent),
             ("dropped.invalid", Permanent),
@@ -521,6 +520,7 @@ mod tests {
                     ("Transient", Temporary),
                     ("Undetermined", None),
                     ("bounced", Permanent),
+                    ("suppressed", Permanent),
                 ],
             ),
         ];

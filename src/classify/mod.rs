@@ -94,8 +94,9 @@ pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTab
     match &event.kind {
         EventKind::Inbound {
             body,
+            payload,
             provider_verdict,
-        } => classify_inbound(body, *provider_verdict, keywords),
+        } => classify_inbound(body, payload.as_deref(), *provider_verdict, keywords),
         EventKind::DeliveryStatus { status, error_code } => {
             classify_status(event.provider, status, error_code.as_deref(), codes)
         }
@@ -123,7 +124,15 @@ pub fn classify_preference(provider: Provider, marketing_only: bool, opt_out: bo
     Decision::new(action, format!("{provider}:{what}"))
 }
 
-/// Classify an inbound message from its body and the provider's own verdict, if any.
+/// Classify an inbound message from its body, the payload of the button or quick reply
+/// the contact tapped, and the provider's own verdict, if any.
+///
+/// The payload (the id a business gave its button) is the contact's explicit choice, so
+/// it is read first: a whole-message keyword there (any list) is our verdict, with the
+/// same reasons as a typed keyword. Anything else in a payload (`offer-17`) is the
+/// business's own id and says nothing. The body (the button's title) is then read as
+/// below, and when both give a verdict the one further to the opt-out side wins (a
+/// payload START under a title "Stop messages" lifts nothing), the payload's on a tie.
 ///
 /// Our verdict from the body, with reasons:
 /// - whole-message opt-out: `Block(Permanent)`, `keyword:<KW>`;
@@ -143,18 +152,24 @@ pub fn classify_preference(provider: Provider, marketing_only: bool, opt_out: bo
 /// body that merely contains STOP does not unblock.
 pub fn classify_inbound(
     body: &str,
+    payload: Option<&str>,
     provider_verdict: Option<ProviderVerdict>,
     keywords: &KeywordPolicy,
 ) -> Decision {
-    let ours = match keywords.body_verdict(body) {
-        BodyVerdict::Keyword(list, keyword) => {
-            let action = match list {
-                KeywordList::OptOut => Action::Block(Permanence::Permanent),
-                KeywordList::OptIn => Action::Unblock,
-                KeywordList::Help => Action::Help,
-            };
-            Some(Decision::new(action, format!("keyword:{keyword}")))
-        }
+    let keyword_decision = |list: KeywordList, keyword: &str| {
+        let action = match list {
+            KeywordList::OptOut => Action::Block(Permanence::Permanent),
+            KeywordList::OptIn => Action::Unblock,
+            KeywordList::Help => Action::Help,
+        };
+        Decision::new(action, format!("keyword:{keyword}"))
+    };
+    let chosen = payload.and_then(|p| match keywords.body_verdict(p) {
+        BodyVerdict::Keyword(list, keyword) => Some(keyword_decision(list, keyword)),
+        BodyVerdict::PossibleOptOut(_) | BodyVerdict::Ordinary => None,
+    });
+    let written = match keywords.body_verdict(body) {
+        BodyVerdict::Keyword(list, keyword) => Some(keyword_decision(list, keyword)),
         BodyVerdict::PossibleOptOut(keyword) => {
             let action = if keywords.phrase_mode {
                 Action::Block(Permanence::Permanent)
@@ -165,6 +180,7 @@ pub fn classify_inbound(
         }
         BodyVerdict::Ordinary => None,
     };
+    let ours = more_cautious(chosen, written);
     let theirs = provider_verdict.map(|verdict| match verdict {
         ProviderVerdict::OptOut => {
             Decision::new(Action::Block(Permanence::Permanent), "provider:STOP")
@@ -178,16 +194,18 @@ pub fn classify_inbound(
             Decision::new(Action::UnblockMarketing, "provider:RESUME_MARKETING")
         }
     });
-    match (theirs, ours) {
-        (None, None) => Decision::new(Action::Reachable, "inbound"),
-        (Some(only), None) | (None, Some(only)) => only,
-        (Some(theirs), Some(ours)) => {
-            if ours.action.caution() > theirs.action.caution() {
-                ours
-            } else {
-                theirs
-            }
+    more_cautious(theirs, ours).unwrap_or_else(|| Decision::new(Action::Reachable, "inbound"))
+}
+
+/// Of two verdicts on one message, the one further to the opt-out side; `first` on a
+/// tie.
+fn more_cautious(first: Option<Decision>, second: Option<Decision>) -> Option<Decision> {
+    match (first, second) {
+        (Some(first), Some(second)) if second.action.caution() > first.action.caution() => {
+            Some(second)
         }
+        (Some(first), _) => Some(first),
+        (None, second) => second,
     }
 }
 
@@ -244,6 +262,19 @@ mod tests {
     fn inbound(body: &str, provider_verdict: Option<ProviderVerdict>) -> ChannelEvent {
         event(EventKind::Inbound {
             body: body.into(),
+            payload: None,
+            provider_verdict,
+        })
+    }
+
+    fn tapped(
+        payload: &str,
+        title: &str,
+        provider_verdict: Option<ProviderVerdict>,
+    ) -> ChannelEvent {
+        event(EventKind::Inbound {
+            body: title.into(),
+            payload: Some(payload.into()),
             provider_verdict,
         })
     }
@@ -295,6 +326,96 @@ mod tests {
                 run(&inbound(body, None), &policy),
                 (*action, reason.to_string()),
                 "body {body:?}"
+            );
+        }
+    }
+
+    /// Issue 12 item 18: the payload of a tapped button or quick reply is read first
+    /// against the keyword lists, then its title; the opt-out side wins between them.
+    #[test]
+    fn item_18_payload_is_classified_before_the_title() {
+        let policy = KeywordPolicy::default();
+        // (payload, title, provider verdict, action, reason)
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<ProviderVerdict>,
+            Action,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            ("STOP", "Stop messages", None, PERM, "keyword:STOP"),
+            ("stop", "", None, PERM, "keyword:STOP"),
+            (
+                "UNSUBSCRIBE",
+                "No more, thanks",
+                None,
+                PERM,
+                "keyword:UNSUBSCRIBE",
+            ),
+            (
+                "START",
+                "Yes, send me offers",
+                None,
+                Action::Unblock,
+                "keyword:START",
+            ),
+            ("HELP", "Talk to us", None, Action::Help, "keyword:HELP"),
+            // A business's own id says nothing: the title is read as a message.
+            ("offer-17", "STOP", None, PERM, "keyword:STOP"),
+            (
+                "offer-17",
+                "Stop messages",
+                None,
+                Action::Review,
+                "phrase:STOP",
+            ),
+            (
+                "BTN_1",
+                "See you Tuesday",
+                None,
+                Action::Reachable,
+                "inbound",
+            ),
+            // A payload that only contains a keyword is not the contact's words.
+            (
+                "STOP_PROMO_17",
+                "Tell me more",
+                None,
+                Action::Reachable,
+                "inbound",
+            ),
+            // Payload and title disagree: the opt-out side wins, nothing is lifted.
+            (
+                "START",
+                "Stop messages",
+                None,
+                Action::Review,
+                "phrase:STOP",
+            ),
+            ("START", "STOP", None, PERM, "keyword:STOP"),
+            ("STOP", "START", None, PERM, "keyword:STOP"),
+            // The provider's verdict still joins in.
+            (
+                "STOP",
+                "Stop promotions",
+                Some(ProviderVerdict::MarketingOptOut),
+                PERM,
+                "keyword:STOP",
+            ),
+            (
+                "offer-1",
+                "Stop promotions",
+                Some(ProviderVerdict::MarketingOptOut),
+                Action::BlockMarketing,
+                "provider:STOP_MARKETING",
+            ),
+        ];
+        for (payload, title, verdict, action, reason) in cases {
+            assert_eq!(
+                run(&tapped(payload, title, *verdict), &policy),
+                (*action, reason.to_string()),
+                "payload {payload:?} title {title:?}"
             );
         }
     }

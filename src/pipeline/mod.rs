@@ -122,7 +122,7 @@ impl Answer {
 pub const PROVIDERS: &str = "twilio, meta, sendgrid, mailgun, postmark, ses and standard-webhooks";
 
 /// The 200 answer for a batch: how many events were applied, and one line per part
-/// refused or skipped.
+/// refused, skipped or for no tenant.
 pub fn batch_answer(report: &Report) -> Answer {
     let mut text = format!("applied {} event(s)", report.events);
     if !report.rejected.is_empty() {
@@ -137,6 +137,13 @@ pub fn batch_answer(report: &Report) -> Answer {
             "; skipped {}: {}",
             report.skipped.len(),
             report.skipped.join("; ")
+        ));
+    }
+    if !report.unrouted.is_empty() {
+        text.push_str(&format!(
+            "; for no tenant {}: {}",
+            report.unrouted.len(),
+            report.unrouted.join("; ")
         ));
     }
     text.push('\n');
@@ -192,8 +199,12 @@ pub struct Report {
     pub duplicates: usize,
     /// Events of a batch that could not be read, one line each.
     pub rejected: Vec<String>,
-    /// Entries of a batch for accounts no tenant owns, one line each.
+    /// Records that carry no DND signal (a delivery, an open, a record without an
+    /// address), one line each: accepted, counted, logged at debug only.
     pub skipped: Vec<String>,
+    /// Events of a batch for accounts no tenant owns (Meta), one line each: counted,
+    /// and logged at warn, since a missing account in the configuration loses STOPs.
+    pub unrouted: Vec<String>,
     /// For a refused signature: which check failed.
     pub verification: Option<&'static str>,
     /// Changes that went to the spool instead of Redis.
@@ -311,8 +322,12 @@ impl Gateway {
     }
 
     /// Meta: one callback URL for every tenant. Verify the whole body with the app
-    /// secret, then route each entry's events to the tenant that owns its account;
-    /// entries of unknown accounts are skipped (logged), never failing the rest.
+    /// secret, then route each event to the tenant that owns the event's own account
+    /// ([`meta::MetaEvent::account`]: the phone number id of its change, or the page or
+    /// Instagram account of its entry), never by another id of the same entry: one
+    /// business account can hold numbers of several tenants, and a number nobody
+    /// configured is nobody's. Events for accounts no tenant owns are skipped and
+    /// counted, never failing the rest.
     async fn meta(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
         let app = self
             .config
@@ -345,25 +360,16 @@ impl Gateway {
         };
         let received_ms = now_ms();
         for entry in &webhook.entries {
-            let accounts = entry.account_ids();
-            if accounts.is_empty() {
-                report
-                    .skipped
-                    .push(format!("entry {}: names no account", entry.index));
-                continue;
-            }
             let normalised = meta::normalise_entry(webhook.object, entry, received_ms);
             report.rejected.extend(normalised.rejected);
             for meta_event in &normalised.events {
-                // The event's own account first, then the entry's others (a WhatsApp
-                // business account id when the phone number id is not configured).
-                let tenant = std::iter::once(&meta_event.account)
-                    .chain(&accounts)
-                    .find_map(|account| self.config.tenant_for_meta(account))
+                let tenant = self
+                    .config
+                    .tenant_for_meta(&meta_event.account)
                     .filter(|t| only.is_none_or(|o| o.id == t.id));
                 let Some(tenant) = tenant else {
-                    report.skipped.push(format!(
-                        "entry {}: account {} belongs to no tenant",
+                    report.unrouted.push(format!(
+                        "entry {}: {} belongs to no tenant",
                         entry.index,
                         account_label(&meta_event.account)
                     ));

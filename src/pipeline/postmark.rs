@@ -14,8 +14,10 @@ impl Gateway {
     /// (`https://user:password@host/webhooks/postmark/TENANT`) and Postmark sends them
     /// as `Authorization: Basic`. They are checked before anything else is read, so an
     /// unauthenticated caller learns nothing about the body's handling (401, nothing
-    /// written). Records we do not act on (deliveries, opens) get 200, so Postmark does
-    /// not retry them.
+    /// written). Records we do not act on (deliveries, opens), and records that lack
+    /// what a DND change needs (a bounce without `Email`), get 200, so Postmark does
+    /// not retry what can never succeed; only a body that is no Postmark record at all
+    /// gets 400.
     pub(super) async fn postmark(
         &self,
         req: &WebhookRequest,
@@ -41,6 +43,7 @@ impl Gateway {
         let received_ms = now_ms();
         let normalised = postmark::normalise(&req.body, received_ms)?;
         report.skipped.extend(normalised.ignored);
+        report.rejected.extend(normalised.rejected);
         self.apply_events(
             tenant,
             &normalised.events,
