@@ -453,6 +453,7 @@ async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitC
                 ExitCode::SUCCESS
             }
         }
+        Err(LookupError::Store(e @ crate::store::StoreError::Spooled(_))) => fail(e.to_string()),
         Err(LookupError::Store(e)) => fail(format!(
             "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
             settings.redis.display_url()

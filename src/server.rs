@@ -36,7 +36,7 @@ struct App {
 /// Serve on `listener` until `shutdown` completes, then stop accepting, let in-flight
 /// requests finish (up to [`SHUTDOWN_GRACE`]) and return.
 pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let lookup = Lookup::from_store(gateway.store.clone());
+    let lookup = Lookup::from_store(gateway.store.clone()).with_spool(gateway.spool.clone());
     let limits = gateway.config.limits.clone();
     let app = Arc::new(App { gateway, lookup });
     // Bounds memory under a connection flood; a permit lives as long as its connection.

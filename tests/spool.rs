@@ -262,8 +262,9 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     assert!(ready.body.contains("spool: records=22 "), "{}", ready.body);
 
     redis.restart();
-    // Redis came back empty of these: nothing was written while it was down.
-    assert_eq!(sms_state(&redis, &phone(1)).await, "");
+    // Redis came back empty of these: nothing was written while it was down. (A
+    // lookup would fail closed now: acme has changes in the spool.)
+    assert_eq!(sms_state_raw(&redis, &phone(1)), None);
     assert!(
         spool.drained(Duration::from_secs(20)).await,
         "{:?}",
@@ -789,4 +790,164 @@ async fn a_one_click_unsubscribe_queues_behind_the_spool() {
     assert!(email().await.unwrap().blocked);
     assert_eq!(sms_state(&redis, &phone(1)).await, "permanent");
     gw.stop(false).await;
+}
+
+/// The shard marker a sender reading Redis directly must check: `dnd:{TENANT:S}:spooled`,
+/// `S` the first hex digit of the SHA-1 of the normalised address (README, "The Redis
+/// contract"), computed here independently of the crate.
+fn spooled_marker(tenant: &str, address: &str) -> String {
+    use sha1::Digest;
+    let h = hex::encode(sha1::Sha1::digest(address.as_bytes()));
+    format!("dnd:{{{tenant}:{}}}:spooled", &h[..1])
+}
+
+async fn api_lookup(
+    addr: std::net::SocketAddr,
+    tenant: &str,
+    token: &str,
+    number: &str,
+) -> HttpResponse {
+    http(
+        addr,
+        "GET",
+        &format!(
+            "/v1/tenants/{tenant}/dnd/sms/{}",
+            number.replace('+', "%2B")
+        ),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn item_05_lookups_fail_closed_while_a_tenants_changes_wait_in_the_spool() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    // The replay is held back: Redis returns, and the STOP still waits in the spool.
+    spool.hold_replay(true);
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, config_text(&redis.url())).unwrap();
+    let cli_check = |number: &str| {
+        dndgate(&[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--channel",
+            "sms",
+            number,
+        ])
+    };
+    let number = phone(5);
+    let marker = spooled_marker("acme", &number);
+
+    redis.kill();
+    let r = gw.sms(&sid(5), &number, "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(spool.stats().records, 1);
+    redis.restart();
+
+    // Redis answers the gateway again (another tenant's lookup works) ...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api_lookup(gw.addr, "globex", GLOBEX_API_TOKEN, &number).await;
+        if r.status == 200 {
+            assert!(r.body.contains("\"blocked\":false"), "{}", r.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis never came back: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... but acme's acknowledged STOP is not applied yet: every lookup for acme fails
+    // closed rather than answer "allowed".
+    let r = api_lookup(gw.addr, "acme", API_TOKEN, &number).await;
+    assert_eq!(r.status, 503, "single lookup while spooled: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("spool"), "{}", r.body);
+    let auth = format!("Bearer {API_TOKEN}");
+    let body = format!(
+        r#"{{"channel":"sms","addresses":["{}","{}"]}}"#,
+        number,
+        phone(6)
+    );
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/dnd/check",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "batch check while spooled: {}", r.body);
+
+    // Direct readers: the marker is written as soon as Redis takes it, before the
+    // replay applies anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["EXISTS", &marker]).as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "no marker {marker}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sms_state_raw(&redis, &number), None, "nothing applied yet");
+    // The Rust API (its own connection, no spool in sight) and the CLI read it.
+    let lookup = dndgate::lookup::Lookup::connect(&redis.url()).unwrap();
+    let err = lookup
+        .check("acme", Channel::Sms, &number)
+        .await
+        .expect_err("the Rust API must fail closed while acme has spooled changes");
+    assert!(err.to_string().contains("spool"), "{err}");
+    assert!(
+        lookup
+            .check_many("acme", Channel::Sms, &[number.as_str()])
+            .await
+            .is_err()
+    );
+    assert!(lookup.check("globex", Channel::Sms, &number).await.is_ok());
+    let (code, stdout, stderr) = cli_check(&number);
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(stderr.contains("spool"), "{stderr}");
+
+    // The replay goes on: applied, the marker removed, lookups answer again.
+    spool.hold_replay(false);
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["EXISTS", &marker]).as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "marker {marker} left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(redis.cli(&["KEYS", "dnd:*:spooled"]).unwrap().is_empty());
+    let r = api_lookup(gw.addr, "acme", API_TOKEN, &number).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"blocked\":true"), "{}", r.body);
+    assert!(
+        lookup
+            .check("acme", Channel::Sms, &number)
+            .await
+            .unwrap()
+            .blocked
+    );
+    let (code, stdout, stderr) = cli_check(&number);
+    assert_eq!(code, 1, "{stdout} {stderr}");
+    gw.stop(false).await;
+}
+
+/// The raw sms record of a phone, read with redis-cli (no lookup API).
+fn sms_state_raw(redis: &Redis, number: &str) -> Option<String> {
+    use sha1::Digest;
+    let h = hex::encode(sha1::Sha1::digest(number.as_bytes()));
+    let key = format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]);
+    redis
+        .cli(&["HGET", &key, &format!("sms:{number}")])
+        .filter(|v| !v.is_empty())
 }
