@@ -368,7 +368,8 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
     tracing::info!(listen = %config.listen, public_url = %config.public_url, "dndgate serving");
     let config = Arc::new(config);
     // The spool (SPEC section 8): replayed now, and whenever Redis returns.
-    let spool = match crate::spool::Spool::open(&config.spool_dir) {
+    let spool = match crate::spool::Spool::open_with_limits(&config.spool_dir, config.spool_limits)
+    {
         Ok(spool) => {
             spool.start_replayer(store.clone(), config.clone());
             Some(spool)

@@ -67,6 +67,8 @@ pub struct Config {
     /// Where the durable spool lives (SPEC section 8): events go there when Redis is
     /// down or slow. `dndgate-spool` next to the configuration unless configured.
     pub spool_dir: PathBuf,
+    /// The spool's caps (`[spool]`): past them a webhook gets 503 + Retry-After.
+    pub spool_limits: crate::spool::SpoolLimits,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -284,6 +286,7 @@ struct RawConfig {
     links: Option<RawLinks>,
     log_addresses: Option<String>,
     limits: Option<RawLimits>,
+    spool: Option<RawSpool>,
 }
 
 #[derive(Deserialize)]
@@ -603,6 +606,7 @@ impl Config {
             ));
         }
         let limits = server_limits(raw.limits, &mut problems);
+        let spool_limits = spool_limits(raw.spool, &mut problems);
         let log_addresses = raw
             .log_addresses
             .as_deref()
@@ -975,6 +979,7 @@ impl Config {
                 log_addresses,
                 limits,
                 spool_dir: base.join(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
+                spool_limits,
             })
         } else {
             Err(problems)
@@ -1388,6 +1393,58 @@ fn server_limits(raw: Option<RawLimits>, problems: &mut Vec<String>) -> ServerLi
         max_header_bytes,
         max_headers,
         max_requests_per_connection,
+    }
+}
+
+/// `[spool]`: caps on what the spool holds unapplied (issue 12 item 6).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    max_bytes: Option<u64>,
+    max_records: Option<u64>,
+    tenant_max_bytes: Option<u64>,
+    tenant_max_records: Option<u64>,
+}
+
+fn spool_limits(raw: Option<RawSpool>, problems: &mut Vec<String>) -> crate::spool::SpoolLimits {
+    let default = crate::spool::SpoolLimits::default();
+    let Some(raw) = raw else { return default };
+    let mut positive = |name: &str, value: Option<u64>, default: u64| match value {
+        None => default,
+        Some(0) => {
+            problems.push(format!("spool.{name} must be at least 1"));
+            default
+        }
+        Some(v) => v,
+    };
+    let max_bytes = positive("max_bytes", raw.max_bytes, default.max_bytes);
+    let max_records = positive("max_records", raw.max_records, default.max_records);
+    // A tenant's caps default to half of the overall ones, as configured.
+    let tenant_max_bytes = positive(
+        "tenant_max_bytes",
+        raw.tenant_max_bytes,
+        max_bytes.div_ceil(2),
+    );
+    let tenant_max_records = positive(
+        "tenant_max_records",
+        raw.tenant_max_records,
+        max_records.div_ceil(2),
+    );
+    if tenant_max_bytes > max_bytes {
+        problems.push(format!(
+            "spool.tenant_max_bytes ({tenant_max_bytes}) is larger than spool.max_bytes ({max_bytes})"
+        ));
+    }
+    if tenant_max_records > max_records {
+        problems.push(format!(
+            "spool.tenant_max_records ({tenant_max_records}) is larger than spool.max_records ({max_records})"
+        ));
+    }
+    crate::spool::SpoolLimits {
+        max_bytes,
+        max_records,
+        tenant_max_bytes,
+        tenant_max_records,
     }
 }
 

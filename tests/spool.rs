@@ -951,3 +951,179 @@ fn sms_state_raw(redis: &Redis, number: &str) -> Option<String> {
         .cli(&["HGET", &key, &format!("sms:{number}")])
         .filter(|v| !v.is_empty())
 }
+
+#[tokio::test]
+async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_anything() {
+    use dndgate::spool::SpoolLimits;
+    // The caps come from `[spool]`; a tenant's default to half of the overall ones.
+    let text = format!(
+        "{}\n[spool]\nmax_records = 8\nmax_bytes = 1048576\ntenant_max_records = 5\n",
+        config_text("redis://127.0.0.1:1/")
+    );
+    let config = dndgate::config::Config::parse(&text, Path::new(".")).unwrap();
+    let limits = SpoolLimits {
+        max_bytes: 1_048_576,
+        max_records: 8,
+        tenant_max_bytes: 524_288,
+        tenant_max_records: 5,
+    };
+    assert_eq!(config.spool_limits, limits);
+    let bad = format!(
+        "{}\n[spool]\nmax_records = 4\ntenant_max_records = 5\n",
+        config_text("redis://127.0.0.1:1/")
+    );
+    let problems = dndgate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("spool.tenant_max_records")),
+        "{problems:?}"
+    );
+
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open_with_limits(dir.path(), limits).unwrap();
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    redis.kill();
+    let globex = |n: usize| {
+        let params: Vec<(String, String)> = inbound_sms(&sid(n), &phone(n), "STOP")
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if k == "AccountSid" {
+                    "AC11111111111111111111111111111111"
+                } else {
+                    v
+                };
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        params
+    };
+    let post_globex = |n: usize| {
+        let params = globex(n);
+        async move {
+            let p: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            post_twilio(
+                gw.addr,
+                "/webhooks/twilio/globex",
+                "globex-twilio-token",
+                &p,
+            )
+            .await
+        }
+    };
+
+    // acme: five changes fit its cap, the sixth is refused with 503 + Retry-After.
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        let r = gw.sms(&sid(n), &phone(n), "STOP").await;
+        assert_eq!(r.status, 200, "acme {n}: {}", r.body);
+        acked.push(n);
+    }
+    let r = gw.sms(&sid(5), &phone(5), "STOP").await;
+    assert_eq!(r.status, 503, "acme past its cap: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("spool is full"), "{}", r.body);
+    // globex has its own cap: three more fit, then the spool as a whole is full (8).
+    for n in 10..13 {
+        let r = post_globex(n).await;
+        assert_eq!(r.status, 200, "globex {n}: {}", r.body);
+        acked.push(n);
+    }
+    let r = post_globex(13).await;
+    assert_eq!(r.status, 503, "past the overall cap: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    let stats = spool.stats();
+    assert_eq!(
+        (stats.records, stats.refused, stats.full),
+        (8, 2, true),
+        "{stats:?}"
+    );
+    // Readiness says so, and the metric counts the refusals by cap.
+    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("spool: full"), "{}", ready.body);
+    assert!(ready.body.contains("max_records=8"), "{}", ready.body);
+    let metrics = dndgate::telemetry::scrape(false, Some(&stats));
+    assert!(
+        metrics.contains("dndgate_spool_refused_total{cap=\"tenant_records\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dndgate_spool_refused_total{cap=\"records\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\ndndgate_spool_full 1\n"), "{metrics}");
+
+    // Redis back: every acknowledged change is applied, the refused ones are not; the
+    // providers' retries of the refused ones then succeed.
+    redis.restart();
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
+    for n in &acked {
+        let owner = if *n < 10 { "acme" } else { "globex" };
+        let v = dndgate::lookup::Lookup::connect(&redis.url())
+            .unwrap()
+            .check(owner, Channel::Sms, &phone(*n))
+            .await
+            .unwrap();
+        assert!(v.blocked, "acknowledged {owner} {n} lost");
+    }
+    assert_eq!(sms_state_raw(&redis, &phone(5)), None);
+    assert_eq!(gw.sms(&sid(5), &phone(5), "STOP").await.status, 200);
+    assert_eq!(post_globex(13).await.status, 200);
+    assert_eq!(sms_state(&redis, &phone(5)).await, "permanent");
+    assert!(!spool.stats().full);
+    gw.stop(false).await;
+
+    // Bytes: a tenant's byte cap, through the spool itself.
+    let dir = tempfile::tempdir().unwrap();
+    let address = dndgate::address::Address::parse(Channel::Sms, &phone(1)).unwrap();
+    let change = |n: usize| {
+        SpooledChange::new(
+            "acme",
+            &dndgate::state::Request {
+                address: &address,
+                scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
+                action: dndgate::store::StoreAction::BlockPermanent,
+                reason: "keyword:STOP",
+                provider: dndgate::event::Provider::Twilio,
+                event_id: &sid(n),
+                event_ms: 1,
+                received_ms: 1,
+                now_ms: 1,
+                actor: None,
+                evidence: None,
+            },
+        )
+    };
+    let size = dndgate::spool::encode(&change(1)).len() as u64;
+    let spool = Spool::open_with_limits(
+        dir.path(),
+        SpoolLimits {
+            max_bytes: 100 * size,
+            max_records: 100,
+            tenant_max_bytes: 2 * size,
+            tenant_max_records: 100,
+        },
+    )
+    .unwrap();
+    let last = spool.append(&change(1)).unwrap();
+    let last = spool.append(&change(2)).unwrap().max(last);
+    let err = spool
+        .append(&change(3))
+        .expect_err("past the tenant's byte cap");
+    assert!(err.to_string().contains("tenant_max_bytes"), "{err}");
+    spool.durable(1, last).await.unwrap();
+    assert_eq!(spool.stats().records, 2);
+    // Reopened: what was accepted is still there (nothing accepted is dropped).
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 2);
+}
