@@ -245,12 +245,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// The log writer of `dndgate serve`: each event's line goes to stderr through
+/// [`crate::redact::log_line`], so no address reaches the log in full on any path
+/// (unless `log_addresses = "full"`), whatever a call site or a library wrote.
+struct MaskedStderr;
+
+/// One log line on its way to stderr, masked when complete.
+struct MaskedLine(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MaskedStderr {
+    type Writer = MaskedLine;
+
+    fn make_writer(&'a self) -> MaskedLine {
+        MaskedLine(Vec::with_capacity(256))
+    }
+}
+
+impl std::io::Write for MaskedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.0);
+        let line = crate::redact::log_line(&text);
+        let result = std::io::stderr().write_all(line.as_bytes());
+        self.0.clear();
+        result
+    }
+}
+
+impl Drop for MaskedLine {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DNDGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(MaskedStderr);
     let _ = match format {
         LogFormat::Json => builder
             .json()

@@ -277,15 +277,15 @@ impl SpooledChange {
         let Some(tenant) = config.tenants.get(&self.tenant) else {
             tracing::error!(
                 tenant = self.tenant.as_str(),
-                event_id = self.event_id.as_str(),
+                event_id = %crate::redact::EventId(&self.event_id),
                 "spooled change for a tenant no longer configured: dropped"
             );
             return Err(None);
         };
         let (address, scopes, action, provider) = self.parts().map_err(|e| {
             tracing::error!(
-                event_id = self.event_id.as_str(),
-                error = e.as_str(),
+                event_id = %crate::redact::EventId(&self.event_id),
+                error = %crate::redact::text(&e),
                 "unreadable spooled change: dropped"
             );
             None
@@ -307,7 +307,11 @@ impl SpooledChange {
             Ok(_) => Ok(()),
             Err(e @ StoreError::Unavailable(_)) => Err(Some(e)),
             Err(e) => {
-                tracing::error!(event_id = self.event_id.as_str(), error = %e, "spooled change refused by redis: dropped");
+                tracing::error!(
+                    event_id = %crate::redact::EventId(&self.event_id),
+                    error = %crate::redact::text(&e.to_string()),
+                    "spooled change refused by redis: dropped"
+                );
                 Err(None)
             }
         }

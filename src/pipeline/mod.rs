@@ -522,8 +522,8 @@ impl Gateway {
             }
             Err(StoreError::Unavailable(why)) if self.spool.is_some() => {
                 tracing::warn!(
-                    error = why.as_str(),
-                    event_id = request.event_id,
+                    error = %crate::redact::text(&why),
+                    event_id = %crate::redact::EventId(request.event_id),
                     "redis unavailable: spooling"
                 );
                 let spool = self.spool.as_ref().expect("checked");

@@ -682,3 +682,16 @@ impl ServeProcess {
         (code, self.stderr())
     }
 }
+
+/// A Standard Webhooks (Resend, Svix) signature header value for `body`:
+/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>` with the key from `whsec_BASE64`, computed
+/// here independently of the crate.
+pub fn standard_webhooks_signature(secret: &str, id: &str, ts: i64, body: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
