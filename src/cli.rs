@@ -312,6 +312,10 @@ fn config_check(path: &Path) -> ExitCode {
                 "  listen {}, public_url {}",
                 config.listen, config.public_url
             );
+            match config.admin_listen {
+                Some(addr) => println!("  admin_listen {addr} (/metrics, detailed /readyz)"),
+                None => println!("  admin_listen off"),
+            }
             match &config.redis {
                 RedisTarget::Url(u) => println!("  redis {}", crate::redact::url(u)),
                 RedisTarget::Managed(m) => println!(
@@ -405,7 +409,23 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin = match config.admin_listen {
+        Some(addr) => match crate::server::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "dndgate: cannot listen on {addr} (admin_listen, for /metrics and the detailed /readyz): {e}; choose another address, or admin_listen = \"off\""
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     tracing::info!(listen = %config.listen, public_url = %config.public_url, "dndgate serving");
+    match config.admin_listen {
+        Some(addr) => tracing::info!(admin_listen = %addr, "admin listener: /metrics, /readyz"),
+        None => tracing::info!("admin listener off (admin_listen = \"off\"): no /metrics"),
+    }
     let config = Arc::new(config);
     // The spool (SPEC section 8): replayed now, and whenever Redis returns.
     let spool = match crate::spool::Spool::open_with_limits(&config.spool_dir, config.spool_limits)
@@ -432,7 +452,7 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         sns_certs: crate::signature::sns::CertCache::new(),
         spool: spool.clone(),
     };
-    crate::server::run(gateway, listener, shutdown_signal()).await;
+    crate::server::run_with_admin(gateway, listener, admin, shutdown_signal()).await;
     if let Some(spool) = spool {
         spool.shutdown().await;
     }

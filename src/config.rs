@@ -31,11 +31,18 @@ pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
+/// Where the admin listener (`/metrics`, the detailed `/readyz`) listens unless
+/// configured: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+
 /// A configuration that loaded and passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the gateway listens.
     pub listen: SocketAddr,
+    /// Where the admin listener listens (`admin_listen`; `None` for "off"): `/metrics`
+    /// and the detailed `/readyz`, which name tenants and counts, never on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// The base URL providers call and sign, without a trailing slash.
     pub public_url: String,
     /// Where Redis is.
@@ -269,6 +276,7 @@ enum RawRedisUrl {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     public_url: Option<String>,
     redis_url: Option<RawRedisUrl>,
     max_body_bytes: Option<usize>,
@@ -567,6 +575,8 @@ impl Config {
             ));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
+
+        let admin_listen = admin_listen(raw.admin_listen, &mut problems);
 
         let public_url = match raw.public_url {
             Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
@@ -965,6 +975,7 @@ impl Config {
         if problems.is_empty() {
             Ok(Config {
                 listen,
+                admin_listen,
                 public_url,
                 redis,
                 max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
@@ -1393,6 +1404,27 @@ fn server_limits(raw: Option<RawLimits>, problems: &mut Vec<String>) -> ServerLi
         max_header_bytes,
         max_headers,
         max_requests_per_connection,
+    }
+}
+
+/// `admin_listen` (`DNDGATE_ADMIN_LISTEN` overrides): an address, or "off" for no
+/// admin listener; loopback by default.
+fn admin_listen(raw: Option<String>, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    let text = std::env::var("DNDGATE_ADMIN_LISTEN")
+        .ok()
+        .or(raw)
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+    if text == "off" {
+        return None;
+    }
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "admin_listen: {text:?} is not an address such as {DEFAULT_ADMIN_LISTEN}, or \"off\""
+            ));
+            None
+        }
     }
 }
 

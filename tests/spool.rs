@@ -130,6 +130,8 @@ impl Drop for Redis {
 /// A gateway in this process with a spool.
 struct Gw {
     addr: std::net::SocketAddr,
+    /// The admin listener: `/metrics`, the detailed `/readyz`.
+    admin: std::net::SocketAddr,
     spool: Option<Spool>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -145,6 +147,8 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
     let gateway = dndgate::pipeline::Gateway {
         config,
         store,
@@ -153,11 +157,17 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
         spool: spool.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(dndgate::server::run(gateway, listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(dndgate::server::run_with_admin(
+        gateway,
+        listener,
+        Some(admin_listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Gw {
         addr,
+        admin,
         spool,
         stop,
         task,
@@ -257,7 +267,7 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
         .unwrap()
         .len();
     assert_eq!(on_disk, stats.bytes);
-    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(ready.body.contains("spool: records=22 "), "{}", ready.body);
 
@@ -308,7 +318,7 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     let r = gw.sms(&sid(5), &phone(5), "STOP").await;
     assert_eq!(r.status, 200);
     assert_eq!(sms_audit_counts(&redis).get(&sid(5)), Some(&1));
-    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
     assert!(
         ready
             .body
@@ -568,7 +578,8 @@ async fn a_full_spool_with_redis_down_is_503_and_only_acknowledged_events_are_ap
     redis.kill();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = config_text(&redis.url()).replace(
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = with_admin_listen(&config_text(&redis.url()), admin).replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool\""),
     );
@@ -600,7 +611,7 @@ async fn a_full_spool_with_redis_down_is_503_and_only_acknowledged_events_are_ap
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready = http(addr, "GET", "/readyz", &[], b"").await;
+        let ready = http(admin, "GET", "/readyz", &[], b"").await;
         if ready.body.contains("redis: ok") && ready.body.contains("spool: records=0 ") {
             break;
         }
@@ -1043,7 +1054,7 @@ async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_
         "{stats:?}"
     );
     // Readiness says so, and the metric counts the refusals by cap.
-    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(ready.body.contains("spool: full"), "{}", ready.body);
     assert!(ready.body.contains("max_records=8"), "{}", ready.body);

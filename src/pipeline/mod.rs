@@ -564,6 +564,19 @@ impl Gateway {
         }
     }
 
+    /// The public listener's readiness answer: the status of [`Gateway::readiness`]
+    /// and one word, nothing else (no tenant, count, Redis error or spool size: those
+    /// are on the admin listener).
+    pub async fn readiness_bare(&self) -> Answer {
+        let mut answer = self.readiness().await;
+        answer.body = if answer.status == 200 {
+            "ready\n".to_string()
+        } else {
+            "not ready\n".to_string()
+        };
+        answer
+    }
+
     /// The readiness answer: 200 when Redis answers, or when it does not but the spool
     /// takes changes; 503 when neither, or when the spool is at its overall cap
     /// (webhooks get 503 then). The spool's numbers, caps and the tenants at their caps
