@@ -68,6 +68,7 @@ kill "${pids[-1]}"
 port=$(free_port)
 cat > "$work/dndgate.toml" <<EOF
 listen = "127.0.0.1:$port"
+admin_listen = "off"
 public_url = "https://hooks.example.com"
 redis_url = "$redis_url"
 [tenants.acme]

@@ -253,10 +253,11 @@ def main():
 
     work = tempfile.mkdtemp(prefix="dndgate-fault-")
     log = open(os.path.join(work, "processes.log"), "ab")
-    redis_port, gw_port = free_port(), free_port()
+    redis_port, gw_port, admin_port = free_port(), free_port(), free_port()
     config = os.path.join(work, "dndgate.toml")
     with open(config, "w") as f:
         f.write(f"""listen = "127.0.0.1:{gw_port}"
+admin_listen = "127.0.0.1:{admin_port}"
 public_url = "{PUBLIC_URL}"
 redis_url = "redis://127.0.0.1:{redis_port}/"
 redis_timeout = "1s"
@@ -303,7 +304,7 @@ account_sids = ["{ACCOUNT}"]
         t.join()
     say("load stopped")
     try:
-        ready = wait_drained(gw_port, 90)
+        ready = wait_drained(admin_port, 90)  # the detailed /readyz: admin listener
     except SystemExit:
         gateway.kill()
         redis.kill()

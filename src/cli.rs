@@ -245,12 +245,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// The log writer of `dndgate serve`: each event's line goes to stderr through
+/// [`crate::redact::log_line`], so no address reaches the log in full on any path
+/// (unless `log_addresses = "full"`), whatever a call site or a library wrote.
+struct MaskedStderr;
+
+/// One log line on its way to stderr, masked when complete.
+struct MaskedLine(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MaskedStderr {
+    type Writer = MaskedLine;
+
+    fn make_writer(&'a self) -> MaskedLine {
+        MaskedLine(Vec::with_capacity(256))
+    }
+}
+
+impl std::io::Write for MaskedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.0);
+        let line = crate::redact::log_line(&text);
+        let result = std::io::stderr().write_all(line.as_bytes());
+        self.0.clear();
+        result
+    }
+}
+
+impl Drop for MaskedLine {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DNDGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(MaskedStderr);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -272,6 +312,10 @@ fn config_check(path: &Path) -> ExitCode {
                 "  listen {}, public_url {}",
                 config.listen, config.public_url
             );
+            match config.admin_listen {
+                Some(addr) => println!("  admin_listen {addr} (/metrics, detailed /readyz)"),
+                None => println!("  admin_listen off"),
+            }
             match &config.redis {
                 RedisTarget::Url(u) => println!("  redis {}", crate::redact::url(u)),
                 RedisTarget::Managed(m) => println!(
@@ -365,10 +409,27 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin = match config.admin_listen {
+        Some(addr) => match crate::server::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "dndgate: cannot listen on {addr} (admin_listen, for /metrics and the detailed /readyz): {e}; choose another address, or admin_listen = \"off\""
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     tracing::info!(listen = %config.listen, public_url = %config.public_url, "dndgate serving");
+    match config.admin_listen {
+        Some(addr) => tracing::info!(admin_listen = %addr, "admin listener: /metrics, /readyz"),
+        None => tracing::info!("admin listener off (admin_listen = \"off\"): no /metrics"),
+    }
     let config = Arc::new(config);
     // The spool (SPEC section 8): replayed now, and whenever Redis returns.
-    let spool = match crate::spool::Spool::open(&config.spool_dir) {
+    let spool = match crate::spool::Spool::open_with_limits(&config.spool_dir, config.spool_limits)
+    {
         Ok(spool) => {
             spool.start_replayer(store.clone(), config.clone());
             Some(spool)
@@ -391,7 +452,7 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         sns_certs: crate::signature::sns::CertCache::new(),
         spool: spool.clone(),
     };
-    crate::server::run(gateway, listener, shutdown_signal()).await;
+    crate::server::run_with_admin(gateway, listener, admin, shutdown_signal()).await;
     if let Some(spool) = spool {
         spool.shutdown().await;
     }
@@ -453,6 +514,7 @@ async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitC
                 ExitCode::SUCCESS
             }
         }
+        Err(LookupError::Store(e @ crate::store::StoreError::Spooled(_))) => fail(e.to_string()),
         Err(LookupError::Store(e)) => fail(format!(
             "{e} (redis at {}; with redis_url = \"managed\" the gateway must be running)",
             settings.redis.display_url()

@@ -31,11 +31,18 @@ pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
 
+/// Where the admin listener (`/metrics`, the detailed `/readyz`) listens unless
+/// configured: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+
 /// A configuration that loaded and passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the gateway listens.
     pub listen: SocketAddr,
+    /// Where the admin listener listens (`admin_listen`; `None` for "off"): `/metrics`
+    /// and the detailed `/readyz`, which name tenants and counts, never on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// The base URL providers call and sign, without a trailing slash.
     pub public_url: String,
     /// Where Redis is.
@@ -67,6 +74,8 @@ pub struct Config {
     /// Where the durable spool lives (SPEC section 8): events go there when Redis is
     /// down or slow. `dndgate-spool` next to the configuration unless configured.
     pub spool_dir: PathBuf,
+    /// The spool's caps (`[spool]`): past them a webhook gets 503 + Retry-After.
+    pub spool_limits: crate::spool::SpoolLimits,
 }
 
 /// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
@@ -267,6 +276,7 @@ enum RawRedisUrl {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     public_url: Option<String>,
     redis_url: Option<RawRedisUrl>,
     max_body_bytes: Option<usize>,
@@ -284,6 +294,7 @@ struct RawConfig {
     links: Option<RawLinks>,
     log_addresses: Option<String>,
     limits: Option<RawLimits>,
+    spool: Option<RawSpool>,
 }
 
 #[derive(Deserialize)]
@@ -565,6 +576,8 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
 
+        let admin_listen = admin_listen(raw.admin_listen, &mut problems);
+
         let public_url = match raw.public_url {
             Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
                 u.trim_end_matches('/').to_string()
@@ -603,6 +616,7 @@ impl Config {
             ));
         }
         let limits = server_limits(raw.limits, &mut problems);
+        let spool_limits = spool_limits(raw.spool, &mut problems);
         let log_addresses = raw
             .log_addresses
             .as_deref()
@@ -961,6 +975,7 @@ impl Config {
         if problems.is_empty() {
             Ok(Config {
                 listen,
+                admin_listen,
                 public_url,
                 redis,
                 max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
@@ -975,6 +990,7 @@ impl Config {
                 log_addresses,
                 limits,
                 spool_dir: base.join(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
+                spool_limits,
             })
         } else {
             Err(problems)
@@ -1388,6 +1404,79 @@ fn server_limits(raw: Option<RawLimits>, problems: &mut Vec<String>) -> ServerLi
         max_header_bytes,
         max_headers,
         max_requests_per_connection,
+    }
+}
+
+/// `admin_listen` (`DNDGATE_ADMIN_LISTEN` overrides): an address, or "off" for no
+/// admin listener; loopback by default.
+fn admin_listen(raw: Option<String>, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    let text = std::env::var("DNDGATE_ADMIN_LISTEN")
+        .ok()
+        .or(raw)
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+    if text == "off" {
+        return None;
+    }
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "admin_listen: {text:?} is not an address such as {DEFAULT_ADMIN_LISTEN}, or \"off\""
+            ));
+            None
+        }
+    }
+}
+
+/// `[spool]`: caps on what the spool holds unapplied (issue 12 item 6).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    max_bytes: Option<u64>,
+    max_records: Option<u64>,
+    tenant_max_bytes: Option<u64>,
+    tenant_max_records: Option<u64>,
+}
+
+fn spool_limits(raw: Option<RawSpool>, problems: &mut Vec<String>) -> crate::spool::SpoolLimits {
+    let default = crate::spool::SpoolLimits::default();
+    let Some(raw) = raw else { return default };
+    let mut positive = |name: &str, value: Option<u64>, default: u64| match value {
+        None => default,
+        Some(0) => {
+            problems.push(format!("spool.{name} must be at least 1"));
+            default
+        }
+        Some(v) => v,
+    };
+    let max_bytes = positive("max_bytes", raw.max_bytes, default.max_bytes);
+    let max_records = positive("max_records", raw.max_records, default.max_records);
+    // A tenant's caps default to half of the overall ones, as configured.
+    let tenant_max_bytes = positive(
+        "tenant_max_bytes",
+        raw.tenant_max_bytes,
+        max_bytes.div_ceil(2),
+    );
+    let tenant_max_records = positive(
+        "tenant_max_records",
+        raw.tenant_max_records,
+        max_records.div_ceil(2),
+    );
+    if tenant_max_bytes > max_bytes {
+        problems.push(format!(
+            "spool.tenant_max_bytes ({tenant_max_bytes}) is larger than spool.max_bytes ({max_bytes})"
+        ));
+    }
+    if tenant_max_records > max_records {
+        problems.push(format!(
+            "spool.tenant_max_records ({tenant_max_records}) is larger than spool.max_records ({max_records})"
+        ));
+    }
+    crate::spool::SpoolLimits {
+        max_bytes,
+        max_records,
+        tenant_max_bytes,
+        tenant_max_records,
     }
 }
 

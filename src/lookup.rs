@@ -1,8 +1,9 @@
 //! The send-time lookup as a Rust API: "may I send to this address on this channel?",
 //! for one address or a batch. The HTTP API and the CLI use it too.
 //!
-//! It fails closed: when Redis cannot answer, the result is an error, and a sender
-//! must not send.
+//! It fails closed: when Redis cannot answer, or when the tenant has acknowledged
+//! changes that are still in a gateway's spool (the spool marker in Redis, or, inside
+//! the gateway, the spool itself), the result is an error, and a sender must not send.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dndgate::lookup::LookupError> {
@@ -51,6 +52,10 @@ pub enum LookupError {
 #[derive(Clone)]
 pub struct Lookup {
     store: Store,
+    /// The gateway's own spool, when the lookup runs inside the gateway: a tenant with
+    /// changes waiting there fails closed even before the replayer could mark it in
+    /// Redis.
+    spool: Option<crate::spool::Spool>,
 }
 
 /// One address's verdict in a batch: the verdict, or why the address was refused.
@@ -76,12 +81,29 @@ impl Lookup {
                 audit_max_len: 100_000,
             },
         )?;
-        Ok(Lookup { store })
+        Ok(Lookup { store, spool: None })
     }
 
     /// A lookup over an existing store handle.
     pub fn from_store(store: Store) -> Lookup {
-        Lookup { store }
+        Lookup { store, spool: None }
+    }
+
+    /// Also fail closed for a tenant while `spool` holds changes of it not yet
+    /// applied (the gateway's own lookups: HTTP API, unsubscribe page).
+    pub fn with_spool(mut self, spool: Option<crate::spool::Spool>) -> Lookup {
+        self.spool = spool;
+        self
+    }
+
+    /// Fail closed while the gateway's own spool holds changes of `tenant`.
+    fn check_spool(&self, tenant: &str) -> Result<(), LookupError> {
+        match &self.spool {
+            Some(spool) if spool.pending(tenant) > 0 => {
+                Err(StoreError::Spooled(tenant.to_string()).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// May `raw_address` be sent to on `channel` now?
@@ -95,6 +117,7 @@ impl Lookup {
         let result = async {
             check_tenant(tenant)?;
             let address = Address::parse(channel, raw_address)?;
+            self.check_spool(tenant)?;
             Ok(self
                 .store
                 .lookup(tenant, channel, &address, now_ms())
@@ -155,6 +178,7 @@ impl Lookup {
             .map(|a| Address::parse(channel, a.as_ref()))
             .collect();
         let valid: Vec<Address> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+        self.check_spool(tenant)?;
         let mut verdicts = self
             .store
             .lookup_many(tenant, channel, &valid, now_ms())

@@ -180,6 +180,152 @@ pub fn mask_text(line: &str) -> Cow<'_, str> {
     }
 }
 
+/// An event id for a log line: `Display` masks the addresses it embeds (a Resend or SES
+/// recipient's `webhook-id:ADDRESS`, a linked contact's `EVENT_ID@ADDRESS`, a number
+/// in a preference change's id) unless addresses are logged in full. Every log line
+/// that names an event id goes through it.
+#[derive(Clone, Copy)]
+pub struct EventId<'a>(pub &'a str);
+
+impl fmt::Display for EventId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if full() {
+            f.write_str(self.0)
+        } else {
+            f.write_str(&mask_event_id(self.0))
+        }
+    }
+}
+
+impl fmt::Debug for EventId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Mask the addresses inside an event id, whatever the mode: each `:`-separated part
+/// that is an email address, a `+` number or a bare number of 7 to 15 digits, and each
+/// address after an `@` that joins an id to a linked address.
+pub fn mask_event_id(id: &str) -> String {
+    id.split(':')
+        .map(|part| {
+            let digits = part.len();
+            if (7..=15).contains(&digits) && part.bytes().all(|b| b.is_ascii_digit()) {
+                mask_address(part)
+            } else {
+                mask_token(part).into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Mask the addresses in one token with no separators in it: `local@domain` pairs
+/// (several may be joined by `@`, as `EVENT@ADDRESS` joins an id and an address) and
+/// `+` numbers. Already masked text (`***`) is left alone.
+fn mask_token(token: &str) -> Cow<'_, str> {
+    if token.contains("***") || !(token.contains('@') || token.contains('+')) {
+        return Cow::Borrowed(token);
+    }
+    let pieces: Vec<&str> = token.split('@').collect();
+    let mut out: Vec<String> = Vec::with_capacity(pieces.len());
+    let mut changed = false;
+    let mut i = 0;
+    let domain = |p: &str| {
+        p.contains('.')
+            && !p.starts_with('+')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    };
+    while i < pieces.len() {
+        let piece = pieces[i];
+        if i + 1 < pieces.len() && !piece.is_empty() && domain(pieces[i + 1]) {
+            // The local part may carry the id it was joined to (`id+tag@..` stays one
+            // address: only a `+` number stands alone).
+            out.push(mask_address(&format!("{piece}@{}", pieces[i + 1])));
+            changed = true;
+            i += 2;
+        } else if piece.starts_with('+') && looks_like_address(piece) {
+            out.push(mask_address(piece));
+            changed = true;
+            i += 1;
+        } else {
+            out.push(piece.to_string());
+            i += 1;
+        }
+    }
+    if changed {
+        Cow::Owned(out.join("@"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// Mask every email address and `+` number anywhere in a finished log line, inside
+/// quoted strings and JSON values too, unless addresses are logged in full: the last
+/// line of defence, applied by `dndgate serve`'s log writer to every line (a Redis
+/// error quoting a key, a message no call site masked). Text already masked stays as
+/// it is.
+pub fn log_line(line: &str) -> Cow<'_, str> {
+    if full() {
+        return Cow::Borrowed(line);
+    }
+    mask_log_line(line)
+}
+
+/// [`log_line`], whatever the mode.
+pub fn mask_log_line(line: &str) -> Cow<'_, str> {
+    if !line.contains('@') && !line.contains('+') {
+        return Cow::Borrowed(line);
+    }
+    let separator = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\''
+                    | '\\'
+                    | ','
+                    | ';'
+                    | '<'
+                    | '>'
+                    | '['
+                    | ']'
+                    | '('
+                    | ')'
+                    | '{'
+                    | '}'
+                    | '='
+                    | ':'
+            )
+    };
+    let mut out = String::with_capacity(line.len());
+    let mut changed = false;
+    let mut rest = line;
+    while !rest.is_empty() {
+        let start = rest.find(|c: char| !separator(c)).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(separator).unwrap_or(rest.len());
+        let (token, tail) = rest.split_at(end);
+        // Trailing sentence punctuation is not part of an address.
+        let core = token.trim_end_matches(['.', '!', '?']);
+        let masked = mask_token(core);
+        if let Cow::Owned(m) = masked {
+            out.push_str(&m);
+            out.push_str(&token[core.len()..]);
+            changed = true;
+        } else {
+            out.push_str(token);
+        }
+        rest = tail;
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(line)
+    }
+}
+
 /// Where a `{:?}`-quoted string's content ends (the index of its closing quote, or the
 /// end of the text).
 fn quoted_end(s: &str) -> usize {
@@ -269,6 +415,62 @@ mod tests {
         ];
         for (line, masked) in table {
             assert_eq!(mask_text(line), masked, "{line}");
+        }
+    }
+
+    #[test]
+    fn event_ids_lose_the_addresses_they_embed() {
+        let table = [
+            (
+                "msg_2ZvHLbVQ8mZ4o0h1oAtqKgTtVdQ:carol.bounced@example.com",
+                "msg_2ZvHLbVQ8mZ4o0h1oAtqKgTtVdQ:ca***@example.com",
+            ),
+            (
+                "0100018c-ses:alice@example.com@bob@example.org",
+                "0100018c-ses:al***@example.com@b***@example.org",
+            ),
+            ("SM123@+14155551234", "SM123@+1******1234"),
+            (
+                "pref:14155551234:1733650000:STOP",
+                "pref:*******1234:******0000:STOP",
+            ),
+            (
+                "SM11111111111111111111111111111111",
+                "SM11111111111111111111111111111111",
+            ),
+            (
+                "wamid.HBgLMTQxNTU1NTEyMzQVAgASGBQz",
+                "wamid.HBgLMTQxNTU1NTEyMzQVAgASGBQz",
+            ),
+        ];
+        for (id, masked) in table {
+            assert_eq!(mask_event_id(id), masked, "{id}");
+        }
+    }
+
+    #[test]
+    fn a_log_line_loses_every_address_wherever_it_sits() {
+        let table = [
+            (
+                r#"WARN redis unavailable: spooling error="refused" event_id="msg_1:carol@example.com""#,
+                r#"WARN redis unavailable: spooling error="refused" event_id="msg_1:ca***@example.com""#,
+            ),
+            (
+                r#"{"fields":{"error":"script failed on dnd:{acme:3}:seen:ses:m1:dave.x@example.org@+14155551234"}}"#,
+                r#"{"fields":{"error":"script failed on dnd:{acme:3}:seen:ses:m1:da***@example.org@+1******1234"}}"#,
+            ),
+            ("to=bob@example.com.", "to=b***@example.com."),
+            (
+                "address=+1******1234 al***@example.com",
+                "address=+1******1234 al***@example.com",
+            ),
+            (
+                "peer=127.0.0.1:5555 status=200 events=3",
+                "peer=127.0.0.1:5555 status=200 events=3",
+            ),
+        ];
+        for (line, masked) in table {
+            assert_eq!(mask_log_line(line), masked, "{line}");
         }
     }
 

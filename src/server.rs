@@ -1,6 +1,11 @@
 //! The HTTP server: hyper 1 on tokio, a plain accept loop, one task per connection.
 //! The only module that knows hyper: it turns requests into plain values for the
 //! pipeline and the API, and their answers back into responses.
+//!
+//! Two listeners: the public one (webhooks, unsubscribe links, the operator API,
+//! `/healthz` and a bare `/readyz`) and the admin one (`admin_listen`, loopback by
+//! default: `/metrics`, the detailed `/readyz`, `/healthz`), because metrics and
+//! detailed readiness name tenants, counts, Redis errors and the spool's size.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,12 +38,34 @@ struct App {
     lookup: Lookup,
 }
 
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Webhooks, links, the operator API, `/healthz`, a bare `/readyz`.
+    Public,
+    /// `/metrics`, the detailed `/readyz`, `/healthz`.
+    Admin,
+}
+
 /// Serve on `listener` until `shutdown` completes, then stop accepting, let in-flight
-/// requests finish (up to [`SHUTDOWN_GRACE`]) and return.
+/// requests finish (up to [`SHUTDOWN_GRACE`]) and return. No admin listener: see
+/// [`run_with_admin`].
 pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let lookup = Lookup::from_store(gateway.store.clone());
+    run_with_admin(gateway, listener, None, shutdown).await
+}
+
+/// [`run`], with the admin listener (`/metrics`, the detailed `/readyz`) on `admin`.
+pub async fn run_with_admin(
+    gateway: Gateway,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let lookup = Lookup::from_store(gateway.store.clone()).with_spool(gateway.spool.clone());
     let limits = gateway.config.limits.clone();
     let app = Arc::new(App { gateway, lookup });
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|l| tokio::spawn(admin_loop(app.clone(), l, admin_stopped)));
     // Bounds memory under a connection flood; a permit lives as long as its connection.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -76,7 +103,7 @@ pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<
             let app = app.clone();
             let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             async move {
-                let mut response = handle(&app, req, peer).await;
+                let mut response = handle(&app, req, peer, Side::Public).await;
                 if n >= max_requests {
                     // Keep-alive limit: hyper closes the connection after this answer.
                     response
@@ -95,12 +122,52 @@ pub async fn run(gateway: Gateway, listener: TcpListener, shutdown: impl Future<
         });
     }
     drop(listener);
+    let _ = stop_admin.send(true);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests still running after {SHUTDOWN_GRACE:?}; exiting");
+    }
+}
+
+/// The admin listener's accept loop: few, small requests (scrapes, probes), so no
+/// connection limit of its own; it stops accepting when `stopped` turns true.
+async fn admin_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.gateway.config.limits.header_read_timeout);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => return,
+        };
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req, peer, Side::Admin).await) }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
     }
 }
 
@@ -192,7 +259,12 @@ async fn read_body(
 }
 
 /// Answer one request inside its span, then count it.
-async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    side: Side,
+) -> Response<Full<Bytes>> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
@@ -200,9 +272,18 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     let route = telemetry::route_label(&segments);
     let span = telemetry::request_span(route, req.method().as_str());
     let mut info = RequestInfo::default();
-    let response = route_request(app, req, peer, &path, &segments, &mut info)
-        .instrument(span.clone())
-        .await;
+    let response = match side {
+        Side::Public => {
+            route_request(app, req, peer, &path, &segments, &mut info)
+                .instrument(span.clone())
+                .await
+        }
+        Side::Admin => {
+            admin_route(app, &req, &path, &segments)
+                .instrument(span.clone())
+                .await
+        }
+    };
     telemetry::request_finished(
         &span,
         route,
@@ -211,6 +292,36 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         started.elapsed(),
     );
     response
+}
+
+/// The admin listener's routes: `/metrics`, the detailed `/readyz`, `/healthz`.
+async fn admin_route(
+    app: &App,
+    req: &Request<Incoming>,
+    path: &str,
+    segments: &[&str],
+) -> Response<Full<Bytes>> {
+    let get = req.method() == Method::GET;
+    match segments {
+        ["healthz"] if get => respond(Answer::text(200, "ok\n")),
+        ["readyz"] if get => respond(app.gateway.readiness().await),
+        ["metrics"] if get => {
+            // Redis health is read at scrape time, so the gauge is never stale.
+            let up = app.gateway.store.ping().await.is_ok();
+            let spool = app.gateway.spool.as_ref().map(|s| s.stats());
+            respond(Answer {
+                status: 200,
+                content_type: telemetry::CONTENT_TYPE,
+                body: telemetry::scrape(up, spool.as_ref()),
+                retry_after: None,
+                location: None,
+            })
+        }
+        ["healthz"] | ["readyz"] | ["metrics"] => method_not_allowed("GET", false),
+        _ => respond(Answer::from_error(&Error::not_found(format!(
+            "no route {path} on the admin listener: it serves /metrics, /readyz and /healthz"
+        )))),
+    }
 }
 
 async fn route_request(
@@ -224,21 +335,8 @@ async fn route_request(
     let method = req.method().clone();
     match segments {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
-        ["readyz"] if method == Method::GET => respond(app.gateway.readiness().await),
+        ["readyz"] if method == Method::GET => respond(app.gateway.readiness_bare().await),
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
-        ["metrics"] if method == Method::GET => {
-            // Redis health is read at scrape time, so the gauge is never stale.
-            let up = app.gateway.store.ping().await.is_ok();
-            let spool = app.gateway.spool.as_ref().map(|s| s.stats());
-            respond(Answer {
-                status: 200,
-                content_type: telemetry::CONTENT_TYPE,
-                body: telemetry::scrape(up, spool.as_ref()),
-                retry_after: None,
-                location: None,
-            })
-        }
-        ["metrics"] => method_not_allowed("GET", false),
         ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => respond(
             app.gateway
                 .handshake(provider, req.uri().query().unwrap_or("")),

@@ -24,8 +24,20 @@
 //!
 //! Ordering: while any record is unapplied, every new change goes to the spool too
 //! ([`Spool::must_spool`]), so a newer event is never overtaken by an older spooled one.
+//!
+//! Fail closed (issue 12 item 5): while a tenant has unapplied changes here, lookups of
+//! that tenant must not answer. In this process [`Spool::pending`] says so; for every
+//! other reader the replayer sets the tenant's spool marker in Redis
+//! ([`Store::mark_spooled`]) as soon as Redis takes it, before it applies anything, and
+//! removes it once every change of that tenant is applied. The marker's field is this
+//! spool's id (the `instance` file), so gateways with their own spools on one Redis do
+//! not remove each other's marks, and a restarted gateway removes what it left behind.
+//!
+//! Bounds (issue 12 item 6): [`SpoolLimits`] caps the unapplied records and bytes,
+//! overall and per tenant; past a cap [`Spool::append`] refuses the change (the
+//! provider gets 503 and retries). Nothing acknowledged is ever dropped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -60,6 +72,86 @@ const CHUNK_BYTES: u64 = 256 * 1024;
 const DURABLE_WAIT: Duration = Duration::from_secs(20);
 /// Longest wait between replay attempts while Redis is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The file in the spool directory that holds this spool's id (its field in the
+/// tenants' spool markers).
+pub const INSTANCE_FILE: &str = "instance";
+
+/// Caps on what the spool holds unapplied (issue 12 item 6): past any of them a new
+/// change is refused (503, the provider retries later), and nothing already accepted
+/// is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolLimits {
+    /// Unapplied bytes in all (framing included).
+    pub max_bytes: u64,
+    /// Unapplied records in all.
+    pub max_records: u64,
+    /// Unapplied bytes of one tenant.
+    pub tenant_max_bytes: u64,
+    /// Unapplied records of one tenant.
+    pub tenant_max_records: u64,
+}
+
+impl Default for SpoolLimits {
+    /// 256 MiB and 1,000,000 records in all; half of each for one tenant, so one
+    /// tenant's flood leaves room for the others.
+    fn default() -> SpoolLimits {
+        SpoolLimits {
+            max_bytes: 256 * 1024 * 1024,
+            max_records: 1_000_000,
+            tenant_max_bytes: 128 * 1024 * 1024,
+            tenant_max_records: 500_000,
+        }
+    }
+}
+
+/// Unapplied records and bytes (of everything, or of one tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Usage {
+    records: u64,
+    bytes: u64,
+}
+
+impl Usage {
+    fn add(&mut self, bytes: u64) {
+        self.records += 1;
+        self.bytes += bytes;
+    }
+    fn sub(&mut self, bytes: u64) {
+        self.records = self.records.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+}
+
+/// What the spool holds unapplied, in all and per tenant, for the caps and for
+/// [`Spool::pending`].
+#[derive(Debug, Default)]
+struct Accounts {
+    all: Usage,
+    tenants: HashMap<String, Usage>,
+}
+
+impl Accounts {
+    fn add(&mut self, tenant: &str, bytes: u64) {
+        self.all.add(bytes);
+        match self.tenants.get_mut(tenant) {
+            Some(u) => u.add(bytes),
+            None => {
+                let mut u = Usage::default();
+                u.add(bytes);
+                self.tenants.insert(tenant.to_string(), u);
+            }
+        }
+    }
+    fn sub(&mut self, tenant: &str, bytes: u64) {
+        self.all.sub(bytes);
+        if let Some(u) = self.tenants.get_mut(tenant) {
+            u.sub(bytes);
+            if u.records == 0 {
+                self.tenants.remove(tenant);
+            }
+        }
+    }
+}
 
 /// One change as the spool keeps it: what [`state::apply`] needs, owned, with the
 /// tenant's id. The classification was made when the provider was answered, so replay
@@ -185,15 +277,15 @@ impl SpooledChange {
         let Some(tenant) = config.tenants.get(&self.tenant) else {
             tracing::error!(
                 tenant = self.tenant.as_str(),
-                event_id = self.event_id.as_str(),
+                event_id = %crate::redact::EventId(&self.event_id),
                 "spooled change for a tenant no longer configured: dropped"
             );
             return Err(None);
         };
         let (address, scopes, action, provider) = self.parts().map_err(|e| {
             tracing::error!(
-                event_id = self.event_id.as_str(),
-                error = e.as_str(),
+                event_id = %crate::redact::EventId(&self.event_id),
+                error = %crate::redact::text(&e),
                 "unreadable spooled change: dropped"
             );
             None
@@ -215,7 +307,11 @@ impl SpooledChange {
             Ok(_) => Ok(()),
             Err(e @ StoreError::Unavailable(_)) => Err(Some(e)),
             Err(e) => {
-                tracing::error!(event_id = self.event_id.as_str(), error = %e, "spooled change refused by redis: dropped");
+                tracing::error!(
+                    event_id = %crate::redact::EventId(&self.event_id),
+                    error = %crate::redact::text(&e.to_string()),
+                    "spooled change refused by redis: dropped"
+                );
                 Err(None)
             }
         }
@@ -243,6 +339,13 @@ pub struct SpoolStats {
     /// Writes (each one `fdatasync`) since start: fewer than `appended` when
     /// concurrent requests shared one (group commit).
     pub fsyncs: u64,
+    /// Changes refused since start because a cap was reached (their providers got
+    /// 503 and retry).
+    pub refused: u64,
+    /// The caps.
+    pub limits: SpoolLimits,
+    /// True when the spool takes no more changes at all (an overall cap is reached).
+    pub full: bool,
 }
 
 /// One record on its way to the file.
@@ -250,6 +353,7 @@ struct Job {
     seq: u64,
     bytes: Vec<u8>,
     received_ms: i64,
+    tenant: String,
 }
 
 /// The writer's file, shared with the replayer for truncation.
@@ -280,10 +384,19 @@ struct Shared {
     replayed: AtomicU64,
     appended: AtomicU64,
     fsyncs: AtomicU64,
+    refused: AtomicU64,
+    /// Unapplied records and bytes, in all and per tenant (submitted, not yet applied
+    /// or failed to write).
+    accounts: Mutex<Accounts>,
+    limits: SpoolLimits,
+    /// This spool's id: its field in the tenants' spool markers.
+    instance: String,
     progress: Mutex<Progress>,
     resolved_tx: watch::Sender<u64>,
     wake_replayer: Notify,
     stopping: AtomicBool,
+    /// While set, the replayer marks but does not apply (see [`Spool::hold_replay`]).
+    hold: AtomicBool,
     replayer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -333,9 +446,9 @@ fn decode(buf: &[u8]) -> Option<(SpooledChange, usize)> {
     Some((change, HEADER + n))
 }
 
-/// Walk the records from `from` to `len`: bytes of intact records, their count, and
-/// the received time of the first (0 when none).
-fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64)> {
+/// Walk the records from `from` to `len`: bytes of intact records, their count, the
+/// received time of the first (0 when none), and what each tenant has among them.
+fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64, Accounts)> {
     let mut reader = std::io::BufReader::with_capacity(
         1 << 20,
         std::io::Read::take(file.try_clone()?, len - from),
@@ -348,6 +461,7 @@ fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64)> {
             .seek(std::io::SeekFrom::Start(from))?;
     }
     let (mut at, mut records, mut oldest) = (0u64, 0u64, 0i64);
+    let mut accounts = Accounts::default();
     let mut buf = Vec::new();
     loop {
         buf.resize(HEADER, 0);
@@ -369,11 +483,41 @@ fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64, i64)> {
                 }
                 records += 1;
                 at += size as u64;
+                accounts.add(&change.tenant, size as u64);
             }
             None => break,
         }
     }
-    Ok((at, records, oldest))
+    Ok((at, records, oldest, accounts))
+}
+
+/// This spool's id, from the `instance` file in `dir`, made (and kept) on first use:
+/// 16 hex digits from the directory, the time and the process.
+fn instance_id(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join(INSTANCE_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(std::fs::canonicalize(dir)?.as_os_str().as_encoded_bytes());
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes(),
+    );
+    h.update(std::process::id().to_le_bytes());
+    let id = hex::encode(&h.finalize()[..8]);
+    let tmp = dir.join("instance.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{id}\n").as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
 }
 
 fn read_cursor(dir: &Path) -> u64 {
@@ -407,10 +551,16 @@ fn now_ms() -> i64 {
 }
 
 impl Spool {
-    /// Open (creating if needed) the spool in `dir`, check the records not yet applied,
-    /// drop a torn tail with a warning, and start the writer thread. The replayer
-    /// starts with [`Spool::start_replayer`].
+    /// Open (creating if needed) the spool in `dir` with the default caps, check the
+    /// records not yet applied, drop a torn tail with a warning, and start the writer
+    /// thread. The replayer starts with [`Spool::start_replayer`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with_limits(dir, SpoolLimits::default())
+    }
+
+    /// [`Spool::open`] with chosen caps (`[spool]` in the configuration). Records
+    /// already in the file are kept whatever the caps: they were acknowledged.
+    pub fn open_with_limits(dir: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
         let err =
             |what: &str, e: std::io::Error| SpoolError(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| err("cannot create", e))?;
@@ -437,8 +587,9 @@ impl Spool {
         }
         // Check every unapplied record, reading one at a time (a long outage leaves a
         // large file); stop at the first that is not intact.
-        let (at, records, oldest) =
+        let (at, records, oldest, accounts) =
             scan(&file, cursor, len).map_err(|e| err("cannot read the spool file in", e))?;
+        let instance = instance_id(dir).map_err(|e| err("cannot write the spool id in", e))?;
         let end = cursor + at;
         if end < len {
             tracing::warn!(
@@ -470,6 +621,10 @@ impl Spool {
             replayed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            accounts: Mutex::new(accounts),
+            limits,
+            instance,
             progress: Mutex::new(Progress {
                 resolved: 0,
                 failed: VecDeque::new(),
@@ -477,6 +632,7 @@ impl Spool {
             resolved_tx,
             wake_replayer: Notify::new(),
             stopping: AtomicBool::new(false),
+            hold: AtomicBool::new(false),
             replayer: Mutex::new(None),
         });
         let writer = shared.clone();
@@ -500,24 +656,108 @@ impl Spool {
         self.shared.unapplied.load(Ordering::SeqCst) > 0
     }
 
+    /// This spool's id, its field in the tenants' spool markers.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// How many changes of `tenant` wait unapplied (accepted, not yet in Redis). While
+    /// any do, a lookup of the tenant must fail closed.
+    pub fn pending(&self, tenant: &str) -> u64 {
+        if !self.must_spool() {
+            return 0;
+        }
+        let accounts = self.shared.accounts.lock().expect("spool lock");
+        accounts.tenants.get(tenant).map_or(0, |u| u.records)
+    }
+
+    /// The tenants at one of their caps now, sorted (for `/readyz` on the admin
+    /// listener).
+    pub fn tenants_at_cap(&self) -> Vec<String> {
+        let limits = self.shared.limits;
+        let accounts = self.shared.accounts.lock().expect("spool lock");
+        let mut at: Vec<String> = accounts
+            .tenants
+            .iter()
+            .filter(|(_, u)| {
+                u.records >= limits.tenant_max_records || u.bytes >= limits.tenant_max_bytes
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        at.sort();
+        at
+    }
+
     /// Queue a change for the file; returns its sequence number, to wait for with
-    /// [`Spool::durable`]. Changes are written in the order they are queued.
+    /// [`Spool::durable`]. Changes are written in the order they are queued. A change
+    /// that would take the spool, or its tenant, past a cap ([`SpoolLimits`]) is
+    /// refused: the caller answers 503 and the provider retries.
     pub fn append(&self, change: &SpooledChange) -> Result<u64, SpoolError> {
         let bytes = encode(change);
+        let size = bytes.len() as u64;
         let mut submit = self.submit.lock().expect("spool lock");
+        {
+            let mut accounts = self.shared.accounts.lock().expect("spool lock");
+            if let Some(cap) = self.over_cap(&accounts, &change.tenant, size) {
+                drop(accounts);
+                self.shared.refused.fetch_add(1, Ordering::SeqCst);
+                crate::telemetry::spool_refused(cap);
+                return Err(SpoolError(format!(
+                    "the spool is full ({}); retry later",
+                    self.cap_text(cap, &change.tenant)
+                )));
+            }
+            accounts.add(&change.tenant, size);
+        }
         self.shared.unapplied.fetch_add(1, Ordering::SeqCst);
         let seq = submit.0 + 1;
         let job = Job {
             seq,
             bytes,
             received_ms: change.received_ms,
+            tenant: change.tenant.clone(),
         };
         if submit.1.send(job).is_err() {
             self.shared.unapplied.fetch_sub(1, Ordering::SeqCst);
+            let mut accounts = self.shared.accounts.lock().expect("spool lock");
+            accounts.sub(&change.tenant, size);
             return Err(SpoolError("the spool writer has stopped".into()));
         }
         submit.0 = seq;
         Ok(seq)
+    }
+
+    /// Which cap a change of `size` bytes for `tenant` would pass, if any.
+    fn over_cap(&self, accounts: &Accounts, tenant: &str, size: u64) -> Option<&'static str> {
+        let limits = &self.shared.limits;
+        let mine = accounts.tenants.get(tenant).copied().unwrap_or_default();
+        if accounts.all.records + 1 > limits.max_records {
+            Some("records")
+        } else if accounts.all.bytes + size > limits.max_bytes {
+            Some("bytes")
+        } else if mine.records + 1 > limits.tenant_max_records {
+            Some("tenant_records")
+        } else if mine.bytes + size > limits.tenant_max_bytes {
+            Some("tenant_bytes")
+        } else {
+            None
+        }
+    }
+
+    fn cap_text(&self, cap: &str, tenant: &str) -> String {
+        let l = &self.shared.limits;
+        match cap {
+            "records" => format!("{} unapplied changes, the max_records cap", l.max_records),
+            "bytes" => format!("{} unapplied bytes, the max_bytes cap", l.max_bytes),
+            "tenant_records" => format!(
+                "tenant {tenant} has {} unapplied changes, the tenant_max_records cap",
+                l.tenant_max_records
+            ),
+            _ => format!(
+                "tenant {tenant} has {} unapplied bytes, the tenant_max_bytes cap",
+                l.tenant_max_bytes
+            ),
+        }
     }
 
     /// Wait until the changes numbered `first..=last` are fsync'd; an error if any of
@@ -555,6 +795,7 @@ impl Spool {
         let s = &self.shared;
         let oldest = s.oldest_ms.load(Ordering::SeqCst);
         let records = s.unapplied.load(Ordering::SeqCst);
+        let all = s.accounts.lock().expect("spool lock").all;
         SpoolStats {
             records,
             bytes: s
@@ -566,6 +807,10 @@ impl Spool {
             replayed: s.replayed.load(Ordering::SeqCst),
             appended: s.appended.load(Ordering::SeqCst),
             fsyncs: s.fsyncs.load(Ordering::SeqCst),
+            refused: s.refused.load(Ordering::SeqCst),
+            limits: s.limits,
+            // Full when not even a smallest change (about 300 bytes) fits.
+            full: all.records >= s.limits.max_records || all.bytes + 300 > s.limits.max_bytes,
         }
     }
 
@@ -575,6 +820,17 @@ impl Spool {
         let shared = self.shared.clone();
         let task = tokio::spawn(replay_loop(shared, store, config));
         *self.shared.replayer.lock().expect("spool lock") = Some(task);
+    }
+
+    /// Hold the replay back (`true`) or let it go on (`false`). While held, the
+    /// replayer still marks the tenants whose changes wait (the Redis marker that makes
+    /// lookups fail closed) as soon as Redis takes it, but applies nothing: for tests
+    /// of what senders see while a replay is slow, and for an operator who wants to
+    /// inspect a spool before it is applied.
+    #[doc(hidden)]
+    pub fn hold_replay(&self, hold: bool) {
+        self.shared.hold.store(hold, Ordering::SeqCst);
+        self.shared.wake_replayer.notify_one();
     }
 
     /// Wait until no change is left unapplied, or `timeout` passes; true when drained.
@@ -636,6 +892,12 @@ fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
             shared
                 .unapplied
                 .fetch_sub(batch.len() as u64, Ordering::SeqCst);
+            {
+                let mut accounts = shared.accounts.lock().expect("spool lock");
+                for job in &batch {
+                    accounts.sub(&job.tenant, job.bytes.len() as u64);
+                }
+            }
             progress.failed.push_back((lo, hi, why));
             while progress.failed.len() > 1024 {
                 progress.failed.pop_front();
@@ -683,10 +945,13 @@ fn write_batch(shared: &Shared, batch: &[Job]) -> Result<(), String> {
     Ok(())
 }
 
+/// One record read back: the change, the offset after it, and its framed size.
+type ReadRecord = (SpooledChange, u64, u64);
+
 /// Read the intact records in `[from, end)`, at most about [`CHUNK_BYTES`]: each with
-/// the offset after it. A bad record inside the fsync'd range is corruption: logged,
-/// and the rest of the range skipped.
-fn read_chunk(shared: &Shared, from: u64, end: u64) -> Vec<(SpooledChange, u64)> {
+/// the offset after it and its size. A bad record inside the fsync'd range is
+/// corruption: logged, and the rest of the range skipped.
+fn read_chunk(shared: &Shared, from: u64, end: u64) -> Vec<ReadRecord> {
     let want = (end - from).min(CHUNK_BYTES + MAX_RECORD as u64) as usize;
     let mut buf = vec![0u8; want];
     let read = {
@@ -707,7 +972,7 @@ fn read_chunk(shared: &Shared, from: u64, end: u64) -> Vec<(SpooledChange, u64)>
         match decode(&buf[at..]) {
             Some((change, len)) => {
                 at += len;
-                out.push((change, from + at as u64));
+                out.push((change, from + at as u64, len as u64));
             }
             None => break,
         }
@@ -730,9 +995,9 @@ const GROUP: usize = 128;
 /// distinct addresses, none with the `all` scope (which reaches a contact's other
 /// addresses). Order matters per address only, so such a group keeps every address's
 /// order; an `all` change goes alone.
-fn group_len(records: &[(SpooledChange, u64)]) -> usize {
-    let mut seen = std::collections::HashSet::new();
-    for (n, (change, _)) in records.iter().enumerate().take(GROUP) {
+fn group_len(records: &[ReadRecord]) -> usize {
+    let mut seen = HashSet::new();
+    for (n, (change, _, _)) in records.iter().enumerate().take(GROUP) {
         let all = change.scopes.iter().any(|s| s == "all");
         if all || !seen.insert(change.address.as_str()) {
             return n.max(1);
@@ -743,12 +1008,12 @@ fn group_len(records: &[(SpooledChange, u64)]) -> usize {
 
 /// Apply a group side by side; false when Redis was unavailable for any of it (the
 /// whole group is tried again: what was applied is deduplicated by the store).
-async fn apply_group(group: &[(SpooledChange, u64)], store: &Store, config: &Arc<Config>) -> bool {
-    if let [(change, _)] = group {
+async fn apply_group(group: &[ReadRecord], store: &Store, config: &Arc<Config>) -> bool {
+    if let [(change, _, _)] = group {
         return !matches!(change.apply(store, config).await, Err(Some(_)));
     }
     let mut set = tokio::task::JoinSet::new();
-    for (change, _) in group {
+    for (change, _, _) in group {
         let (change, store, config) = (change.clone(), store.clone(), config.clone());
         set.spawn(async move { change.apply(&store, &config).await });
     }
@@ -769,12 +1034,96 @@ async fn apply_group(group: &[(SpooledChange, u64)], store: &Store, config: &Arc
     ok
 }
 
+/// The replayer's view of the tenants' spool markers in Redis.
+struct Marks {
+    /// Tenants whose marker this spool has set.
+    set: HashSet<String>,
+    /// False until this spool's marks left by an earlier run (a crash) have been
+    /// removed for every tenant with nothing unapplied.
+    swept: bool,
+}
+
+impl Marks {
+    /// Remove the marker of every tenant that has nothing unapplied any more (and,
+    /// once after start, of every configured tenant with nothing unapplied: what a
+    /// crash may have left). A failure keeps the mark, to be removed on the next
+    /// pass: a marker left too long fails closed.
+    async fn unmark_applied(&mut self, shared: &Shared, store: &Store, config: &Config) {
+        let pending: HashSet<String> = {
+            let accounts = shared.accounts.lock().expect("spool lock");
+            accounts.tenants.keys().cloned().collect()
+        };
+        let applied: Vec<String> = self
+            .set
+            .iter()
+            .filter(|t| !pending.contains(*t))
+            .cloned()
+            .collect();
+        for tenant in applied {
+            if store
+                .unmark_spooled(&tenant, &shared.instance)
+                .await
+                .is_err()
+            {
+                return; // Redis is away: the next pass tries again
+            }
+            self.set.remove(&tenant);
+        }
+        if !self.swept {
+            for tenant in config.tenants.keys().filter(|t| !pending.contains(*t)) {
+                if store
+                    .unmark_spooled(tenant, &shared.instance)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            self.swept = true;
+        }
+    }
+
+    /// Set the marker of every tenant with unapplied changes that is not marked yet;
+    /// false when Redis did not take one (nothing may be applied before it does).
+    async fn mark_pending(&mut self, shared: &Shared, store: &Store) -> bool {
+        let pending: Vec<String> = {
+            let accounts = shared.accounts.lock().expect("spool lock");
+            accounts
+                .tenants
+                .keys()
+                .filter(|t| !self.set.contains(*t))
+                .cloned()
+                .collect()
+        };
+        for tenant in pending {
+            match store
+                .mark_spooled(&tenant, &shared.instance, now_ms())
+                .await
+            {
+                Ok(()) => {
+                    self.set.insert(tenant);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "spool replay waits for redis (marker)");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
     let mut backoff = Duration::from_millis(50);
+    let mut marks = Marks {
+        set: HashSet::new(),
+        swept: false,
+    };
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
+        marks.unmark_applied(&shared, &store, &config).await;
         let cursor = shared.cursor.load(Ordering::SeqCst);
         let end = shared.end.load(Ordering::SeqCst);
         if cursor >= end {
@@ -795,6 +1144,16 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
         shared
             .oldest_ms
             .store(chunk[0].0.received_ms.max(1), Ordering::SeqCst);
+        // The markers first: from the first write Redis takes, lookups of these
+        // tenants fail closed, before any of their changes is applied.
+        if !marks.mark_pending(&shared, &store).await {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        while shared.hold.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut i = 0;
         while i < chunk.len() {
             let group = &chunk[i..i + group_len(&chunk[i..])];
@@ -804,7 +1163,7 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
                 continue;
             }
             backoff = Duration::from_millis(50);
-            let (_, next) = group[group.len() - 1];
+            let (_, next, _) = group[group.len() - 1];
             shared.cursor.store(next, Ordering::SeqCst);
             shared
                 .replayed
@@ -813,10 +1172,16 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
                 .spool_replayed
                 .inc_by(group.len() as u64);
             i += group.len();
-            if let Some((following, _)) = chunk.get(i) {
+            if let Some((following, _, _)) = chunk.get(i) {
                 shared
                     .oldest_ms
                     .store(following.received_ms.max(1), Ordering::SeqCst);
+            }
+            {
+                let mut accounts = shared.accounts.lock().expect("spool lock");
+                for (change, _, size) in group {
+                    accounts.sub(&change.tenant, *size);
+                }
             }
             shared
                 .unapplied

@@ -86,6 +86,13 @@ pub struct LookupLabels {
     pub outcome: &'static str,
 }
 
+/// A change the spool refused, by the cap it would have passed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpoolCapLabels {
+    /// `records`, `bytes`, `tenant_records` or `tenant_bytes`.
+    pub cap: &'static str,
+}
+
 /// A lookup call, for latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LookupKindLabels {
@@ -133,6 +140,14 @@ pub struct Metrics {
     pub spool_fsyncs: Counter,
     /// Spooled changes applied to Redis by the replayer.
     pub spool_replayed: Counter,
+    /// Changes the spool refused because a cap was reached (the provider got 503).
+    pub spool_refused: Family<SpoolCapLabels, Counter>,
+    /// 1 when the spool takes no more changes (an overall cap is reached).
+    pub spool_full: Gauge,
+    /// The spool's overall caps.
+    pub spool_max_records: Gauge,
+    /// The spool's overall caps.
+    pub spool_max_bytes: Gauge,
 }
 
 impl Metrics {
@@ -155,6 +170,10 @@ impl Metrics {
             spool_appended: Counter::default(),
             spool_fsyncs: Counter::default(),
             spool_replayed: Counter::default(),
+            spool_refused: Family::default(),
+            spool_full: Gauge::default(),
+            spool_max_records: Gauge::default(),
+            spool_max_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -237,6 +256,26 @@ impl Metrics {
             "Spooled changes applied to Redis by the replayer",
             m.spool_replayed.clone(),
         );
+        registry.register(
+            "spool_refused",
+            "Changes the spool refused at a cap (the provider got 503 and retries), by cap",
+            m.spool_refused.clone(),
+        );
+        registry.register(
+            "spool_full",
+            "1 when the spool takes no more changes (an overall cap is reached)",
+            m.spool_full.clone(),
+        );
+        registry.register(
+            "spool_max_records",
+            "The spool's cap on unapplied records (spool.max_records)",
+            m.spool_max_records.clone(),
+        );
+        registry.register(
+            "spool_max_bytes",
+            "The spool's cap on unapplied bytes (spool.max_bytes)",
+            m.spool_max_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -259,8 +298,20 @@ pub fn scrape(redis_up: bool, spool: Option<&crate::spool::SpoolStats>) -> Strin
         m.spool_bytes.set(s.bytes as i64);
         m.spool_oldest_age_seconds
             .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
+        m.spool_full.set(i64::from(s.full));
+        m.spool_max_records.set(s.limits.max_records as i64);
+        m.spool_max_bytes.set(s.limits.max_bytes as i64);
     }
     m.encode()
+}
+
+/// A change the spool refused at `cap` (`records`, `bytes`, `tenant_records`,
+/// `tenant_bytes`): counted here; the request's refusal is logged with it.
+pub fn spool_refused(cap: &'static str) {
+    metrics()
+        .spool_refused
+        .get_or_create(&SpoolCapLabels { cap })
+        .inc();
 }
 
 /// The content type of [`Metrics::encode`].

@@ -342,7 +342,7 @@ fn cases() -> Vec<Case> {
         // The operator API.
         case("api without a token", "GET", "/v1/tenants/acme/dnd/sms/%2B15550001111", &[], "", 401),
         case("api another tenant's token", "GET", "/v1/tenants/acme/dnd/sms/%2B15550001111", &[("Authorization", &format!("Bearer {GLOBEX_API_TOKEN}"))], "", 401),
-        case("api unknown tenant", "GET", "/v1/tenants/nosuch/dnd/sms/%2B15550001111", &[("Authorization", &format!("Bearer {API_TOKEN}"))], "", 404),
+        case("api unknown tenant (answered as a wrong token)", "GET", "/v1/tenants/nosuch/dnd/sms/%2B15550001111", &[("Authorization", &format!("Bearer {API_TOKEN}"))], "", 401),
         api_case("api unknown route", "GET", "/v1/tenants/acme/nothing", b"", 404),
         api_case("api wrong method", "POST", "/v1/tenants/acme/history/%2B15550001111", b"", 405),
         api_case("api unknown channel", "GET", "/v1/tenants/acme/dnd/fax/%2B15550001111", b"", 400),

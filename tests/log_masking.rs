@@ -185,3 +185,81 @@ fn secrets_stay_out_of_config_check_and_debug_output() {
     assert!(stderr.contains("redis://:***@127.0.0.1:1/"), "{stderr}");
     assert!(!stderr.contains("redis-password-0123"), "{stderr}");
 }
+
+/// base64("dndgate-standard-webhooks-test-key")
+const RESEND_SECRET: &str = "whsec_ZG5kZ2F0ZS1zdGFuZGFyZC13ZWJob29rcy10ZXN0LWtleQ==";
+
+#[tokio::test]
+async fn item_19_no_full_address_in_any_log_line_on_the_spool_path() {
+    // Redis is down the whole time (nothing listens on its port): every recipient of a
+    // multi-recipient Resend bounce goes to the spool, and each one's event id embeds
+    // its address (`webhook-id:ADDRESS`).
+    let dir = tempfile::tempdir().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let redis_url = format!("redis://127.0.0.1:{}/", free_port());
+    let text = config_text(&redis_url)
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+        .replacen(
+            "[tenants.acme.twilio]",
+            &format!(
+                "[tenants.acme.standard_webhooks]\nsecrets = [\"{RESEND_SECRET}\"]\n\n[tenants.acme.twilio]"
+            ),
+            1,
+        );
+    let text = format!("log_addresses = \"masked\"\nspool_dir = \"spool\"\n{text}");
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut serve = ServeProcess::start(&config, &[]);
+    serve.wait_ready(addr).await.expect("dndgate serve starts");
+
+    let recipients = [
+        "carol.bounced@example.com",
+        "dave.bounced@example.org",
+        "erin.bounced@example.net",
+    ];
+    let body = serde_json::json!({
+        "type": "email.bounced",
+        "created_at": iso_ago(60_000),
+        "data": {
+            "email_id": "56761188-7520-42d8-8898-ff6fc54ce618",
+            "from": "Acme <onboarding@resend.dev>",
+            "to": recipients,
+            "subject": "Sending this example",
+            "bounce": {"message": "m", "subType": "General", "type": "Permanent"}
+        }
+    })
+    .to_string();
+    let id = "msg_2ZvHLbVQ8mZ4o0h1oAtqKgTtVdQ";
+    let ts = now_ms() / 1000;
+    let r = http(
+        addr,
+        "POST",
+        "/webhooks/resend/acme",
+        &[
+            ("Content-Type", "application/json"),
+            ("svix-id", id),
+            ("svix-timestamp", &ts.to_string()),
+            (
+                "svix-signature",
+                &standard_webhooks_signature(RESEND_SECRET, id, ts, &body),
+            ),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "spooled: {}", r.body);
+
+    let (code, log) = serve.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("spool"), "the spool path was taken:\n{log}");
+    // The line is there, with the address masked: its event id still tells it apart.
+    assert!(
+        log.contains(&format!("{id}:ca***@example.com")),
+        "the spooled event is logged, masked:\n{log}"
+    );
+    for address in recipients {
+        let local = address.split('@').next().unwrap();
+        assert!(!log.contains(address), "{address} in the log:\n{log}");
+        assert!(!log.contains(local), "{local} in the log:\n{log}");
+    }
+}

@@ -51,10 +51,11 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("dndgate.toml");
     std::fs::write(
         &config,
-        config_text(&redis.url())
+        with_admin_listen(&config_text(&redis.url()), admin)
             .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\"")),
     )
     .unwrap();
@@ -108,7 +109,9 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    let r = http(addr, "GET", "/metrics", &[], b"").await;
+    // Metrics are on the admin listener only.
+    assert_eq!(http(addr, "GET", "/metrics", &[], b"").await.status, 404);
+    let r = http(admin, "GET", "/metrics", &[], b"").await;
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")

@@ -265,7 +265,7 @@ async fn bad_operator_input_is_refused_in_one_line_and_changes_nothing() {
             "GET",
             "/v1/tenants/initech/dnd/sms/%2B15550007001",
             None,
-            404,
+            401, // an unknown tenant is answered as a wrong token (issue 12 item 21)
         ),
         ("GET", "/v1/tenants/acme/nothing", None, 404),
     ];

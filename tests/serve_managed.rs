@@ -85,6 +85,7 @@ async fn serve_with_managed_redis_persists_and_shuts_down_cleanly() {
         format!(
             r#"
 listen = "{addr}"
+admin_listen = "off"
 public_url = "{PUBLIC_URL}"
 redis_url = "managed"
 

@@ -130,6 +130,8 @@ impl Drop for Redis {
 /// A gateway in this process with a spool.
 struct Gw {
     addr: std::net::SocketAddr,
+    /// The admin listener: `/metrics`, the detailed `/readyz`.
+    admin: std::net::SocketAddr,
     spool: Option<Spool>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -145,6 +147,8 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
     let gateway = dndgate::pipeline::Gateway {
         config,
         store,
@@ -153,11 +157,17 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
         spool: spool.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(dndgate::server::run(gateway, listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(dndgate::server::run_with_admin(
+        gateway,
+        listener,
+        Some(admin_listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Gw {
         addr,
+        admin,
         spool,
         stop,
         task,
@@ -257,13 +267,14 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
         .unwrap()
         .len();
     assert_eq!(on_disk, stats.bytes);
-    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(ready.body.contains("spool: records=22 "), "{}", ready.body);
 
     redis.restart();
-    // Redis came back empty of these: nothing was written while it was down.
-    assert_eq!(sms_state(&redis, &phone(1)).await, "");
+    // Redis came back empty of these: nothing was written while it was down. (A
+    // lookup would fail closed now: acme has changes in the spool.)
+    assert_eq!(sms_state_raw(&redis, &phone(1)), None);
     assert!(
         spool.drained(Duration::from_secs(20)).await,
         "{:?}",
@@ -307,7 +318,7 @@ async fn redis_down_webhooks_are_spooled_then_replayed_in_order_once() {
     let r = gw.sms(&sid(5), &phone(5), "STOP").await;
     assert_eq!(r.status, 200);
     assert_eq!(sms_audit_counts(&redis).get(&sid(5)), Some(&1));
-    let ready = http(gw.addr, "GET", "/readyz", &[], b"").await;
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
     assert!(
         ready
             .body
@@ -567,7 +578,8 @@ async fn a_full_spool_with_redis_down_is_503_and_only_acknowledged_events_are_ap
     redis.kill();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = config_text(&redis.url()).replace(
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = with_admin_listen(&config_text(&redis.url()), admin).replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\nspool_dir = \"spool\""),
     );
@@ -599,7 +611,7 @@ async fn a_full_spool_with_redis_down_is_503_and_only_acknowledged_events_are_ap
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready = http(addr, "GET", "/readyz", &[], b"").await;
+        let ready = http(admin, "GET", "/readyz", &[], b"").await;
         if ready.body.contains("redis: ok") && ready.body.contains("spool: records=0 ") {
             break;
         }
@@ -789,4 +801,340 @@ async fn a_one_click_unsubscribe_queues_behind_the_spool() {
     assert!(email().await.unwrap().blocked);
     assert_eq!(sms_state(&redis, &phone(1)).await, "permanent");
     gw.stop(false).await;
+}
+
+/// The shard marker a sender reading Redis directly must check: `dnd:{TENANT:S}:spooled`,
+/// `S` the first hex digit of the SHA-1 of the normalised address (README, "The Redis
+/// contract"), computed here independently of the crate.
+fn spooled_marker(tenant: &str, address: &str) -> String {
+    use sha1::Digest;
+    let h = hex::encode(sha1::Sha1::digest(address.as_bytes()));
+    format!("dnd:{{{tenant}:{}}}:spooled", &h[..1])
+}
+
+async fn api_lookup(
+    addr: std::net::SocketAddr,
+    tenant: &str,
+    token: &str,
+    number: &str,
+) -> HttpResponse {
+    http(
+        addr,
+        "GET",
+        &format!(
+            "/v1/tenants/{tenant}/dnd/sms/{}",
+            number.replace('+', "%2B")
+        ),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn item_05_lookups_fail_closed_while_a_tenants_changes_wait_in_the_spool() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    // The replay is held back: Redis returns, and the STOP still waits in the spool.
+    spool.hold_replay(true);
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, config_text(&redis.url())).unwrap();
+    let cli_check = |number: &str| {
+        dndgate(&[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--channel",
+            "sms",
+            number,
+        ])
+    };
+    let number = phone(5);
+    let marker = spooled_marker("acme", &number);
+
+    redis.kill();
+    let r = gw.sms(&sid(5), &number, "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(spool.stats().records, 1);
+    redis.restart();
+
+    // Redis answers the gateway again (another tenant's lookup works) ...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api_lookup(gw.addr, "globex", GLOBEX_API_TOKEN, &number).await;
+        if r.status == 200 {
+            assert!(r.body.contains("\"blocked\":false"), "{}", r.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis never came back: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... but acme's acknowledged STOP is not applied yet: every lookup for acme fails
+    // closed rather than answer "allowed".
+    let r = api_lookup(gw.addr, "acme", API_TOKEN, &number).await;
+    assert_eq!(r.status, 503, "single lookup while spooled: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("spool"), "{}", r.body);
+    let auth = format!("Bearer {API_TOKEN}");
+    let body = format!(
+        r#"{{"channel":"sms","addresses":["{}","{}"]}}"#,
+        number,
+        phone(6)
+    );
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/acme/dnd/check",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "batch check while spooled: {}", r.body);
+
+    // Direct readers: the marker is written as soon as Redis takes it, before the
+    // replay applies anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["EXISTS", &marker]).as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "no marker {marker}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sms_state_raw(&redis, &number), None, "nothing applied yet");
+    // The Rust API (its own connection, no spool in sight) and the CLI read it.
+    let lookup = dndgate::lookup::Lookup::connect(&redis.url()).unwrap();
+    let err = lookup
+        .check("acme", Channel::Sms, &number)
+        .await
+        .expect_err("the Rust API must fail closed while acme has spooled changes");
+    assert!(err.to_string().contains("spool"), "{err}");
+    assert!(
+        lookup
+            .check_many("acme", Channel::Sms, &[number.as_str()])
+            .await
+            .is_err()
+    );
+    assert!(lookup.check("globex", Channel::Sms, &number).await.is_ok());
+    let (code, stdout, stderr) = cli_check(&number);
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(stderr.contains("spool"), "{stderr}");
+
+    // The replay goes on: applied, the marker removed, lookups answer again.
+    spool.hold_replay(false);
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["EXISTS", &marker]).as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "marker {marker} left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(redis.cli(&["KEYS", "dnd:*:spooled"]).unwrap().is_empty());
+    let r = api_lookup(gw.addr, "acme", API_TOKEN, &number).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"blocked\":true"), "{}", r.body);
+    assert!(
+        lookup
+            .check("acme", Channel::Sms, &number)
+            .await
+            .unwrap()
+            .blocked
+    );
+    let (code, stdout, stderr) = cli_check(&number);
+    assert_eq!(code, 1, "{stdout} {stderr}");
+    gw.stop(false).await;
+}
+
+/// The raw sms record of a phone, read with redis-cli (no lookup API).
+fn sms_state_raw(redis: &Redis, number: &str) -> Option<String> {
+    use sha1::Digest;
+    let h = hex::encode(sha1::Sha1::digest(number.as_bytes()));
+    let key = format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]);
+    redis
+        .cli(&["HGET", &key, &format!("sms:{number}")])
+        .filter(|v| !v.is_empty())
+}
+
+#[tokio::test]
+async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_anything() {
+    use dndgate::spool::SpoolLimits;
+    // The caps come from `[spool]`; a tenant's default to half of the overall ones.
+    let text = format!(
+        "{}\n[spool]\nmax_records = 8\nmax_bytes = 1048576\ntenant_max_records = 5\n",
+        config_text("redis://127.0.0.1:1/")
+    );
+    let config = dndgate::config::Config::parse(&text, Path::new(".")).unwrap();
+    let limits = SpoolLimits {
+        max_bytes: 1_048_576,
+        max_records: 8,
+        tenant_max_bytes: 524_288,
+        tenant_max_records: 5,
+    };
+    assert_eq!(config.spool_limits, limits);
+    let bad = format!(
+        "{}\n[spool]\nmax_records = 4\ntenant_max_records = 5\n",
+        config_text("redis://127.0.0.1:1/")
+    );
+    let problems = dndgate::config::Config::parse(&bad, Path::new(".")).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("spool.tenant_max_records")),
+        "{problems:?}"
+    );
+
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open_with_limits(dir.path(), limits).unwrap();
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    redis.kill();
+    let globex = |n: usize| {
+        let params: Vec<(String, String)> = inbound_sms(&sid(n), &phone(n), "STOP")
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if k == "AccountSid" {
+                    "AC11111111111111111111111111111111"
+                } else {
+                    v
+                };
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        params
+    };
+    let post_globex = |n: usize| {
+        let params = globex(n);
+        async move {
+            let p: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            post_twilio(
+                gw.addr,
+                "/webhooks/twilio/globex",
+                "globex-twilio-token",
+                &p,
+            )
+            .await
+        }
+    };
+
+    // acme: five changes fit its cap, the sixth is refused with 503 + Retry-After.
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        let r = gw.sms(&sid(n), &phone(n), "STOP").await;
+        assert_eq!(r.status, 200, "acme {n}: {}", r.body);
+        acked.push(n);
+    }
+    let r = gw.sms(&sid(5), &phone(5), "STOP").await;
+    assert_eq!(r.status, 503, "acme past its cap: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("spool is full"), "{}", r.body);
+    // globex has its own cap: three more fit, then the spool as a whole is full (8).
+    for n in 10..13 {
+        let r = post_globex(n).await;
+        assert_eq!(r.status, 200, "globex {n}: {}", r.body);
+        acked.push(n);
+    }
+    let r = post_globex(13).await;
+    assert_eq!(r.status, 503, "past the overall cap: {}", r.body);
+    assert!(r.header("retry-after").is_some());
+    let stats = spool.stats();
+    assert_eq!(
+        (stats.records, stats.refused, stats.full),
+        (8, 2, true),
+        "{stats:?}"
+    );
+    // Readiness says so, and the metric counts the refusals by cap.
+    let ready = http(gw.admin, "GET", "/readyz", &[], b"").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("spool: full"), "{}", ready.body);
+    assert!(ready.body.contains("max_records=8"), "{}", ready.body);
+    let metrics = dndgate::telemetry::scrape(false, Some(&stats));
+    assert!(
+        metrics.contains("dndgate_spool_refused_total{cap=\"tenant_records\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dndgate_spool_refused_total{cap=\"records\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\ndndgate_spool_full 1\n"), "{metrics}");
+
+    // Redis back: every acknowledged change is applied, the refused ones are not; the
+    // providers' retries of the refused ones then succeed.
+    redis.restart();
+    assert!(
+        spool.drained(Duration::from_secs(20)).await,
+        "{:?}",
+        spool.stats()
+    );
+    for n in &acked {
+        let owner = if *n < 10 { "acme" } else { "globex" };
+        let v = dndgate::lookup::Lookup::connect(&redis.url())
+            .unwrap()
+            .check(owner, Channel::Sms, &phone(*n))
+            .await
+            .unwrap();
+        assert!(v.blocked, "acknowledged {owner} {n} lost");
+    }
+    assert_eq!(sms_state_raw(&redis, &phone(5)), None);
+    assert_eq!(gw.sms(&sid(5), &phone(5), "STOP").await.status, 200);
+    assert_eq!(post_globex(13).await.status, 200);
+    assert_eq!(sms_state(&redis, &phone(5)).await, "permanent");
+    assert!(!spool.stats().full);
+    gw.stop(false).await;
+
+    // Bytes: a tenant's byte cap, through the spool itself.
+    let dir = tempfile::tempdir().unwrap();
+    let address = dndgate::address::Address::parse(Channel::Sms, &phone(1)).unwrap();
+    let change = |n: usize| {
+        SpooledChange::new(
+            "acme",
+            &dndgate::state::Request {
+                address: &address,
+                scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
+                action: dndgate::store::StoreAction::BlockPermanent,
+                reason: "keyword:STOP",
+                provider: dndgate::event::Provider::Twilio,
+                event_id: &sid(n),
+                event_ms: 1,
+                received_ms: 1,
+                now_ms: 1,
+                actor: None,
+                evidence: None,
+            },
+        )
+    };
+    let size = dndgate::spool::encode(&change(1)).len() as u64;
+    let spool = Spool::open_with_limits(
+        dir.path(),
+        SpoolLimits {
+            max_bytes: 100 * size,
+            max_records: 100,
+            tenant_max_bytes: 2 * size,
+            tenant_max_records: 100,
+        },
+    )
+    .unwrap();
+    let last = spool.append(&change(1)).unwrap();
+    let last = spool.append(&change(2)).unwrap().max(last);
+    let err = spool
+        .append(&change(3))
+        .expect_err("past the tenant's byte cap");
+    assert!(err.to_string().contains("tenant_max_bytes"), "{err}");
+    spool.durable(1, last).await.unwrap();
+    assert_eq!(spool.stats().records, 2);
+    // Reopened: what was accepted is still there (nothing accepted is dropped).
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.stats().records, 2);
 }

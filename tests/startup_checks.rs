@@ -213,6 +213,7 @@ async fn managed_redis_passes_strict() {
         format!(
             r#"
 listen = "{addr}"
+admin_listen = "off"
 public_url = "{PUBLIC_URL}"
 redis_url = "managed"
 

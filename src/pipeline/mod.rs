@@ -528,8 +528,8 @@ impl Gateway {
             }
             Err(StoreError::Unavailable(why)) if self.spool.is_some() => {
                 tracing::warn!(
-                    error = why.as_str(),
-                    event_id = request.event_id,
+                    error = %crate::redact::text(&why),
+                    event_id = %crate::redact::EventId(request.event_id),
                     "redis unavailable: spooling"
                 );
                 let spool = self.spool.as_ref().expect("checked");
@@ -570,28 +570,57 @@ impl Gateway {
         }
     }
 
+    /// The public listener's readiness answer: the status of [`Gateway::readiness`]
+    /// and one word, nothing else (no tenant, count, Redis error or spool size: those
+    /// are on the admin listener).
+    pub async fn readiness_bare(&self) -> Answer {
+        let mut answer = self.readiness().await;
+        answer.body = if answer.status == 200 {
+            "ready\n".to_string()
+        } else {
+            "not ready\n".to_string()
+        };
+        answer
+    }
+
     /// The readiness answer: 200 when Redis answers, or when it does not but the spool
-    /// takes changes; the spool's numbers either way.
+    /// takes changes; 503 when neither, or when the spool is at its overall cap
+    /// (webhooks get 503 then). The spool's numbers, caps and the tenants at their caps
+    /// either way.
     pub async fn readiness(&self) -> Answer {
         let redis = self.store.ping().await;
+        let stats = self.spool.as_ref().map(|s| s.stats());
+        let full = stats.is_some_and(|s| s.full);
         let mut body = String::new();
-        let ready = redis.is_ok() || self.spool.is_some();
+        let ready = (redis.is_ok() || self.spool.is_some()) && !full;
         body.push_str(if ready { "ready\n" } else { "not ready\n" });
         match &redis {
             Ok(()) => body.push_str("redis: ok\n"),
             Err(e) => body.push_str(&format!("redis: {e}\n")),
         }
-        match &self.spool {
-            Some(spool) => {
-                let s = spool.stats();
+        match (&self.spool, stats) {
+            (Some(spool), Some(s)) => {
                 body.push_str(&format!(
                     "spool: records={} bytes={} oldest_age_ms={}\n",
                     s.records,
                     s.bytes,
                     s.oldest_age_ms.unwrap_or(0)
                 ));
+                let l = s.limits;
+                body.push_str(&format!(
+                    "spool limits: max_records={} max_bytes={} tenant_max_records={} tenant_max_bytes={} refused={}\n",
+                    l.max_records, l.max_bytes, l.tenant_max_records, l.tenant_max_bytes, s.refused
+                ));
+                if full {
+                    body.push_str("spool: full: webhooks get 503 until the replay makes room\n");
+                }
+                for tenant in spool.tenants_at_cap() {
+                    body.push_str(&format!(
+                        "spool: tenant {tenant} at its cap: its webhooks get 503\n"
+                    ));
+                }
             }
-            None => body.push_str("spool: none (webhooks get 503 while redis is down)\n"),
+            _ => body.push_str("spool: none (webhooks get 503 while redis is down)\n"),
         }
         let mut answer = Answer::text(if ready { 200 } else { 503 }, body);
         if !ready {

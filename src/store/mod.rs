@@ -15,6 +15,11 @@
 //! - `dnd:{TENANT:S}:seen:PROVIDER:EVENT_ID` is a dedup marker with a TTL.
 //! - `dnd:{TENANT:S}:fails:SCOPE:ADDRESS` is a sorted set of recent temporary failures
 //!   (score: event time), for escalation; it expires with the window.
+//! - `dnd:{TENANT:S}:spooled` is the spool marker: a hash, one field per gateway spool
+//!   that holds changes of the tenant not yet applied (see [`Store::mark_spooled`]).
+//!   While it exists, every lookup of the tenant fails closed; it is written on all 16
+//!   shards, so a reader checks the one of its address's shard in the same round trip
+//!   as the record.
 //!
 //! Many small hashes (about 15 records each at a million records) stay in Redis's
 //! compact listpack encoding, which is what keeps a record under 100 bytes; the hash
@@ -66,6 +71,25 @@ fn bucket_key(tenant: &str, address: &Address) -> String {
     key.push(hex(d[1] >> 4));
     key.push(hex(d[1] & 0xf));
     key
+}
+
+/// The spool marker of the shard whose bucket is `bucket` (`dnd:{TENANT:S}:BBB` ->
+/// `dnd:{TENANT:S}:spooled`): same hash tag, so it is read in the same round trip, on
+/// the same cluster node, as the record.
+fn spooled_key_of_bucket(bucket: &str) -> String {
+    let mut key = String::with_capacity(bucket.len() + 4);
+    key.push_str(&bucket[..bucket.len() - 3]);
+    key.push_str("spooled");
+    key
+}
+
+/// The spool markers of a tenant, one per shard (16), in shard order:
+/// `dnd:{TENANT:S}:spooled`. While one exists, lookups of the tenant fail closed (a
+/// gateway's spool holds changes for it that Redis does not have yet).
+pub fn spooled_keys(tenant: &str) -> Vec<String> {
+    (0..16)
+        .map(|s| format!("dnd:{{{tenant}:{s:x}}}:spooled"))
+        .collect()
 }
 
 /// The keys for `address` of `tenant`.
@@ -461,6 +485,12 @@ pub enum StoreError {
     /// Redis answered something this version cannot read (a broken invariant).
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// The tenant has changes in a gateway's spool that Redis does not have yet (the
+    /// spool marker is set): a lookup cannot know, and fails closed.
+    #[error(
+        "tenant {0} has changes in a gateway's spool not yet applied to redis; lookups fail closed until the replay ends"
+    )]
+    Spooled(String),
 }
 
 impl From<StoreError> for crate::error::Error {
@@ -473,6 +503,9 @@ impl From<StoreError> for crate::error::Error {
                 crate::error::Kind::Internal,
                 format!("unexpected reply from redis: {m}"),
             ),
+            e @ StoreError::Spooled(_) => {
+                crate::error::Error::unavailable(format!("{e}; retry later"))
+            }
         }
     }
 }
@@ -592,7 +625,10 @@ impl Store {
     }
 
     /// The verdicts for many addresses on one channel, in one round trip (a pipeline
-    /// of one HMGET per address), in the order given.
+    /// of one HMGET per address, with one EXISTS of the spool marker per shard the
+    /// addresses fall in), in the order given. A spool marker on any of those shards
+    /// fails the whole call with [`StoreError::Spooled`]: the tenant has acknowledged
+    /// changes that Redis does not have yet.
     pub async fn lookup_many(
         &self,
         tenant: &str,
@@ -603,40 +639,105 @@ impl Store {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
+        let buckets: Vec<String> = addresses.iter().map(|a| bucket_key(tenant, a)).collect();
+        // One marker per shard (at most 16), read before the records.
+        let mut markers: Vec<String> = Vec::with_capacity(16);
+        for bucket in &buckets {
+            let marker = spooled_key_of_bucket(bucket);
+            if !markers.contains(&marker) {
+                markers.push(marker);
+            }
+        }
+        let hmget = |bucket: &str, address: &Address| {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(bucket)
+                .arg(field(Scope::Channel(channel), address))
+                .arg(field(Scope::All, address));
+            cmd
+        };
         let mut conn = self.conn.clone();
-        let replies: Vec<(Option<String>, Option<String>)> = if conn.is_cluster() {
-            // One pipeline per slot: a tenant's buckets sit in 16 slots (one per shard).
-            let mut batch = Batch::with_capacity(addresses.len());
-            for address in addresses {
-                let key = bucket_key(tenant, address);
-                let mut cmd = redis::cmd("HMGET");
-                cmd.arg(&key)
-                    .arg(field(Scope::Channel(channel), address))
-                    .arg(field(Scope::All, address));
-                batch.add(&key, cmd);
+        let replies: Vec<Value> = if conn.is_cluster() {
+            // One pipeline per slot: a tenant's buckets sit in 16 slots (one per shard),
+            // each shard's marker with them.
+            let mut batch = Batch::with_capacity(markers.len() + addresses.len());
+            for marker in &markers {
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(marker);
+                batch.add(marker, cmd);
+            }
+            for (bucket, address) in buckets.iter().zip(addresses) {
+                batch.add(bucket, hmget(bucket, address));
             }
             self.with_timeout(conn.run_batch(&batch)).await?
         } else {
             let mut pipe = redis::pipe();
-            for address in addresses {
-                pipe.cmd("HMGET")
-                    .arg(bucket_key(tenant, address))
-                    .arg(field(Scope::Channel(channel), address))
-                    .arg(field(Scope::All, address));
+            for marker in &markers {
+                pipe.cmd("EXISTS").arg(marker);
+            }
+            for (bucket, address) in buckets.iter().zip(addresses) {
+                pipe.add_command(hmget(bucket, address));
             }
             self.with_timeout(pipe.query_async(&mut conn)).await?
         };
-        if replies.len() != addresses.len() {
+        if replies.len() != markers.len() + addresses.len() {
             return Err(StoreError::Protocol(format!(
                 "{} replies for {} lookups",
                 replies.len(),
                 addresses.len()
             )));
         }
-        Ok(replies
-            .into_iter()
-            .map(|(own, all)| verdict(channel, own, all, now_ms))
-            .collect())
+        let (marks, records) = replies.split_at(markers.len());
+        if marks.iter().any(|m| !matches!(m, Value::Int(0))) {
+            return Err(StoreError::Spooled(tenant.to_string()));
+        }
+        records
+            .iter()
+            .map(|reply| {
+                let (own, all): (Option<String>, Option<String>) =
+                    redis::FromRedisValue::from_redis_value_ref(reply)
+                        .map_err(|e| StoreError::Protocol(format!("HMGET reply: {e}")))?;
+                Ok(verdict(channel, own, all, now_ms))
+            })
+            .collect()
+    }
+
+    /// Set this gateway's spool marker for `tenant` on all 16 shards: field
+    /// `instance` (the spool's id) of `dnd:{TENANT:S}:spooled`, value the time it was
+    /// set. From then on every lookup of the tenant fails closed, through dndgate and
+    /// for senders that read Redis directly, until [`Store::unmark_spooled`]. No TTL: a
+    /// gateway that dies with an unapplied spool leaves its tenants failing closed
+    /// until its spool is replayed.
+    pub async fn mark_spooled(
+        &self,
+        tenant: &str,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::with_capacity(16);
+        for key in spooled_keys(tenant) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key).arg(instance).arg(now_ms);
+            batch.add(&key, cmd);
+        }
+        let mut conn = self.conn.clone();
+        self.with_timeout(conn.run_batch::<i64>(&batch))
+            .await
+            .map(|_| ())
+    }
+
+    /// Remove this gateway's spool marker for `tenant` from all 16 shards (the key
+    /// goes when no other gateway's field is left in it).
+    pub async fn unmark_spooled(&self, tenant: &str, instance: &str) -> Result<(), StoreError> {
+        let mut batch = Batch::with_capacity(16);
+        for key in spooled_keys(tenant) {
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(&key).arg(instance);
+            batch.add(&key, cmd);
+        }
+        let mut conn = self.conn.clone();
+        self.with_timeout(conn.run_batch::<i64>(&batch))
+            .await
+            .map(|_| ())
     }
 
     /// Remember a one-time token (Mailgun's signed `token`) for `ttl`, with the

@@ -406,10 +406,14 @@ pub async fn post_twilio(
     .await
 }
 
-/// A configuration for tests: tenants acme (Twilio, two tokens) and globex.
+/// A configuration for tests: tenants acme (Twilio, two tokens) and globex. No admin
+/// listener (`admin_listen = "off"`: its default port would be shared by every test that
+/// runs `dndgate serve`); a test that needs one replaces that line (see
+/// [`with_admin_listen`]). In-process gateways ([`TestGateway`]) always get one.
 pub fn config_text(redis_url: &str) -> String {
     format!(
         r#"
+admin_listen = "off"
 listen = "127.0.0.1:0"
 public_url = "{PUBLIC_URL}"
 redis_url = "{redis_url}"
@@ -438,9 +442,20 @@ account_sids = ["AC11111111111111111111111111111111"]
     )
 }
 
-/// A gateway running in this process on a free port.
+/// `text` (from [`config_text`]) with the admin listener on `addr`.
+pub fn with_admin_listen(text: &str, addr: std::net::SocketAddr) -> String {
+    assert!(text.contains("admin_listen = \"off\""), "{text}");
+    text.replace(
+        "admin_listen = \"off\"",
+        &format!("admin_listen = \"{addr}\""),
+    )
+}
+
+/// A gateway running in this process on a free port, with its admin listener
+/// (`/metrics`, the detailed `/readyz`) on another.
 pub struct TestGateway {
     pub addr: std::net::SocketAddr,
+    pub admin_addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -461,6 +476,8 @@ impl TestGateway {
             dndgate::store::Store::open(&config.redis.url(), config.store_options()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let gateway = dndgate::pipeline::Gateway {
             config: std::sync::Arc::new(config),
             store,
@@ -469,11 +486,17 @@ impl TestGateway {
             spool: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(dndgate::server::run(gateway, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(dndgate::server::run_with_admin(
+            gateway,
+            listener,
+            Some(admin),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         TestGateway {
             addr,
+            admin_addr,
             stop: Some(stop),
             task: Some(task),
         }
@@ -681,4 +704,17 @@ impl ServeProcess {
         }
         (code, self.stderr())
     }
+}
+
+/// A Standard Webhooks (Resend, Svix) signature header value for `body`:
+/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>` with the key from `whsec_BASE64`, computed
+/// here independently of the crate.
+pub fn standard_webhooks_signature(secret: &str, id: &str, ts: i64, body: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
 }
