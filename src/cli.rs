@@ -291,9 +291,10 @@ fn config_check(path: &Path) -> ExitCode {
             for t in config.tenants.values() {
                 let twilio = t.twilio.as_ref().map_or("no".to_string(), |tw| {
                     format!(
-                        "{} auth token(s), {} account SID(s)",
+                        "{} auth token(s), {} account SID(s), Event Streams {}",
                         tw.auth_tokens.len(),
-                        tw.account_sids.len()
+                        tw.account_sids.len(),
+                        if tw.event_streams { "on" } else { "off" }
                     )
                 });
                 let p = &t.policy;

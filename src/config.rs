@@ -243,6 +243,10 @@ pub struct TwilioTenant {
     pub auth_tokens: Vec<Secret>,
     /// Account SIDs that route to this tenant on the shared `/webhooks/twilio` URL.
     pub account_sids: Vec<String>,
+    /// Whether the tenant takes Event Streams deliveries (JSON CloudEvents signed
+    /// through `bodySHA256`) on `/webhooks/twilio/{tenant}` (`event_streams`, default
+    /// false). Off, a JSON body is refused: only form webhooks are signed then.
+    pub event_streams: bool,
 }
 
 /// Why a configuration was refused: every problem found, one line each.
@@ -432,6 +436,8 @@ struct RawTwilio {
     auth_tokens: Vec<String>,
     #[serde(default)]
     account_sids: Vec<String>,
+    #[serde(default)]
+    event_streams: bool,
 }
 
 #[derive(Deserialize)]
@@ -789,6 +795,7 @@ impl Config {
                     Some(TwilioTenant {
                         auth_tokens,
                         account_sids: tw.account_sids,
+                        event_streams: tw.event_streams,
                     })
                 }
                 None => None,

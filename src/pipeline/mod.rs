@@ -400,13 +400,21 @@ impl Gateway {
                 ));
             }
         };
-        let tenant = self.twilio_tenant(req, form.as_deref())?;
+        let (tenant, twilio) = self.twilio_tenant(req, form.as_deref())?;
         report.tenant = Some(tenant.id.clone());
-        let tokens = tenant
-            .twilio
-            .as_ref()
-            .map(|t| t.auth_tokens.as_slice())
-            .unwrap_or_default();
+        // A JSON body is signed through the URL alone, which a form signature can be
+        // made to read as (see `signature::verify_twilio`): only a tenant that asked
+        // for Event Streams takes one.
+        if form.is_none() && !twilio.event_streams {
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "tenant {:?} takes no Twilio Event Streams (JSON): set event_streams = true under [tenants.{}.twilio] to accept them",
+                    tenant.id, tenant.id
+                ),
+            ));
+        }
+        let tokens = twilio.auth_tokens.as_slice();
         let url = format!("{}{}", self.config.public_url, req.path_and_query);
         let signed = match &form {
             Some(params) => TwilioSigned::Form(params),
@@ -450,11 +458,12 @@ impl Gateway {
         })
     }
 
+    /// The tenant a Twilio request belongs to, with its Twilio section.
     fn twilio_tenant(
         &self,
         req: &WebhookRequest,
         form: Option<&[(String, String)]>,
-    ) -> Result<&Tenant, Error> {
+    ) -> Result<(&Tenant, &crate::config::TwilioTenant), Error> {
         let tenant = match &req.tenant {
             Some(id) => self
                 .config
@@ -472,13 +481,13 @@ impl Gateway {
                 })?
             }
         };
-        if tenant.twilio.is_none() {
-            return Err(Error::not_found(format!(
+        match &tenant.twilio {
+            Some(twilio) => Ok((tenant, twilio)),
+            None => Err(Error::not_found(format!(
                 "tenant {:?} has no [tenants.{}.twilio] configuration",
                 tenant.id, tenant.id
-            )));
+            ))),
         }
-        Ok(tenant)
     }
 
     /// Apply one classified event to the store.
