@@ -643,3 +643,43 @@ async fn item_07_form_signature_cannot_be_replayed_as_json() {
     assert_eq!(redis.snapshot(), before);
     gw.stop().await;
 }
+
+/// Issue 12 item 15 (Twilio): a status callback without `To`, as in Twilio's own docs
+/// example for `sent`, carries no contact and so no DND signal: 200, nothing written
+/// (counted as an ignored request), never a 400 that Twilio would retry and log. One
+/// whose error code would be a DND cannot be applied either (a retry brings no `To`):
+/// accepted the same way, with a warning in the log.
+#[tokio::test]
+async fn item_15_twilio_status_callback_without_to_is_accepted_as_ignored() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let path = "/webhooks/twilio/acme";
+    let sent = [
+        ("AccountSid", ACME_SID),
+        ("From", "+15017122661"),
+        ("MessageSid", "SM15000000000000000000000000000015"),
+        ("MessageStatus", "sent"),
+        ("SmsSid", "SM15000000000000000000000000000015"),
+        ("SmsStatus", "sent"),
+    ];
+    let failed = [
+        ("AccountSid", ACME_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("ErrorCode", "30004"),
+        ("From", "+15017122661"),
+        ("MessageSid", "SM15100000000000000000000000000151"),
+        ("MessageStatus", "undelivered"),
+        ("SmsSid", "SM15100000000000000000000000000151"),
+        ("SmsStatus", "undelivered"),
+    ];
+    for (name, params) in [("sent", &sent[..]), ("30004 without To", &failed[..])] {
+        let before = redis.snapshot();
+        let r = gw.twilio(path, TWILIO_TOKEN, params).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert_eq!(redis.snapshot(), before, "{name}: nothing to apply");
+    }
+    // Through the shared URL too (the tenant comes from AccountSid).
+    let r = gw.twilio("/webhooks/twilio", TWILIO_TOKEN, &sent).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.stop().await;
+}

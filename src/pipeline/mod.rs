@@ -426,6 +426,9 @@ impl Gateway {
             Some(params) => twilio::normalise(params, received_ms)?,
             None => twilio::normalise_event_streams(&req.body, received_ms)?,
         };
+        if let Some(status) = &normalised.unaddressed {
+            self.twilio_unaddressed(tenant, status);
+        }
         self.apply_events(
             tenant,
             &normalised.events,
@@ -456,6 +459,26 @@ impl Gateway {
             },
             CallbackKind::Status => Answer::text(200, ""),
         })
+    }
+
+    /// A status callback without `To` is answered 2xx and counted as ignored: a retry
+    /// would bring no `To` either. When its error code would have been a DND, that is
+    /// worth a warning: the contact's record cannot be written from this callback.
+    fn twilio_unaddressed(&self, tenant: &Tenant, status: &twilio::UnaddressedStatus) {
+        let decision = classify::classify_status(
+            crate::event::Provider::Twilio,
+            &status.status,
+            status.error_code.as_deref(),
+            self.config.codes(crate::event::Provider::Twilio),
+        );
+        if state::store_action(decision.action).is_some() {
+            tracing::warn!(
+                tenant = %tenant.id,
+                message_sid = %status.message_sid,
+                reason = %decision.reason,
+                "Twilio status callback carries a DND error code but no To: nothing to apply it to"
+            );
+        }
     }
 
     /// The tenant a Twilio request belongs to, with its Twilio section.
