@@ -268,6 +268,9 @@ fn config_check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("{}: ok", path.display());
+            for warning in config.warnings() {
+                println!("  warning: {warning}");
+            }
             println!(
                 "  listen {}, public_url {}",
                 config.listen, config.public_url
@@ -328,6 +331,9 @@ async fn serve(path: &Path, strict: bool, log_format: LogFormat) -> ExitCode {
         }
     };
     crate::redact::set_log_addresses(config.log_addresses);
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "configuration");
+    }
     let managed = match &config.redis {
         RedisTarget::Managed(m) => match ManagedRedisServer::start(m.clone()).await {
             Ok(server) => Some(server),

@@ -1023,6 +1023,36 @@ impl Config {
         })
     }
 
+    /// What is allowed but worth an operator's attention, one line each, for
+    /// `config check` and the start of `serve`. Never contains a secret.
+    ///
+    /// Tenants that list the same Mailgun signing key: Mailgun's key is account-wide,
+    /// so either tenant's URL accepts requests signed for the other, and a token is
+    /// claimed once for the key, on whichever path it reaches first.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for t in self.tenants.values() {
+            for key in t.mailgun.iter().flat_map(|m| &m.secrets) {
+                let owners = by_key
+                    .entry(crate::signature::mailgun::signing_key_fingerprint(key))
+                    .or_default();
+                if !owners.contains(&t.id.as_str()) {
+                    owners.push(&t.id);
+                }
+            }
+        }
+        by_key
+            .values()
+            .filter(|owners| owners.len() > 1)
+            .map(|owners| {
+                format!(
+                    "tenants {} share a mailgun signing key: Mailgun's key is account-wide, so each of their URLs accepts the others' signed requests (each token is still used once); give each tenant its own Mailgun account where you can",
+                    owners.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// The tenant whose Twilio account SID is `sid`.
     pub fn tenant_for_twilio_account(&self, sid: &str) -> Option<&Tenant> {
         self.tenants.values().find(|t| {
