@@ -590,3 +590,63 @@ fn item_08_config_check_warns_when_tenants_share_a_mailgun_key() {
         "{stdout} {stderr}"
     );
 }
+
+/// Issue 12 item 13: a `failed`/`permanent` bounce in Mailgun's documented shape but
+/// without `event-data.id` (as older accounts and relays post it) was refused inside a
+/// 200, so Mailgun never retried and the bounce was lost. It is applied, deduplicated
+/// by a key derived from the event data, so Mailgun's redelivery under a fresh
+/// signature is applied once.
+#[tokio::test]
+async fn item_13_a_failed_event_without_an_id_is_applied_once() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let mut data = event(
+        "failed",
+        "no-id@example.com",
+        "unused",
+        (now_s() - 30) as f64 + 0.5,
+        json!({"severity": "permanent", "reason": "bounce",
+            "envelope": {"transport": "smtp", "sender": "bob@mg.example.org", "targets": "no-id@example.com"},
+            "delivery-status": {"code": 550, "attempt-no": 1,
+                "message": "5.1.1 The email account that you tried to reach does not exist.",
+                "description": "", "mx-host": "mx.example.com"},
+            "flags": {"is-routed": false, "is-authenticated": true, "is-system-test": false, "is-test-mode": false}}),
+    );
+    data.as_object_mut().unwrap().remove("id");
+    let r = post(&gw, &data).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.starts_with("applied 1 event(s)") && !r.body.contains("refused"),
+        "{}",
+        r.body
+    );
+    let v = verdict(&redis, "acme", Channel::Email, "no-id@example.com").await;
+    assert!(v.blocked, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "mailgun:permanent.bounce");
+    let audited = email_audit_len(&redis, "no-id@example.com");
+
+    // Mailgun redelivers the same event under a fresh token: applied once (only the
+    // new token's claim is written).
+    let records = || {
+        let mut keys = redis.snapshot();
+        keys.retain(|k| !k.contains(":once:"));
+        keys
+    };
+    let before = records();
+    let r = post(&gw, &data).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(email_audit_len(&redis, "no-id@example.com"), audited);
+    assert_eq!(records(), before);
+
+    // Another event without an id for another address is its own event.
+    let mut other = data.clone();
+    other["recipient"] = json!("other-no-id@example.com");
+    let r = post(&gw, &other).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "other-no-id@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
