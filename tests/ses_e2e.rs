@@ -660,3 +660,77 @@ async fn real_sns_messages_verify_and_old_ones_are_refused_as_replays() {
     assert!(redis.snapshot().is_empty());
     gw.stop().await;
 }
+
+/// A `Subscription` event in the shape of AWS's example (SES event publishing, list
+/// management): the contact named in `mail.destination` changed their preferences for
+/// contact list `ContactListName`.
+fn subscription_event(recipient: &str, new_prefs: Value, old_prefs: Value) -> Value {
+    json!({
+        "eventType": "Subscription",
+        "mail": {"timestamp": iso_ago(5_000), "source": "sender@example.com",
+            "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/sender@example.com",
+            "sendingAccountId": "123456789012",
+            "messageId": "EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
+            "destination": [recipient], "headersTruncated": false,
+            "headers": [{"name": "From", "value": "sender@example.com"},
+                {"name": "To", "value": recipient},
+                {"name": "Subject", "value": "Message sent from Amazon SES"}],
+            "commonHeaders": {"from": ["sender@example.com"], "to": [recipient],
+                "messageId": "EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000",
+                "subject": "Message sent from Amazon SES"},
+            "tags": {"ses:operation": ["SendEmail"], "ses:configuration-set": ["ConfigSet"]}},
+        "subscription": {"contactList": "ContactListName", "timestamp": iso_ago(1_000),
+            "source": "UnsubscribeHeader",
+            "newTopicPreferences": new_prefs, "oldTopicPreferences": old_prefs}
+    })
+}
+
+/// Issue 12 item 16 (SES): a contact-list unsubscribe (`unsubscribeAll`, as from the
+/// one-click List-Unsubscribe header SES adds) is an email unsubscribe under the
+/// tenant's policy (every channel by default); a single topic's opt-out blocks
+/// marketing email; an opt-in lifts nothing (a list change proves no consent).
+#[tokio::test]
+async fn item_16_ses_subscription_events_are_unsubscribes() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), FixtureFetch::new()).await;
+    let topic =
+        |status: &str| json!([{"topicName": "ExampleTopicName", "subscriptionStatus": status}]);
+
+    let all = subscription_event(
+        "Leaver@Example.com",
+        json!({"unsubscribeAll": true, "topicSubscriptionStatus": topic("OptOut")}),
+        json!({"unsubscribeAll": false, "topicSubscriptionStatus": topic("OptOut")}),
+    );
+    let r = post(&gw, &notification(ACME_TOPIC, "sub-1", &all)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with("applied 1 event(s)"), "{}", r.body);
+    let v = verdict(&redis, "acme", "leaver@example.com").await;
+    assert_eq!(state(&v), Some(State::Permanent), "{v:?}");
+    assert_eq!(v.record.as_ref().unwrap().reason, "ses:stop");
+    // email_unsubscribe_scope = "all" (the default): every channel of the contact.
+    assert_eq!(v.scope, Some(dndgate::event::Scope::All), "{v:?}");
+
+    let one_topic = subscription_event(
+        "topic@example.com",
+        json!({"unsubscribeAll": false, "topicSubscriptionStatus": topic("OPT_OUT")}),
+        json!({"unsubscribeAll": false, "topicSubscriptionStatus": topic("OPT_IN")}),
+    );
+    let r = post(&gw, &notification(ACME_TOPIC, "sub-2", &one_topic)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", "topic@example.com").await;
+    assert!(v.blocked && v.marketing_only, "{v:?}");
+
+    // Opting back in changes nothing: only the contact's START-like consent or an
+    // operator with evidence lifts an unsubscribe.
+    let before = redis.snapshot();
+    let back = subscription_event(
+        "leaver@example.com",
+        json!({"unsubscribeAll": false, "topicSubscriptionStatus": topic("OptIn")}),
+        json!({"unsubscribeAll": true, "topicSubscriptionStatus": topic("OptOut")}),
+    );
+    let r = post(&gw, &notification(ACME_TOPIC, "sub-3", &back)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    assert!(verdict(&redis, "acme", "leaver@example.com").await.blocked);
+    gw.stop().await;
+}
