@@ -106,7 +106,9 @@ pub struct SesTenant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnsSettings {
     /// Host names signing certificates may be fetched from: exact names, or a
-    /// pattern with one `*` for the region (default `sns.*.amazonaws.com`).
+    /// pattern with one `*` for an AWS region name (default `sns.*.amazonaws.com` and
+    /// China's `sns.*.amazonaws.com.cn`; GovCloud's `sns.us-gov-west-1...` is a region
+    /// of the first).
     pub cert_hosts: Vec<String>,
     /// Confirm subscriptions of allow-listed topics by fetching their SubscribeURL.
     pub confirm_subscriptions: bool,
@@ -115,7 +117,10 @@ pub struct SnsSettings {
 impl Default for SnsSettings {
     fn default() -> SnsSettings {
         SnsSettings {
-            cert_hosts: vec!["sns.*.amazonaws.com".to_string()],
+            cert_hosts: vec![
+                "sns.*.amazonaws.com".to_string(),
+                "sns.*.amazonaws.com.cn".to_string(),
+            ],
             confirm_subscriptions: true,
         }
     }
