@@ -308,6 +308,9 @@ fn config_check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("{}: ok", path.display());
+            for warning in config.warnings() {
+                println!("  warning: {warning}");
+            }
             println!(
                 "  listen {}, public_url {}",
                 config.listen, config.public_url
@@ -335,9 +338,10 @@ fn config_check(path: &Path) -> ExitCode {
             for t in config.tenants.values() {
                 let twilio = t.twilio.as_ref().map_or("no".to_string(), |tw| {
                     format!(
-                        "{} auth token(s), {} account SID(s)",
+                        "{} auth token(s), {} account SID(s), Event Streams {}",
                         tw.auth_tokens.len(),
-                        tw.account_sids.len()
+                        tw.account_sids.len(),
+                        if tw.event_streams { "on" } else { "off" }
                     )
                 });
                 let p = &t.policy;
@@ -371,6 +375,9 @@ async fn serve(path: &Path, strict: bool, log_format: LogFormat) -> ExitCode {
         }
     };
     crate::redact::set_log_addresses(config.log_addresses);
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "configuration");
+    }
     let managed = match &config.redis {
         RedisTarget::Managed(m) => match ManagedRedisServer::start(m.clone()).await {
             Ok(server) => Some(server),

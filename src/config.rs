@@ -115,7 +115,9 @@ pub struct SesTenant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnsSettings {
     /// Host names signing certificates may be fetched from: exact names, or a
-    /// pattern with one `*` for the region (default `sns.*.amazonaws.com`).
+    /// pattern with one `*` for an AWS region name (default `sns.*.amazonaws.com` and
+    /// China's `sns.*.amazonaws.com.cn`; GovCloud's `sns.us-gov-west-1...` is a region
+    /// of the first).
     pub cert_hosts: Vec<String>,
     /// Confirm subscriptions of allow-listed topics by fetching their SubscribeURL.
     pub confirm_subscriptions: bool,
@@ -124,7 +126,10 @@ pub struct SnsSettings {
 impl Default for SnsSettings {
     fn default() -> SnsSettings {
         SnsSettings {
-            cert_hosts: vec!["sns.*.amazonaws.com".to_string()],
+            cert_hosts: vec![
+                "sns.*.amazonaws.com".to_string(),
+                "sns.*.amazonaws.com.cn".to_string(),
+            ],
             confirm_subscriptions: true,
         }
     }
@@ -252,6 +257,10 @@ pub struct TwilioTenant {
     pub auth_tokens: Vec<Secret>,
     /// Account SIDs that route to this tenant on the shared `/webhooks/twilio` URL.
     pub account_sids: Vec<String>,
+    /// Whether the tenant takes Event Streams deliveries (JSON CloudEvents signed
+    /// through `bodySHA256`) on `/webhooks/twilio/{tenant}` (`event_streams`, default
+    /// false). Off, a JSON body is refused: only form webhooks are signed then.
+    pub event_streams: bool,
 }
 
 /// Why a configuration was refused: every problem found, one line each.
@@ -443,6 +452,8 @@ struct RawTwilio {
     auth_tokens: Vec<String>,
     #[serde(default)]
     account_sids: Vec<String>,
+    #[serde(default)]
+    event_streams: bool,
 }
 
 #[derive(Deserialize)]
@@ -803,6 +814,7 @@ impl Config {
                     Some(TwilioTenant {
                         auth_tokens,
                         account_sids: tw.account_sids,
+                        event_streams: tw.event_streams,
                     })
                 }
                 None => None,
@@ -1030,6 +1042,36 @@ impl Config {
                 ids.contains(id)
             })
         })
+    }
+
+    /// What is allowed but worth an operator's attention, one line each, for
+    /// `config check` and the start of `serve`. Never contains a secret.
+    ///
+    /// Tenants that list the same Mailgun signing key: Mailgun's key is account-wide,
+    /// so either tenant's URL accepts requests signed for the other, and a token is
+    /// claimed once for the key, on whichever path it reaches first.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for t in self.tenants.values() {
+            for key in t.mailgun.iter().flat_map(|m| &m.secrets) {
+                let owners = by_key
+                    .entry(crate::signature::mailgun::signing_key_fingerprint(key))
+                    .or_default();
+                if !owners.contains(&t.id.as_str()) {
+                    owners.push(&t.id);
+                }
+            }
+        }
+        by_key
+            .values()
+            .filter(|owners| owners.len() > 1)
+            .map(|owners| {
+                format!(
+                    "tenants {} share a mailgun signing key: Mailgun's key is account-wide, so each of their URLs accepts the others' signed requests (each token is still used once); give each tenant its own Mailgun account where you can",
+                    owners.join(", ")
+                )
+            })
+            .collect()
     }
 
     /// The tenant whose Twilio account SID is `sid`.

@@ -9,7 +9,8 @@
 //! claimed the token.
 //!
 //! What becomes a [`ChannelEvent`] on [`Channel::Email`], keyed by `event-data.id` (the
-//! dedup key) and timed by `event-data.timestamp` (float Unix seconds):
+//! dedup key; when an event has none, a key derived from its content, see
+//! [`derived_event_id`]) and timed by `event-data.timestamp` (float Unix seconds):
 //!
 //! | `event` | becomes |
 //! |---|---|
@@ -139,12 +140,15 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
     };
     let recipient = text("recipient").ok_or("event-data has no recipient")?;
     let address = Address::parse(Channel::Email, recipient).map_err(|e| e.to_string())?;
-    let event_id = text("id")
-        .filter(|id| !id.is_empty())
-        .ok_or("event-data has no id, so a redelivery could not be recognised")?;
-    if event_id.len() > MAX_EVENT_ID_LEN {
-        return Err("event-data.id is too long".into());
-    }
+    // An event without an id (older accounts, relays) still carries its DND: refusing
+    // it inside a 200 would lose it for good, since Mailgun does not retry a 2xx.
+    let event_id = match text("id").filter(|id| !id.is_empty()) {
+        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
+            return Err("event-data.id is too long".into());
+        }
+        Some(id) => id.to_string(),
+        None => derived_event_id(event_data),
+    };
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(Value::Number(n)) => n
@@ -156,12 +160,53 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
     };
     Ok(Some(ChannelEvent {
         provider: Provider::Mailgun,
-        event_id: event_id.to_string(),
+        event_id,
         event_time_ms,
         channel: Channel::Email,
         address,
         kind,
     }))
+}
+
+/// The dedup key of an event without `id`: `sha256:` and the first 16 bytes, in hex,
+/// of the SHA-256 of the event data in a canonical form (object keys sorted, no
+/// whitespace). Mailgun redelivers an event with the same data under a new signature,
+/// so the redelivery gets the same key and is applied once; the signature's token
+/// cannot serve, since it changes with every delivery.
+pub fn derived_event_id(event_data: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    fn canonical(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(&Value::String(key.clone()), out);
+                    out.push(b':');
+                    canonical(&map[key], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut bytes = Vec::new();
+    canonical(event_data, &mut bytes);
+    format!("sha256:{}", hex::encode(&Sha256::digest(&bytes)[..16]))
 }
 
 /// A verified body without `event-data` cannot be acted on: 400.
@@ -348,12 +393,42 @@ mod tests {
         );
     }
 
+    /// Issue 12 item 13: an event without `id` is normalised with a key derived from
+    /// its data: the same data in another key order or spacing gives the same key,
+    /// other data another key.
+    #[test]
+    fn item_13_an_event_without_an_id_gets_a_key_from_its_data() {
+        let mut no_id = data(json!({"event": "failed", "severity": "permanent",
+            "reason": "bounce", "delivery-status": {"code": 550, "message": "5.1.1"}}));
+        no_id.as_object_mut().unwrap().remove("id");
+        let e = normalise(&no_id, RECEIVED).unwrap().unwrap();
+        assert!(e.event_id.starts_with("sha256:"), "{}", e.event_id);
+        assert_eq!(e.event_id.len(), "sha256:".len() + 32);
+        assert_eq!(e.kind, status("permanent.bounce").unwrap());
+        let reordered: Value = serde_json::from_str(
+            r#"{ "delivery-status": {"message": "5.1.1", "code": 550}, "reason": "bounce",
+                 "severity": "permanent", "event": "failed", "recipient": "Bob@Example.org",
+                 "message": {"headers": {"message-id": "x@example.org"}},
+                 "timestamp": 1700000000.25 }"#,
+        )
+        .unwrap();
+        assert_eq!(derived_event_id(&reordered), e.event_id);
+        let mut other = no_id.clone();
+        other["recipient"] = json!("carol@example.org");
+        assert_ne!(derived_event_id(&other), e.event_id);
+        let mut blank = no_id.clone();
+        blank["id"] = json!("  ");
+        assert_eq!(
+            normalise(&blank, RECEIVED).unwrap().unwrap().event_id,
+            derived_event_id(&blank),
+            "a blank id is no id"
+        );
+    }
+
     #[test]
     fn unreadable_events_say_why() {
         let mut no_recipient = data(json!({"event": "complained"}));
         no_recipient.as_object_mut().unwrap().remove("recipient");
-        let mut no_id = data(json!({"event": "complained"}));
-        no_id.as_object_mut().unwrap().remove("id");
         let cases: Vec<(Value, &str)> = vec![
             (json!([1]), "not a json object"),
             (json!({"recipient": "a@b.co"}), "no event name"),
@@ -362,7 +437,6 @@ mod tests {
                 data(json!({"event": "complained", "recipient": "nope"})),
                 "not an email",
             ),
-            (no_id, "no id"),
             (
                 data(json!({"event": "failed", "reason": "bounce"})),
                 "no severity",

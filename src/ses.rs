@@ -18,7 +18,13 @@
 //! `bounceType:bounceSubType` (`Permanent:General`, `Transient:MailboxFull`, ...) that
 //! `providers/ses.toml` classifies. `Complaint` gives one [`EventKind::Complaint`] per
 //! complained recipient, except for an ARF `not-spam` report, which says the opposite of
-//! a complaint. Everything else (`Delivery`, `Send`, `Open`, `DeliveryDelay`, the
+//! a complaint. `Subscription` (SES list management: the contact changed their
+//! preferences for a contact list, e.g. through the one-click unsubscribe SES adds)
+//! gives one [`EventKind::Preference`] opt-out per `mail.destination` address: a full
+//! unsubscribe when `newTopicPreferences.unsubscribeAll` is true (the tenant's
+//! `email_unsubscribe_scope` decides what it blocks), a marketing-only one when a topic
+//! went to `OptOut`; an opt-in gives nothing, since a list change (the sender's API can
+//! make one) is no consent to lift a DND. Everything else (`Delivery`, `Send`, `Open`, `DeliveryDelay`, the
 //! `AmazonSnsSubscriptionSucceeded` notice SES sends when a topic is attached, ...) is
 //! ignored and reported, so SNS gets a 2xx and does not retry it.
 //!
@@ -253,11 +259,86 @@ pub fn normalise(envelope: &Envelope, received_ms: i64) -> Result<Normalised, Er
                 }
             })?;
         }
+        "Subscription" => {
+            let subscription = object(&notification, "subscription")?;
+            let Some(marketing_only) = subscription_opt_out(subscription) else {
+                out.ignored = Some("SES subscription change opts nothing out".into());
+                return Ok(out);
+            };
+            let time = event_time(subscription, fallback_ms);
+            let destination = notification
+                .get("mail")
+                .and_then(|mail| mail.get("destination"))
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    Error::bad_request("SES Subscription event has no mail.destination array")
+                })?;
+            for (i, recipient) in destination.iter().enumerate() {
+                let parsed = recipient
+                    .as_str()
+                    .ok_or_else(|| "not a string".to_string())
+                    .and_then(|raw| {
+                        Address::parse(Channel::Email, bare_address(raw)).map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok(address) => out.events.push(ChannelEvent {
+                        provider: Provider::Ses,
+                        event_id: format!("{}:{}", envelope.message_id, address.as_str()),
+                        event_time_ms: time,
+                        channel: Channel::Email,
+                        address,
+                        kind: EventKind::Preference {
+                            marketing_only,
+                            opt_out: true,
+                        },
+                    }),
+                    Err(e) => out.rejected.push(format!("mail.destination {i}: {e}")),
+                }
+            }
+        }
         other => {
             out.ignored = Some(format!("SES notification type {other:?} is ignored"));
         }
     }
     Ok(out)
+}
+
+/// What a `subscription` object opts out of: `Some(false)` for the whole list
+/// (`newTopicPreferences.unsubscribeAll`), `Some(true)` for a topic whose new status is
+/// an opt-out and whose old one was not (marketing only: the contact still takes the
+/// rest of the sender's mail), `None` for a change that opts nothing out. SES writes the
+/// status `OptOut` in events and `OPT_OUT` in its API; both are read.
+fn subscription_opt_out(subscription: &Value) -> Option<bool> {
+    let prefs = |which: &str| subscription.get(which);
+    let unsubscribe_all = |p: Option<&Value>| {
+        p.and_then(|p| p.get("unsubscribeAll"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let new = prefs("newTopicPreferences");
+    if unsubscribe_all(new) {
+        return Some(false);
+    }
+    let opted_out = |p: Option<&Value>, topic: &str| {
+        p.and_then(|p| p.get("topicSubscriptionStatus"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|t| text(t, "topicName") == Some(topic))
+            .any(|t| {
+                text(t, "subscriptionStatus")
+                    .is_some_and(|s| s.replace('_', "").eq_ignore_ascii_case("optout"))
+            })
+    };
+    let old = prefs("oldTopicPreferences");
+    let topics = new
+        .and_then(|p| p.get("topicSubscriptionStatus"))
+        .and_then(Value::as_array)?;
+    topics
+        .iter()
+        .filter_map(|t| text(t, "topicName"))
+        .any(|topic| opted_out(new, topic) && !opted_out(old, topic))
+        .then_some(true)
 }
 
 fn object<'a>(notification: &'a Map<String, Value>, key: &str) -> Result<&'a Value, Error> {
@@ -435,6 +516,113 @@ mod tests {
             for e in &got.events {
                 assert_eq!((e.provider, e.channel), (Provider::Ses, Channel::Email));
             }
+        }
+    }
+
+    /// Issue 12 item 16: SES `Subscription` events in the shape of AWS's example.
+    #[test]
+    fn item_16_subscription_events_table() {
+        let sub = |to: Value, new: Value, old: Value| {
+            json!({"eventType": "Subscription",
+                "mail": {"messageId": "m", "destination": to},
+                "subscription": {"contactList": "ContactListName",
+                    "timestamp": "2022-01-12T01:00:17.910Z", "source": "UnsubscribeHeader",
+                    "newTopicPreferences": new, "oldTopicPreferences": old}})
+        };
+        let topic = |s: &str| json!([{"topicName": "News", "subscriptionStatus": s}]);
+        let prefs = |all: bool, s: &str| json!({"unsubscribeAll": all, "topicSubscriptionStatus": topic(s)});
+        let stop = |marketing_only| EventKind::Preference {
+            marketing_only,
+            opt_out: true,
+        };
+        let cases: Vec<Row> = vec![
+            (
+                sub(
+                    json!(["Ann@X.io"]),
+                    prefs(true, "OptOut"),
+                    prefs(false, "OptOut"),
+                ),
+                vec![("mid-1:ann@x.io", stop(false))],
+                0,
+                false,
+            ),
+            (
+                sub(
+                    json!(["b@x.io"]),
+                    json!({"unsubscribeAll": true}),
+                    json!({}),
+                ),
+                vec![("mid-1:b@x.io", stop(false))],
+                0,
+                false,
+            ),
+            (
+                sub(
+                    json!(["c@x.io"]),
+                    prefs(false, "OPT_OUT"),
+                    prefs(false, "OPT_IN"),
+                ),
+                vec![("mid-1:c@x.io", stop(true))],
+                0,
+                false,
+            ),
+            (
+                sub(json!(["d@x.io"]), prefs(false, "OptOut"), json!({})),
+                vec![("mid-1:d@x.io", stop(true))],
+                0,
+                false,
+            ),
+            (
+                sub(
+                    json!(["e@x.io", "nope"]),
+                    prefs(true, "OptOut"),
+                    prefs(false, "OptIn"),
+                ),
+                vec![("mid-1:e@x.io", stop(false))],
+                1,
+                false,
+            ),
+            (
+                sub(
+                    json!(["f@x.io"]),
+                    prefs(false, "OptIn"),
+                    prefs(true, "OptOut"),
+                ),
+                vec![],
+                0,
+                true,
+            ),
+            (
+                sub(
+                    json!(["g@x.io"]),
+                    prefs(false, "OptOut"),
+                    prefs(false, "OptOut"),
+                ),
+                vec![],
+                0,
+                true,
+            ),
+        ];
+        for (message, want, rejected, ignored) in cases {
+            let got = normalise(&envelope(&message), 0).unwrap();
+            let events: Vec<(&str, EventKind)> = got
+                .events
+                .iter()
+                .map(|e| (e.event_id.as_str(), e.kind.clone()))
+                .collect();
+            assert_eq!(events, want, "{message}");
+            assert_eq!(got.rejected.len(), rejected, "{message}");
+            assert_eq!(got.ignored.is_some(), ignored, "{message}");
+            for e in &got.events {
+                assert_eq!(e.event_time_ms, 1_641_949_217_910, "the change's own time");
+            }
+        }
+        for broken in [
+            json!({"eventType": "Subscription", "mail": {"destination": ["a@x.io"]}}),
+            json!({"eventType": "Subscription", "subscription": {"newTopicPreferences": {"unsubscribeAll": true}}}),
+        ] {
+            let err = normalise(&envelope(&broken), 0).unwrap_err();
+            assert_eq!(err.kind, crate::error::Kind::BadRequest, "{broken}");
         }
     }
 

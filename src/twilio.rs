@@ -105,6 +105,22 @@ pub struct Normalised {
     /// rest of the batch is still applied: refusing the whole batch would lose the good
     /// events, since a provider does not retry a 4xx.
     pub rejected: Vec<String>,
+    /// A status callback that names no recipient (`To`): nothing can be applied, and
+    /// Twilio would send it the same way again, so it is answered 2xx like any ignored
+    /// callback. Kept so the pipeline can warn when its error code would have been a
+    /// DND.
+    pub unaddressed: Option<UnaddressedStatus>,
+}
+
+/// A status callback without `To` (Twilio's own example for `sent` has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnaddressedStatus {
+    /// `MessageSid`, to find the message in Twilio's logs.
+    pub message_sid: String,
+    /// `MessageStatus`.
+    pub status: String,
+    /// `ErrorCode`, when present and not blank.
+    pub error_code: Option<String>,
 }
 
 impl Normalised {
@@ -113,6 +129,7 @@ impl Normalised {
             kind: CallbackKind::Status,
             events: Vec::new(),
             rejected: Vec::new(),
+            unaddressed: None,
         }
     }
 }
@@ -125,9 +142,10 @@ impl Normalised {
 ///   `OptOutType` verdict when Advanced Opt-Out added one.
 /// - A status callback (`MessageStatus`) becomes one [`EventKind::DeliveryStatus`] for
 ///   `To`; its event id is `MessageSid:status`, because one message has several callbacks.
+///   Without `To` it names no contact: ignored, kept in [`Normalised::unaddressed`].
 /// - Anything else (a voice call callback, a status about an inbound message) is ignored.
 ///
-/// A message without `MessageSid`, without the contact's address, or with an address
+/// A message without `MessageSid`, an inbound message without `From`, or an address
 /// that does not normalise is a 400: Twilio will never send it differently.
 pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normalised, Error> {
     let has_content = field(params, "Body").is_some() || field(params, "NumMedia").is_some();
@@ -157,6 +175,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
             kind: CallbackKind::Inbound,
             events: vec![event],
             rejected: Vec::new(),
+            unaddressed: None,
         });
     }
 
@@ -169,7 +188,17 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         return Ok(Normalised::ignored());
     }
     let message_sid = message_sid(params)?;
-    let to = required(params, "To", "whom the message was sent to")?;
+    let error_code = non_empty(params, "ErrorCode").map(str::to_string);
+    let Some(to) = non_empty(params, "To") else {
+        return Ok(Normalised {
+            unaddressed: Some(UnaddressedStatus {
+                message_sid: message_sid.to_string(),
+                status: status.to_string(),
+                error_code,
+            }),
+            ..Normalised::ignored()
+        });
+    };
     let whatsapp_prefix =
         non_empty(params, "ChannelPrefix").is_some_and(|p| p.eq_ignore_ascii_case("whatsapp"));
     let channel = phone_channel(to, whatsapp_prefix);
@@ -181,13 +210,14 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         address: address(channel, "To", to)?,
         kind: EventKind::DeliveryStatus {
             status: status.to_string(),
-            error_code: non_empty(params, "ErrorCode").map(str::to_string),
+            error_code,
         },
     };
     Ok(Normalised {
         kind: CallbackKind::Status,
         events: vec![event],
         rejected: Vec::new(),
+        unaddressed: None,
     })
 }
 
@@ -299,6 +329,7 @@ pub fn normalise_event_streams(body: &[u8], received_ms: i64) -> Result<Normalis
         kind: CallbackKind::Status,
         events,
         rejected,
+        unaddressed: None,
     })
 }
 
@@ -594,11 +625,6 @@ mod tests {
                 Err("From is missing"),
             ),
             (
-                "status without To",
-                "MessageSid=SM13&MessageStatus=failed",
-                Err("To is missing"),
-            ),
-            (
                 "From without country code",
                 "MessageSid=SM14&From=4155551234&Body=STOP",
                 Err("From is not a valid sms address"),
@@ -620,7 +646,8 @@ mod tests {
                         Ok(Normalised {
                             kind,
                             events,
-                            rejected
+                            rejected,
+                            unaddressed: None,
                         }),
                         "{name}"
                     );
@@ -632,6 +659,40 @@ mod tests {
                     assert!(!err.message.contains('\n'), "{name}: one line");
                 }
             }
+        }
+    }
+
+    /// Issue 12 item 15: a status callback without `To` (Twilio's docs example for
+    /// `sent`) is ignored, not a 400; its status and error code are kept for the
+    /// pipeline's warning.
+    #[test]
+    fn item_15_status_without_to_is_ignored_not_refused() {
+        for (body, status, code) in [
+            (
+                "AccountSid=AC0&From=%2B15017122661&MessageSid=SM13&MessageStatus=sent\
+                 &SmsSid=SM13&SmsStatus=sent",
+                "sent",
+                None,
+            ),
+            (
+                "MessageSid=SM13&MessageStatus=failed&ErrorCode=30004&To=",
+                "failed",
+                Some("30004"),
+            ),
+        ] {
+            let got = normalise(&parse_form(body.as_bytes()).unwrap(), NOW).unwrap();
+            assert_eq!(
+                got,
+                Normalised {
+                    unaddressed: Some(UnaddressedStatus {
+                        message_sid: "SM13".into(),
+                        status: status.into(),
+                        error_code: code.map(str::to_string),
+                    }),
+                    ..Normalised::ignored()
+                },
+                "{body}"
+            );
         }
     }
 

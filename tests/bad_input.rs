@@ -44,7 +44,7 @@ fn config(redis: &RedisServer) -> String {
          [tenants.acme.postmark]\ncredentials = [\"{POSTMARK_CREDENTIALS}\"]\n\n\
          [tenants.acme.standard_webhooks]\nsecrets = [\"{SW_SECRET}\"]\n\n\
          [tenants.acme.ses]\ntopic_arns = [\"{SES_TOPIC}\"]\n\n\
-         [tenants.acme.twilio]"
+         [tenants.acme.twilio]\nevent_streams = true"
     );
     let base = config_text(&redis.url()).replacen("[tenants.acme.twilio]", &acme, 1);
     format!(
@@ -124,6 +124,8 @@ fn case(
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const TWILIO_ACME: &str = "/webhooks/twilio/acme";
+/// The SHA-256 of `[]`, an Event Streams body.
+const EMPTY_ARRAY_SHA256: &str = "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 
 /// A Twilio form case: the raw body, signed over the given (decoded) parameters.
 fn twilio_case(
@@ -277,6 +279,8 @@ fn cases() -> Vec<Case> {
         twilio_case("twilio huge From, signed", b"MessageSid=SM1&Body=STOP&From=%2B99999999999999999999999999999&To=%2B15017122661", &[("MessageSid", "SM1"), ("Body", "STOP"), ("From", "+99999999999999999999999999999"), ("To", "+15017122661")], FORM, 400),
         twilio_case("twilio duplicated From, signed", b"MessageSid=SM1&Body=STOP&From=x&From=%2B15550001111&To=%2B15017122661", &[("MessageSid", "SM1"), ("Body", "STOP"), ("From", "x"), ("From", "+15550001111"), ("To", "+15017122661")], FORM, 400),
         case("twilio JSON without bodySHA256", "POST", TWILIO_ACME, &[("Content-Type", JSON), ("X-Twilio-Signature", &good_sig)], "[]", 401),
+        case("twilio JSON with bodySHA256 not last", "POST", &format!("{TWILIO_ACME}?bodySHA256={EMPTY_ARRAY_SHA256}&z=1"), &[("Content-Type", JSON), ("X-Twilio-Signature", &good_sig)], "[]", 401),
+        case("twilio JSON to a tenant without Event Streams", "POST", &format!("/webhooks/twilio/globex?bodySHA256={EMPTY_ARRAY_SHA256}"), &[("Content-Type", JSON), ("X-Twilio-Signature", &good_sig)], "[]", 415),
         // Meta.
         case("meta without a signature", "POST", "/webhooks/meta", &[("Content-Type", JSON)], wa_stop, 401),
         case("meta uppercase hex signature", "POST", "/webhooks/meta", &[("Content-Type", JSON), ("X-Hub-Signature-256", &meta_signature(wa_stop.as_bytes()).to_uppercase())], wa_stop, 401),

@@ -279,7 +279,7 @@ async fn a_reused_token_with_another_body_is_refused_and_a_redelivered_event_is_
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(
         r.body
-            .contains("token already used with another body (replay)"),
+            .contains("token already used with another body or on another tenant's path (replay)"),
         "{}",
         r.body
     );
@@ -470,6 +470,181 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert!(r.body.contains("[tenants.globex.mailgun]"), "{}", r.body);
     assert!(
         !verdict(&redis, "acme", Channel::Email, "victim@example.com")
+            .await
+            .blocked
+    );
+    gw.stop().await;
+}
+
+/// Issue 12 item 8: Mailgun's webhook signing key is account-wide, so two tenants may
+/// list the same key. A token spent on one tenant's path must not be accepted again on
+/// the other's: not with other event data, and not as the same request either (that
+/// would apply acme's bounce to globex's contact). Tokens are claimed per signing key.
+#[tokio::test]
+async fn item_08_a_token_spent_on_one_tenant_is_refused_on_another_sharing_the_key() {
+    let redis = RedisServer::start();
+    let shared = format!(
+        "{}\n[tenants.globex.mailgun]\nsigning_keys = [\"{SIGNING_KEY}\"]\n",
+        config(&redis)
+    );
+    let gw = TestGateway::start(&shared).await;
+    let data = event(
+        "failed",
+        "bounced@example.com",
+        "item08-event",
+        now_s() as f64,
+        json!({"severity": "permanent", "reason": "bounce",
+            "delivery-status": {"code": 550, "message": "5.1.1 no such user"}}),
+    );
+    let body = body_with(SIGNING_KEY, &now_s().to_string(), &token(), &data);
+    let r = post_body(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let to_globex = |body: String| {
+        let addr = gw.addr;
+        async move {
+            http(
+                addr,
+                "POST",
+                "/webhooks/mailgun/globex",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let before = redis.snapshot();
+    // The spent triple with a victim's unsubscribe, on the other tenant's path.
+    let signed: Value = serde_json::from_str(&body).unwrap();
+    let other = event(
+        "unsubscribed",
+        "victim@example.com",
+        "item08-forged",
+        now_s() as f64,
+        json!({}),
+    );
+    let forged = json!({"signature": signed["signature"], "event-data": other}).to_string();
+    let r = to_globex(forged).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("replay"), "{}", r.body);
+    // The very same request on the other tenant's path.
+    let r = to_globex(body.clone()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(redis.snapshot(), before, "the refusals changed nothing");
+    for address in ["victim@example.com", "bounced@example.com"] {
+        assert!(
+            !verdict(&redis, "globex", Channel::Email, address)
+                .await
+                .blocked,
+            "{address}"
+        );
+    }
+    // A retry of the request on its own path is still fine (deduplicated).
+    let r = post_body(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+/// Issue 12 item 8: `dndgate config check` warns when two tenants list the same
+/// Mailgun signing key (the key is account-wide), naming both and never the key.
+#[test]
+fn item_08_config_check_warns_when_tenants_share_a_mailgun_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dndgate.toml");
+    let text = format!(
+        "{}\n[tenants.globex.mailgun]\nsigning_keys = [\"{SIGNING_KEY}\"]\n",
+        config_text("redis://127.0.0.1:1/").replacen(
+            "[tenants.globex]\n",
+            &format!("[tenants.acme.mailgun]\nsigning_keys = [\"{OLD_SIGNING_KEY}\", \"{SIGNING_KEY}\"]\n\n[tenants.globex]\n"),
+            1,
+        )
+    );
+    std::fs::write(&path, &text).unwrap();
+    let (code, stdout, stderr) = dndgate(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning is not an error: {stdout} {stderr}");
+    let all = format!("{stdout}{stderr}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("warning") && l.contains("mailgun"))
+        .unwrap_or_else(|| panic!("no warning about the shared key: {all}"));
+    assert!(line.contains("acme") && line.contains("globex"), "{line}");
+    assert!(
+        !all.contains(SIGNING_KEY),
+        "the key itself is never printed"
+    );
+
+    // Distinct keys: no warning.
+    std::fs::write(
+        &path,
+        text.replace(
+            &format!("signing_keys = [\"{SIGNING_KEY}\"]\n"),
+            "signing_keys = [\"globex-own-key\"]\n",
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = dndgate(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("warning"),
+        "{stdout} {stderr}"
+    );
+}
+
+/// Issue 12 item 13: a `failed`/`permanent` bounce in Mailgun's documented shape but
+/// without `event-data.id` (as older accounts and relays post it) was refused inside a
+/// 200, so Mailgun never retried and the bounce was lost. It is applied, deduplicated
+/// by a key derived from the event data, so Mailgun's redelivery under a fresh
+/// signature is applied once.
+#[tokio::test]
+async fn item_13_a_failed_event_without_an_id_is_applied_once() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let mut data = event(
+        "failed",
+        "no-id@example.com",
+        "unused",
+        (now_s() - 30) as f64 + 0.5,
+        json!({"severity": "permanent", "reason": "bounce",
+            "envelope": {"transport": "smtp", "sender": "bob@mg.example.org", "targets": "no-id@example.com"},
+            "delivery-status": {"code": 550, "attempt-no": 1,
+                "message": "5.1.1 The email account that you tried to reach does not exist.",
+                "description": "", "mx-host": "mx.example.com"},
+            "flags": {"is-routed": false, "is-authenticated": true, "is-system-test": false, "is-test-mode": false}}),
+    );
+    data.as_object_mut().unwrap().remove("id");
+    let r = post(&gw, &data).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.starts_with("applied 1 event(s)") && !r.body.contains("refused"),
+        "{}",
+        r.body
+    );
+    let v = verdict(&redis, "acme", Channel::Email, "no-id@example.com").await;
+    assert!(v.blocked, "{v:?}");
+    assert_eq!(v.record.unwrap().reason, "mailgun:permanent.bounce");
+    let audited = email_audit_len(&redis, "no-id@example.com");
+
+    // Mailgun redelivers the same event under a fresh token: applied once (only the
+    // new token's claim is written).
+    let records = || {
+        let mut keys = redis.snapshot();
+        keys.retain(|k| !k.contains(":once:"));
+        keys
+    };
+    let before = records();
+    let r = post(&gw, &data).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(email_audit_len(&redis, "no-id@example.com"), audited);
+    assert_eq!(records(), before);
+
+    // Another event without an id for another address is its own event.
+    let mut other = data.clone();
+    other["recipient"] = json!("other-no-id@example.com");
+    let r = post(&gw, &other).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "other-no-id@example.com")
             .await
             .blocked
     );

@@ -518,7 +518,12 @@ async fn redis_down_means_503_for_webhooks_and_fail_closed_lookups() {
 async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() {
     use sha2::Digest;
     let redis = RedisServer::start();
-    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let config = config_text(&redis.url()).replacen(
+        &format!("account_sids = [\"{ACME_SID}\"]"),
+        &format!("account_sids = [\"{ACME_SID}\"]\nevent_streams = true"),
+        1,
+    );
+    let gw = TestGateway::start(&config).await;
     let t0 = iso_ago(60_000);
     let t1 = iso_ago(59_000);
     let body = r#"[
@@ -570,5 +575,111 @@ async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() 
         .await
         .unwrap();
     assert_eq!(v.record.map(|r| r.reason), Some("twilio:30003".to_string()));
+    gw.stop().await;
+}
+
+/// Issue 12 item 7: the form scheme signs `URL + name + value...` and the JSON scheme
+/// signs the URL alone, with `bodySHA256` in its query. An attacker who texts the
+/// business `&bodySHA256=HASH&z=` gets Twilio to sign a form whose concatenated string
+/// reads as a URL binding the attacker's JSON body; replayed as an Event Streams post
+/// (a START for a number that texted STOP), it must be refused and change nothing.
+#[tokio::test]
+async fn item_07_form_signature_cannot_be_replayed_as_json() {
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    // The configured URL carries a query string; the tenant takes Event Streams too.
+    let config = config_text(&redis.url()).replacen(
+        &format!("account_sids = [\"{ACME_SID}\"]"),
+        &format!("account_sids = [\"{ACME_SID}\"]\nevent_streams = true"),
+        1,
+    );
+    let gw = TestGateway::start(&config).await;
+    let path = "/webhooks/twilio/acme?src=sms";
+    let victim = "+15550000070";
+    let stop = inbound_sms("SM70000000000000000000000000000070", victim, "STOP");
+    assert_eq!(gw.twilio(path, TWILIO_TOKEN, &stop).await.status, 200);
+    assert!(verdict(&redis, "acme", Channel::Sms, victim).await.blocked);
+
+    // The attacker's body: a START from the victim's number, dated now.
+    let forged = format!(
+        r#"[{{"specversion":"1.0","type":"com.twilio.messaging.inbound-message.received","id":"EZ70","data":{{"messageSid":"SM71000000000000000000000000000071","from":"{victim}","to":"+15017122661","body":"START","timestamp":"{}"}}}}]"#,
+        iso_ago(1000)
+    );
+    let hash = hex::encode(sha2::Sha256::digest(forged.as_bytes()));
+    // The attacker texts the business; Twilio signs that inbound form as usual.
+    let text = format!("&bodySHA256={hash}&z=");
+    let captured = inbound_sms("SM72000000000000000000000000000072", "+15550000071", &text);
+    let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &captured);
+    // The string Twilio signed, taken as the URL of a JSON request: same HMAC.
+    let mut sorted = captured.clone();
+    sorted.sort();
+    let mut forged_path = path.to_string();
+    for (name, value) in &sorted {
+        forged_path.push_str(name);
+        forged_path.push_str(value);
+    }
+    assert_eq!(
+        twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{forged_path}"), &[]),
+        sig,
+        "the replay carries a signature Twilio really made"
+    );
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Twilio-Signature", sig.as_str()),
+    ];
+    let before = redis.snapshot();
+    let r = http(gw.addr, "POST", &forged_path, &headers, forged.as_bytes()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("bodySHA256"), "{}", r.body);
+    assert_eq!(redis.snapshot(), before, "the refusal changed nothing");
+    assert!(verdict(&redis, "acme", Channel::Sms, victim).await.blocked);
+    gw.stop().await;
+
+    // A tenant not configured for Event Streams takes no JSON at all.
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let r = http(gw.addr, "POST", &forged_path, &headers, forged.as_bytes()).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    assert!(r.body.contains("event_streams"), "{}", r.body);
+    assert_eq!(redis.snapshot(), before);
+    gw.stop().await;
+}
+
+/// Issue 12 item 15 (Twilio): a status callback without `To`, as in Twilio's own docs
+/// example for `sent`, carries no contact and so no DND signal: 200, nothing written
+/// (counted as an ignored request), never a 400 that Twilio would retry and log. One
+/// whose error code would be a DND cannot be applied either (a retry brings no `To`):
+/// accepted the same way, with a warning in the log.
+#[tokio::test]
+async fn item_15_twilio_status_callback_without_to_is_accepted_as_ignored() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let path = "/webhooks/twilio/acme";
+    let sent = [
+        ("AccountSid", ACME_SID),
+        ("From", "+15017122661"),
+        ("MessageSid", "SM15000000000000000000000000000015"),
+        ("MessageStatus", "sent"),
+        ("SmsSid", "SM15000000000000000000000000000015"),
+        ("SmsStatus", "sent"),
+    ];
+    let failed = [
+        ("AccountSid", ACME_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("ErrorCode", "30004"),
+        ("From", "+15017122661"),
+        ("MessageSid", "SM15100000000000000000000000000151"),
+        ("MessageStatus", "undelivered"),
+        ("SmsSid", "SM15100000000000000000000000000151"),
+        ("SmsStatus", "undelivered"),
+    ];
+    for (name, params) in [("sent", &sent[..]), ("30004 without To", &failed[..])] {
+        let before = redis.snapshot();
+        let r = gw.twilio(path, TWILIO_TOKEN, params).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert_eq!(redis.snapshot(), before, "{name}: nothing to apply");
+    }
+    // Through the shared URL too (the tenant comes from AccountSid).
+    let r = gw.twilio("/webhooks/twilio", TWILIO_TOKEN, &sent).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     gw.stop().await;
 }

@@ -4,8 +4,9 @@
 //! `providers/mailgun.toml` -> apply -> 200.
 //!
 //! Mailgun's signature does not cover the event data, so a captured request could carry
-//! any event under its valid triple. The token claim makes each triple usable once; the
-//! age check makes sure a triple cannot come back after its claim has expired.
+//! any event under its valid triple. The token claim makes each triple usable once, for
+//! one tenant and body, under its signing key (shared keys share their tokens); the age
+//! check makes sure a triple cannot come back after its claim has expired.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use super::{Answer, Gateway, Report, WebhookRequest, batch_answer, now_ms};
 use crate::error::{Error, Kind};
 use crate::event::Provider;
 use crate::mailgun;
-use crate::signature::mailgun::verify_mailgun;
+use crate::signature::mailgun::{signing_key_fingerprint, verify_mailgun_key};
 use crate::store::Claim;
 
 /// How far ahead of our clock a signed timestamp may be (clock skew). The token is
@@ -54,7 +55,7 @@ impl Gateway {
             .as_ref()
             .map(|m| m.secrets.as_slice())
             .unwrap_or_default();
-        verify_mailgun(&signed.timestamp, &signed.token, &signed.signature, keys)?;
+        let key = verify_mailgun_key(&signed.timestamp, &signed.token, &signed.signature, keys)?;
 
         let received_ms = now_ms();
         let ttl = self.config.dedup_ttl;
@@ -79,14 +80,20 @@ impl Gateway {
         }
         // Claimed only now, after the signature verified: otherwise anyone could burn
         // Mailgun's tokens ahead of it. The signature covers the token, not the body, so
-        // the token is remembered with the body's hash: the very same request may come
-        // again (a retry after a 503 must not lose its event; its events are
-        // deduplicated), a different body under a spent token may not.
-        let fingerprint = hex::encode(sha2::Sha256::digest(&req.body));
+        // the token is remembered with the hash of the tenant and the body: the very
+        // same request may come again (a retry after a 503 must not lose its event; its
+        // events are deduplicated), a different body or another tenant's path under a
+        // spent token may not. The claim is per signing key: Mailgun's key is
+        // account-wide, so tenants that share it share its tokens.
+        let mut fingerprint = sha2::Sha256::new();
+        fingerprint.update(tenant.id.as_bytes());
+        fingerprint.update(b"\n");
+        fingerprint.update(&req.body);
+        let fingerprint = hex::encode(fingerprint.finalize());
         let claim = self
             .store
             .claim_once(
-                &tenant.id,
+                &signing_key_fingerprint(key),
                 Provider::Mailgun,
                 &signed.token,
                 &fingerprint,
@@ -96,7 +103,7 @@ impl Gateway {
             .map_err(Error::from)?;
         if claim == Claim::Other {
             return Err(Error::unauthorized(
-                "signature token already used with another body (replay): Mailgun signs every request with a new token",
+                "signature token already used with another body or on another tenant's path (replay): Mailgun signs every request with a new token",
             )
             .with_reason("replay"));
         }

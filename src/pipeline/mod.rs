@@ -406,13 +406,21 @@ impl Gateway {
                 ));
             }
         };
-        let tenant = self.twilio_tenant(req, form.as_deref())?;
+        let (tenant, twilio) = self.twilio_tenant(req, form.as_deref())?;
         report.tenant = Some(tenant.id.clone());
-        let tokens = tenant
-            .twilio
-            .as_ref()
-            .map(|t| t.auth_tokens.as_slice())
-            .unwrap_or_default();
+        // A JSON body is signed through the URL alone, which a form signature can be
+        // made to read as (see `signature::verify_twilio`): only a tenant that asked
+        // for Event Streams takes one.
+        if form.is_none() && !twilio.event_streams {
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "tenant {:?} takes no Twilio Event Streams (JSON): set event_streams = true under [tenants.{}.twilio] to accept them",
+                    tenant.id, tenant.id
+                ),
+            ));
+        }
+        let tokens = twilio.auth_tokens.as_slice();
         let url = format!("{}{}", self.config.public_url, req.path_and_query);
         let signed = match &form {
             Some(params) => TwilioSigned::Form(params),
@@ -424,6 +432,9 @@ impl Gateway {
             Some(params) => twilio::normalise(params, received_ms)?,
             None => twilio::normalise_event_streams(&req.body, received_ms)?,
         };
+        if let Some(status) = &normalised.unaddressed {
+            self.twilio_unaddressed(tenant, status);
+        }
         self.apply_events(
             tenant,
             &normalised.events,
@@ -456,11 +467,32 @@ impl Gateway {
         })
     }
 
+    /// A status callback without `To` is answered 2xx and counted as ignored: a retry
+    /// would bring no `To` either. When its error code would have been a DND, that is
+    /// worth a warning: the contact's record cannot be written from this callback.
+    fn twilio_unaddressed(&self, tenant: &Tenant, status: &twilio::UnaddressedStatus) {
+        let decision = classify::classify_status(
+            crate::event::Provider::Twilio,
+            &status.status,
+            status.error_code.as_deref(),
+            self.config.codes(crate::event::Provider::Twilio),
+        );
+        if state::store_action(decision.action).is_some() {
+            tracing::warn!(
+                tenant = %tenant.id,
+                message_sid = %status.message_sid,
+                reason = %decision.reason,
+                "Twilio status callback carries a DND error code but no To: nothing to apply it to"
+            );
+        }
+    }
+
+    /// The tenant a Twilio request belongs to, with its Twilio section.
     fn twilio_tenant(
         &self,
         req: &WebhookRequest,
         form: Option<&[(String, String)]>,
-    ) -> Result<&Tenant, Error> {
+    ) -> Result<(&Tenant, &crate::config::TwilioTenant), Error> {
         let tenant = match &req.tenant {
             Some(id) => self
                 .config
@@ -478,13 +510,13 @@ impl Gateway {
                 })?
             }
         };
-        if tenant.twilio.is_none() {
-            return Err(Error::not_found(format!(
+        match &tenant.twilio {
+            Some(twilio) => Ok((tenant, twilio)),
+            None => Err(Error::not_found(format!(
                 "tenant {:?} has no [tenants.{}.twilio] configuration",
                 tenant.id, tenant.id
-            )));
+            ))),
         }
-        Ok(tenant)
     }
 
     /// Apply one classified event to the store.

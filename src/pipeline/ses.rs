@@ -67,14 +67,15 @@ impl Gateway {
         let tenant = self.ses_tenant(req, &envelope.topic_arn)?;
         report.tenant = Some(tenant.id.clone());
 
+        let received_ms = now_ms();
         sns::verify(
             &envelope,
             &self.config.sns.cert_hosts,
             &self.sns_certs,
             self.fetch.as_ref(),
+            received_ms,
         )
         .await?;
-        let received_ms = now_ms();
         self.check_age(&envelope, received_ms)?;
 
         match envelope.message_type {

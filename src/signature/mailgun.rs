@@ -6,7 +6,9 @@
 //! event to its triple. What stops that is the one-time token (the gateway claims each
 //! token once, after it verifies) and the refusal of timestamps older than the time
 //! tokens are remembered; both live in the pipeline because they need the store and
-//! the clock. This module is the pure part: the HMAC and its constant-time comparison.
+//! the clock. This module is the pure part: the HMAC and its constant-time comparison,
+//! and the fingerprint of the key that matched ([`signing_key_fingerprint`]): Mailgun's
+//! key is account-wide, so tokens are claimed per key, not per tenant.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -33,6 +35,17 @@ pub fn verify_mailgun(
     signature: &str,
     keys: &[Secret],
 ) -> Result<(), SignatureError> {
+    verify_mailgun_key(timestamp, token, signature, keys).map(|_| ())
+}
+
+/// [`verify_mailgun`], returning the key that matched: the one whose tokens this
+/// request's token joins.
+pub fn verify_mailgun_key<'k>(
+    timestamp: &str,
+    token: &str,
+    signature: &str,
+    keys: &'k [Secret],
+) -> Result<&'k Secret, SignatureError> {
     let malformed = |why| SignatureError::Malformed {
         header: MAILGUN_SIGNATURE_FIELD,
         why,
@@ -53,15 +66,24 @@ pub fn verify_mailgun(
     if keys.is_empty() {
         return Err(SignatureError::NoSecret("mailgun"));
     }
-    let matched = keys.iter().any(|key| {
-        let expected = mailgun_hmac(key.expose().as_bytes(), timestamp, token);
-        constant_time_eq(&expected, &given)
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch(MAILGUN_SIGNATURE_FIELD))
-    }
+    keys.iter()
+        .find(|key| {
+            let expected = mailgun_hmac(key.expose().as_bytes(), timestamp, token);
+            constant_time_eq(&expected, &given)
+        })
+        .ok_or(SignatureError::Mismatch(MAILGUN_SIGNATURE_FIELD))
+}
+
+/// A fingerprint of a signing key that names it without revealing it: the first 16
+/// bytes of SHA-256 over a label and the key, in hex. The same key gives the same
+/// fingerprint in every tenant, which is the point: Mailgun signs every domain of an
+/// account with one key, so a token spent under it is spent for all of them.
+pub fn signing_key_fingerprint(key: &Secret) -> String {
+    use sha2::Digest;
+    let mut hash = Sha256::new();
+    hash.update(b"dndgate mailgun signing key\0");
+    hash.update(key.expose().as_bytes());
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// The signature Mailgun would send for `timestamp` and `token` under `signing_key`:
@@ -160,6 +182,19 @@ mod tests {
             verify_mailgun("1", "t", &sig, &keys(&["old", "other"])),
             Err(SignatureError::Mismatch(MAILGUN_SIGNATURE_FIELD))
         );
+    }
+
+    #[test]
+    fn the_matched_key_is_named_by_a_fingerprint_that_hides_it() {
+        let k = keys(&["old", "new"]);
+        let sig = sign_mailgun("new", "1", "t");
+        let matched = verify_mailgun_key("1", "t", &sig, &k).unwrap();
+        assert_eq!(matched.expose(), "new");
+        let fp = signing_key_fingerprint(matched);
+        assert_eq!(fp.len(), 32);
+        assert!(!fp.contains("new"));
+        assert_eq!(fp, signing_key_fingerprint(&Secret::new("new")));
+        assert_ne!(fp, signing_key_fingerprint(&k[0]));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //!
 //! Twilio ([`verify_twilio`]): HMAC-SHA1 with the account's auth token over the URL the
 //! provider called, followed by the form parameters sorted by name; a JSON body is bound
-//! instead by a `bodySHA256` query parameter, and only the URL is signed. Twilio's own
+//! instead by a `bodySHA256` query parameter, and only the URL is signed. Since a form's
+//! signed string can read as a URL, `bodySHA256` counts only once, last and well formed
+//! (see [`verify_twilio`]), and the pipeline takes JSON only where a tenant set
+//! `event_streams`. Twilio's own
 //! back end is inconsistent about ports and query encoding, so the URL is tried in the
 //! same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
 //!
@@ -62,6 +65,10 @@ pub enum SignatureError {
     /// A JSON request's URL lacks the parameter that binds the body to the signature.
     #[error("the URL has no bodySHA256 query parameter, which a signed JSON request must carry")]
     BodyHashMissing,
+    /// The URL's `bodySHA256` is not Twilio's: not exactly once, not the last query
+    /// parameter, or not 64 lowercase hex digits.
+    #[error("the URL's bodySHA256 {0}: Twilio puts it once, last, as 64 lowercase hex digits")]
+    BodyHashMalformed(&'static str),
     /// The body is not the one whose hash the provider signed.
     #[error("bodySHA256 in the URL is not the SHA-256 of the body: the body was altered")]
     BodyHashMismatch,
@@ -72,7 +79,9 @@ impl SignatureError {
     pub fn reason(&self) -> &'static str {
         match self {
             SignatureError::MissingHeader(_) => "missing",
-            SignatureError::Malformed { .. } | SignatureError::BodyHashMissing => "malformed",
+            SignatureError::Malformed { .. }
+            | SignatureError::BodyHashMissing
+            | SignatureError::BodyHashMalformed(_) => "malformed",
             SignatureError::NoSecret(_) => "no_secret",
             SignatureError::Mismatch(_) => "mismatch",
             SignatureError::BodyHashMismatch => "body_altered",
@@ -104,7 +113,9 @@ pub enum TwilioSigned<'a> {
 /// port, path, query), built from the configured public URL and never from proxy
 /// headers. `signature` is the header value, if any. Every token in `tokens` is tried so
 /// an auth token can be rotated; the request is accepted if any token matches any URL
-/// spelling of [`twilio_url_variants`].
+/// spelling of [`twilio_url_variants`]. For JSON, the URL's `bodySHA256` must occur
+/// once, as the last query parameter, as 64 lowercase hex digits, or the request is
+/// refused before any HMAC is computed.
 pub fn verify_twilio(
     url: &str,
     signed: TwilioSigned<'_>,
@@ -119,11 +130,7 @@ pub fn verify_twilio(
 
     let (params, body) = match signed {
         TwilioSigned::Form(params) => (sorted_unique_params(params), None),
-        TwilioSigned::Json(body) => {
-            let claimed =
-                query_param(url, TWILIO_BODY_HASH_PARAM).ok_or(SignatureError::BodyHashMissing)?;
-            (Vec::new(), Some((claimed, body)))
-        }
+        TwilioSigned::Json(body) => (Vec::new(), Some((body_hash_param(url)?, body))),
     };
 
     let matches = |variant: &str| {
@@ -274,16 +281,50 @@ fn twilio_hmac(token: &[u8], url: &str, params: &[(&str, &str)]) -> [u8; 20] {
     mac.finalize().into_bytes().into()
 }
 
-/// The first value of query parameter `name` in `url`, as written (the hex of a hash
-/// never needs percent-decoding). The first one wins, as in Twilio's SDKs.
-fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
-    let query = url.split_once('?')?.1;
+/// The `bodySHA256` of a JSON request's URL, exactly as Twilio adds it: present once
+/// (the name compared without regard to case), the last query parameter, and 64
+/// lowercase hex digits.
+///
+/// The form scheme signs the URL followed by the parameters' names and values with no
+/// separators, and the JSON scheme the URL alone, so the string signed for a form
+/// posted to a URL with a query can itself read as a URL with a query. A value the
+/// contact chose (an SMS body of `&bodySHA256=HASH&z=`) would then bind any JSON body
+/// to a signature Twilio really made. Twilio appends `bodySHA256` to the URL it signs,
+/// and after a form's concatenated parameters come those Twilio fills in (`To`,
+/// `WaId`, ...), so a hash that must be last, once, and nothing but a digest cannot be
+/// planted that way.
+fn body_hash_param(url: &str) -> Result<&str, SignatureError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Err(SignatureError::BodyHashMissing);
+    };
     let query = query.split_once('#').map_or(query, |(q, _)| q);
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+    let is_hash = |pair: &&str| {
+        pair.split_once('=')
+            .map_or(*pair, |(key, _)| key)
+            .eq_ignore_ascii_case(TWILIO_BODY_HASH_PARAM)
+    };
+    match query.split('&').filter(is_hash).count() {
+        0 => return Err(SignatureError::BodyHashMissing),
+        1 => {}
+        _ => return Err(SignatureError::BodyHashMalformed("occurs more than once")),
+    }
+    let last = query.rsplit('&').next().unwrap_or_default();
+    let digest = last
+        .strip_prefix(TWILIO_BODY_HASH_PARAM)
+        .and_then(|rest| rest.strip_prefix('='))
+        .ok_or(SignatureError::BodyHashMalformed(
+            "is not the last query parameter",
+        ))?;
+    if digest.len() != 64
+        || !digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(SignatureError::BodyHashMalformed(
+            "is not 64 lowercase hex digits",
+        ));
+    }
+    Ok(digest)
 }
 
 /// The spellings of `url` that Twilio may have signed, without duplicates, the URL as
@@ -578,6 +619,7 @@ mod tests {
             SignatureError::NoSecret("twilio"),
             SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER),
             SignatureError::BodyHashMissing,
+            SignatureError::BodyHashMalformed("is not the last query parameter"),
             SignatureError::BodyHashMismatch,
         ] {
             let gateway: Error = e.clone().into();
@@ -605,7 +647,9 @@ mod tests {
         let sig_upper = sign("tok", &upper, &[]);
         assert_eq!(
             verify_twilio(&upper, TwilioSigned::Json(body), Some(&sig_upper), &t),
-            Err(SignatureError::BodyHashMismatch),
+            Err(SignatureError::BodyHashMalformed(
+                "is not 64 lowercase hex digits"
+            )),
             "Twilio sends lowercase hex; nothing else is its hash"
         );
         let sig_plain = sign("tok", URL, &[]);
@@ -613,6 +657,69 @@ mod tests {
             verify_twilio(URL, TwilioSigned::Json(body), Some(&sig_plain), &t),
             Err(SignatureError::BodyHashMissing)
         );
+    }
+
+    /// Issue 12 item 7: `bodySHA256` binds a JSON body only where Twilio puts it: once,
+    /// last, 64 lowercase hex digits. Each URL is signed with the right token, so only
+    /// the placement can refuse it.
+    #[test]
+    fn item_07_body_hash_must_be_once_last_and_well_formed() {
+        let body = br#"[{"type":"com.twilio.messaging.inbound-message.received"}]"#;
+        let h = hex::encode(Sha256::digest(body));
+        let base = "https://hooks.example.com/webhooks/twilio/acme";
+        let t = tokens(&["tok"]);
+        let cases: Vec<(String, Result<(), SignatureError>)> = vec![
+            (format!("{base}?bodySHA256={h}"), Ok(())),
+            (format!("{base}?src=sms&bodySHA256={h}"), Ok(())),
+            (base.to_string(), Err(SignatureError::BodyHashMissing)),
+            (
+                format!("{base}?src=sms"),
+                Err(SignatureError::BodyHashMissing),
+            ),
+            (
+                format!("{base}?bodySHA256={h}&z=From+15550000071"),
+                Err(SignatureError::BodyHashMalformed(
+                    "is not the last query parameter",
+                )),
+            ),
+            (
+                format!("{base}?src=smsBody&bodySHA256={h}&z=1&bodySHA256={h}"),
+                Err(SignatureError::BodyHashMalformed("occurs more than once")),
+            ),
+            (
+                format!("{base}?BODYSHA256={h}&bodySHA256={h}"),
+                Err(SignatureError::BodyHashMalformed("occurs more than once")),
+            ),
+            (
+                format!("{base}?bodySHA256={h}0"),
+                Err(SignatureError::BodyHashMalformed(
+                    "is not 64 lowercase hex digits",
+                )),
+            ),
+            (
+                format!("{base}?bodySHA256={}", &h[..63]),
+                Err(SignatureError::BodyHashMalformed(
+                    "is not 64 lowercase hex digits",
+                )),
+            ),
+            (
+                format!("{base}?bodySHA256={h}From+15550000071"),
+                Err(SignatureError::BodyHashMalformed(
+                    "is not 64 lowercase hex digits",
+                )),
+            ),
+            (
+                format!("{base}?x=1&bodysha256={h}"),
+                Err(SignatureError::BodyHashMalformed(
+                    "is not the last query parameter",
+                )),
+            ),
+        ];
+        for (url, want) in cases {
+            let sig = sign("tok", &url, &[]);
+            let got = verify_twilio(&url, TwilioSigned::Json(body), Some(&sig), &t);
+            assert_eq!(got, want, "{url}");
+        }
     }
 
     #[test]

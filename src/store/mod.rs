@@ -745,11 +745,16 @@ impl Store {
     /// [`Claim::Same`] when the same token comes back with the same fingerprint (a
     /// retry of the very request, e.g. after a 503: safe, since its events are
     /// deduplicated); [`Claim::Other`] when it comes back with anything else (a replay
-    /// with a forged body). The key, `dnd:{TENANT:S}:once:PROVIDER:TOKEN`, is sharded by
-    /// the token's SHA-1.
+    /// with a forged body, or on another tenant's path).
+    ///
+    /// Tokens are claimed per signing key, named by `signer` (a fingerprint of the key,
+    /// never the key): a provider whose key is account-wide signs several tenants'
+    /// requests with it, and a token spent on one tenant's path is spent for all. The
+    /// key, `dndkey:{SIGNER:S}:once:PROVIDER:TOKEN`, is outside every tenant's hash tag
+    /// for that reason, and sharded by the token's SHA-1.
     pub async fn claim_once(
         &self,
-        tenant: &str,
+        signer: &str,
         provider: Provider,
         token: &str,
         fingerprint: &str,
@@ -757,7 +762,10 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let digest = Sha1::digest(token.as_bytes());
         let shard = hex::encode(&digest[..1]);
-        let key = format!("dnd:{{{tenant}:{}}}:once:{provider}:{token}", &shard[..1]);
+        let key = format!(
+            "dndkey:{{{signer}:{}}}:once:{provider}:{token}",
+            &shard[..1]
+        );
         let mut conn = self.conn.clone();
         let set: Option<String> = self
             .with_timeout(

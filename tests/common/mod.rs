@@ -718,3 +718,91 @@ pub fn standard_webhooks_signature(secret: &str, id: &str, ts: i64, body: &str) 
     mac.update(format!("{id}.{ts}.{body}").as_bytes());
     format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
 }
+
+/// A self-signed X.509 certificate, PEM, for the RSA key `key_pem` (PKCS#8 PEM): subject
+/// CN `cn`, DNS subject alternative names `sans` (none: no extension), valid from
+/// `not_before_s` to `not_after_s` (Unix seconds), signed SHA256withRSA. Test signing
+/// certificates (SNS) are built here from the clock, by a small DER writer independent
+/// of the crate's certificate parser.
+pub fn self_signed_cert_pem(
+    key_pem: &str,
+    cn: &str,
+    sans: &[&str],
+    not_before_s: i64,
+    not_after_s: i64,
+) -> String {
+    use base64::Engine;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    use rsa::signature::Signer;
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let n = content.len();
+        if n < 0x80 {
+            out.push(n as u8);
+        } else if n < 0x100 {
+            out.extend([0x81, n as u8]);
+        } else {
+            out.extend([0x82, (n >> 8) as u8, n as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    let seq = |parts: &[Vec<u8>]| tlv(0x30, &parts.concat());
+    let time = |s: i64| {
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ" -> UTCTime before 2050, GeneralizedTime after.
+        let iso = dndgate::time::format_rfc3339_ms(s * 1000);
+        let digits: String = iso[..19].chars().filter(char::is_ascii_digit).collect();
+        let year: i64 = digits[..4].parse().unwrap();
+        if (1950..2050).contains(&year) {
+            tlv(0x17, format!("{}Z", &digits[2..]).as_bytes())
+        } else {
+            tlv(0x18, format!("{digits}Z").as_bytes())
+        }
+    };
+    let sha256_rsa = seq(&[
+        tlv(
+            0x06,
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b],
+        ),
+        tlv(0x05, &[]),
+    ]);
+    let name = seq(&[tlv(
+        0x31,
+        &seq(&[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, cn.as_bytes())]),
+    )]);
+    let key = rsa::PrivateKey::from_pkcs8_pem(key_pem).unwrap();
+    let spki = key
+        .to_public_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let mut tbs_parts = vec![
+        tlv(0xa0, &tlv(0x02, &[0x02])),
+        tlv(0x02, &(not_before_s as u64 | 1 << 62).to_be_bytes()),
+        sha256_rsa.clone(),
+        name.clone(),
+        seq(&[time(not_before_s), time(not_after_s)]),
+        name,
+        spki,
+    ];
+    if !sans.is_empty() {
+        let names: Vec<Vec<u8>> = sans.iter().map(|n| tlv(0x82, n.as_bytes())).collect();
+        let san = seq(&[tlv(0x06, &[0x55, 0x1d, 0x11]), tlv(0x04, &seq(&names))]);
+        tbs_parts.push(tlv(0xa3, &seq(&[san])));
+    }
+    let tbs = seq(&tbs_parts);
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+    let signature: Box<[u8]> = signer.sign(&tbs).into();
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&signature);
+    let der = seq(&[tbs, sha256_rsa, tlv(0x03, &bits)]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
