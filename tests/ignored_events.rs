@@ -2,7 +2,7 @@
 //! and never logged at WARN: at real volume a WARN line each would flood the log, and
 //! the tenant is known. What a webhook names for an account no tenant owns is counted
 //! too, and stays a WARN (a configuration gap can lose a STOP). Read from the real
-//! `dndgate serve`: its `/metrics` and its JSON log on stderr.
+//! `dndgate serve`: its `/metrics` (on the admin listener) and its JSON log on stderr.
 
 mod common;
 
@@ -48,17 +48,9 @@ async fn postmark(addr: std::net::SocketAddr, body: &Value) -> HttpResponse {
 }
 
 async fn resend(addr: std::net::SocketAddr, id: &str, body: &Value) -> HttpResponse {
-    use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
     let body = body.to_string();
     let ts = now_s();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64
-        .decode(SW_SECRET.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let signature = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    let signature = standard_webhooks_signature(SW_SECRET, id, ts as i64, &body);
     http(
         addr,
         "POST",
@@ -107,7 +99,8 @@ async fn item_17_events_without_a_dnd_signal_are_counted_not_warned() {
     let dir = tempfile::tempdir().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let path = dir.path().join("dndgate.toml");
-    std::fs::write(&path, config(&redis, addr)).unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(&path, with_admin_listen(&config(&redis, addr), admin)).unwrap();
     let mut serve = ServeProcess::start(&path, &["--log-format", "json"]);
     serve.wait_ready(addr).await.expect("dndgate serve starts");
     let before = redis.snapshot();
@@ -170,7 +163,7 @@ async fn item_17_events_without_a_dnd_signal_are_counted_not_warned() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(redis.snapshot(), before, "nothing to write");
 
-    let r = http(addr, "GET", "/metrics", &[], b"").await;
+    let r = http(admin, "GET", "/metrics", &[], b"").await;
     assert_eq!(r.status, 200);
     let ignored = |provider: &str, kind: &str| {
         sample(
