@@ -138,6 +138,21 @@ pub async fn apply(
     tenant: &Tenant,
     req: &Request<'_>,
 ) -> Result<Outcomes, StoreError> {
+    // Every road's event time goes through the one rule (SPEC section 13): never later
+    // than the time of receipt, and a time out of range (further ahead than the skew,
+    // or before the floor) is the time of receipt. Entry points that can refuse such a
+    // time (an import row) have done so already.
+    let event_ms = crate::time::clamp_event_time(req.event_ms, req.received_ms);
+    let clamped;
+    let req = if event_ms == req.event_ms {
+        req
+    } else {
+        clamped = Request {
+            event_ms,
+            ..req.clone()
+        };
+        &clamped
+    };
     let mut outcomes = Outcomes::default();
     let channels: Vec<Scope> = req
         .scopes
@@ -185,6 +200,32 @@ pub async fn apply(
                 .await?;
             collect(&mut outcomes, address, applied);
         }
+    }
+    // The script refuses a time past Redis's own clock plus the skew: the gateway's
+    // clock and Redis's disagree. Nothing was written; an error makes the webhook
+    // spool the change (replayed once the clocks agree) and an operator see it.
+    if let Some(c) = outcomes
+        .changes
+        .iter()
+        .find(|c| c.outcome == Outcome::RefusedTime)
+    {
+        tracing::error!(
+            tenant = tenant.id.as_str(),
+            event_id = req.event_id,
+            event_ms = req.event_ms,
+            scope = c.scope.as_str(),
+            "the apply script refused the event time: this host's clock and redis's disagree"
+        );
+        let at = crate::time::format_rfc3339_ms(req.event_ms);
+        return Err(if req.event_ms < crate::time::FLOOR_MS {
+            StoreError::Protocol(format!(
+                "event time {at} is before 2000-01-01: this host's clock is wrong"
+            ))
+        } else {
+            StoreError::Unavailable(format!(
+                "event time {at} is more than 5 minutes after redis's clock: check the clocks"
+            ))
+        });
     }
     for c in outcomes
         .changes

@@ -482,7 +482,7 @@ pub fn dnd_record(
     );
     let state = match (outcome, action) {
         (Outcome::Escalated, _) => "permanent",
-        (Outcome::Applied, StoreAction::BlockPermanent) => "permanent",
+        (Outcome::Applied, StoreAction::BlockPermanent | StoreAction::BlockOwn) => "permanent",
         (Outcome::Applied, StoreAction::BlockTemporary) => "temporary",
         (Outcome::Applied, StoreAction::BlockMarketing) => "marketing",
         (
@@ -490,6 +490,7 @@ pub fn dnd_record(
             StoreAction::Unblock
             | StoreAction::Reachable
             | StoreAction::UnblockMarketing
+            | StoreAction::UnblockOwn
             | StoreAction::Clear,
         ) => "cleared",
         _ => return,
