@@ -90,6 +90,8 @@ pub fn store_action(action: Action) -> Option<StoreAction> {
         Action::Help => StoreAction::Help,
         Action::BlockMarketing => StoreAction::BlockMarketing,
         Action::UnblockMarketing => StoreAction::UnblockMarketing,
+        Action::BlockOwn => StoreAction::BlockOwn,
+        Action::UnblockOwn => StoreAction::UnblockOwn,
     })
 }
 
@@ -107,7 +109,7 @@ pub fn event_scopes(event: &ChannelEvent, action: Action, policy: &Policy) -> Ve
             EventKind::Preference {
                 marketing_only: false,
                 ..
-            }
+            } | EventKind::GroupPreference { .. }
         );
     if email_unsubscribe && policy.email_unsubscribe_scope == EmailUnsubscribeScope::All {
         return vec![Scope::All];

@@ -446,7 +446,7 @@ pub fn event_seen(event: &crate::event::ChannelEvent) {
     use crate::event::EventKind;
     let kind = match event.kind {
         EventKind::Inbound { .. } => "inbound",
-        EventKind::Preference { .. } => "preference",
+        EventKind::Preference { .. } | EventKind::GroupPreference { .. } => "preference",
         EventKind::Complaint => "complaint",
         EventKind::DeliveryStatus { .. } => "delivery_status",
     };
