@@ -640,8 +640,12 @@ async fn link(
             address: raw.to_string(),
         };
         let (scope, address) = target_address(&target)?;
-        let expires_min = crate::api::link_expiry(expires_in, crate::pipeline::now_ms())
-            .map_err(|e| e.message)?;
+        let expires_min = crate::api::link_expiry(
+            expires_in,
+            tenant.page.link_expiry,
+            crate::pipeline::now_ms(),
+        )
+        .map_err(|e| e.message)?;
         crate::links::mint_link(
             &store,
             ring,
