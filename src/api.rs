@@ -499,7 +499,7 @@ pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
     let clear = || -> Result<(), Error> {
         let req: ClearRequest = json_body(body, "clear")?;
         if let Some(evidence) = req.evidence {
-            evidence.validate().map_err(Error::bad_request)?;
+            evidence.validate(now_ms).map_err(Error::bad_request)?;
         }
         Ok(())
     };

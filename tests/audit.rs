@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, iso_ago};
+use common::RedisServer;
 use dndgate::address::Address;
 use dndgate::audit::{
     AuditConsumer, AuditEntry, AuditError, ConsumerOptions, Delivery, EntryError, StartFrom,
@@ -184,11 +184,12 @@ fn ack_list(batch: &[Delivery]) -> Vec<(String, String)> {
 const A: &str = "+14155550101";
 const B: &str = "+14155550102";
 const C: &str = "+14155550103";
-/// Consent evidence captured a day ago.
+/// Consent evidence captured a day before the changes' times (evidence dated after the
+/// change would be in its future, and is dropped).
 fn evidence() -> String {
     format!(
         r#"{{"agreed":"Texts from Acme","captured_at":"{}","method":"web form","reference":"form-42"}}"#,
-        iso_ago(86_400_000)
+        dndgate::time::format_rfc3339_ms(T0 - 86_400_000)
     )
 }
 
