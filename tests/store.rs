@@ -474,6 +474,30 @@ async fn item_03_the_apply_script_refuses_an_event_time_past_its_clock_plus_skew
         .await
         .unwrap();
     assert_eq!(outcome(&applied), Outcome::Applied);
+    // A record dated 2100 that an earlier version wrote pins nothing: a STOP applies.
+    let b = sms("+15558675321");
+    let keys = dndgate::store::keys("acme", &b);
+    let field = dndgate::store::field(Scope::Channel(Channel::Sms), &b);
+    redis
+        .cli(&[
+            "HSET",
+            &keys.bucket,
+            &field,
+            "C|4102444800000||keyword:START|import",
+        ])
+        .unwrap();
+    let applied = store
+        .apply(&change(&b, StoreAction::BlockPermanent, "J5", now, now))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&applied), Outcome::Applied);
+    assert!(
+        store
+            .lookup("acme", Channel::Sms, &b, now)
+            .await
+            .unwrap()
+            .blocked
+    );
 }
 
 /// Issue 12 item 4: a stored value the script cannot read (an event time before 1970

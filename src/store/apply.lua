@@ -36,7 +36,8 @@ local bad_time = not event_ms
   or event_ms > clock_ms + tonumber(c.max_skew_ms)
 
 -- A stored value read: its state if it blocks or is cleared (nil for none or an
--- expired temporary record), the event time that guards it, its reason and source.
+-- expired temporary record), the event time that guards it (nil past Redis's clock
+-- plus the skew), its reason and source.
 -- Total: a value this script cannot read is a permanent record of unknown origin
 -- (no ordering time, reason and source '?'), never "no record".
 local function current(value)
@@ -49,7 +50,11 @@ local function current(value)
   if state == 'T' and (exp == '' or tonumber(exp) <= now_ms) then
     return nil
   end
-  return state, tonumber(ev), reason, source
+  ev = tonumber(ev)
+  -- A time past Redis's clock (written before this rule) orders nothing: it would pin
+  -- the record against every later change.
+  if ev > clock_ms + tonumber(c.max_skew_ms) then ev = nil end
+  return state, ev, reason, source
 end
 
 local function record_value(state, expires, reason, source)
