@@ -428,7 +428,7 @@ pub async fn post_link(gw: &Gateway, tenant_id: &str, body: &[u8]) -> Result<Ans
     )?;
     let scope = scope(&req.scope)?;
     let address = scoped_address(scope, &req.address)?;
-    let expires_min = link_expiry(req.expires_in.as_deref(), now_ms())?;
+    let expires_min = link_expiry(req.expires_in.as_deref(), tenant.page.link_expiry, now_ms())?;
     let link = crate::links::mint_link(
         &gw.store,
         ring,
@@ -457,13 +457,19 @@ pub async fn post_link(gw: &Gateway, tenant_id: &str, body: &[u8]) -> Result<Ans
     ))
 }
 
-/// Unix minutes at which a link made at `now_ms` with `expires_in` lapses.
-pub fn link_expiry(expires_in: Option<&str>, now_ms: i64) -> Result<Option<u32>, Error> {
-    let Some(text) = expires_in else {
-        return Ok(None);
+/// Unix minutes at which a link made at `now_ms` with `expires_in` lapses; without
+/// `expires_in`, after `default` (the tenant's `page.link_expiry`, 90 days unless
+/// configured): a link always lapses, so a forwarded or leaked one stops working.
+pub fn link_expiry(
+    expires_in: Option<&str>,
+    default: std::time::Duration,
+    now_ms: i64,
+) -> Result<Option<u32>, Error> {
+    let d = match expires_in {
+        Some(text) => crate::config::parse_duration(text)
+            .map_err(|e| Error::bad_request(format!("expires_in: {e}")))?,
+        None => default,
     };
-    let d = crate::config::parse_duration(text)
-        .map_err(|e| Error::bad_request(format!("expires_in: {e}")))?;
     let minutes = (now_ms / 60_000) + (d.as_secs() as i64 + 59) / 60;
     u32::try_from(minutes)
         .ok()
@@ -495,7 +501,7 @@ pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
     let clear = || -> Result<(), Error> {
         let req: ClearRequest = json_body(body, "clear")?;
         if let Some(evidence) = req.evidence {
-            evidence.validate().map_err(Error::bad_request)?;
+            evidence.validate(now_ms).map_err(Error::bad_request)?;
         }
         Ok(())
     };
@@ -510,7 +516,11 @@ pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
         let req: LinkRequest = json_body(body, "link")?;
         let scope = scope(&req.scope)?;
         scoped_address(scope, &req.address)?;
-        link_expiry(req.expires_in.as_deref(), now_ms)?;
+        link_expiry(
+            req.expires_in.as_deref(),
+            crate::config::DEFAULT_LINK_EXPIRY,
+            now_ms,
+        )?;
         let _ = req.campaign;
         Ok(())
     };

@@ -81,10 +81,11 @@ pub enum Command {
         /// What the contact agreed to.
         #[arg(long)]
         agreed: Option<String>,
-        /// When the consent was captured (RFC 3339).
+        /// When the consent was captured (RFC 3339, not in the future).
         #[arg(long)]
         captured_at: Option<String>,
-        /// How it was captured (web form, recorded call, ...).
+        /// How it was captured: web form, paper form, recorded call, verbal, email,
+        /// keyword, double opt-in, in app, api or import.
         #[arg(long)]
         method: Option<String>,
         /// Where the proof is (submission id, URL, file).
@@ -709,8 +710,12 @@ async fn link(
             address: raw.to_string(),
         };
         let (scope, address) = target_address(&target)?;
-        let expires_min = crate::api::link_expiry(expires_in, crate::pipeline::now_ms())
-            .map_err(|e| e.message)?;
+        let expires_min = crate::api::link_expiry(
+            expires_in,
+            tenant.page.link_expiry,
+            crate::pipeline::now_ms(),
+        )
+        .map_err(|e| e.message)?;
         crate::links::mint_link(
             &store,
             ring,

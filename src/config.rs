@@ -30,6 +30,25 @@ pub const MIN_DEDUP_TTL: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
+/// How long an unsubscribe link stays valid when it is minted without `expires_in`,
+/// unless `[links] expires_after` or a tenant's `page.link_expires_after` says otherwise.
+pub const DEFAULT_LINK_EXPIRY: Duration = Duration::from_secs(90 * 86400);
+
+/// A link expiry setting (`links.expires_after`, `tenants.ID.page.link_expires_after`):
+/// a duration from one hour to ten years.
+fn link_expiry_setting(name: &str, text: &str, problems: &mut Vec<String>) -> Option<Duration> {
+    match parse_duration(text) {
+        Ok(d) if (3600..=3650 * 86400).contains(&d.as_secs()) => Some(d),
+        Ok(_) => {
+            problems.push(format!("{name}: {text:?} must be from 1h to 3650d"));
+            None
+        }
+        Err(e) => {
+            problems.push(format!("{name}: {e}"));
+            None
+        }
+    }
+}
 
 /// Where the admin listener (`/metrics`, the detailed `/readyz`) listens unless
 /// configured: loopback only.
@@ -313,6 +332,8 @@ struct RawLinks {
     keys: BTreeMap<String, String>,
     /// The key id new links are signed with.
     sign_with: u8,
+    /// How long a link minted without `expires_in` stays valid (default 90d).
+    expires_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +357,7 @@ struct RawPage {
     color: Option<String>,
     confirm_url: Option<String>,
     link_mode: Option<String>,
+    link_expires_after: Option<String>,
     logo_url: Option<String>,
     language: Option<String>,
     #[serde(default)]
@@ -682,6 +704,12 @@ impl Config {
                 verify_tokens: resolve("verify_tokens", &m.verify_tokens),
             }
         });
+        let link_expiry = raw
+            .links
+            .as_ref()
+            .and_then(|l| l.expires_after.as_deref())
+            .and_then(|t| link_expiry_setting("links.expires_after", t, &mut problems))
+            .unwrap_or(DEFAULT_LINK_EXPIRY);
         let links = raw.links.and_then(|l| {
             let mut keys = Vec::new();
             for (kid, spec) in &l.keys {
@@ -898,6 +926,7 @@ impl Config {
             let page = {
                 let defaults = crate::links::page::PageSettings {
                     name: id.clone(),
+                    link_expiry,
                     ..Default::default()
                 };
                 match &t.page {
@@ -954,6 +983,17 @@ impl Config {
                             text,
                             confirm_url: p.confirm_url.clone(),
                             immediate,
+                            link_expiry: p
+                                .link_expires_after
+                                .as_deref()
+                                .and_then(|t| {
+                                    link_expiry_setting(
+                                        &format!("tenants.{id}.page.link_expires_after"),
+                                        t,
+                                        &mut problems,
+                                    )
+                                })
+                                .unwrap_or(defaults.link_expiry),
                         }
                     }
                 }

@@ -221,6 +221,16 @@ pub enum EventKind {
         /// Stop (true) or resume (false).
         opt_out: bool,
     },
+    /// The contact left (`opt_out`) or rejoined one subscription group of the sender's
+    /// (SendGrid's unsubscribe groups, `asm_group_id`): recorded for that group, so the
+    /// group's rejoin lifts only the group's own opt-out, never a global unsubscribe,
+    /// a bounce or a complaint.
+    GroupPreference {
+        /// The group's id as the provider names it (digits).
+        group: String,
+        /// Leave (true) or rejoin (false).
+        opt_out: bool,
+    },
     /// The contact reported our message as spam (an email complaint).
     Complaint,
     /// A delivery status for a message we sent to the contact. For email, a bounce

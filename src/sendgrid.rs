@@ -16,8 +16,9 @@
 //! | `dropped` | reason `Unsubscribed Address`: unsubscribe; `Spam Reporting Address`: complaint; otherwise DeliveryStatus `dropped.<reason>` |
 //! | `deferred` | DeliveryStatus, code `deferred` |
 //! | `spamreport` | [`EventKind::Complaint`] |
-//! | `unsubscribe`, `group_unsubscribe` | [`EventKind::Preference`] opt-out, not marketing-only |
-//! | `group_resubscribe` | Preference opt-in |
+//! | `unsubscribe` | [`EventKind::Preference`] opt-out, not marketing-only (global: "opt out of all emails") |
+//! | `group_unsubscribe` | [`EventKind::GroupPreference`] opt-out of the `asm_group_id` group (without a readable group: a global unsubscribe) |
+//! | `group_resubscribe` | GroupPreference opt-in of its group: lifts only that group's unsubscribe (without a readable group: nothing) |
 //! | `processed`, `delivered`, `open`, `click`, others | nothing (ignored) |
 //!
 //! What a code does is not decided here: `providers/sendgrid.toml` maps it (a blocked
@@ -83,6 +84,20 @@ enum Meaning {
     Complaint,
     /// An unsubscribe (true) or resubscribe (false).
     Subscription(bool),
+    /// An unsubscribe (true) or resubscribe (false) of one group (`asm_group_id`).
+    Group(String, bool),
+}
+
+/// A group id as SendGrid sends it (a number; digits in a string accepted), at most
+/// 10 digits; `None` for anything else.
+fn group_id(value: Option<&Value>) -> Option<String> {
+    let text = match value? {
+        Value::Number(n) => n.as_u64()?.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(text)
 }
 
 /// Normalise one event: `Ok(None)` for an event type that says nothing about DND,
@@ -113,8 +128,17 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
         },
         "deferred" => Meaning::Status("deferred".to_string()),
         "spamreport" => Meaning::Complaint,
-        "unsubscribe" | "group_unsubscribe" => Meaning::Subscription(true),
-        "group_resubscribe" => Meaning::Subscription(false),
+        "unsubscribe" => Meaning::Subscription(true),
+        // A group unsubscribe whose group cannot be read is taken as the stronger,
+        // global one; a group resubscribe without its group lifts nothing.
+        "group_unsubscribe" => match group_id(obj.get("asm_group_id")) {
+            Some(group) => Meaning::Group(group, true),
+            None => Meaning::Subscription(true),
+        },
+        "group_resubscribe" => match group_id(obj.get("asm_group_id")) {
+            Some(group) => Meaning::Group(group, false),
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
 
@@ -140,6 +164,7 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
             marketing_only: false,
             opt_out,
         },
+        Meaning::Group(group, opt_out) => EventKind::GroupPreference { group, opt_out },
     };
     Ok(Some(ChannelEvent {
         provider: Provider::Sendgrid,
@@ -309,15 +334,30 @@ mod tests {
             (json!({"event": "unsubscribe"}), UNSUB),
             (
                 json!({"event": "group_unsubscribe", "asm_group_id": 42}),
-                UNSUB,
+                Some(EventKind::GroupPreference {
+                    group: "42".into(),
+                    opt_out: true,
+                }),
             ),
             (
-                json!({"event": "group_resubscribe", "asm_group_id": 42}),
-                Some(EventKind::Preference {
-                    marketing_only: false,
+                json!({"event": "group_resubscribe", "asm_group_id": "42"}),
+                Some(EventKind::GroupPreference {
+                    group: "42".into(),
                     opt_out: false,
                 }),
             ),
+            // Without a readable group: the stronger global unsubscribe, and a
+            // resubscribe that lifts nothing.
+            (json!({"event": "group_unsubscribe"}), UNSUB),
+            (
+                json!({"event": "group_unsubscribe", "asm_group_id": "4 2"}),
+                UNSUB,
+            ),
+            (
+                json!({"event": "group_resubscribe", "asm_group_id": -1}),
+                None,
+            ),
+            (json!({"event": "group_resubscribe"}), None),
             (json!({"event": "processed"}), None),
             (json!({"event": "delivered", "response": "250 OK"}), None),
             (json!({"event": "open"}), None),
@@ -395,9 +435,14 @@ mod tests {
             (json!({"event": "spamreport"}), PERM, "sendgrid:complaint"),
             (json!({"event": "unsubscribe"}), PERM, "sendgrid:stop"),
             (
-                json!({"event": "group_resubscribe"}),
-                Action::Unblock,
-                "sendgrid:resume",
+                json!({"event": "group_unsubscribe", "asm_group_id": 42}),
+                Action::BlockOwn,
+                "sendgrid:group:42",
+            ),
+            (
+                json!({"event": "group_resubscribe", "asm_group_id": 42}),
+                Action::UnblockOwn,
+                "sendgrid:group:42",
             ),
         ];
         for (fields, action, reason) in cases {

@@ -197,10 +197,12 @@ fn action_name(action: StoreAction) -> &'static str {
         StoreAction::BlockMarketing => "block_marketing",
         StoreAction::UnblockMarketing => "unblock_marketing",
         StoreAction::Clear => "clear",
+        StoreAction::BlockOwn => "block_own",
+        StoreAction::UnblockOwn => "unblock_own",
     }
 }
 
-const ACTIONS: [StoreAction; 9] = [
+const ACTIONS: [StoreAction; 11] = [
     StoreAction::BlockPermanent,
     StoreAction::BlockTemporary,
     StoreAction::Unblock,
@@ -210,6 +212,8 @@ const ACTIONS: [StoreAction; 9] = [
     StoreAction::BlockMarketing,
     StoreAction::UnblockMarketing,
     StoreAction::Clear,
+    StoreAction::BlockOwn,
+    StoreAction::UnblockOwn,
 ];
 
 const PROVIDERS: [Provider; 10] = [

@@ -90,6 +90,8 @@ pub fn store_action(action: Action) -> Option<StoreAction> {
         Action::Help => StoreAction::Help,
         Action::BlockMarketing => StoreAction::BlockMarketing,
         Action::UnblockMarketing => StoreAction::UnblockMarketing,
+        Action::BlockOwn => StoreAction::BlockOwn,
+        Action::UnblockOwn => StoreAction::UnblockOwn,
     })
 }
 
@@ -107,7 +109,7 @@ pub fn event_scopes(event: &ChannelEvent, action: Action, policy: &Policy) -> Ve
             EventKind::Preference {
                 marketing_only: false,
                 ..
-            }
+            } | EventKind::GroupPreference { .. }
         );
     if email_unsubscribe && policy.email_unsubscribe_scope == EmailUnsubscribeScope::All {
         return vec![Scope::All];
@@ -138,6 +140,37 @@ pub async fn apply(
     tenant: &Tenant,
     req: &Request<'_>,
 ) -> Result<Outcomes, StoreError> {
+    // Every road's event time goes through the one rule (SPEC section 13): never later
+    // than the time of receipt, and a time out of range (further ahead than the skew,
+    // or before the floor) is the time of receipt. Entry points that can refuse such a
+    // time (an import row) have done so already.
+    let event_ms = crate::time::clamp_event_time(req.event_ms, req.received_ms);
+    // Consent evidence that does not parse is no evidence, whatever the road (a spool
+    // record, a Rust caller): it never reaches the script, so it lifts nothing.
+    let evidence_ok = req.evidence.is_none_or(|text| {
+        serde_json::from_str::<Evidence>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|e| e.validate(req.now_ms))
+            .is_ok()
+    });
+    if !evidence_ok {
+        tracing::warn!(
+            tenant = tenant.id.as_str(),
+            event_id = req.event_id,
+            "consent evidence that does not parse was dropped"
+        );
+    }
+    let adjusted;
+    let req = if event_ms == req.event_ms && evidence_ok {
+        req
+    } else {
+        adjusted = Request {
+            event_ms,
+            evidence: req.evidence.filter(|_| evidence_ok),
+            ..req.clone()
+        };
+        &adjusted
+    };
     let mut outcomes = Outcomes::default();
     let channels: Vec<Scope> = req
         .scopes
@@ -185,6 +218,32 @@ pub async fn apply(
                 .await?;
             collect(&mut outcomes, address, applied);
         }
+    }
+    // The script refuses a time past Redis's own clock plus the skew: the gateway's
+    // clock and Redis's disagree. Nothing was written; an error makes the webhook
+    // spool the change (replayed once the clocks agree) and an operator see it.
+    if let Some(c) = outcomes
+        .changes
+        .iter()
+        .find(|c| c.outcome == Outcome::RefusedTime)
+    {
+        tracing::error!(
+            tenant = tenant.id.as_str(),
+            event_id = req.event_id,
+            event_ms = req.event_ms,
+            scope = c.scope.as_str(),
+            "the apply script refused the event time: this host's clock and redis's disagree"
+        );
+        let at = crate::time::format_rfc3339_ms(req.event_ms);
+        return Err(if req.event_ms < crate::time::FLOOR_MS {
+            StoreError::Protocol(format!(
+                "event time {at} is before 2000-01-01: this host's clock is wrong"
+            ))
+        } else {
+            StoreError::Unavailable(format!(
+                "event time {at} is more than 5 minutes after redis's clock: check the clocks"
+            ))
+        });
     }
     for c in outcomes
         .changes
@@ -259,9 +318,10 @@ fn collect(outcomes: &mut Outcomes, address: &Address, applied: Applied) {
 pub struct Evidence {
     /// What the contact agreed to, e.g. "marketing texts from Acme".
     pub agreed: String,
-    /// When, as RFC 3339 text.
+    /// When, as RFC 3339 text (`2026-11-27T10:00:00Z`): not in the future.
     pub captured_at: String,
-    /// How it was captured, e.g. "web form", "recorded call", "signed paper form".
+    /// How it was captured: one of [`EVIDENCE_METHODS`] ("web form", "recorded call",
+    /// ...), compared without regard to case.
     pub method: String,
     /// Where the proof is: a form submission id, a URL, a file name.
     pub reference: String,
@@ -270,9 +330,30 @@ pub struct Evidence {
 /// The longest text accepted in an evidence field or an operator reason.
 pub const MAX_TEXT: usize = 500;
 
+/// How consent may have been captured (`evidence.method`, compared without regard to
+/// case): a web form or checkbox, a signed paper form, a recorded call, a note of a
+/// spoken agreement, an email from the contact, an opt-in keyword received elsewhere, a
+/// confirmed double opt-in, a setting in an app, another system's API, an import of
+/// consent records. The README and docs/openapi.json list the same.
+pub const EVIDENCE_METHODS: &[&str] = &[
+    "web form",
+    "paper form",
+    "recorded call",
+    "verbal",
+    "email",
+    "keyword",
+    "double opt-in",
+    "in app",
+    "api",
+    "import",
+];
+
 impl Evidence {
-    /// Check every field is present and sensible; the error names each problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check every field as of `now_ms`: `agreed` and `reference` not blank,
+    /// `captured_at` an RFC 3339 time neither in the future (beyond the event-time
+    /// skew) nor before 2000-01-01, `method` one of [`EVIDENCE_METHODS`]. The error is
+    /// one line naming each field that fails (`evidence.captured_at: ...`).
+    pub fn validate(&self, now_ms: i64) -> Result<(), String> {
         let mut problems = Vec::new();
         for (name, value) in [
             ("agreed", &self.agreed),
@@ -285,6 +366,31 @@ impl Evidence {
             } else if value.len() > MAX_TEXT {
                 problems.push(format!("evidence.{name} is longer than {MAX_TEXT} bytes"));
             }
+        }
+        let captured_at = self.captured_at.trim();
+        if !captured_at.is_empty() && captured_at.len() <= MAX_TEXT {
+            match crate::time::parse_rfc3339_ms(captured_at) {
+                None => problems.push(format!(
+                    "evidence.captured_at: {captured_at:?} is not an RFC 3339 time like 2026-11-27T10:00:00Z"
+                )),
+                Some(ms) => {
+                    if let Err(e) = crate::time::event_time(ms, now_ms) {
+                        problems.push(format!("evidence.captured_at: {e}"));
+                    }
+                }
+            }
+        }
+        let method = self.method.trim();
+        if !method.is_empty()
+            && !EVIDENCE_METHODS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+        {
+            let shown: String = method.chars().take(60).collect();
+            problems.push(format!(
+                "evidence.method: {shown:?} is not one of: {}",
+                EVIDENCE_METHODS.join(", ")
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -399,7 +505,7 @@ pub async fn operator_clear(
 ) -> Result<Outcomes, OperatorError> {
     check_text("actor", change.actor)?;
     if let Some(e) = evidence {
-        e.validate().map_err(OperatorError::Invalid)?;
+        e.validate(change.now_ms).map_err(OperatorError::Invalid)?;
     }
     let evidence_json = evidence.map(|e| serde_json::to_string(e).expect("strings serialise"));
     let reason = if evidence.is_some() {

@@ -542,7 +542,7 @@ pub fn event_seen(event: &crate::event::ChannelEvent) {
     use crate::event::EventKind;
     let kind = match event.kind {
         EventKind::Inbound { .. } => "inbound",
-        EventKind::Preference { .. } => "preference",
+        EventKind::Preference { .. } | EventKind::GroupPreference { .. } => "preference",
         EventKind::Complaint => "complaint",
         EventKind::DeliveryStatus { .. } => "delivery_status",
     };
@@ -578,7 +578,7 @@ pub fn dnd_record(
     );
     let state = match (outcome, action) {
         (Outcome::Escalated, _) => "permanent",
-        (Outcome::Applied, StoreAction::BlockPermanent) => "permanent",
+        (Outcome::Applied, StoreAction::BlockPermanent | StoreAction::BlockOwn) => "permanent",
         (Outcome::Applied, StoreAction::BlockTemporary) => "temporary",
         (Outcome::Applied, StoreAction::BlockMarketing) => "marketing",
         (
@@ -586,6 +586,7 @@ pub fn dnd_record(
             StoreAction::Unblock
             | StoreAction::Reachable
             | StoreAction::UnblockMarketing
+            | StoreAction::UnblockOwn
             | StoreAction::Clear,
         ) => "cleared",
         _ => return,

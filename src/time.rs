@@ -68,6 +68,50 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some(seconds * 1_000 + millis)
 }
 
+/// How far past "now" an event time may lie before it is out of range: clocks of
+/// providers, gateway instances and Redis differ by that much at most. Entry points
+/// record a time up to this far ahead as "now" ([`event_time`]); the apply script
+/// refuses anything later than its own clock plus this.
+pub const MAX_SKEW_MS: i64 = 5 * 60_000;
+
+/// The earliest event time dndgate records: 2000-01-01T00:00:00Z. Nothing it tracks
+/// happened before; an earlier time is a unit mistake, a zero value or a forgery.
+pub const FLOOR_MS: i64 = 946_684_800_000;
+
+/// Why an event time cannot be recorded as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EventTimeError {
+    /// Later than now plus [`MAX_SKEW_MS`].
+    #[error("{} is in the future (more than 5 minutes after now)", format_rfc3339_ms(*.0))]
+    Future(i64),
+    /// Before [`FLOOR_MS`].
+    #[error("{} is before 2000-01-01, the earliest time dndgate records", format_rfc3339_ms(*.0))]
+    BeforeFloor(i64),
+}
+
+/// The time to record for an event that says it happened at `event_ms`, learned of at
+/// `now_ms`: never later than `now_ms` (a time up to [`MAX_SKEW_MS`] ahead is a clock
+/// difference and counts as now); an error for a time further ahead or before
+/// [`FLOOR_MS`]. An entry point that can say no (an import row) reports the error;
+/// [`clamp_event_time`] is the rule for the rest.
+pub fn event_time(event_ms: i64, now_ms: i64) -> Result<i64, EventTimeError> {
+    if event_ms > now_ms.saturating_add(MAX_SKEW_MS) {
+        Err(EventTimeError::Future(event_ms))
+    } else if event_ms < FLOOR_MS {
+        Err(EventTimeError::BeforeFloor(event_ms))
+    } else {
+        Ok(event_ms.min(now_ms))
+    }
+}
+
+/// [`event_time`], with a time out of range recorded as `now_ms` (the time of receipt):
+/// a provider's event is never refused for its clock, so it is not retried forever,
+/// and it can neither pin a record against later events nor hide behind an unreadable
+/// time. `state::apply` puts every change's time through this, whatever its road.
+pub fn clamp_event_time(event_ms: i64, now_ms: i64) -> i64 {
+    event_time(event_ms, now_ms).unwrap_or(now_ms)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -111,6 +155,28 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_times_are_clamped_to_now_and_refused_out_of_range() {
+        let now = 1_796_000_000_000;
+        assert_eq!(event_time(now - 1, now), Ok(now - 1));
+        assert_eq!(event_time(now + MAX_SKEW_MS, now), Ok(now));
+        assert_eq!(
+            event_time(now + MAX_SKEW_MS + 1, now),
+            Err(EventTimeError::Future(now + MAX_SKEW_MS + 1))
+        );
+        assert_eq!(event_time(FLOOR_MS, now), Ok(FLOOR_MS));
+        assert_eq!(
+            event_time(-62_135_596_800_000, now),
+            Err(EventTimeError::BeforeFloor(-62_135_596_800_000))
+        );
+        assert_eq!(clamp_event_time(i64::MAX, now), now);
+        assert_eq!(clamp_event_time(0, now), now);
+        assert_eq!(
+            EventTimeError::Future(4_102_444_800_000).to_string(),
+            "2100-01-01T00:00:00.000Z is in the future (more than 5 minutes after now)"
+        );
+    }
 
     #[test]
     fn format_and_parse_are_inverse_over_four_centuries() {

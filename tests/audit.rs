@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, iso_ago};
+use common::RedisServer;
 use dndgate::address::Address;
 use dndgate::audit::{
     AuditConsumer, AuditEntry, AuditError, ConsumerOptions, Delivery, EntryError, StartFrom,
@@ -50,7 +50,11 @@ fn sms(n: &str) -> Address {
     Address::parse(Channel::Sms, n).unwrap()
 }
 
-/// One change on the sms record of an address, at an explicit time.
+/// The epoch of the explicit times below (2025-11-24, a realistic past time: the apply
+/// script refuses event times before 2000).
+const T0: i64 = 1_764_000_000_000;
+
+/// One change on the sms record of an address, at an explicit time (ms after [`T0`]).
 struct Ev<'a> {
     address: &'a str,
     action: StoreAction,
@@ -89,9 +93,9 @@ impl Env {
                     Provider::Twilio
                 },
                 event_id: ev.id,
-                event_ms: ev.at,
-                received_ms: ev.at + 5,
-                now_ms: ev.at,
+                event_ms: T0 + ev.at,
+                received_ms: T0 + ev.at + 5,
+                now_ms: T0 + ev.at,
                 actor: operator.then_some("alice@acme.example"),
                 evidence: ev.evidence,
             },
@@ -180,11 +184,12 @@ fn ack_list(batch: &[Delivery]) -> Vec<(String, String)> {
 const A: &str = "+14155550101";
 const B: &str = "+14155550102";
 const C: &str = "+14155550103";
-/// Consent evidence captured a day ago.
+/// Consent evidence captured a day before the changes' times (evidence dated after the
+/// change would be in its future, and is dropped).
 fn evidence() -> String {
     format!(
         r#"{{"agreed":"Texts from Acme","captured_at":"{}","method":"web form","reference":"form-42"}}"#,
-        iso_ago(86_400_000)
+        dndgate::time::format_rfc3339_ms(T0 - 86_400_000)
     )
 }
 
@@ -398,13 +403,13 @@ async fn scenario_comes_back_typed(cluster: bool) {
         ),
         ("block_permanent", "keyword:STOP", "twilio")
     );
-    assert_eq!(stop.event_ms, 1000);
-    assert_eq!(stop.after.as_ref().unwrap().event_ms, 1000);
+    assert_eq!(stop.event_ms, T0 + 1000);
+    assert_eq!(stop.after.as_ref().unwrap().event_ms, T0 + 1000);
     assert_eq!((&stop.actor, &stop.evidence), (&None, &None));
 
     let temporary = by_id["SM4"].after.as_ref().unwrap();
     let ttl = env.tenant.policy.temporary_ttl.as_millis() as i64;
-    assert_eq!(temporary.expires_ms, Some(3000 + ttl));
+    assert_eq!(temporary.expires_ms, Some(T0 + 3000 + ttl));
 
     let refused = by_id["op1"];
     assert_eq!(refused.action, "clear");
@@ -725,9 +730,9 @@ async fn a_blocking_read_wakes_on_the_next_change_and_times_out_when_quiet() {
                     reason: "keyword:STOP",
                     provider: Provider::Twilio,
                     event_id: &id,
-                    event_ms: 1000,
-                    received_ms: 1000,
-                    now_ms: 1000,
+                    event_ms: T0 + 1000,
+                    received_ms: T0 + 1000,
+                    now_ms: T0 + 1000,
                     actor: None,
                     evidence: None,
                 },

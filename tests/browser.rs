@@ -273,7 +273,7 @@ async fn ticking_and_unticking_with_scripts_forbidden_then_following_the_redirec
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(blocked(&redis, Channel::Sms, phone).await);
-    let token = mint(&gw, phone, "sms").await;
+    let token = mint(&gw, phone, "all").await;
 
     let browser = Browser::start().await;
     let c = &browser.client;
@@ -300,7 +300,9 @@ async fn ticking_and_unticking_with_scripts_forbidden_then_following_the_redirec
     );
     assert_eq!(redis.snapshot(), before, "loading the page changes nothing");
 
-    // Tick SMS back on (a re-enable, with the page as evidence), untick WhatsApp, save.
+    // Tick SMS back on, untick WhatsApp, save. The STOP stays (only the contact's START
+    // or an operator with consent evidence lifts it), so instead of the redirect the
+    // page says how to opt back in; WhatsApp gets the link's DND.
     set_tick(c, "sms", true).await;
     set_tick(c, "whatsapp", false).await;
     assert_eq!(redis.snapshot(), before, "ticking alone changes nothing");
@@ -310,10 +312,22 @@ async fn ticking_and_unticking_with_scripts_forbidden_then_following_the_redirec
         .click()
         .await
         .unwrap();
-    arrive(c, &format!("http://{thanks}/thanks")).await;
-    assert_eq!(c.title().await.unwrap(), "Acme thanks you");
-
-    assert!(!blocked(&redis, Channel::Sms, phone).await, "re-enabled");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath("//h1[text()='Thank you']"))
+        .await
+        .unwrap();
+    let text = main_text(c).await;
+    assert!(
+        text.contains("Text messages (SMS): you turned these off another way")
+            && text.contains("reply START"),
+        "{text}"
+    );
+    assert!(
+        text.contains("You will no longer receive: WhatsApp."),
+        "{text}"
+    );
+    assert!(blocked(&redis, Channel::Sms, phone).await, "the STOP stays");
     assert!(
         blocked(&redis, Channel::Voice, phone).await,
         "left unticked"
@@ -326,18 +340,38 @@ async fn ticking_and_unticking_with_scripts_forbidden_then_following_the_redirec
         .unwrap();
     assert_eq!(v.record.unwrap().reason, "link:winter");
 
-    // Back on the page, the boxes show what was saved; then the big button.
+    // Back on the page, the boxes show what was saved; WhatsApp (the link's own
+    // record) ticked again is re-enabled, and the redirect follows.
     c.goto(&format!("http://{}/u/{token}", gw.addr))
         .await
         .unwrap();
     assert_eq!(
         ticks(c).await,
         [
-            ("sms".to_string(), true),
+            ("sms".to_string(), false),
             ("voice".to_string(), false),
             ("whatsapp".to_string(), false)
         ]
     );
+    set_tick(c, "whatsapp", true).await;
+    c.find(Locator::Css("button[value=save]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(c, &format!("http://{thanks}/thanks")).await;
+    assert_eq!(c.title().await.unwrap(), "Acme thanks you");
+    assert!(
+        !blocked(&redis, Channel::Whatsapp, phone).await,
+        "re-enabled"
+    );
+    assert!(blocked(&redis, Channel::Sms, phone).await);
+
+    // Then the big button: the link's scope, every channel.
+    c.goto(&format!("http://{}/u/{token}", gw.addr))
+        .await
+        .unwrap();
     c.find(Locator::Css("button[value=unsubscribe]"))
         .await
         .unwrap()

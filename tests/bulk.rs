@@ -693,3 +693,53 @@ fn item_20_export_escapes_formula_cells_and_import_reads_them_back() {
     );
     assert_eq!(s.redis.snapshot(), before);
 }
+
+/// Issue 12 item 3: an import row dated in the future (2100, or a migration file
+/// written in microseconds) is refused as a bad row: it would pin the record against
+/// every later STOP. The operator's later `set` applies, and the STOP blocks.
+#[test]
+fn item_03_an_import_row_dated_in_the_future_is_refused_and_pins_nothing() {
+    let s = Setup::new();
+    let now_ms = common::now_ms();
+    let in_2100 = 4_102_444_800_000i64; // 2100-01-01T00:00:00Z
+    let path = s.file(
+        "future.csv",
+        &format!(
+            "scope,address,state,reason,source,event_ms,expires_ms\n\
+             sms,+14155550300,cleared,keyword:START,twilio,{in_2100},\n\
+             sms,+14155550301,cleared,keyword:START,twilio,{},\n",
+            now_ms * 1000
+        ),
+    );
+    let before = s.redis.snapshot();
+    let r = s.import("acme", "dndgate", &[], &path);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stdout.trim(), "imported 0, already present 0, bad 2");
+    for line in [2, 3] {
+        assert!(
+            r.stderr.contains(&format!("line {line}: event_ms")) && r.stderr.contains("future"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(s.redis.snapshot(), before, "a refused row changes nothing");
+    // The operator's STOP now applies (it would have been `superseded` by the 2100 row).
+    for address in ["+14155550300", "+14155550301"] {
+        let r = run(
+            &[
+                "set",
+                "--config",
+                s.config(),
+                "--tenant",
+                "acme",
+                "--scope",
+                "sms",
+                address,
+            ],
+            "",
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("applied"), "{r:?}");
+        assert!(s.blocked("sms", address), "{address}");
+    }
+}

@@ -110,10 +110,9 @@ async fn api_and_cli_mint_the_same_verifiable_link() {
     let cli: Value = serde_json::from_str(out.trim()).unwrap();
     let cli_claims = links::verify(ring, cli["token"].as_str().unwrap(), now).unwrap();
     assert_eq!(cli_claims.link_id, claims.link_id);
-    assert_eq!(
-        (cli_claims.scope, cli_claims.expires_min),
-        (Scope::All, None)
-    );
+    assert_eq!(cli_claims.scope, Scope::All);
+    // Without --expires-in, the default expiry (90 days; item_01 below).
+    assert!(cli_claims.expires_min.is_some());
     gw.stop().await;
 }
 
@@ -178,4 +177,94 @@ async fn bad_link_requests_are_refused_and_write_nothing() {
     assert_eq!(status, 404, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("[links]"));
     gw.stop().await;
+}
+
+/// Issue 12 item 1: a link minted without an expiry lapses after 90 days by default;
+/// `[links] expires_after` changes that for every tenant, and a tenant's
+/// `[tenants.ID.page] link_expires_after` for that tenant.
+#[tokio::test]
+async fn item_01_links_expire_after_90_days_unless_configured() {
+    let redis = RedisServer::start();
+    let minutes_left = |text: &str, token: &str| {
+        let config = Config::parse(text, std::path::Path::new(".")).unwrap();
+        let claims = links::verify(config.links.as_ref().unwrap(), token, now_ms()).unwrap();
+        claims.expires_min.expect("the link expires") as i64 - now_ms() / 60_000
+    };
+    let day = 24 * 60;
+    // The default, through the API and the CLI.
+    let text = config_text(&redis.url());
+    let gw = TestGateway::start(&text).await;
+    let (status, body) = mint(
+        &gw,
+        API_TOKEN,
+        json!({"address": "a@example.com", "scope": "email"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let left = minutes_left(&text, body["token"].as_str().unwrap());
+    assert!((90 * day..=90 * day + 1).contains(&left), "{left}");
+    gw.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dndgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (code, out, err) = dndgate(&[
+        "link",
+        "--config",
+        path.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--scope",
+        "sms",
+        "+14155550100",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cli: Value = serde_json::from_str(out.trim()).unwrap();
+    let left = minutes_left(&text, cli["token"].as_str().unwrap());
+    assert!((90 * day..=90 * day + 1).contains(&left), "{left}");
+
+    // Configured: globally 30 days, acme 7 days.
+    let text = text
+        .replacen(
+            "sign_with = 2\n",
+            "sign_with = 2\nexpires_after = \"30d\"\n",
+            1,
+        )
+        .replacen(
+            "[tenants.acme.twilio]",
+            "[tenants.acme.page]\nlink_expires_after = \"7d\"\n\n[tenants.acme.twilio]",
+            1,
+        );
+    let gw = TestGateway::start(&text).await;
+    let (status, body) = mint(
+        &gw,
+        API_TOKEN,
+        json!({"address": "a@example.com", "scope": "email"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let left = minutes_left(&text, body["token"].as_str().unwrap());
+    assert!((7 * day..=7 * day + 1).contains(&left), "{left}");
+    let auth = format!("Bearer {GLOBEX_API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "POST",
+        "/v1/tenants/globex/links",
+        &[("Authorization", &auth)],
+        json!({"address": "a@example.com", "scope": "email"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let left = minutes_left(&text, body["token"].as_str().unwrap());
+    assert!((30 * day..=30 * day + 1).contains(&left), "{left}");
+    gw.stop().await;
+
+    // config check names a bad value.
+    let bad = text.replacen("expires_after = \"30d\"", "expires_after = \"soon\"", 1);
+    let err = Config::parse(&bad, std::path::Path::new(".")).unwrap_err();
+    assert!(
+        err.iter().any(|p| p.contains("links.expires_after")),
+        "{err:?}"
+    );
 }

@@ -319,3 +319,75 @@ async fn openapi_is_served_as_kept_in_the_repo_and_every_operation_is_routed() {
     }
     gw.stop().await;
 }
+
+/// Issue 12 item 2: consent evidence must parse. A `captured_at` that is not an
+/// RFC 3339 time, or lies in the future, a method outside the documented list, an
+/// empty `agreed` or `reference`: 400 naming the field, and the permanent record stays.
+#[tokio::test]
+async fn item_02_consent_evidence_must_parse_or_nothing_is_cleared() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    let (status, body) = call(
+        &gw,
+        "PUT",
+        PHONE,
+        API_TOKEN,
+        Some(json!({"state": "permanent", "reason": "asked by phone"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let before = redis.snapshot();
+    let tomorrow = dndgate::time::format_rfc3339_ms(now_ms() + 86_400_000);
+    for (field, value, named) in [
+        ("captured_at", json!("never"), "evidence.captured_at"),
+        (
+            "captured_at",
+            json!("2026-13-01T00:00:00Z"),
+            "evidence.captured_at",
+        ),
+        ("captured_at", json!(tomorrow), "evidence.captured_at"),
+        (
+            "captured_at",
+            json!("1969-07-20T20:17:00Z"),
+            "evidence.captured_at",
+        ),
+        ("method", json!("telepathy"), "evidence.method"),
+        (
+            "method",
+            json!("unsubscribe preference page"),
+            "evidence.method",
+        ),
+        ("reference", json!("   "), "evidence.reference"),
+        ("agreed", json!(""), "evidence.agreed"),
+    ] {
+        let mut evidence = evidence();
+        evidence[field] = value.clone();
+        let (status, body) = call(
+            &gw,
+            "DELETE",
+            PHONE,
+            API_TOKEN,
+            Some(json!({"actor": "mallory", "evidence": evidence})),
+        )
+        .await;
+        assert_eq!(status, 400, "{field} = {value}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(named), "{field} = {value}: {error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+        assert_eq!(redis.snapshot(), before, "{field} = {value} changed state");
+    }
+    // The documented methods are accepted, in any case.
+    let mut good = evidence();
+    good["method"] = json!("Paper Form");
+    let (status, body) = call(
+        &gw,
+        "DELETE",
+        PHONE,
+        API_TOKEN,
+        Some(json!({"evidence": good})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changes"][0]["outcome"], "applied");
+    gw.stop().await;
+}

@@ -259,7 +259,7 @@ async fn unsubscribe_blocks_every_channel_of_the_contact_and_resubscribe_lifts_i
         let v = verdict(&redis, "acme", channel, address).await;
         assert!(v.blocked, "{channel} {address}");
         assert_eq!(v.scope.unwrap().as_str(), "all");
-        assert_eq!(v.record.unwrap().reason, "sendgrid:stop");
+        assert_eq!(v.record.unwrap().reason, "sendgrid:group:42");
     }
 
     // A global unsubscribe of someone not linked: the `all` record on the email.
@@ -591,5 +591,140 @@ async fn item_14_a_bounce_without_type_is_a_permanent_email_dnd() {
     assert_eq!(record.reason, "sendgrid:bounce");
     let v = verdict(&redis, "acme", Channel::Email, "blocked@example.com").await;
     assert!(!v.blocked && v.record.is_none(), "{v:?}");
+    gw.stop().await;
+}
+
+/// Issue 12 item 11: a group unsubscribe is recorded for its group, and the matching
+/// `group_resubscribe` lifts that record only. A global `unsubscribe`, a bounce or a
+/// spam report stays, on every channel of a linked contact; another group's
+/// resubscribe lifts nothing.
+#[tokio::test]
+async fn item_11_group_resubscribe_lifts_only_its_own_group_unsubscribe() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "PUT",
+        "/v1/tenants/acme/contacts/gina",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"addresses": ["+14155550111", "gina@example.com"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = now_s() - 100;
+    let blocked = |channel: Channel, address: &'static str| {
+        let redis = &redis;
+        async move { verdict(redis, "acme", channel, address).await.blocked }
+    };
+
+    // A global unsubscribe, then a group resubscribe: the unsubscribe stays.
+    let body = batch(&[ev("unsubscribe", "gina@example.com", "g1", t, json!({}))]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    let body = batch(&[ev(
+        "group_resubscribe",
+        "gina@example.com",
+        "g2",
+        t + 10,
+        json!({"asm_group_id": 42}),
+    )]);
+    let r = post(&gw, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        blocked(Channel::Email, "gina@example.com").await,
+        "global unsubscribe stays"
+    );
+    assert!(
+        blocked(Channel::Sms, "+14155550111").await,
+        "on every channel"
+    );
+
+    // A group unsubscribe on top of the global one, and its resubscribe: still blocked.
+    let body = batch(&[ev(
+        "group_unsubscribe",
+        "gina@example.com",
+        "g3",
+        t + 20,
+        json!({"asm_group_id": 42}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    let body = batch(&[ev(
+        "group_resubscribe",
+        "gina@example.com",
+        "g4",
+        t + 30,
+        json!({"asm_group_id": 42}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    assert!(
+        blocked(Channel::Email, "gina@example.com").await,
+        "global unsubscribe stays"
+    );
+
+    // A bounce and a spam report stay too.
+    for (i, (event, extra)) in [
+        (
+            "bounce",
+            json!({"type": "bounce", "reason": "550 5.1.1 unknown user", "status": "5.1.1"}),
+        ),
+        ("spamreport", json!({})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email: &'static str = ["bounced@example.com", "spam@example.com"][i];
+        let body = batch(&[ev(event, email, &format!("b{i}"), t, extra)]);
+        assert_eq!(post(&gw, &body).await.status, 200);
+        let body = batch(&[ev(
+            "group_resubscribe",
+            email,
+            &format!("r{i}"),
+            t + 10,
+            json!({"asm_group_id": 42}),
+        )]);
+        assert_eq!(post(&gw, &body).await.status, 200);
+        assert!(blocked(Channel::Email, email).await, "{event} stays");
+    }
+
+    // A group unsubscribe alone: recorded for its group; another group's resubscribe
+    // lifts nothing, its own lifts it.
+    let body = batch(&[ev(
+        "group_unsubscribe",
+        "hal@example.com",
+        "h1",
+        t,
+        json!({"asm_group_id": 42}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    let v = verdict(&redis, "acme", Channel::Email, "hal@example.com").await;
+    assert!(v.blocked);
+    assert_eq!(v.record.unwrap().reason, "sendgrid:group:42");
+    let body = batch(&[ev(
+        "group_resubscribe",
+        "hal@example.com",
+        "h2",
+        t + 10,
+        json!({"asm_group_id": 7}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    assert!(
+        blocked(Channel::Email, "hal@example.com").await,
+        "group 7 is not group 42"
+    );
+    let body = batch(&[ev(
+        "group_resubscribe",
+        "hal@example.com",
+        "h3",
+        t + 20,
+        json!({"asm_group_id": 42}),
+    )]);
+    assert_eq!(post(&gw, &body).await.status, 200);
+    assert!(
+        !blocked(Channel::Email, "hal@example.com").await,
+        "its own group lifts it"
+    );
     gw.stop().await;
 }

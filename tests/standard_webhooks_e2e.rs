@@ -358,3 +358,70 @@ async fn item_16_resend_email_suppressed_is_a_permanent_email_dnd() {
     assert_eq!(record.reason, "standard-webhooks:suppressed");
     gw.stop().await;
 }
+
+/// Issue 12 item 4: a Resend complaint dated `0001-01-01T00:00:00Z` is recorded at its
+/// time of receipt, so the apply script reads the record, and a `DELETE` without
+/// evidence answers 409 and changes nothing.
+#[tokio::test]
+async fn item_04_a_complaint_dated_year_1_cannot_be_cleared_without_evidence() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let mut body = email_event("email.complained", json!(["y1@example.com"]), None);
+    body["created_at"] = json!("0001-01-01T00:00:00Z");
+    let r = post(&gw, "msg_year_1", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Email, "y1@example.com").await;
+    let rec = v.record.unwrap();
+    assert!(v.blocked);
+    assert_eq!(rec.state, State::Permanent);
+    let before = redis.snapshot();
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        "DELETE",
+        "/v1/tenants/acme/dnd/email/y1@example.com",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"actor": "mallory"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        verdict(&redis, "acme", Channel::Email, "y1@example.com")
+            .await
+            .blocked
+    );
+    let records = |s: Vec<String>| -> Vec<String> {
+        s.into_iter().filter(|k| !k.contains(":audit")).collect()
+    };
+    assert_eq!(records(redis.snapshot()), records(before));
+    let now = dndgate::pipeline::now_ms();
+    assert!(
+        (now - 60_000..=now).contains(&rec.event_ms),
+        "recorded at its receipt: {}",
+        rec.event_ms
+    );
+    gw.stop().await;
+}
+
+/// Issue 12 item 3 through a webhook: a provider timestamp in the future is recorded
+/// at the time of receipt, so a STOP that follows is newer and applies.
+#[tokio::test]
+async fn item_03_a_provider_time_in_the_future_is_recorded_at_receipt() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config(&redis)).await;
+    let body = json!({"type": "contact.updated", "created_at": "2100-01-01T00:00:00Z", "data": {
+        "id": "e169aa45-1ecf-4183-9955-b1499d5701d3", "audience_id": "78261eea-8f8b-4381-83c6-79fa7120f1cf",
+        "created_at": "2100-01-01T00:00:00Z", "updated_at": "2100-01-01T00:00:00Z",
+        "email": "f@example.com", "first_name": "F", "last_name": null, "unsubscribed": false}});
+    let r = post(&gw, "msg_future_resub", &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let complaint = email_event("email.complained", json!(["f@example.com"]), None);
+    let r = post(&gw, "msg_future_complaint", &complaint).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = verdict(&redis, "acme", Channel::Email, "f@example.com").await;
+    assert!(v.blocked, "the later complaint is not superseded");
+    gw.stop().await;
+}

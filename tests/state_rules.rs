@@ -121,7 +121,8 @@ fn op(address: &Address, scope: Scope, at: i64) -> OperatorChange<'_> {
 fn evidence() -> Evidence {
     Evidence {
         agreed: "marketing texts from Acme".into(),
-        captured_at: dndgate::time::format_rfc3339_ms(now_ms() - 86_400_000),
+        // A day before the tests' explicit times: evidence is checked as of the change.
+        captured_at: dndgate::time::format_rfc3339_ms(T0 - 86_400_000),
         method: "web form".into(),
         reference: "form-submission-4711".into(),
     }
@@ -618,6 +619,65 @@ async fn an_sms_stop_also_covers_the_configured_channels() {
                 .is_some(),
             voice_blocked,
             "{setting:?}"
+        );
+    }
+}
+
+/// Issue 12 item 2 at the depth every road goes through: consent evidence that does
+/// not parse (here a `captured_at` of "never", as a spool record or a Rust caller could
+/// carry it past the API's check) is no evidence, so the permanent record stays.
+#[tokio::test]
+async fn item_02_evidence_that_does_not_parse_lifts_nothing_through_state_apply() {
+    let w = world("");
+    let a = sms("+15550001201");
+    w.event(
+        &a,
+        &[SMS],
+        StoreAction::BlockPermanent,
+        "keyword:STOP",
+        "SM1",
+        T0,
+    )
+    .await;
+    for (id, evidence) in [
+        (
+            "op1",
+            r#"{"agreed":"texts","captured_at":"never","method":"web form","reference":"r-1"}"#,
+        ),
+        (
+            "op2",
+            r#"{"agreed":"texts","captured_at":"2025-11-01T00:00:00Z","method":"telepathy","reference":"r-1"}"#,
+        ),
+        (
+            "op3",
+            r#"{"agreed":"texts","captured_at":"2025-11-01T00:00:00Z","method":"web form","reference":""}"#,
+        ),
+        ("op4", r#"not json"#),
+    ] {
+        let outcomes = state::apply(
+            &w.store,
+            &w.tenant,
+            &Request {
+                address: &a,
+                scopes: vec![SMS],
+                action: StoreAction::Clear,
+                reason: "operator:consent",
+                provider: Provider::Operator,
+                event_id: id,
+                event_ms: T0 + 1000,
+                received_ms: T0 + 1000,
+                now_ms: T0 + 1000,
+                actor: Some("mallory"),
+                evidence: Some(evidence),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(outcomes.refused(), "{evidence}: {outcomes:?}");
+        assert_eq!(
+            w.blocked(&a, Channel::Sms, T0 + 2000).await,
+            Some(State::Permanent),
+            "{evidence}"
         );
     }
 }

@@ -248,7 +248,7 @@ async fn noop_events_leave_nothing_behind() {
     let redis = RedisServer::start();
     let store = store(&redis);
     let a = sms("+15558675314");
-    let inbound = ev(StoreAction::Reachable, "inbound", "SMx", 1);
+    let inbound = ev(StoreAction::Reachable, "inbound", "SMx", 1_764_000_000_000);
     assert_eq!(outcome(&apply(&store, &a, inbound).await), Outcome::Noop);
     assert_eq!(redis.snapshot(), Vec::<String>::new());
 }
@@ -407,4 +407,146 @@ async fn expired_temporary_records_are_dropped_when_their_bucket_is_written() {
             .unwrap()
             .blocked
     );
+}
+
+fn change<'a>(
+    address: &'a Address,
+    action: StoreAction,
+    id: &'a str,
+    event_ms: i64,
+    now_ms: i64,
+) -> Change<'a> {
+    Change {
+        tenant: "acme",
+        address,
+        scopes: &[Scope::Channel(Channel::Sms)],
+        action,
+        reason: "keyword:START",
+        provider: Provider::Twilio,
+        event_id: id,
+        event_ms,
+        received_ms: now_ms,
+        now_ms,
+        temporary_ttl: Duration::from_millis(72 * HOUR_MS as u64),
+        escalate_after: 3,
+        escalate_window: Duration::from_secs(30 * 86400),
+        actor: None,
+        evidence: None,
+        contact: None,
+    }
+}
+
+/// Issue 12 item 3, the second line: whatever its caller did, the apply script
+/// refuses (and audits) an event time later than its own clock plus the skew, or
+/// before the floor, and writes no record and no dedup marker.
+#[tokio::test]
+async fn item_03_the_apply_script_refuses_an_event_time_past_its_clock_plus_skew() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let a = sms("+15558675320");
+    let now = common::now_ms();
+    // A caller whose clock jumped a day ahead: it believes "now" is tomorrow.
+    let tomorrow = now + 24 * HOUR_MS;
+    for (id, at) in [("J1", tomorrow), ("J2", 4_102_444_800_000), ("J3", 1000)] {
+        let applied = store
+            .apply(&change(&a, StoreAction::Unblock, id, at, tomorrow.max(at)))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&applied).as_str(), "refused_time", "{id} at {at}");
+    }
+    let records: Vec<String> = redis
+        .snapshot()
+        .into_iter()
+        .filter(|k| !k.contains(":audit"))
+        .collect();
+    assert!(records.is_empty(), "no record, no marker: {records:?}");
+    let history = store.history("acme", &a, 100).await.unwrap();
+    assert_eq!(history.len(), 3, "each refusal is audited");
+    // Within the skew the change applies.
+    let applied = store
+        .apply(&change(
+            &a,
+            StoreAction::BlockPermanent,
+            "J4",
+            now + 60_000,
+            now,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&applied), Outcome::Applied);
+    // A record dated 2100 that an earlier version wrote pins nothing: a STOP applies.
+    let b = sms("+15558675321");
+    let keys = dndgate::store::keys("acme", &b);
+    let field = dndgate::store::field(Scope::Channel(Channel::Sms), &b);
+    redis
+        .cli(&[
+            "HSET",
+            &keys.bucket,
+            &field,
+            "C|4102444800000||keyword:START|import",
+        ])
+        .unwrap();
+    let applied = store
+        .apply(&change(&b, StoreAction::BlockPermanent, "J5", now, now))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&applied), Outcome::Applied);
+    assert!(
+        store
+            .lookup("acme", Channel::Sms, &b, now)
+            .await
+            .unwrap()
+            .blocked
+    );
+}
+
+/// Issue 12 item 4: a stored value the script cannot read (an event time before 1970
+/// written by an older version, or anything else) is never "no record": it counts as a
+/// permanent record of unknown origin, which a clear without evidence cannot lift and
+/// a lookup reports as blocking.
+#[tokio::test]
+async fn item_04_an_unreadable_or_pre_1970_record_is_never_no_record() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let now = common::now_ms();
+    for (n, value) in [
+        (
+            "+15558675330",
+            "P|-62135596800000||standard-webhooks:complaint|standard-webhooks",
+        ),
+        ("+15558675331", "P|1e12||keyword:STOP|twilio"),
+        ("+15558675332", "garbage"),
+    ] {
+        let a = sms(n);
+        let keys = dndgate::store::keys("acme", &a);
+        redis
+            .cli(&[
+                "HSET",
+                &keys.bucket,
+                &dndgate::store::field(Scope::Channel(Channel::Sms), &a),
+                value,
+            ])
+            .unwrap();
+        let v = store.lookup("acme", Channel::Sms, &a, now).await.unwrap();
+        assert!(v.blocked, "{value}: the lookup fails closed");
+        let applied = store
+            .apply(&change(&a, StoreAction::Clear, &format!("C{n}"), now, now))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&applied), Outcome::Refused, "{value}");
+        let v = store.lookup("acme", Channel::Sms, &a, now).await.unwrap();
+        assert!(v.blocked, "{value}: still blocked after the refused clear");
+        // A temporary block does not replace it either.
+        let applied = store
+            .apply(&change(
+                &a,
+                StoreAction::BlockTemporary,
+                &format!("T{n}"),
+                now,
+                now,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&applied), Outcome::KeptPermanent, "{value}");
+    }
 }

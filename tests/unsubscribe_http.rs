@@ -1,7 +1,8 @@
 //! `/u/{token}` over plain HTTP (`tests/browser.rs` drives the same page in Chromium): a GET
 //! changes nothing, a one-click POST unsubscribes at once, an invalid token gets the
-//! same 200 and changes nothing, the page's form unsubscribes and re-enables with the
-//! page as consent evidence, and the tenant's confirmation URL gets a 303.
+//! same 200 and changes nothing, the page's form unsubscribes and re-enables what a link
+//! set (and nothing else, nor outside its scope), and the tenant's confirmation URL gets
+//! a 303.
 
 mod common;
 
@@ -115,7 +116,7 @@ async fn invalid_tokens_get_200_on_post_404_on_get_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn the_form_unsubscribes_and_re_enables_with_evidence_then_redirects() {
+async fn the_form_unsubscribes_and_re_enables_what_the_link_set_then_redirects() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&page_config(
         &redis,
@@ -139,14 +140,15 @@ async fn the_form_unsubscribes_and_re_enables_with_evidence_then_redirects() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location"), Some("https://acme.example/thanks"));
     assert!(blocked(Channel::Sms).await && !blocked(Channel::Voice).await);
-    // The page now shows SMS unticked.
+    // The page now shows SMS unticked, and only SMS: the link's scope.
     let r = http(gw.addr, "GET", &format!("/u/{token}"), &[], b"").await;
     assert!(
-        r.body.contains("value=\"sms\">") && r.body.contains("value=\"voice\" checked"),
+        r.body.contains("value=\"sms\">") && !r.body.contains("value=\"voice\""),
         "{}",
         r.body
     );
-    // Save: SMS ticked again (re-enabled, with the page as evidence), voice unticked.
+    // Save with SMS ticked again: the link set that record, so the page lifts it.
+    // A channel outside the scope in the form is ignored.
     let r = form(
         &gw,
         &token,
@@ -156,7 +158,7 @@ async fn the_form_unsubscribes_and_re_enables_with_evidence_then_redirects() {
     assert_eq!(r.status, 303);
     assert!(
         !blocked(Channel::Sms).await
-            && blocked(Channel::Voice).await
+            && !blocked(Channel::Voice).await
             && !blocked(Channel::Whatsapp).await
     );
     let auth = format!("Bearer {API_TOKEN}");
@@ -169,20 +171,20 @@ async fn the_form_unsubscribes_and_re_enables_with_evidence_then_redirects() {
     )
     .await;
     let history: Value = serde_json::from_str(&h.body).unwrap();
-    let clear = history["entries"]
-        .as_array()
-        .unwrap()
+    let entries = history["entries"].as_array().unwrap();
+    let lift = entries
         .iter()
-        .find(|e| e["action"] == "clear")
+        .find(|e| e["action"] == "unblock_own")
         .unwrap();
-    assert_eq!(clear["outcome"], "applied");
-    assert_eq!(clear["evidence"]["method"], "unsubscribe preference page");
-    assert!(
-        clear["evidence"]["reference"]
-            .as_str()
-            .unwrap()
-            .ends_with("nov-sale")
+    assert_eq!(
+        (&lift["outcome"], &lift["scope"], &lift["provider"]),
+        (&json!("applied"), &json!("sms"), &json!("link"))
     );
+    assert!(
+        entries.iter().all(|e| e.get("evidence").is_none()),
+        "the page writes no evidence: {entries:?}"
+    );
+    assert!(entries.iter().all(|e| e["scope"] == "sms"), "{entries:?}");
     gw.stop().await;
 }
 
@@ -327,5 +329,137 @@ async fn expired_retired_foreign_recordless_and_other_tenant_tokens_change_nothi
     )
     .await;
     assert_eq!(r.status, 401, "{}", r.body);
+    gw.stop().await;
+}
+
+/// Issue 12 item 1: the page may re-enable only channels within its link's scope whose
+/// records a link (or the page) set. A STOP by text and a STOP on WhatsApp stay, the
+/// channels outside the link's scope are not touched, the page says how to opt back
+/// in, and no "evidence" is written for a page action.
+#[tokio::test]
+async fn item_01_the_page_lifts_only_what_a_link_set_within_its_scope() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let phone = "+14155550131";
+    let lookup = Lookup::connect(&redis.url()).unwrap();
+    let blocked = |c: Channel| {
+        let lookup = lookup.clone();
+        async move { lookup.check("acme", c, phone).await.unwrap().blocked }
+    };
+    // STOP by SMS (covers calls too), then STOP on WhatsApp.
+    let r = gw
+        .twilio(
+            "/webhooks/twilio",
+            TWILIO_TOKEN,
+            &inbound_sms("SM00000000000000000000000000000131", phone, "STOP"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let whatsapp_from = format!("whatsapp:{phone}");
+    let r = gw
+        .twilio(
+            "/webhooks/twilio",
+            TWILIO_TOKEN,
+            &inbound_sms("SM00000000000000000000000000000132", &whatsapp_from, "STOP"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for c in [Channel::Sms, Channel::Voice, Channel::Whatsapp] {
+        assert!(blocked(c).await, "{c} starts blocked");
+    }
+
+    // A link for scope sms; its page posted with every channel ticked.
+    let token = mint(&gw, phone, "sms").await;
+    let before = redis.snapshot();
+    let r = form(
+        &gw,
+        &token,
+        "form=preferences&action=save&receive=sms&receive=voice&receive=whatsapp",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for c in [Channel::Sms, Channel::Voice, Channel::Whatsapp] {
+        assert!(blocked(c).await, "{c}: nothing is lifted");
+    }
+    assert!(
+        r.body.contains("reply START"),
+        "the page says how to opt back in: {}",
+        r.body
+    );
+    let auth = format!("Bearer {API_TOKEN}");
+    let history = |gw_addr| {
+        let auth = auth.clone();
+        async move {
+            let h = http(
+                gw_addr,
+                "GET",
+                "/v1/tenants/acme/history/%2B14155550131",
+                &[("Authorization", &auth)],
+                b"",
+            )
+            .await;
+            serde_json::from_str::<Value>(&h.body).unwrap()["entries"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let entries = history(gw.addr).await;
+    assert!(
+        entries.iter().all(|e| e.get("evidence").is_none()),
+        "the page writes no evidence: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["provider"] == "link")
+            .all(|e| e["scope"] == "sms" && e["outcome"] == "refused"),
+        "only the link's scope is touched, and the lift is refused: {entries:?}"
+    );
+    // Records are as they were (the refusal is in the audit stream only).
+    let records = |snapshot: Vec<String>| -> Vec<String> {
+        snapshot
+            .into_iter()
+            .filter(|k| !k.contains(":audit"))
+            .collect()
+    };
+    assert_eq!(records(redis.snapshot()), records(before));
+
+    // A one-click on the same link does not make the STOP a link's record...
+    let r = form(&gw, &token, "List-Unsubscribe=One-Click").await;
+    assert_eq!(r.status, 200);
+    let r = form(&gw, &token, "form=preferences&action=save&receive=sms").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(blocked(Channel::Sms).await, "a STOP stays a STOP");
+
+    // ...but a record the link set, on a channel in its scope, is re-enabled.
+    let other = "+14155550132";
+    let token = mint(&gw, other, "sms").await;
+    let r = form(&gw, &token, "form=preferences&action=unsubscribe").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        lookup
+            .check("acme", Channel::Sms, other)
+            .await
+            .unwrap()
+            .blocked
+    );
+    let r = form(&gw, &token, "form=preferences&action=save&receive=sms").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("You will receive again"), "{}", r.body);
+    assert!(
+        !lookup
+            .check("acme", Channel::Sms, other)
+            .await
+            .unwrap()
+            .blocked
+    );
+    // The page of an sms link shows the sms channel only.
+    let r = http(gw.addr, "GET", &format!("/u/{token}"), &[], b"").await;
+    assert!(
+        r.body.contains("value=\"sms\"") && !r.body.contains("value=\"voice\""),
+        "{}",
+        r.body
+    );
     gw.stop().await;
 }

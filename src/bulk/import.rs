@@ -237,6 +237,18 @@ impl Rows {
                 .collect::<Result<Vec<_>, _>>()
                 .and_then(|f| dndgate_row(&f)),
         };
+        // The event-time rule (SPEC section 13): an import can say no, so a row dated
+        // further ahead than the skew (a 2100 date, a file in microseconds) or before
+        // the floor is a bad row rather than a record that pins every later change.
+        let column = match columns {
+            Columns::Dndgate(_) => "event_ms",
+            _ => "created",
+        };
+        let parsed = parsed.and_then(|mut row| {
+            row.event_ms = crate::time::event_time(row.event_ms, self.now_ms)
+                .map_err(|e| format!("{column}: {e}"))?;
+            Ok(row)
+        });
         match parsed {
             Ok(mut row) => {
                 row.line = line;

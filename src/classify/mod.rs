@@ -45,6 +45,12 @@ pub enum Action {
     BlockMarketing,
     /// Resume marketing messages: lifts a marketing-only record, nothing stronger.
     UnblockMarketing,
+    /// A permanent block that only the matching [`Action::UnblockOwn`] (same provider,
+    /// same reason) lifts: a SendGrid group unsubscribe.
+    BlockOwn,
+    /// Lift only a record the matching [`Action::BlockOwn`] set (a SendGrid group
+    /// resubscribe lifts that group's unsubscribe, nothing else).
+    UnblockOwn,
 }
 
 impl Action {
@@ -56,11 +62,11 @@ impl Action {
     /// lifting; lifting a temporary record beats lifting every record.
     fn caution(self) -> u8 {
         match self {
-            Action::Block(_) => 5,
+            Action::Block(_) | Action::BlockOwn => 5,
             Action::BlockMarketing => 4,
             Action::Review => 3,
             Action::Help | Action::None => 2,
-            Action::Reachable | Action::UnblockMarketing => 1,
+            Action::Reachable | Action::UnblockMarketing | Action::UnblockOwn => 1,
             Action::Unblock => 0,
         }
     }
@@ -104,6 +110,16 @@ pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTab
             marketing_only,
             opt_out,
         } => classify_preference(event.provider, *marketing_only, *opt_out),
+        // `PROVIDER:group:ID` on both sides: the resubscribe lifts only a record with
+        // the very reason its unsubscribe wrote.
+        EventKind::GroupPreference { group, opt_out } => Decision::new(
+            if *opt_out {
+                Action::BlockOwn
+            } else {
+                Action::UnblockOwn
+            },
+            format!("{}:group:{group}", event.provider),
+        ),
         EventKind::Complaint => Decision::new(
             Action::Block(Permanence::Permanent),
             format!("{}:complaint", event.provider),

@@ -20,6 +20,9 @@ pub struct PageSettings {
     /// Apply the link's unsubscribe on GET (mail scanners prefetch links: off by
     /// default).
     pub immediate: bool,
+    /// How long a link minted without an explicit expiry stays valid (90 days unless
+    /// configured).
+    pub link_expiry: std::time::Duration,
 }
 
 impl Default for PageSettings {
@@ -31,6 +34,7 @@ impl Default for PageSettings {
             text: Texts::default(),
             confirm_url: None,
             immediate: false,
+            link_expiry: crate::config::DEFAULT_LINK_EXPIRY,
         }
     }
 }
@@ -49,6 +53,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "thanks",
     "no_longer",
     "again",
+    "kept",
     "unchanged",
     "invalid_title",
     "invalid_body",
@@ -309,11 +314,14 @@ pub fn preferences(settings: &PageSettings, address: &str, channels: &[(Channel,
     document(settings, &escape(&title), &body)
 }
 
-/// The built-in confirmation after a submission.
+/// The built-in confirmation after a submission. `kept` are channels the contact
+/// ticked that stay blocked because something other than a link blocked them (a STOP,
+/// a provider's unsubscribe, a bounce): the page says how to opt back in.
 pub fn confirmation(
     settings: &PageSettings,
     unsubscribed: &[Channel],
     resubscribed: &[Channel],
+    kept: &[Channel],
 ) -> String {
     let t = &settings.text;
     let list = |cs: &[Channel]| {
@@ -335,7 +343,13 @@ pub fn confirmation(
             t.html("again", &[("channels", &list(resubscribed))])
         ));
     }
-    if unsubscribed.is_empty() && resubscribed.is_empty() {
+    if !kept.is_empty() {
+        body.push_str(&format!(
+            "<p>{}</p>\n",
+            t.html("kept", &[("channels", &list(kept))])
+        ));
+    }
+    if unsubscribed.is_empty() && resubscribed.is_empty() && kept.is_empty() {
         body.push_str(&format!("<p>{}</p>\n", t.html("unchanged", &[])));
     }
     document(settings, &t.html("saved_title", &[]), &body)

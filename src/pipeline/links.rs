@@ -1,6 +1,13 @@
 //! The road of an unsubscribe link: `GET /u/{token}` shows the preference page (and
 //! changes nothing, unless the tenant chose `link_mode = "immediate"`); `POST` is
 //! either the page's form or an RFC 8058 one-click unsubscribe.
+//!
+//! A link reaches only the channels of its scope. Its blocks are `block_own` records
+//! (reason `link[:CAMPAIGN]`, source `link`), and its page re-enables a channel with
+//! `unblock_own` (reason `link`): the apply script lifts only a record a link set, so a
+//! keyword STOP, a provider's unsubscribe, an error code or an operator's record stays
+//! (audited as refused), and the page tells the contact how to opt back in. The page
+//! writes no consent evidence: holding a link is not consent.
 
 use super::{Answer, Gateway, now_ms};
 use crate::address::Address;
@@ -89,13 +96,13 @@ impl Gateway {
         })
     }
 
-    /// The current verdict of every channel of the address.
+    /// The current verdict of every channel of the link's scope.
     async fn channel_states(
         &self,
         link: &Resolved<'_>,
     ) -> Result<Vec<(Channel, bool)>, StoreError> {
         let mut states = Vec::new();
-        for channel in page::channels_of(link.address.as_str()) {
+        for channel in &scope_channels(link.claims.scope, &link.address) {
             let verdict = self
                 .store
                 .lookup(&link.tenant.id, *channel, &link.address, now_ms())
@@ -114,13 +121,15 @@ impl Gateway {
         link: &Resolved<'_>,
         scopes: Vec<Scope>,
         action: StoreAction,
-        evidence: Option<&str>,
         spool: bool,
     ) -> Result<state::Outcomes, StoreError> {
         let now = now_ms();
+        let lift = action == StoreAction::UnblockOwn;
+        // A lift names the whole family (`link` lifts `link`, `link:CAMPAIGN` and
+        // `link:*`): whichever link set the record, the contact may undo it.
         let reason = match &link.claims.campaign {
-            Some(c) => format!("link:{c}"),
-            None => "link".to_string(),
+            Some(c) if !lift => format!("link:{c}"),
+            _ => "link".to_string(),
         };
         // Retries of the same click (mail providers retry one-click POSTs) within a
         // minute are one event; a later click is a new one.
@@ -132,7 +141,7 @@ impl Gateway {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join("+"),
-            if evidence.is_some() { "in" } else { "out" },
+            if lift { "in" } else { "out" },
             now / 60_000
         );
         let request = Request {
@@ -146,7 +155,7 @@ impl Gateway {
             received_ms: now,
             now_ms: now,
             actor: None,
-            evidence,
+            evidence: None,
         };
         let spool = self.spool.as_ref().filter(|_| spool);
         if let Some(spool) = spool
@@ -173,29 +182,32 @@ impl Gateway {
         link: &Resolved<'_>,
     ) -> Result<Vec<Channel>, StoreError> {
         let scope = link.claims.scope;
-        self.link_change(link, vec![scope], StoreAction::BlockPermanent, None, true)
+        self.link_change(link, vec![scope], StoreAction::BlockOwn, true)
             .await?;
         Ok(scope_channels(scope, &link.address))
     }
 
-    /// After a submission: 303 to the tenant's confirmation URL, or the built-in page.
+    /// After a submission: 303 to the tenant's confirmation URL, or the built-in page;
+    /// the built-in page always when a channel could not be re-enabled (`kept`), so the
+    /// contact learns how to opt back in.
     fn confirmed(
         &self,
         tenant: &Tenant,
         unsubscribed: &[Channel],
         resubscribed: &[Channel],
+        kept: &[Channel],
     ) -> Answer {
         match &tenant.page.confirm_url {
-            Some(url) => Answer {
+            Some(url) if kept.is_empty() => Answer {
                 status: 303,
                 content_type: "text/plain; charset=utf-8",
                 body: format!("see {url}\n"),
                 retry_after: None,
                 location: Some(url.clone()),
             },
-            None => html(
+            _ => html(
                 200,
-                page::confirmation(&tenant.page, unsubscribed, resubscribed),
+                page::confirmation(&tenant.page, unsubscribed, resubscribed, kept),
             ),
         }
     }
@@ -212,7 +224,7 @@ impl Gateway {
         };
         if link.tenant.page.immediate {
             return match self.unsubscribe_link_scope(&link).await {
-                Ok(channels) => self.confirmed(link.tenant, &channels, &[]),
+                Ok(channels) => self.confirmed(link.tenant, &channels, &[], &[]),
                 Err(e) => unavailable(&e),
             };
         }
@@ -265,15 +277,17 @@ impl Gateway {
         }
         if field("action") != Some("save") {
             return match self.unsubscribe_link_scope(&link).await {
-                Ok(channels) => self.confirmed(link.tenant, &channels, &[]),
+                Ok(channels) => self.confirmed(link.tenant, &channels, &[], &[]),
                 Err(e) => unavailable(&e),
             };
         }
         self.save_choices(&link, &form).await
     }
 
-    /// The page's "save my choices": unticked channels get DND; ticked channels that
-    /// were blocked are re-enabled, with the page as the consent evidence.
+    /// The page's "save my choices", within the link's scope only: ticked channels that
+    /// are blocked are re-enabled where a link set their record (`unblock_own`; any
+    /// other record stays and is reported as kept), unticked ones get the link's DND.
+    /// Channels outside the scope are neither shown nor touched.
     async fn save_choices(&self, link: &Resolved<'_>, form: &[(String, String)]) -> Answer {
         let receive: Vec<&str> = form
             .iter()
@@ -282,42 +296,52 @@ impl Gateway {
             .collect();
         let result = async {
             let now = now_ms();
-            let mut unsubscribed = Vec::new();
-            let mut resubscribed = Vec::new();
-            let channels = page::channels_of(link.address.as_str());
+            let channels = scope_channels(link.claims.scope, &link.address);
+            let ticked: Vec<Channel> = channels
+                .iter()
+                .copied()
+                .filter(|c| receive.contains(&c.as_str()))
+                .collect();
             // Re-enables first: lifting an `all` record lifts every channel, and the
             // unticked ones are then put back on DND one by one below.
-            for channel in channels.iter().filter(|c| receive.contains(&c.as_str())) {
+            let mut blocked_before = Vec::new();
+            let mut lift = Vec::new();
+            for channel in &ticked {
                 let verdict = self
                     .store
                     .lookup(&link.tenant.id, *channel, &link.address, now)
                     .await?;
                 if verdict.blocked {
-                    let reference = format!(
-                        "link {} {}",
-                        hex::encode(link.claims.link_id),
-                        link.claims.campaign.as_deref().unwrap_or("")
-                    );
-                    let evidence = serde_json::json!({
-                        "agreed": format!("receive {} from {}", page::channel_label(*channel), link.tenant.page.name),
-                        "captured_at": now.to_string(),
-                        "method": "unsubscribe preference page",
-                        "reference": reference.trim(),
-                    })
-                    .to_string();
-                    let scope = verdict.scope.unwrap_or(Scope::Channel(*channel));
-                    self.link_change(
-                        link,
-                        vec![scope],
-                        StoreAction::Clear,
-                        Some(&evidence),
-                        false,
-                    )
-                    .await?;
-                    resubscribed.push(*channel);
+                    blocked_before.push(*channel);
+                    lift.push(Scope::Channel(*channel));
+                    // The `all` record only for a link whose scope is everything.
+                    if verdict.scope == Some(Scope::All)
+                        && link.claims.scope == Scope::All
+                        && !lift.contains(&Scope::All)
+                    {
+                        lift.push(Scope::All);
+                    }
                 }
             }
-            for channel in channels.iter().filter(|c| !receive.contains(&c.as_str())) {
+            if !lift.is_empty() {
+                self.link_change(link, lift, StoreAction::UnblockOwn, false)
+                    .await?;
+            }
+            let mut resubscribed = Vec::new();
+            let mut kept = Vec::new();
+            for channel in blocked_before {
+                let verdict = self
+                    .store
+                    .lookup(&link.tenant.id, channel, &link.address, now)
+                    .await?;
+                if verdict.blocked {
+                    kept.push(channel);
+                } else {
+                    resubscribed.push(channel);
+                }
+            }
+            let mut unsubscribed = Vec::new();
+            for channel in channels.iter().filter(|c| !ticked.contains(c)) {
                 let verdict = self
                     .store
                     .lookup(&link.tenant.id, *channel, &link.address, now)
@@ -326,18 +350,17 @@ impl Gateway {
                     self.link_change(
                         link,
                         vec![Scope::Channel(*channel)],
-                        StoreAction::BlockPermanent,
-                        None,
+                        StoreAction::BlockOwn,
                         false,
                     )
                     .await?;
                     unsubscribed.push(*channel);
                 }
             }
-            Ok::<_, StoreError>((unsubscribed, resubscribed))
+            Ok::<_, StoreError>((unsubscribed, resubscribed, kept))
         };
         match result.await {
-            Ok((out, back)) => self.confirmed(link.tenant, &out, &back),
+            Ok((out, back, kept)) => self.confirmed(link.tenant, &out, &back, &kept),
             Err(e) => unavailable(&e),
         }
     }

@@ -538,9 +538,10 @@ impl Gateway {
             reason: &decision.reason,
             provider: event.provider,
             event_id: &event.event_id,
-            // A provider clock ahead of ours must not make a record look newer
-            // than events that really came after it.
-            event_ms: event.event_time_ms.min(received_ms),
+            // A provider clock ahead of ours must not make a record look newer than
+            // events that really came after it, nor a time before the floor hide it
+            // (the rule state::apply enforces; applied here so the spool holds it too).
+            event_ms: crate::time::clamp_event_time(event.event_time_ms, received_ms),
             received_ms,
             now_ms: received_ms,
             actor: None,

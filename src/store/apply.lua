@@ -13,7 +13,7 @@
 --
 -- Returns, per field: {field, outcome, after}, or {'duplicate'} when the event was
 -- applied before. Outcomes: applied, escalated, superseded, kept_permanent, refused,
--- review, help, noop.
+-- refused_time, review, help, noop.
 
 local record, audit, seen = KEYS[1], KEYS[2], KEYS[3]
 local c = cjson.decode(ARGV[1])
@@ -26,30 +26,70 @@ if redis.call('EXISTS', seen) == 1 then
   return {'duplicate'}
 end
 
--- The state that blocks now (nil for none, cleared or expired) and the event time
--- that guards the record (nil when there is no live record).
+-- The second line behind the callers' own rule (time::event_time): an event time
+-- later than Redis's own clock plus the skew, or before the floor, would pin a record
+-- against every later change or hide it from this script. Refused and audited.
+local clock = redis.call('TIME')
+local clock_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local bad_time = not event_ms
+  or event_ms < tonumber(c.floor_ms)
+  or event_ms > clock_ms + tonumber(c.max_skew_ms)
+
+-- A stored value read: its state if it blocks or is cleared (nil for none or an
+-- expired temporary record), the event time that guards it (nil past Redis's clock
+-- plus the skew), its reason and source.
+-- Total: a value this script cannot read is a permanent record of unknown origin
+-- (no ordering time, reason and source '?'), never "no record".
 local function current(value)
-  if not value then return nil, nil end
-  local state, ev, exp = string.match(value, '^(%a)|(%d+)|(%d*)|')
-  if not state then return nil, nil end
-  if state == 'T' and (exp == '' or tonumber(exp) <= now_ms) then
-    return nil, nil
+  if not value then return nil end
+  local state, ev, exp, reason, source =
+    string.match(value, '^([PMTC])|(%-?%d+)|(%d*)|([^|]*)|(.*)$')
+  if not state then
+    return 'P', nil, '?', '?'
   end
-  return state, tonumber(ev)
+  if state == 'T' and (exp == '' or tonumber(exp) <= now_ms) then
+    return nil
+  end
+  ev = tonumber(ev)
+  -- A time past Redis's clock (written before this rule) orders nothing: it would pin
+  -- the record against every later change.
+  if ev > clock_ms + tonumber(c.max_skew_ms) then ev = nil end
+  return state, ev, reason, source
 end
 
-local function record_value(state, expires, reason)
-  return state .. '|' .. event_ms_text .. '|' .. expires .. '|' .. reason .. '|' .. c.source
+local function record_value(state, expires, reason, source)
+  return state .. '|' .. event_ms_text .. '|' .. expires .. '|' .. reason .. '|' .. (source or c.source)
 end
 
 local function temporary_expiry()
   return string.format('%d', event_ms + tonumber(c.ttl_ms))
 end
 
+-- Is a record of (reason, source) the change's own: set by the same source, with the
+-- change's reason or one under it (`REASON:...`)? block_own records are lifted only
+-- by an unblock_own they are the own of (a link's page, a SendGrid group resubscribe).
+local function own(reason, source)
+  return source == c.source
+    and (reason == c.reason or string.sub(reason, 1, #c.reason + 1) == c.reason .. ':')
+end
+
+-- The reasons' common leading `:`-separated parts, as `PREFIX:*` ('' for none).
+local function common_reason(a, b)
+  local as, bs, out = {}, {}, {}
+  for part in string.gmatch(a, '[^:]+') do as[#as + 1] = part end
+  for part in string.gmatch(b, '[^:]+') do bs[#bs + 1] = part end
+  for k = 1, math.min(#as, #bs) do
+    if as[k] ~= bs[k] then break end
+    out[#out + 1] = as[k]
+  end
+  if #out == 0 then return '' end
+  return table.concat(out, ':') .. ':*'
+end
+
 -- An operator clear without evidence is all or nothing: if any record it names is
 -- permanent, every field is refused, so a request never half-applies.
 local refuse_all = false
-if action == 'clear' and not c.evidence then
+if action == 'clear' and not c.evidence and not bad_time then
   for _, field in ipairs(c.fields) do
     local state = current(redis.call('HGET', record, field))
     if state == 'P' or state == 'M' then refuse_all = true end
@@ -61,20 +101,42 @@ local wrote = false
 for i, field in ipairs(c.fields) do
   local fails = KEYS[3 + i]
   local before = redis.call('HGET', record, field)
-  local state, ev = current(before)
+  local state, ev, old_reason, old_source = current(before)
   local outcome, after = 'noop', nil
   local reason = c.reason
-  if action == 'review' or action == 'help' then
+  if bad_time then
+    outcome = 'refused_time'
+  elseif action == 'review' or action == 'help' then
     outcome = action
   elseif action == 'reachable' and state ~= 'T' then
     outcome = 'noop'
   elseif action == 'unblock_marketing' and state ~= 'M' then
     -- A resume of marketing lifts a marketing-only record and nothing stronger.
     outcome = 'noop'
+  elseif action == 'unblock_own' and (state == nil or state == 'C') then
+    outcome = 'noop'
+  elseif action == 'unblock_own' and not own(old_reason, old_source) then
+    -- A keyword, provider, error-code or operator record, or another group's: only
+    -- the contact's opt-in or an operator's consent evidence lifts it.
+    outcome = 'refused'
   elseif ev and event_ms < ev then
     outcome = 'superseded'
   elseif action == 'block_permanent' then
     outcome, after = 'applied', record_value('P', '', reason)
+  elseif action == 'block_own' then
+    if (state == 'P' or state == 'M') and not (old_source == c.source and old_reason == reason) then
+      -- A permanent record of another origin keeps it (its time is refreshed), so the
+      -- own unblock cannot lift what something else set: another source's reason and
+      -- source stay; the same source's reasons merge to their common part (`X:*`).
+      local merged, source = old_reason, old_source
+      if old_source == c.source then
+        merged = common_reason(old_reason, reason)
+        if merged == '' then merged = old_reason end
+      end
+      outcome, after = 'applied', record_value('P', '', merged, source)
+    else
+      outcome, after = 'applied', record_value('P', '', reason)
+    end
   elseif action == 'block_marketing' then
     if state == 'P' then
       outcome = 'kept_permanent'
@@ -98,7 +160,8 @@ for i, field in ipairs(c.fields) do
         outcome, after = 'applied', record_value('T', temporary_expiry(), reason)
       end
     end
-  elseif action == 'unblock' or action == 'reachable' or action == 'unblock_marketing' then
+  elseif action == 'unblock' or action == 'reachable' or action == 'unblock_marketing'
+    or action == 'unblock_own' then
     outcome, after = 'applied', record_value('C', '', reason)
   elseif action == 'clear' then
     if refuse_all then
@@ -150,10 +213,11 @@ end
 
 -- An event that changed or reported nothing leaves no marker: there is nothing to
 -- apply twice, and delivery receipts would otherwise fill memory. A refused change
--- leaves none either, so the same request can succeed once it carries evidence.
+-- leaves none either, so the same request can succeed once it carries evidence (or
+-- the clocks agree again).
 local marked = false
 for _, r in ipairs(results) do
-  if r[2] ~= 'noop' and r[2] ~= 'refused' then marked = true end
+  if r[2] ~= 'noop' and r[2] ~= 'refused' and r[2] ~= 'refused_time' then marked = true end
 end
 if marked then
   redis.call('SET', seen, '1', 'EX', c.dedup_ttl_s)

@@ -213,6 +213,19 @@ impl Record {
         })
     }
 
+    /// Read a stored value whatever it holds: what [`Record::parse`] cannot read is a
+    /// permanent record of unknown origin (time 0, reason and source `?`), as the
+    /// apply script reads it, so an unreadable value never counts as "no record".
+    pub fn read(value: &str) -> Record {
+        Record::parse(value).unwrap_or_else(|| Record {
+            state: State::Permanent,
+            event_ms: 0,
+            expires_ms: None,
+            reason: "?".to_string(),
+            source: "?".to_string(),
+        })
+    }
+
     /// Does this record block sending at `now_ms`? A marketing-only record counts as
     /// blocking: a sender that does not say its message is a service message is
     /// treated as sending marketing (see [`Record::blocks_service_at`]).
@@ -256,6 +269,16 @@ pub enum StoreAction {
     /// An operator lifts the record: a temporary one always, a permanent one only with
     /// consent evidence (otherwise the change is refused and audited).
     Clear,
+    /// Set a permanent record that only the matching [`StoreAction::UnblockOwn`] lifts
+    /// (an unsubscribe link's, a SendGrid group unsubscribe). Over a live permanent
+    /// record of another origin it keeps that origin and refreshes the time, so the own
+    /// unblock can never lift what a keyword, a provider or an operator set.
+    BlockOwn,
+    /// Lift a record only if the change's own kind set it: the same source, and the
+    /// change's reason or one under it (`REASON:...`), e.g. `link` lifts `link:winter`,
+    /// `sendgrid:group:42` lifts that group's unsubscribe. Any other blocking record is
+    /// kept and the lift is audited as refused.
+    UnblockOwn,
 }
 
 impl StoreAction {
@@ -270,6 +293,8 @@ impl StoreAction {
             StoreAction::Clear => "clear",
             StoreAction::BlockMarketing => "block_marketing",
             StoreAction::UnblockMarketing => "unblock_marketing",
+            StoreAction::BlockOwn => "block_own",
+            StoreAction::UnblockOwn => "unblock_own",
         }
     }
 }
@@ -324,6 +349,8 @@ impl Change<'_> {
             ttl_ms: Decimal(self.temporary_ttl.as_millis() as i128),
             escalate_count: Decimal(self.escalate_after.max(1) as i128),
             escalate_window_ms: Decimal(self.escalate_window.as_millis().max(1) as i128),
+            max_skew_ms: Decimal(crate::time::MAX_SKEW_MS as i128),
+            floor_ms: Decimal(crate::time::FLOOR_MS as i128),
             // `|` separates the record's fields; a reason never carries one.
             reason: if self.reason.contains('|') {
                 std::borrow::Cow::Owned(self.reason.replace('|', "/"))
@@ -371,6 +398,8 @@ struct ScriptArg<'a> {
     ttl_ms: Decimal,
     escalate_count: Decimal,
     escalate_window_ms: Decimal,
+    max_skew_ms: Decimal,
+    floor_ms: Decimal,
     reason: std::borrow::Cow<'a, str>,
     source: &'static str,
     provider: &'static str,
@@ -400,8 +429,14 @@ pub enum Outcome {
     Superseded,
     /// A temporary block did not replace a permanent record.
     KeptPermanent,
-    /// An operator tried to clear a permanent record without consent evidence.
+    /// A lift that needs more than the change carries: an operator's clear of a
+    /// permanent record without consent evidence, or an own unblock
+    /// ([`StoreAction::UnblockOwn`]) of a record something else set. Audited.
     Refused,
+    /// The event time is later than Redis's clock plus `time::MAX_SKEW_MS`, or before
+    /// `time::FLOOR_MS`: nothing written, audited (the second line behind
+    /// `time::event_time`).
+    RefusedTime,
     /// A possible opt-out recorded for review.
     Review,
     /// A help request recorded.
@@ -417,6 +452,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Escalated => "escalated",
             Outcome::Refused => "refused",
+            Outcome::RefusedTime => "refused_time",
             Outcome::Superseded => "superseded",
             Outcome::KeptPermanent => "kept_permanent",
             Outcome::Review => "review",
@@ -430,6 +466,7 @@ impl Outcome {
             "applied" => Outcome::Applied,
             "escalated" => Outcome::Escalated,
             "refused" => Outcome::Refused,
+            "refused_time" => Outcome::RefusedTime,
             "superseded" => Outcome::Superseded,
             "kept_permanent" => Outcome::KeptPermanent,
             "review" => Outcome::Review,
@@ -845,7 +882,7 @@ impl Store {
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(value.as_deref().and_then(Record::parse))
+        Ok(value.as_deref().map(Record::read))
     }
 
     /// The contact `address` is linked to, if any.
@@ -1010,8 +1047,8 @@ impl Store {
 }
 
 fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i64) -> Verdict {
-    let own = own.as_deref().and_then(Record::parse);
-    let all = all.as_deref().and_then(Record::parse);
+    let own = own.as_deref().map(Record::read);
+    let all = all.as_deref().map(Record::read);
     let candidates = [(Scope::Channel(channel), own), (Scope::All, all)];
     let blocks =
         |r: &Option<Record>, f: fn(&Record, i64) -> bool| r.as_ref().is_some_and(|r| f(r, now_ms));
