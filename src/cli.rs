@@ -397,6 +397,8 @@ async fn serve(path: &Path, strict: bool, log_format: LogFormat) -> ExitCode {
 }
 
 async fn run_gateway(config: Config, strict: bool) -> ExitCode {
+    // First: from here on a SIGTERM is a clean stop, even one that comes during start-up.
+    let shutdown = shutdown_signal();
     let store = match Store::open(&config.redis.url(), config.store_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -460,34 +462,48 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         sns_certs: crate::signature::sns::CertCache::new(),
         spool: spool.clone(),
     };
-    crate::server::run_with_admin(gateway, listener, admin, shutdown_signal()).await;
+    crate::server::run_with_admin(gateway, listener, admin, shutdown).await;
     if let Some(spool) = spool {
         spool.shutdown().await;
     }
     ExitCode::SUCCESS
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is called, not
+/// when the future is first polled: a SIGTERM that arrives before the accept loop first
+/// waits on the future must not meet the default action, which kills the process
+/// without a clean shutdown (seen under load: a SIGTERM right after the first answer).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut term) => {},
+                _ = recv(&mut interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }
 
 async fn check(path: &Path, tenant: &str, channel: &str, address: &str) -> ExitCode {

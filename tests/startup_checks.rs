@@ -276,3 +276,27 @@ async fn a_redis_down_at_start_is_checked_once_it_answers() {
     );
     assert!(!log.contains("appendonly no"), "{log}");
 }
+
+/// A SIGTERM that arrives as soon as the port is open (before the gateway's accept loop
+/// has first waited) is a clean stop, exit 0, not the default action of the signal.
+/// Seen as a flaky `without_config_the_check_reads_info` under load: the handler was
+/// installed only when the shutdown future was first polled.
+#[tokio::test]
+async fn sigterm_as_soon_as_the_port_opens_is_a_clean_stop() {
+    let redis = RedisServer::start();
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = addr();
+        let config = write_config(&dir, addr, &redis.url());
+        let serve = ServeProcess::start(&config, &[]);
+        // Connect as early as possible (wait_ready polls every 50 ms).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start listening");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (code, log) = serve.terminate();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(log.contains("shutdown signal received"), "{log}");
+    }
+}
