@@ -42,7 +42,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -401,6 +401,8 @@ struct Shared {
     stopping: AtomicBool,
     /// While set, the replayer marks but does not apply (see [`Spool::hold_replay`]).
     hold: AtomicBool,
+    /// How many tenants' spool markers this spool has set and not yet removed.
+    marked: AtomicUsize,
     replayer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -637,6 +639,7 @@ impl Spool {
             wake_replayer: Notify::new(),
             stopping: AtomicBool::new(false),
             hold: AtomicBool::new(false),
+            marked: AtomicUsize::new(0),
             replayer: Mutex::new(None),
         });
         let writer = shared.clone();
@@ -837,10 +840,11 @@ impl Spool {
         self.shared.wake_replayer.notify_one();
     }
 
-    /// Wait until no change is left unapplied, or `timeout` passes; true when drained.
+    /// Wait until no change is left unapplied and this spool's markers are removed (so
+    /// lookups answer from Redis again), or `timeout` passes; true when drained.
     pub async fn drained(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.must_spool() {
+        while self.must_spool() || self.shared.marked.load(Ordering::SeqCst) > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -1072,6 +1076,7 @@ impl Marks {
                 return; // Redis is away: the next pass tries again
             }
             self.set.remove(&tenant);
+            shared.marked.store(self.set.len(), Ordering::SeqCst);
         }
         if !self.swept {
             for tenant in config.tenants.keys().filter(|t| !pending.contains(*t)) {
@@ -1106,6 +1111,7 @@ impl Marks {
             {
                 Ok(()) => {
                     self.set.insert(tenant);
+                    shared.marked.store(self.set.len(), Ordering::SeqCst);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "spool replay waits for redis (marker)");
