@@ -1089,7 +1089,9 @@ impl Config {
     ///
     /// Tenants that list the same Mailgun signing key: Mailgun's key is account-wide,
     /// so either tenant's URL accepts requests signed for the other, and a token is
-    /// claimed once for the key, on whichever path it reaches first.
+    /// claimed once for the key, on whichever path it reaches first. Tenants that list
+    /// WhatsApp business account ids but no phone number ids: WhatsApp messages are
+    /// routed by their phone number id alone, so none would reach them.
     pub fn warnings(&self) -> Vec<String> {
         let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for t in self.tenants.values() {
@@ -1102,7 +1104,7 @@ impl Config {
                 }
             }
         }
-        by_key
+        let shared_keys = by_key
             .values()
             .filter(|owners| owners.len() > 1)
             .map(|owners| {
@@ -1110,8 +1112,21 @@ impl Config {
                     "tenants {} share a mailgun signing key: Mailgun's key is account-wide, so each of their URLs accepts the others' signed requests (each token is still used once); give each tenant its own Mailgun account where you can",
                     owners.join(", ")
                 )
-            })
-            .collect()
+            });
+        // A WhatsApp change goes by its own phone number id, and by the business account
+        // only when it names no number, which a message change never does: a tenant
+        // that lists business accounts but no number would receive no WhatsApp STOP.
+        let business_accounts_only = self.tenants.values().filter_map(|t| {
+            let m = t.meta.as_ref()?;
+            (!m.whatsapp_business_account_ids.is_empty() && m.whatsapp_phone_number_ids.is_empty())
+                .then(|| {
+                    format!(
+                        "tenants.{}.meta lists whatsapp_business_account_ids but no whatsapp_phone_number_ids: each WhatsApp change is routed by its own metadata.phone_number_id, so this tenant receives no WhatsApp message or STOP; list its phone number ids",
+                        t.id
+                    )
+                })
+        });
+        shared_keys.chain(business_accounts_only).collect()
     }
 
     /// The tenant whose Twilio account SID is `sid`.
@@ -1571,6 +1586,33 @@ mod tests {
             "public_url = \"https://hooks.example.com\"\n[tenants.acme]\napi_tokens = [\"t\"]\n{extra_tenant}\n"
         );
         Config::parse(&text, Path::new("."))
+    }
+
+    /// Issue 12 item 9: a WhatsApp change is routed by its own phone number id alone
+    /// (by the business account only when the change names no number, which a message
+    /// change never does), so a tenant that lists business account ids but no phone
+    /// number ids would silently lose every WhatsApp STOP: the configuration says so.
+    #[test]
+    fn item_09_business_accounts_without_phone_numbers_are_warned_about() {
+        let meta = |ids: &str| {
+            let text = format!(
+                "public_url = \"https://hooks.example.com\"\n[meta]\napp_secrets = [\"s\"]\nverify_tokens = [\"v\"]\n[tenants.acme]\napi_tokens = [\"t\"]\n[tenants.acme.meta]\n{ids}\n"
+            );
+            Config::parse(&text, Path::new(".")).unwrap().warnings()
+        };
+        let warned = meta("whatsapp_business_account_ids = [\"102290129340398\"]");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("acme") && warned[0].contains("whatsapp_phone_number_ids"),
+            "{warned:?}"
+        );
+        for fine in [
+            "whatsapp_business_account_ids = [\"102290129340398\"]\nwhatsapp_phone_number_ids = [\"106540352242922\"]",
+            "whatsapp_phone_number_ids = [\"106540352242922\"]",
+            "page_ids = [\"1111111111\"]",
+        ] {
+            assert_eq!(meta(fine), Vec::<String>::new(), "{fine}");
+        }
     }
 
     #[test]

@@ -642,24 +642,39 @@ fn messaging_entry(object: MetaObject, entry: &Entry, received_ms: i64, out: &mu
         // Feed or comment changes (`changes`), or nothing at all: no messaging event.
         return;
     }
-    let Some(page) = entry.page_id() else {
+    let what = if object == MetaObject::Page {
+        "page"
+    } else {
+        "account"
+    };
+    if entry.page_id().is_none() {
         out.rejected.push(format!(
-            "{at_entry}: no entry id and no recipient id: cannot tell which {} it is for",
-            if object == MetaObject::Page {
-                "page"
-            } else {
-                "account"
-            }
+            "{at_entry}: no entry id and no recipient id: cannot tell which {what} it is for"
         ));
         return;
-    };
-    let account = entry.page_account(page.clone());
+    }
+    let entry_id = entry.id();
     let lists = [
         ("messaging", array(&entry.raw, "messaging")),
         ("standby", array(&entry.raw, "standby")),
     ];
     for (list, events) in lists {
         for (i, event) in events.iter().enumerate() {
+            // The entry's id names its page; without one, each event names its own by
+            // its recipient (never another event's: item 9). An echo is our own message
+            // and yields nothing, whatever its recipient.
+            let own = || id_string(event.get("recipient").and_then(|r| r.get("id")));
+            let page = match entry_id.clone().or_else(own) {
+                Some(page) => page,
+                None if is_echo(event) => continue,
+                None => {
+                    out.rejected.push(format!(
+                        "{at_entry} {list} {i}: no entry id and no recipient id: cannot tell which {what} it is for"
+                    ));
+                    continue;
+                }
+            };
+            let account = entry.page_account(page.clone());
             match messaging_event(object.channel(), &page, event, received_ms) {
                 Ok(Some(event)) => out.events.push(MetaEvent {
                     account: account.clone(),
@@ -1602,6 +1617,45 @@ mod tests {
             [AccountId::Page(PAGE.into())]
         );
         assert_eq!(run(body.to_string().as_bytes()).events.len(), 1);
+    }
+
+    /// Issue 12 item 9, Messenger and Instagram: an entry without an id has its page
+    /// taken from the recipient of each event, never from another event of the entry: a
+    /// STOP sent to a page no tenant owns must not land on the page of the entry's
+    /// first event (under that page's id, as a contact it never was).
+    #[test]
+    fn item_09_an_entry_without_id_routes_each_event_by_its_own_recipient() {
+        for object in ["page", "instagram"] {
+            let body = json!({"object": object, "entry": [{"time": 1, "messaging": [
+                fb_text("1111", "m.own", "hello"),
+                fb_text("2222", "m.other", "STOP"),
+                {"sender": {"id": "5555"}, "message": {"mid": "m.none", "text": "STOP"}},
+            ]}]});
+            let got = run(body.to_string().as_bytes());
+            let account = |id: &str| match object {
+                "page" => AccountId::Page(id.into()),
+                _ => AccountId::Instagram(id.into()),
+            };
+            let routed: Vec<(AccountId, String)> = got
+                .events
+                .iter()
+                .map(|e| (e.account.clone(), e.event.address.as_str().to_string()))
+                .collect();
+            assert_eq!(
+                routed,
+                [
+                    (account("1111"), "1111:5555".to_string()),
+                    (account("2222"), "2222:5555".to_string()),
+                ],
+                "{object}"
+            );
+            assert_eq!(
+                got.rejected.len(),
+                1,
+                "{object}: the event naming no page is refused: {:?}",
+                got.rejected
+            );
+        }
     }
 
     #[test]
