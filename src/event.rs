@@ -243,3 +243,47 @@ pub enum EventKind {
         error_code: Option<String>,
     },
 }
+
+/// The dedup key of a provider record that lacks its own id (Mailgun `event-data.id`,
+/// SendGrid `sg_event_id`, Postmark `ID`/`MessageID`, Meta's `wamid`): `sha256:` and the
+/// first 16 bytes, in hex, of the SHA-256 of the record in a canonical form (object keys
+/// sorted, no whitespace). A provider redelivers a record with the same content (under
+/// a new signature, so nothing from the signature can serve), so the redelivery gets the
+/// same key and is applied once. Such a record still carries its DND: refusing it inside
+/// a 2xx would lose it for good, since no provider retries a 2xx.
+pub fn derived_event_id(record: &serde_json::Value) -> String {
+    use serde_json::Value;
+    use sha2::{Digest, Sha256};
+    fn canonical(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(&Value::String(key.clone()), out);
+                    out.push(b':');
+                    canonical(&map[key], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut bytes = Vec::new();
+    canonical(record, &mut bytes);
+    format!("sha256:{}", hex::encode(&Sha256::digest(&bytes)[..16]))
+}

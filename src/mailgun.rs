@@ -10,7 +10,7 @@
 //!
 //! What becomes a [`ChannelEvent`] on [`Channel::Email`], keyed by `event-data.id` (the
 //! dedup key; when an event has none, a key derived from its content, see
-//! [`derived_event_id`]) and timed by `event-data.timestamp` (float Unix seconds):
+//! [`crate::event::derived_event_id`]) and timed by `event-data.timestamp` (float Unix seconds):
 //!
 //! | `event` | becomes |
 //! |---|---|
@@ -147,7 +147,7 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
             return Err("event-data.id is too long".into());
         }
         Some(id) => id.to_string(),
-        None => derived_event_id(event_data),
+        None => crate::event::derived_event_id(event_data),
     };
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
@@ -168,47 +168,6 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
     }))
 }
 
-/// The dedup key of an event without `id`: `sha256:` and the first 16 bytes, in hex,
-/// of the SHA-256 of the event data in a canonical form (object keys sorted, no
-/// whitespace). Mailgun redelivers an event with the same data under a new signature,
-/// so the redelivery gets the same key and is applied once; the signature's token
-/// cannot serve, since it changes with every delivery.
-pub fn derived_event_id(event_data: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    fn canonical(value: &Value, out: &mut Vec<u8>) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push(b'{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    canonical(&Value::String(key.clone()), out);
-                    out.push(b':');
-                    canonical(&map[key], out);
-                }
-                out.push(b'}');
-            }
-            Value::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    canonical(item, out);
-                }
-                out.push(b']');
-            }
-            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-        }
-    }
-    let mut bytes = Vec::new();
-    canonical(event_data, &mut bytes);
-    format!("sha256:{}", hex::encode(&Sha256::digest(&bytes)[..16]))
-}
-
 /// A verified body without `event-data` cannot be acted on: 400.
 pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
     webhook.event_data.as_ref().ok_or_else(|| {
@@ -222,6 +181,7 @@ pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
 mod tests {
     use super::*;
     use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::event::derived_event_id;
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;

@@ -409,7 +409,10 @@ fn whatsapp_entry(entry: &Entry, received_ms: i64, out: &mut Normalised) {
 }
 
 fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>, String> {
-    let wamid = text(m, "id").ok_or("it has no id (wamid)")?;
+    // Without its wamid a message still carries its STOP: keyed by its content.
+    let wamid = text(m, "id")
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::event::derived_event_id(m));
     let address = whatsapp_address(text(m, "from"), text(m, "from_user_id"), "from")?;
     let event_time_ms = unix_seconds_ms(m.get("timestamp")).unwrap_or(received_ms);
     let message_type = text(m, "type").ok_or("it has no type")?;
@@ -488,7 +491,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
     };
     Ok(Some(ChannelEvent {
         provider: Provider::Meta,
-        event_id: wamid.to_string(),
+        event_id: wamid,
         event_time_ms,
         channel: Channel::Whatsapp,
         address,
@@ -501,7 +504,9 @@ fn whatsapp_status(s: &Value, received_ms: i64) -> Result<Option<ChannelEvent>, 
         // A group is not a contact; its members' DND is not ours to infer.
         return Ok(None);
     }
-    let wamid = text(s, "id").ok_or("it has no id (wamid)")?;
+    let wamid = text(s, "id")
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::event::derived_event_id(s));
     let status = text(s, "status")
         .ok_or("it has no status")?
         .to_ascii_lowercase();
@@ -1493,11 +1498,13 @@ mod tests {
             .iter()
             .map(|e| e.event.event_id.as_str())
             .collect();
-        assert_eq!(ids, ["wamid.OK1", "wamid.OK2"]);
-        assert_eq!(got.rejected.len(), 3, "{:?}", got.rejected);
-        assert!(got.rejected[0].starts_with("entry 0 change 0 messages 1: it has no id"));
-        assert!(got.rejected[1].contains("messages 2: from is not a WhatsApp address"));
-        assert!(got.rejected[2].contains("messages 3: a text message without text.body"));
+        // A message without its wamid is kept, keyed by its content.
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!((ids[0], ids[2]), ("wamid.OK1", "wamid.OK2"));
+        assert!(ids[1].starts_with("sha256:"), "{ids:?}");
+        assert_eq!(got.rejected.len(), 2, "{:?}", got.rejected);
+        assert!(got.rejected[0].contains("messages 2: from is not a WhatsApp address"));
+        assert!(got.rejected[1].contains("messages 3: a text message without text.body"));
         for line in &got.rejected {
             assert!(!line.contains('\n'), "{line}");
         }

@@ -133,8 +133,9 @@ pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
 
 fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Unusable> {
     let address = email(record, "Bounce", "Email")?;
+    // Without its ID a bounce still carries its DND: keyed by its content.
     let id = id_text(record, "ID")
-        .ok_or_else(|| Unusable::Unreadable("Postmark Bounce has no ID".into()))?;
+        .unwrap_or_else(|| crate::event::derived_event_id(&Value::Object(record.clone())));
     let inactive = record.get("Inactive").and_then(Value::as_bool) == Some(true);
     let kind_text = text(record, "Type");
     let code = if inactive {
@@ -155,10 +156,13 @@ fn bounce(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent,
 
 fn complaint(record: &Map<String, Value>, received_ms: i64) -> Result<ChannelEvent, Unusable> {
     let address = email(record, "SpamComplaint", "Email")?;
-    let message_id = text(record, "MessageID")
-        .ok_or_else(|| Unusable::Unreadable("Postmark SpamComplaint has no MessageID".into()))?;
+    // Without its MessageID a complaint still carries its DND: keyed by its content.
+    let id = match text(record, "MessageID") {
+        Some(message_id) => format!("{message_id}:SpamComplaint"),
+        None => crate::event::derived_event_id(&Value::Object(record.clone())),
+    };
     Ok(event(
-        format!("{message_id}:SpamComplaint"),
+        id,
         time(record, &["BouncedAt", "ReceivedAt"], received_ms),
         address,
         EventKind::Complaint,
@@ -596,16 +600,10 @@ mod tests {
                 None,
             ),
             (bad_email, None, Some("Postmark Email")),
-            (no_id, None, Some("no ID")),
             (
                 without(change(true, None, None), "SuppressSending"),
                 None,
                 Some("SuppressSending"),
-            ),
-            (
-                json!({"RecordType": "SpamComplaint", "Email": "a@b.c"}),
-                None,
-                Some("no MessageID"),
             ),
         ];
         for (body, ignored, rejected) in cases {
@@ -618,6 +616,20 @@ mod tests {
             };
             assert!(has(&n.ignored, ignored), "{body}: {n:?}");
             assert!(has(&n.rejected, rejected), "{body}: {n:?}");
+        }
+        // Without its ID (a bounce) or MessageID (a complaint) a record still carries
+        // its DND, keyed by its content.
+        for body in [
+            no_id,
+            json!({"RecordType": "SpamComplaint", "Email": "a@example.com"}),
+        ] {
+            let n = run(&body);
+            assert_eq!(n.events.len(), 1, "{body}: {n:?}");
+            assert_eq!(
+                n.events[0].event_id,
+                crate::event::derived_event_id(&body),
+                "{body}"
+            );
         }
     }
 

@@ -144,12 +144,14 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
 
     let email = text("email").ok_or("it has no email")?;
     let address = Address::parse(Channel::Email, email).map_err(|e| e.to_string())?;
-    let event_id = text("sg_event_id")
-        .filter(|id| !id.is_empty())
-        .ok_or("it has no sg_event_id, so a redelivery could not be recognised")?;
-    if event_id.len() > MAX_EVENT_ID_LEN {
-        return Err("its sg_event_id is too long".into());
-    }
+    // Without its sg_event_id an event still carries its DND: keyed by its content.
+    let event_id = match text("sg_event_id").filter(|id| !id.is_empty()) {
+        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
+            return Err("its sg_event_id is too long".into());
+        }
+        Some(id) => id.to_string(),
+        None => crate::event::derived_event_id(raw),
+    };
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(t) => seconds_to_ms(t).ok_or("its timestamp is not Unix seconds")?,
@@ -485,14 +487,6 @@ mod tests {
                 "not an email",
             ),
             (
-                json!({"event": "bounce", "type": "bounce", "email": "a@example.com"}),
-                "no sg_event_id",
-            ),
-            (
-                json!({"event": "bounce", "type": "bounce", "email": "a@example.com", "sg_event_id": ""}),
-                "no sg_event_id",
-            ),
-            (
                 json!({"event": "bounce", "type": "bounce", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}),
                 "timestamp",
             ),
@@ -504,6 +498,15 @@ mod tests {
         for (raw, fragment) in cases {
             let why = normalise_event(&raw, RECEIVED).expect_err(&raw.to_string());
             assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
+        }
+        // Without its sg_event_id (missing or empty) a bounce still carries its DND,
+        // keyed by its content: the same content, the same key.
+        for raw in [
+            json!({"event": "bounce", "type": "bounce", "email": "a@example.com"}),
+            json!({"event": "bounce", "type": "bounce", "email": "a@example.com", "sg_event_id": ""}),
+        ] {
+            let e = normalise_event(&raw, RECEIVED).unwrap().expect("a bounce");
+            assert_eq!(e.event_id, crate::event::derived_event_id(&raw), "{raw}");
         }
         // An ignored event type is not read further: a delivered event without an
         // email is no error.
