@@ -119,7 +119,8 @@ pub enum Command {
         /// A campaign to record with the unsubscribe (at most 12 of A-Z a-z 0-9 _ -).
         #[arg(long)]
         campaign: Option<String>,
-        /// Make the link lapse after this long (e.g. 90d); by default it never does.
+        /// Make the link lapse after this long (e.g. 30d); by default after the tenant's
+        /// `page.link_expires_after` (`links.expires_after`, 90 days unless configured).
         #[arg(long)]
         expires_in: Option<String>,
         /// The address.

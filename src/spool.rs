@@ -1049,7 +1049,16 @@ struct Marks {
     /// False until this spool's marks left by an earlier run (a crash) have been
     /// removed for every tenant with nothing unapplied.
     swept: bool,
+    /// When every pending tenant's marker was last written again; `None` after a
+    /// failure, so the next pass writes them all. Redis may lose a marker it took (a
+    /// restart that lost its last writes, a failover to a replica that never got it,
+    /// a FLUSHALL): `set` says what this spool wrote, not what Redis still holds.
+    refreshed: Option<tokio::time::Instant>,
 }
+
+/// How often the replayer writes every pending tenant's marker again while changes
+/// wait (see [`Marks::refreshed`]): the longest a marker Redis lost stays lost.
+const MARK_REFRESH: Duration = Duration::from_secs(1);
 
 impl Marks {
     /// Remove the marker of every tenant that has nothing unapplied any more (and,
@@ -1092,15 +1101,18 @@ impl Marks {
         }
     }
 
-    /// Set the marker of every tenant with unapplied changes that is not marked yet;
-    /// false when Redis did not take one (nothing may be applied before it does).
+    /// Set the marker of every tenant with unapplied changes that is not marked yet,
+    /// and, every [`MARK_REFRESH`] or after a failure, of every tenant with unapplied
+    /// changes again (Redis may have lost one); false when Redis did not take one
+    /// (nothing may be applied before it does).
     async fn mark_pending(&mut self, shared: &Shared, store: &Store) -> bool {
+        let refresh = self.refreshed.is_none_or(|at| at.elapsed() >= MARK_REFRESH);
         let pending: Vec<String> = {
             let accounts = shared.accounts.lock().expect("spool lock");
             accounts
                 .tenants
                 .keys()
-                .filter(|t| !self.set.contains(*t))
+                .filter(|t| refresh || !self.set.contains(*t))
                 .cloned()
                 .collect()
         };
@@ -1115,9 +1127,13 @@ impl Marks {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "spool replay waits for redis (marker)");
+                    self.refreshed = None;
                     return false;
                 }
             }
+        }
+        if refresh {
+            self.refreshed = Some(tokio::time::Instant::now());
         }
         true
     }
@@ -1128,6 +1144,7 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
     let mut marks = Marks {
         set: HashSet::new(),
         swept: false,
+        refreshed: None,
     };
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -1162,12 +1179,24 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
             continue;
         }
         while shared.hold.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
+            // Held, the markers are still kept (and written again if Redis lost them).
+            marks.mark_pending(&shared, &store).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let mut i = 0;
         while i < chunk.len() {
+            // Before each group: a tenant whose first change came in during this chunk
+            // is marked before anything more is applied, and every marker is written
+            // again now and then, or at once after a failure (a Redis that restarted
+            // may have lost them).
+            if !marks.mark_pending(&shared, &store).await {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
             let group = &chunk[i..i + group_len(&chunk[i..])];
             if !apply_group(group, &store, &config).await {
+                marks.refreshed = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;

@@ -28,7 +28,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
     if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
+        || !(1..=days_in_month(year, month)).contains(&day)
         || hour > 23
         || minute > 59
         || second > 60
@@ -60,7 +60,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
             {
                 return None;
             }
-            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+            let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 60 + m)
         }
     };
     let days = days_from_civil(year, month, day);
@@ -110,6 +114,16 @@ pub fn event_time(event_ms: i64, now_ms: i64) -> Result<i64, EventTimeError> {
 /// time. `state::apply` puts every change's time through this, whatever its road.
 pub fn clamp_event_time(event_ms: i64, now_ms: i64) -> i64 {
     event_time(event_ms, now_ms).unwrap_or(now_ms)
+}
+
+/// The days of `month` (1 to 12) in `year` (proleptic Gregorian).
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -176,6 +190,25 @@ mod tests {
             EventTimeError::Future(4_102_444_800_000).to_string(),
             "2100-01-01T00:00:00.000Z is in the future (more than 5 minutes after now)"
         );
+    }
+
+    #[test]
+    fn item_02_impossible_dates_and_offsets_are_not_times() {
+        // Consent evidence (and provider times) must parse as RFC 3339: a day the
+        // month does not have, or an offset past 23:59, is no time at all.
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T10:00:00Z",
+            "2026-01-01T00:00:00+25:00",
+            "2026-01-01T00:00:00-00:60",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+        assert!(parse_rfc3339_ms("2024-02-29T00:00:00Z").is_some());
+        assert!(parse_rfc3339_ms("2000-02-29T00:00:00Z").is_some());
+        assert_eq!(parse_rfc3339_ms("1900-02-29T00:00:00Z"), None);
+        assert!(parse_rfc3339_ms("2026-01-01T00:00:00+23:59").is_some());
     }
 
     #[test]

@@ -950,6 +950,59 @@ async fn item_05_lookups_fail_closed_while_a_tenants_changes_wait_in_the_spool()
     gw.stop(false).await;
 }
 
+/// A Redis that loses the spool marker while the tenant's changes still wait (a
+/// restart that lost its last writes, a failover to a replica that never got them, a
+/// FLUSHALL) gets it back from the replayer within a few seconds: direct readers never
+/// stay on "allowed" for the rest of the replay.
+#[tokio::test]
+async fn item_05_a_spool_marker_that_redis_lost_is_set_again_while_changes_wait() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    // A slow replay, held: the STOP waits in the spool while Redis answers.
+    spool.hold_replay(true);
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, config_text(&redis.url())).unwrap();
+    let number = phone(7);
+    let marker = spooled_marker("acme", &number);
+    async fn wait_marker(redis: &Redis, marker: &str, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["EXISTS", marker]).as_deref() != Some("1") {
+            assert!(Instant::now() < deadline, "no marker {marker} {why}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    redis.kill();
+    let r = gw.sms(&sid(7), &number, "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    redis.restart();
+    wait_marker(&redis, &marker, "after redis came back").await;
+
+    // Redis loses everything it had, the marker with it, and restarts.
+    assert_eq!(redis.cli(&["FLUSHALL"]).as_deref(), Some("OK"));
+    redis.kill();
+    redis.restart();
+    wait_marker(&redis, &marker, "after redis lost it").await;
+    let (code, stdout, stderr) = dndgate(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--channel",
+        "sms",
+        &number,
+    ]);
+    assert_eq!(code, 2, "the CLI must fail closed: {stdout} {stderr}");
+
+    spool.hold_replay(false);
+    assert!(spool.drained(Duration::from_secs(20)).await);
+    assert_eq!(sms_state(&redis, &number).await, "permanent");
+    gw.stop(false).await;
+}
+
 /// The raw sms record of a phone, read with redis-cli (no lookup API).
 fn sms_state_raw(redis: &Redis, number: &str) -> Option<String> {
     use sha1::Digest;

@@ -463,3 +463,54 @@ async fn item_01_the_page_lifts_only_what_a_link_set_within_its_scope() {
     );
     gw.stop().await;
 }
+
+/// A contact who changes their mind on the page within a minute (unsubscribe, back in,
+/// out again) ends on their last choice: each submission is its own change, never
+/// dropped as a duplicate of an earlier one in the other direction.
+#[tokio::test]
+async fn item_01_every_choice_on_the_page_is_applied_even_within_a_minute() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&page_config(&redis, "")).await;
+    let phone = "+14155550141";
+    let lookup = Lookup::connect(&redis.url()).unwrap();
+    let blocked = || {
+        let lookup = lookup.clone();
+        async move {
+            lookup
+                .check("acme", Channel::Sms, phone)
+                .await
+                .unwrap()
+                .blocked
+        }
+    };
+    let token = mint(&gw, phone, "sms").await;
+
+    let r = form(&gw, &token, "form=preferences&action=unsubscribe").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(blocked().await, "first unsubscribe");
+    let r = form(&gw, &token, "form=preferences&action=save&receive=sms").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!blocked().await, "back in");
+    // Out again, the same minute: the page says so, and so must the record.
+    let r = form(&gw, &token, "form=preferences&action=save").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        blocked().await,
+        "out again: the opt-out was lost: {}",
+        r.body
+    );
+    let r = form(&gw, &token, "form=preferences&action=save&receive=sms").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!blocked().await, "back in again");
+    // A one-click POST (the mail client's button) after that, still the same minute.
+    let r = http(
+        gw.addr,
+        "POST",
+        &format!("/u/{token}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(blocked().await, "one-click after a resubscribe");
+}

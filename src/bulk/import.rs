@@ -428,6 +428,8 @@ fn dndgate_row(f: &[&str]) -> Result<Row, String> {
         .map_err(|_| format!("event_ms {event_ms:?} is not a time in milliseconds"))?;
     let (action, temporary_ttl) = match *state {
         "permanent" => (StoreAction::BlockPermanent, None),
+        // What export writes for a marketing-only record (`M`).
+        "marketing" => (StoreAction::BlockMarketing, None),
         // Unblock is the action that writes a cleared record whatever was there,
         // under the same ordering rule as an opt-in.
         "cleared" => (StoreAction::Unblock, None),
@@ -445,7 +447,7 @@ fn dndgate_row(f: &[&str]) -> Result<Row, String> {
         }
         other => {
             return Err(format!(
-                "state {other:?} is not one of permanent, temporary, cleared"
+                "state {other:?} is not one of permanent, marketing, temporary, cleared"
             ));
         }
     };
@@ -748,6 +750,24 @@ mod tests {
         ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn item_20_every_state_export_writes_is_read_back() {
+        // export writes `marketing` for a marketing-only record (a WhatsApp marketing
+        // stop): a restore from an export must not refuse, and so lose, that opt-out.
+        let row = dndgate_row(&[
+            "whatsapp",
+            "+14155551234",
+            "marketing",
+            "meta:marketing",
+            "meta",
+            "1000",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(row.action, StoreAction::BlockMarketing);
+        assert_eq!(row.reason, "meta:marketing");
     }
 
     #[test]

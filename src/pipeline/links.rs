@@ -131,8 +131,11 @@ impl Gateway {
             Some(c) if !lift => format!("link:{c}"),
             _ => "link".to_string(),
         };
-        // Retries of the same click (mail providers retry one-click POSTs) within a
-        // minute are one event; a later click is a new one.
+        // Every submission is its own change: a contact who goes out, back in and out
+        // again within a minute ends on the last choice (an id per minute made the
+        // second "out" a duplicate of the first, and the opt-out was lost). A retried
+        // one-click POST changes nothing anyway: `block_own` on the record the same
+        // kind set is a no-op in the script.
         let event_id = format!(
             "{}:{}:{}:{}",
             hex::encode(link.claims.link_id),
@@ -142,7 +145,7 @@ impl Gateway {
                 .collect::<Vec<_>>()
                 .join("+"),
             if lift { "in" } else { "out" },
-            now / 60_000
+            state::new_event_id(now)
         );
         let request = Request {
             address: &link.address,

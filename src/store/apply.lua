@@ -121,6 +121,11 @@ for i, field in ipairs(c.fields) do
     outcome = 'refused'
   elseif ev and event_ms < ev then
     outcome = 'superseded'
+  elseif action == 'block_own' and state == 'P' and old_source == c.source
+    and old_reason == reason then
+    -- Already set by this very kind (a retried one-click POST, a second click): a
+    -- change id is per submission, so a repeat changes nothing by itself.
+    outcome = 'noop'
   elseif action == 'block_permanent' then
     outcome, after = 'applied', record_value('P', '', reason)
   elseif action == 'block_own' then
