@@ -42,7 +42,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -401,8 +401,13 @@ struct Shared {
     stopping: AtomicBool,
     /// While set, the replayer marks but does not apply (see [`Spool::hold_replay`]).
     hold: AtomicBool,
-    /// How many tenants' spool markers this spool has set and not yet removed.
-    marked: AtomicUsize,
+    /// Tenants whose spool marker this spool has set in Redis and not yet removed,
+    /// shared by the replayer and the webhook path ([`Spool::mark_tenant`]).
+    marked: Mutex<HashSet<String>>,
+    /// Did the replayer's last Redis write succeed? The webhook path writes a marker
+    /// itself only then, so that it never waits out a Redis timeout per request while
+    /// Redis is down.
+    redis_ok: AtomicBool,
     replayer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -639,7 +644,8 @@ impl Spool {
             wake_replayer: Notify::new(),
             stopping: AtomicBool::new(false),
             hold: AtomicBool::new(false),
-            marked: AtomicUsize::new(0),
+            marked: Mutex::new(HashSet::new()),
+            redis_ok: AtomicBool::new(false),
             replayer: Mutex::new(None),
         });
         let writer = shared.clone();
@@ -840,11 +846,56 @@ impl Spool {
         self.shared.wake_replayer.notify_one();
     }
 
+    /// Make sure the tenant's spool marker is in Redis before a change of it that was
+    /// queued behind the spool is acknowledged, so that a sender reading Redis directly
+    /// never sees "allowed" for it while it waits (the replayer marks only between
+    /// groups). Written only while the replayer's Redis writes succeed: with Redis down
+    /// a sender's read fails anyway, and a request must not wait out a Redis timeout. A
+    /// failure is left to the replayer, which marks every pending tenant before it
+    /// applies anything.
+    pub async fn mark_tenant(&self, store: &Store, tenant: &str) {
+        if !self.shared.redis_ok.load(Ordering::SeqCst)
+            || self
+                .shared
+                .marked
+                .lock()
+                .expect("spool lock")
+                .contains(tenant)
+        {
+            return;
+        }
+        match store
+            .mark_spooled(tenant, &self.shared.instance, now_ms())
+            .await
+        {
+            Ok(()) => {
+                self.shared
+                    .marked
+                    .lock()
+                    .expect("spool lock")
+                    .insert(tenant.to_string());
+                // The replayer may have drained the tenant meanwhile: it removes the
+                // marker on its next pass.
+                self.shared.wake_replayer.notify_one();
+            }
+            Err(e) => {
+                self.shared.redis_ok.store(false, Ordering::SeqCst);
+                tracing::debug!(error = %e, "spool marker left to the replayer");
+            }
+        }
+    }
+
+    /// Redis just failed a write on the live path: [`Spool::mark_tenant`] waits for the
+    /// replayer to see it back.
+    pub fn redis_failed(&self) {
+        self.shared.redis_ok.store(false, Ordering::SeqCst);
+    }
+
     /// Wait until no change is left unapplied and this spool's markers are removed (so
     /// lookups answer from Redis again), or `timeout` passes; true when drained.
     pub async fn drained(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.must_spool() || self.shared.marked.load(Ordering::SeqCst) > 0 {
+        while self.must_spool() || !self.shared.marked.lock().expect("spool lock").is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -1042,17 +1093,16 @@ async fn apply_group(group: &[ReadRecord], store: &Store, config: &Arc<Config>) 
     ok
 }
 
-/// The replayer's view of the tenants' spool markers in Redis.
+/// The replayer's view of the tenants' spool markers in Redis (which tenants are
+/// marked: `Shared::marked`).
 struct Marks {
-    /// Tenants whose marker this spool has set.
-    set: HashSet<String>,
     /// False until this spool's marks left by an earlier run (a crash) have been
     /// removed for every tenant with nothing unapplied.
     swept: bool,
     /// When every pending tenant's marker was last written again; `None` after a
     /// failure, so the next pass writes them all. Redis may lose a marker it took (a
     /// restart that lost its last writes, a failover to a replica that never got it,
-    /// a FLUSHALL): `set` says what this spool wrote, not what Redis still holds.
+    /// a FLUSHALL): `Shared::marked` says what this spool wrote, not what Redis still holds.
     refreshed: Option<tokio::time::Instant>,
 }
 
@@ -1070,8 +1120,10 @@ impl Marks {
             let accounts = shared.accounts.lock().expect("spool lock");
             accounts.tenants.keys().cloned().collect()
         };
-        let applied: Vec<String> = self
-            .set
+        let applied: Vec<String> = shared
+            .marked
+            .lock()
+            .expect("spool lock")
             .iter()
             .filter(|t| !pending.contains(*t))
             .cloned()
@@ -1082,10 +1134,10 @@ impl Marks {
                 .await
                 .is_err()
             {
+                shared.redis_ok.store(false, Ordering::SeqCst);
                 return; // Redis is away: the next pass tries again
             }
-            self.set.remove(&tenant);
-            shared.marked.store(self.set.len(), Ordering::SeqCst);
+            shared.marked.lock().expect("spool lock").remove(&tenant);
         }
         if !self.swept {
             for tenant in config.tenants.keys().filter(|t| !pending.contains(*t)) {
@@ -1109,10 +1161,11 @@ impl Marks {
         let refresh = self.refreshed.is_none_or(|at| at.elapsed() >= MARK_REFRESH);
         let pending: Vec<String> = {
             let accounts = shared.accounts.lock().expect("spool lock");
+            let marked = shared.marked.lock().expect("spool lock");
             accounts
                 .tenants
                 .keys()
-                .filter(|t| refresh || !self.set.contains(*t))
+                .filter(|t| refresh || !marked.contains(*t))
                 .cloned()
                 .collect()
         };
@@ -1122,12 +1175,12 @@ impl Marks {
                 .await
             {
                 Ok(()) => {
-                    self.set.insert(tenant);
-                    shared.marked.store(self.set.len(), Ordering::SeqCst);
+                    shared.marked.lock().expect("spool lock").insert(tenant);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "spool replay waits for redis (marker)");
                     self.refreshed = None;
+                    shared.redis_ok.store(false, Ordering::SeqCst);
                     return false;
                 }
             }
@@ -1135,6 +1188,7 @@ impl Marks {
         if refresh {
             self.refreshed = Some(tokio::time::Instant::now());
         }
+        shared.redis_ok.store(true, Ordering::SeqCst);
         true
     }
 }
@@ -1142,7 +1196,6 @@ impl Marks {
 async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
     let mut backoff = Duration::from_millis(50);
     let mut marks = Marks {
-        set: HashSet::new(),
         swept: false,
         refreshed: None,
     };
@@ -1197,6 +1250,7 @@ async fn replay_loop(shared: Arc<Shared>, store: Store, config: Arc<Config>) {
             let group = &chunk[i..i + group_len(&chunk[i..])];
             if !apply_group(group, &store, &config).await {
                 marks.refreshed = None;
+                shared.redis_ok.store(false, Ordering::SeqCst);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;

@@ -1005,9 +1005,14 @@ async fn item_05_a_spool_marker_that_redis_lost_is_set_again_while_changes_wait(
 
 /// The raw sms record of a phone, read with redis-cli (no lookup API).
 fn sms_state_raw(redis: &Redis, number: &str) -> Option<String> {
+    sms_state_raw_for(redis, "acme", number)
+}
+
+/// The raw sms record value of a tenant's phone, read as a direct reader would.
+fn sms_state_raw_for(redis: &Redis, tenant: &str, number: &str) -> Option<String> {
     use sha1::Digest;
     let h = hex::encode(sha1::Sha1::digest(number.as_bytes()));
-    let key = format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]);
+    let key = format!("dnd:{{{tenant}:{}}}:{}", &h[..1], &h[1..4]);
     redis
         .cli(&["HGET", &key, &format!("sms:{number}")])
         .filter(|v| !v.is_empty())
@@ -1187,4 +1192,69 @@ async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_
     drop(spool);
     let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(spool.stats().records, 2);
+}
+
+/// Issue 12 item 5, the replay's window: while the spool replays, a change of a tenant
+/// that had nothing spooled queues behind it; its tenant's marker must be in Redis
+/// before the 2xx, not only at the replayer's next group, or a sender reading Redis
+/// directly sees "allowed" for an acknowledged STOP meanwhile.
+#[tokio::test]
+async fn item_05_a_change_queued_behind_the_spool_is_marked_before_its_answer() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    spool.hold_replay(true);
+    let gw = start_gateway(&redis.url(), Some(spool.clone()), true).await;
+
+    // acme's STOP waits in the spool; Redis is back, the replay held.
+    redis.kill();
+    let r = gw.sms(&sid(1), &phone(1), "STOP").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    redis.restart();
+    let acme_marker = spooled_marker("acme", &phone(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis.cli(&["EXISTS", &acme_marker]).as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "no marker {acme_marker}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // globex had nothing spooled: its STOP queues behind acme's, and its marker is
+    // there when the 200 arrives.
+    let (number, message_sid) = (phone(2), sid(2));
+    let params: Vec<(&str, &str)> = inbound_sms(&message_sid, &number, "STOP")
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "AccountSid" {
+                (k, "AC11111111111111111111111111111111")
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let globex_marker = spooled_marker("globex", &number);
+    for _ in 0..20 {
+        let fields: Vec<(&str, &str)> = params.clone();
+        let r = post_twilio(
+            gw.addr,
+            "/webhooks/twilio/globex",
+            "globex-twilio-token",
+            &fields,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            redis.cli(&["EXISTS", &globex_marker]).as_deref(),
+            Some("1"),
+            "acknowledged and queued, but a direct reader sees no marker"
+        );
+    }
+    assert_eq!(sms_state_raw_for(&redis, "globex", &number), None);
+
+    // Released: both applied, both markers gone.
+    spool.hold_replay(false);
+    assert!(spool.drained(Duration::from_secs(20)).await);
+    assert_eq!(redis.cli(&["EXISTS", &globex_marker]).as_deref(), Some("0"));
+    assert_eq!(redis.cli(&["EXISTS", &acme_marker]).as_deref(), Some("0"));
+    assert!(sms_state_raw_for(&redis, "globex", &number).is_some_and(|v| v.starts_with("P|")));
+    gw.stop(false).await;
 }

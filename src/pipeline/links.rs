@@ -164,7 +164,9 @@ impl Gateway {
         if let Some(spool) = spool
             && spool.must_spool()
         {
-            return to_spool(spool, link.tenant, &request).await;
+            let outcomes = to_spool(spool, link.tenant, &request).await?;
+            spool.mark_tenant(&self.store, &link.tenant.id).await;
+            return Ok(outcomes);
         }
         match state::apply(&self.store, link.tenant, &request).await {
             Err(StoreError::Unavailable(why)) if spool.is_some() => {
@@ -172,7 +174,9 @@ impl Gateway {
                     error = why.as_str(),
                     "unsubscribe link: redis unavailable, spooling"
                 );
-                to_spool(spool.expect("checked"), link.tenant, &request).await
+                let spool = spool.expect("checked");
+                spool.redis_failed();
+                to_spool(spool, link.tenant, &request).await
             }
             other => other,
         }

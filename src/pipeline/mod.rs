@@ -550,8 +550,11 @@ impl Gateway {
         if let Some(spool) = &self.spool
             && spool.must_spool()
         {
-            // Earlier changes wait in the spool: this one queues behind them.
-            return self.to_spool(spool, tenant, &request, report);
+            // Earlier changes wait in the spool: this one queues behind them, and its
+            // tenant's marker is in Redis before the answer.
+            self.to_spool(spool, tenant, &request, report)?;
+            spool.mark_tenant(&self.store, &tenant.id).await;
+            return Ok(());
         }
         match state::apply(&self.store, tenant, &request).await {
             Ok(outcomes) => {
@@ -566,6 +569,7 @@ impl Gateway {
                     "redis unavailable: spooling"
                 );
                 let spool = self.spool.as_ref().expect("checked");
+                spool.redis_failed();
                 self.to_spool(spool, tenant, &request, report)
             }
             Err(e) => Err(e.into()),
