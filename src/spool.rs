@@ -716,7 +716,7 @@ impl Spool {
                 self.shared.refused.fetch_add(1, Ordering::SeqCst);
                 crate::telemetry::spool_refused(cap);
                 return Err(SpoolError(format!(
-                    "the spool is full ({}); retry later",
+                    "the spool is full ({})",
                     self.cap_text(cap, &change.tenant)
                 )));
             }
