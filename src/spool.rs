@@ -558,7 +558,7 @@ fn write_cursor(dir: &Path, offset: u64, sync: bool) -> std::io::Result<()> {
 }
 
 fn now_ms() -> i64 {
-    crate::pipeline::now_ms()
+    crate::time::now_ms()
 }
 
 impl Spool {

@@ -4,7 +4,6 @@
 //! [`WebhookRequest`]) nor the Redis layout (the store does).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::classify::{self, Decision};
 use crate::config::{Config, Tenant};
@@ -168,13 +167,8 @@ pub struct Gateway {
     pub spool: Option<crate::spool::Spool>,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The clock ([`crate::time::now_ms`]), where the road reads it.
+pub use crate::time::now_ms;
 
 /// How an account is named in a log line and an answer.
 fn account_label(account: &meta::AccountId) -> String {
