@@ -156,7 +156,7 @@ pub async fn apply(
     if !evidence_ok {
         tracing::warn!(
             tenant = tenant.id.as_str(),
-            event_id = req.event_id,
+            event_id = %crate::redact::EventId(req.event_id),
             "consent evidence that does not parse was dropped"
         );
     }
@@ -229,7 +229,7 @@ pub async fn apply(
     {
         tracing::error!(
             tenant = tenant.id.as_str(),
-            event_id = req.event_id,
+            event_id = %crate::redact::EventId(req.event_id),
             event_ms = req.event_ms,
             scope = c.scope.as_str(),
             "the apply script refused the event time: this host's clock and redis's disagree"
