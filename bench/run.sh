@@ -87,15 +87,7 @@ evalsha=$(redis-cli -p "$rport" info commandstats | tr -d '\r' | awk -F'[:,=]' '
 redis-cli -p "$rport" config resetstat >/dev/null
 
 # 3. Lookups, against the records ingest left plus a seeded third of the numbers.
-redis-cli -p "$rport" eval "
-for i = 0, 199999 do
-  if i % 3 == 0 then
-    local a = '+1555' .. string.format('%07d', i)
-    local h = redis.sha1hex(a)
-    redis.call('HSET', 'dnd:{acme:' .. string.sub(h, 1, 1) .. '}:' .. string.sub(h, 2, 4), 'sms:' .. a, 'P|1764300000123||keyword:STOP|twilio')
-  end
-end
-return 1" 0 >/dev/null
+redis-cli -p "$rport" --eval bench/seed-lookups.lua >/dev/null
 echo "== lookups" >&2
 rb=$(redis-benchmark -p "$rport" -t get -c "$conns" -n 1000000 -r 200000 -P 1 -q --csv | tail -1)
 rb_rps=$(echo "$rb" | awk -F'","' '{gsub(/"/,"",$2); print $2}')

@@ -104,6 +104,43 @@ impl Default for SpoolLimits {
     }
 }
 
+/// The [`SpoolLimits`] cap a refused change would have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    Records,
+    Bytes,
+    TenantRecords,
+    TenantBytes,
+}
+
+impl Cap {
+    /// Its metric label (`dndgate_spool_refused_total{cap}`).
+    fn label(self) -> &'static str {
+        match self {
+            Cap::Records => "records",
+            Cap::Bytes => "bytes",
+            Cap::TenantRecords => "tenant_records",
+            Cap::TenantBytes => "tenant_bytes",
+        }
+    }
+
+    /// What was reached, for the 503's one line.
+    fn describe(self, l: &SpoolLimits, tenant: &str) -> String {
+        match self {
+            Cap::Records => format!("{} unapplied changes, the max_records cap", l.max_records),
+            Cap::Bytes => format!("{} unapplied bytes, the max_bytes cap", l.max_bytes),
+            Cap::TenantRecords => format!(
+                "tenant {tenant} has {} unapplied changes, the tenant_max_records cap",
+                l.tenant_max_records
+            ),
+            Cap::TenantBytes => format!(
+                "tenant {tenant} has {} unapplied bytes, the tenant_max_bytes cap",
+                l.tenant_max_bytes
+            ),
+        }
+    }
+}
+
 /// Unapplied records and bytes (of everything, or of one tenant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Usage {
@@ -714,10 +751,10 @@ impl Spool {
             if let Some(cap) = self.over_cap(&accounts, &change.tenant, size) {
                 drop(accounts);
                 self.shared.refused.fetch_add(1, Ordering::SeqCst);
-                crate::telemetry::spool_refused(cap);
+                crate::telemetry::spool_refused(cap.label());
                 return Err(SpoolError(format!(
                     "the spool is full ({})",
-                    self.cap_text(cap, &change.tenant)
+                    cap.describe(&self.shared.limits, &change.tenant)
                 )));
             }
             accounts.add(&change.tenant, size);
@@ -741,35 +778,19 @@ impl Spool {
     }
 
     /// Which cap a change of `size` bytes for `tenant` would pass, if any.
-    fn over_cap(&self, accounts: &Accounts, tenant: &str, size: u64) -> Option<&'static str> {
+    fn over_cap(&self, accounts: &Accounts, tenant: &str, size: u64) -> Option<Cap> {
         let limits = &self.shared.limits;
         let mine = accounts.tenants.get(tenant).copied().unwrap_or_default();
         if accounts.all.records + 1 > limits.max_records {
-            Some("records")
+            Some(Cap::Records)
         } else if accounts.all.bytes + size > limits.max_bytes {
-            Some("bytes")
+            Some(Cap::Bytes)
         } else if mine.records + 1 > limits.tenant_max_records {
-            Some("tenant_records")
+            Some(Cap::TenantRecords)
         } else if mine.bytes + size > limits.tenant_max_bytes {
-            Some("tenant_bytes")
+            Some(Cap::TenantBytes)
         } else {
             None
-        }
-    }
-
-    fn cap_text(&self, cap: &str, tenant: &str) -> String {
-        let l = &self.shared.limits;
-        match cap {
-            "records" => format!("{} unapplied changes, the max_records cap", l.max_records),
-            "bytes" => format!("{} unapplied bytes, the max_bytes cap", l.max_bytes),
-            "tenant_records" => format!(
-                "tenant {tenant} has {} unapplied changes, the tenant_max_records cap",
-                l.tenant_max_records
-            ),
-            _ => format!(
-                "tenant {tenant} has {} unapplied bytes, the tenant_max_bytes cap",
-                l.tenant_max_bytes
-            ),
         }
     }
 

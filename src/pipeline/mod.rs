@@ -532,10 +532,9 @@ impl Gateway {
             reason: &decision.reason,
             provider: event.provider,
             event_id: &event.event_id,
-            // A provider clock ahead of ours must not make a record look newer than
-            // events that really came after it, nor a time before the floor hide it
-            // (the rule state::apply enforces; applied here so the spool holds it too).
-            event_ms: crate::time::clamp_event_time(event.event_time_ms, received_ms),
+            // As the provider says: state::apply clamps it to the time of receipt on
+            // every road (the spool keeps `received_ms`, so a replay clamps alike).
+            event_ms: event.event_time_ms,
             received_ms,
             now_ms: received_ms,
             actor: None,

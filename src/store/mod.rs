@@ -750,26 +750,35 @@ impl Store {
         instance: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut batch = Batch::with_capacity(16);
-        for key in spooled_keys(tenant) {
+        self.on_spooled_keys(tenant, |key| {
             let mut cmd = redis::cmd("HSET");
-            cmd.arg(&key).arg(instance).arg(now_ms);
-            batch.add(&key, cmd);
-        }
-        let mut conn = self.conn.clone();
-        self.with_timeout(conn.run_batch::<i64>(&batch))
-            .await
-            .map(|_| ())
+            cmd.arg(key).arg(instance).arg(now_ms);
+            cmd
+        })
+        .await
     }
 
     /// Remove this gateway's spool marker for `tenant` from all 16 shards (the key
     /// goes when no other gateway's field is left in it).
     pub async fn unmark_spooled(&self, tenant: &str, instance: &str) -> Result<(), StoreError> {
+        self.on_spooled_keys(tenant, |key| {
+            let mut cmd = redis::cmd("HDEL");
+            cmd.arg(key).arg(instance);
+            cmd
+        })
+        .await
+    }
+
+    /// One command (made by `build` for a key) on each of the tenant's 16 spool-marker
+    /// keys, sent as one batch.
+    async fn on_spooled_keys(
+        &self,
+        tenant: &str,
+        build: impl Fn(&str) -> redis::Cmd,
+    ) -> Result<(), StoreError> {
         let mut batch = Batch::with_capacity(16);
         for key in spooled_keys(tenant) {
-            let mut cmd = redis::cmd("HDEL");
-            cmd.arg(&key).arg(instance);
-            batch.add(&key, cmd);
+            batch.add(&key, build(&key));
         }
         let mut conn = self.conn.clone();
         self.with_timeout(conn.run_batch::<i64>(&batch))
