@@ -14,8 +14,7 @@
 //!    belong to different tenants. The gateway routes every event by its own account
 //!    only, never by another id of the same entry (a number no tenant lists is skipped
 //!    even when the entry's business account or a sibling change's number is
-//!    configured); there is no separate split step. [`Entry::account_ids`] lists every
-//!    account an entry names, for diagnostics.
+//!    configured); there is no separate split step.
 //!
 //! What becomes an event, per product:
 //!
@@ -108,7 +107,7 @@ pub struct Webhook {
 }
 
 /// One element of a webhook's `entry` array, kept as raw JSON: it is read only by
-/// [`Entry::account_ids`] and [`normalise_entry`], which report what they cannot read
+/// [`normalise_entry`], which reports what it cannot read
 /// instead of refusing the whole request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -140,38 +139,6 @@ impl Entry {
     /// The entry's `id` (a string; a number is accepted too), if it has one.
     pub fn id(&self) -> Option<String> {
         id_string(self.raw.get("id"))
-    }
-
-    /// Every account this entry names, most specific first, without duplicates; empty
-    /// when it names none. Not a routing rule: the gateway routes each event by its own
-    /// [`MetaEvent::account`] only.
-    ///
-    /// - WhatsApp: every distinct `changes[].value.metadata.phone_number_id`, then the
-    ///   entry id as the business account.
-    /// - Messenger and Instagram: the page or account id: the entry id, or, when the
-    ///   entry has none, the `recipient.id` of its first event that is not our own echo
-    ///   (for an echo the recipient is the contact).
-    pub fn account_ids(&self) -> Vec<AccountId> {
-        match self.object {
-            MetaObject::Whatsapp => {
-                let mut ids = Vec::new();
-                for change in array(&self.raw, "changes") {
-                    if let Some(id) = phone_number_id(change) {
-                        let id = AccountId::WhatsappPhoneNumberId(id);
-                        if !ids.contains(&id) {
-                            ids.push(id);
-                        }
-                    }
-                }
-                ids.extend(self.id().map(AccountId::WhatsappBusinessAccount));
-                ids
-            }
-            MetaObject::Page | MetaObject::Instagram => self
-                .page_id()
-                .map(|id| self.page_account(id))
-                .into_iter()
-                .collect(),
-        }
     }
 
     fn page_id(&self) -> Option<String> {
@@ -1552,7 +1519,7 @@ mod tests {
     }
 
     #[test]
-    fn account_ids_and_routing() {
+    fn each_event_carries_its_own_account() {
         // One business account, two phone numbers: each event carries its own number.
         let body = wa_body(json!([
             wa_change("messages", json!({"messages": [wa_text("wamid.P1", "STOP")]})),
@@ -1565,14 +1532,6 @@ mod tests {
         let webhook = parse(&body).unwrap();
         assert_eq!(webhook.object, MetaObject::Whatsapp);
         let entry = &webhook.entries[0];
-        assert_eq!(
-            entry.account_ids(),
-            [
-                AccountId::WhatsappPhoneNumberId(PNID.into()),
-                AccountId::WhatsappPhoneNumberId("222".into()),
-                AccountId::WhatsappBusinessAccount(WABA.into()),
-            ]
-        );
         let got = normalise_entry(webhook.object, entry, NOW);
         let routes: Vec<(&AccountId, &str)> = got
             .events
@@ -1596,34 +1555,32 @@ mod tests {
             AccountId::WhatsappBusinessAccount(WABA.into())
         );
 
-        let page = parse(&messaging_body("page", PAGE, json!([]))).unwrap();
-        assert_eq!(
-            page.entries[0].account_ids(),
-            [AccountId::Page(PAGE.into())]
-        );
-        let ig = parse(&messaging_body("instagram", IG, json!([]))).unwrap();
-        assert_eq!(
-            ig.entries[0].account_ids(),
-            [AccountId::Instagram(IG.into())]
-        );
+        // Messenger and Instagram: the entry id names the page or account.
+        let page = run(&messaging_body(
+            "page",
+            PAGE,
+            json!([fb_text(PAGE, "m_p", "hi")]),
+        ));
+        assert_eq!(page.events[0].account, AccountId::Page(PAGE.into()));
+        let ig = run(&messaging_body(
+            "instagram",
+            IG,
+            json!([fb_text(IG, "m_i", "hi")]),
+        ));
+        assert_eq!(ig.events[0].account, AccountId::Instagram(IG.into()));
         // Numeric ids are accepted as well as strings.
-        let numeric = json!({"object": "page", "entry": [{"id": 1234567890_i64, "messaging": []}]});
-        let numeric = parse(numeric.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            numeric.entries[0].account_ids(),
-            [AccountId::Page(PAGE.into())]
-        );
+        let numeric = json!({"object": "page", "entry": [{"id": 1234567890_i64,
+            "messaging": [fb_text(PAGE, "m_n", "hi")]}]});
+        let numeric = run(numeric.to_string().as_bytes());
+        assert_eq!(numeric.events[0].account, AccountId::Page(PAGE.into()));
         // No entry id: the recipient of a non-echo event names the page.
         let body = json!({"object": "page", "entry": [{"messaging": [
             {"sender": {"id": PAGE}, "recipient": {"id": "5555"},
              "message": {"is_echo": true, "mid": "m_e", "text": "ours"}},
             fb_text(PAGE, "m_r", "STOP")]}]});
-        let webhook = parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            webhook.entries[0].account_ids(),
-            [AccountId::Page(PAGE.into())]
-        );
-        assert_eq!(run(body.to_string().as_bytes()).events.len(), 1);
+        let got = run(body.to_string().as_bytes());
+        assert_eq!(got.events.len(), 1);
+        assert_eq!(got.events[0].account, AccountId::Page(PAGE.into()));
     }
 
     /// Issue 12 item 9, Messenger and Instagram: an entry without an id has its page
@@ -1673,7 +1630,6 @@ mod tests {
             {"id": WABA}
         ]});
         let webhook = parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(webhook.entries[0].account_ids(), []);
         let got = normalise_entry(webhook.object, &webhook.entries[0], NOW);
         assert!(got.events.is_empty());
         assert_eq!(
@@ -1690,8 +1646,6 @@ mod tests {
             {"time": 1}
         ]});
         let webhook = parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(webhook.entries[0].account_ids(), []);
-        assert_eq!(webhook.entries[1].account_ids(), []);
         let got = normalise_entry(webhook.object, &webhook.entries[0], NOW);
         assert_eq!(
             got.rejected,
