@@ -84,15 +84,7 @@ pub async fn run_with_admin(
             _ = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "accept failed") => accepted,
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -135,6 +127,23 @@ pub async fn run_with_admin(
     }
 }
 
+/// The next connection on `listener`. A failed accept (out of file descriptors and the
+/// like) is logged with `failed` and retried after a pause rather than in a spin.
+async fn accept(
+    listener: &TcpListener,
+    failed: &'static str,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "{failed}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The admin listener's accept loop: few, small requests (scrapes, probes), so no
 /// connection limit of its own; it stops accepting when `stopped` turns true.
 async fn admin_loop(
@@ -147,14 +156,7 @@ async fn admin_loop(
         .header_read_timeout(app.gateway.config.limits.header_read_timeout);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "admin listener: accept failed") => accepted,
             _ = async { stopped.wait_for(|s| *s).await.map(|_| ()) } => return,
         };
         let app = app.clone();
