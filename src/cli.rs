@@ -330,26 +330,21 @@ fn config_check(path: &Path) -> ExitCode {
                     m.appendfsync
                 ),
             }
-            if let Some(meta) = &config.meta {
-                println!(
-                    "  meta app: {} app secret(s), {} verify token(s)",
-                    meta.app_secrets.len(),
-                    meta.verify_tokens.len()
-                );
-            }
             for t in config.tenants.values() {
-                let twilio = t.twilio.as_ref().map_or("no".to_string(), |tw| {
-                    format!(
-                        "{} auth token(s), {} account SID(s), Event Streams {}",
-                        tw.auth_tokens.len(),
-                        tw.account_sids.len(),
-                        if tw.event_streams { "on" } else { "off" }
-                    )
-                });
+                let providers: Vec<&str> = crate::providers::Provider::ALL
+                    .iter()
+                    .filter(|p| config.providers.tenant_has(**p, &t.id))
+                    .map(|p| p.as_str())
+                    .collect();
+                let providers = if providers.is_empty() {
+                    "none".to_string()
+                } else {
+                    providers.join(", ")
+                };
                 let p = &t.policy;
                 let also: Vec<&str> = p.sms_opt_out_also.iter().map(|c| c.as_str()).collect();
                 println!(
-                    "  tenant {}: {} API token(s); twilio: {twilio}; temporary records last {}, {} failures within {} make them permanent; an SMS STOP also covers [{}]",
+                    "  tenant {}: {} API token(s); providers: {providers}; temporary records last {}, {} failures within {} make them permanent; an SMS STOP also covers [{}]",
                     t.id,
                     t.api_tokens.len(),
                     crate::config::format_duration(p.temporary_ttl),
@@ -460,7 +455,6 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        sns_certs: crate::signature::sns::CertCache::new(),
         spool: spool.clone(),
     };
     crate::server::run_with_admin(gateway, listener, admin, shutdown).await;

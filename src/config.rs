@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::classify::{ErrorTable, KeywordPolicy};
-use crate::event::{Channel, Provider};
+use crate::classify::KeywordPolicy;
+use crate::event::Channel;
+use crate::providers::Provider;
 use crate::secret::Secret;
 
 /// The default limit on a request body (SPEC section 3).
@@ -77,13 +78,9 @@ pub struct Config {
     pub audit_max_len: u64,
     /// Tenants by id.
     pub tenants: BTreeMap<String, Tenant>,
-    /// Every provider's error-code table: the embedded default with the configured
-    /// overrides (see [`Config::codes`]).
-    pub error_tables: std::collections::HashMap<Provider, ErrorTable>,
-    /// The Meta app, when the gateway takes Meta webhooks.
-    pub meta: Option<MetaApp>,
-    /// Amazon SNS settings (certificate hosts, subscription confirmation).
-    pub sns: SnsSettings,
+    /// Every provider's configuration: gateway-wide settings, tenant sections and
+    /// error-code tables (`crate::providers`).
+    pub providers: crate::providers::Providers,
     /// The keys unsubscribe links are signed with, when links are configured.
     pub links: Option<crate::links::KeyRing>,
     /// How contact addresses appear in log lines (`log_addresses`, default masked).
@@ -94,77 +91,7 @@ pub struct Config {
     /// down or slow. `dndgate-spool` next to the configuration unless configured.
     pub spool_dir: PathBuf,
     /// The spool's caps (`[spool]`): past them a webhook gets 503 + Retry-After.
-    pub spool_limits: crate::spool::SpoolLimits,
-}
-
-/// The Meta app whose webhooks the gateway takes on `/webhooks/meta`: one callback URL
-/// for every tenant (entries are routed by the account ids tenants list).
-#[derive(Debug, Clone)]
-pub struct MetaApp {
-    /// App secrets, tried in turn (several while rotating).
-    pub app_secrets: Vec<Secret>,
-    /// Verify tokens accepted in the GET handshake.
-    pub verify_tokens: Vec<Secret>,
-}
-
-/// A tenant's SendGrid settings.
-#[derive(Debug, Clone)]
-pub struct SendgridTenant {
-    /// The Signed Event Webhook verification keys (P-256, from SendGrid's settings),
-    /// several while rotating; checked at load.
-    pub public_keys: Vec<p256::ecdsa::VerifyingKey>,
-}
-
-/// A provider whose webhooks are checked with shared secrets, several while rotating.
-#[derive(Debug, Clone)]
-pub struct SecretsTenant {
-    /// The secrets, tried in turn.
-    pub secrets: Vec<Secret>,
-}
-
-/// A tenant's Amazon SES settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SesTenant {
-    /// SNS topic ARNs whose notifications belong to this tenant (the allow-list: a
-    /// message from any other topic is refused).
-    pub topic_arns: Vec<String>,
-}
-
-/// Gateway-wide settings for Amazon SNS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnsSettings {
-    /// Host names signing certificates may be fetched from: exact names, or a
-    /// pattern with one `*` for an AWS region name (default `sns.*.amazonaws.com` and
-    /// China's `sns.*.amazonaws.com.cn`; GovCloud's `sns.us-gov-west-1...` is a region
-    /// of the first).
-    pub cert_hosts: Vec<String>,
-    /// Confirm subscriptions of allow-listed topics by fetching their SubscribeURL.
-    pub confirm_subscriptions: bool,
-}
-
-impl Default for SnsSettings {
-    fn default() -> SnsSettings {
-        SnsSettings {
-            cert_hosts: vec![
-                "sns.*.amazonaws.com".to_string(),
-                "sns.*.amazonaws.com.cn".to_string(),
-            ],
-            confirm_subscriptions: true,
-        }
-    }
-}
-
-/// A tenant's Meta accounts: the ids Meta names in webhook entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetaTenant {
-    /// WhatsApp business phone number ids (`metadata.phone_number_id`).
-    pub whatsapp_phone_number_ids: Vec<String>,
-    /// WhatsApp Business Account ids (the entry id of WhatsApp webhooks).
-    pub whatsapp_business_account_ids: Vec<String>,
-    /// Facebook page ids (Messenger).
-    pub page_ids: Vec<String>,
-    /// Instagram professional account ids.
-    pub instagram_account_ids: Vec<String>,
+    pub spool_limits: SpoolLimits,
 }
 
 /// Where Redis is.
@@ -209,20 +136,6 @@ pub struct Tenant {
     pub id: String,
     /// Bearer tokens for the operator API (several while rotating).
     pub api_tokens: Vec<Secret>,
-    /// Twilio settings, when the tenant uses Twilio.
-    pub twilio: Option<TwilioTenant>,
-    /// Meta accounts, when the tenant uses WhatsApp Cloud API, Messenger or Instagram.
-    pub meta: Option<MetaTenant>,
-    /// SendGrid Event Webhook verification keys.
-    pub sendgrid: Option<SendgridTenant>,
-    /// Mailgun webhook signing keys.
-    pub mailgun: Option<SecretsTenant>,
-    /// Postmark basic-auth credentials (`user:password`).
-    pub postmark: Option<SecretsTenant>,
-    /// Amazon SES through SNS: the topics this tenant's notifications come from.
-    pub ses: Option<SesTenant>,
-    /// Standard Webhooks (Resend and others) signing secrets (`whsec_...`).
-    pub standard_webhooks: Option<SecretsTenant>,
     /// The unsubscribe page's look and behaviour.
     pub page: crate::links::page::PageSettings,
     /// Keyword lists and switches.
@@ -269,17 +182,32 @@ impl Default for Policy {
     }
 }
 
-/// A tenant's Twilio settings.
-#[derive(Debug, Clone)]
-pub struct TwilioTenant {
-    /// Auth tokens tried in turn (several while rotating).
-    pub auth_tokens: Vec<Secret>,
-    /// Account SIDs that route to this tenant on the shared `/webhooks/twilio` URL.
-    pub account_sids: Vec<String>,
-    /// Whether the tenant takes Event Streams deliveries (JSON CloudEvents signed
-    /// through `bodySHA256`) on `/webhooks/twilio/{tenant}` (`event_streams`, default
-    /// false). Off, a JSON body is refused: only form webhooks are signed then.
-    pub event_streams: bool,
+/// Caps on what the spool holds unapplied (issue 12 item 6): past any of them a new
+/// change is refused (503, the provider retries later), and nothing already accepted
+/// is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolLimits {
+    /// Unapplied bytes in all (framing included).
+    pub max_bytes: u64,
+    /// Unapplied records in all.
+    pub max_records: u64,
+    /// Unapplied bytes of one tenant.
+    pub tenant_max_bytes: u64,
+    /// Unapplied records of one tenant.
+    pub tenant_max_records: u64,
+}
+
+impl Default for SpoolLimits {
+    /// 256 MiB and 1,000,000 records in all; half of each for one tenant, so one
+    /// tenant's flood leaves room for the others.
+    fn default() -> SpoolLimits {
+        SpoolLimits {
+            max_bytes: 256 * 1024 * 1024,
+            max_records: 1_000_000,
+            tenant_max_bytes: 128 * 1024 * 1024,
+            tenant_max_records: 500_000,
+        }
+    }
 }
 
 /// Why a configuration was refused: every problem found, one line each.
@@ -300,8 +228,9 @@ enum RawRedisUrl {
     Seeds(Vec<String>),
 }
 
+/// The file as written. Unknown keys are refused: here by hand, because the keys
+/// left over (`rest`) are the providers' gateway-wide tables (`[meta]`, `[sns]`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
@@ -316,13 +245,13 @@ struct RawConfig {
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
-    providers: RawProviders,
-    meta: Option<RawMetaApp>,
-    sns: Option<RawSns>,
+    providers: BTreeMap<String, RawProviderPolicy>,
     links: Option<RawLinks>,
     log_addresses: Option<String>,
     limits: Option<RawLimits>,
     spool: Option<RawSpool>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -334,20 +263,6 @@ struct RawLinks {
     sign_with: u8,
     /// How long a link minted without `expires_in` stays valid (default 90d).
     expires_after: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSns {
-    cert_hosts: Option<Vec<String>>,
-    confirm_subscriptions: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSendgrid {
-    #[serde(default)]
-    public_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -364,74 +279,12 @@ struct RawPage {
     text: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMailgun {
-    #[serde(default)]
-    signing_keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPostmark {
-    #[serde(default)]
-    credentials: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStandardWebhooks {
-    #[serde(default)]
-    secrets: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSes {
-    #[serde(default)]
-    topic_arns: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetaApp {
-    #[serde(default)]
-    app_secrets: Vec<String>,
-    #[serde(default)]
-    verify_tokens: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetaTenant {
-    #[serde(default)]
-    whatsapp_phone_number_ids: Vec<String>,
-    #[serde(default)]
-    whatsapp_business_account_ids: Vec<String>,
-    #[serde(default)]
-    page_ids: Vec<String>,
-    #[serde(default)]
-    instagram_account_ids: Vec<String>,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawManaged {
     port: Option<u16>,
     dir: Option<String>,
     appendfsync: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawProviders {
-    twilio: Option<RawProviderPolicy>,
-    meta: Option<RawProviderPolicy>,
-    sendgrid: Option<RawProviderPolicy>,
-    mailgun: Option<RawProviderPolicy>,
-    postmark: Option<RawProviderPolicy>,
-    ses: Option<RawProviderPolicy>,
-    standard_webhooks: Option<RawProviderPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -442,18 +295,12 @@ struct RawProviderPolicy {
     error_codes_file: Option<String>,
 }
 
+/// A tenant as written. Unknown keys are refused by hand: the keys left over
+/// (`sections`) are the providers' sections (`[tenants.ID.twilio]`, ...).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTenant {
     #[serde(default)]
     api_tokens: Vec<String>,
-    twilio: Option<RawTwilio>,
-    meta: Option<RawMetaTenant>,
-    sendgrid: Option<RawSendgrid>,
-    mailgun: Option<RawMailgun>,
-    postmark: Option<RawPostmark>,
-    ses: Option<RawSes>,
-    standard_webhooks: Option<RawStandardWebhooks>,
     page: Option<RawPage>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
@@ -465,17 +312,8 @@ struct RawTenant {
     #[serde(default)]
     yes_is_opt_in: bool,
     keywords: Option<RawKeywords>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTwilio {
-    #[serde(default)]
-    auth_tokens: Vec<String>,
-    #[serde(default)]
-    account_sids: Vec<String>,
-    #[serde(default)]
-    event_streams: bool,
+    #[serde(flatten)]
+    sections: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -551,27 +389,10 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (relative to the
-/// configuration's directory; surrounding whitespace trimmed).
+/// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (see
+/// [`crate::secret::resolve`]).
 pub fn resolve_secret(spec: &str, base: &Path) -> Result<Secret, String> {
-    if let Some(var) = spec.strip_prefix("env:") {
-        match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
-            Ok(_) => Err(format!("environment variable {var} is empty")),
-            Err(_) => Err(format!("environment variable {var} is not set")),
-        }
-    } else if let Some(path) = spec.strip_prefix("file:") {
-        let path = base.join(path);
-        match std::fs::read_to_string(&path) {
-            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
-            Ok(_) => Err(format!("secret file {} is empty", path.display())),
-            Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
-        }
-    } else if spec.trim().is_empty() {
-        Err("secret is empty".to_string())
-    } else {
-        Ok(Secret::new(spec))
-    }
+    crate::secret::resolve(spec, base)
 }
 
 impl Config {
@@ -597,6 +418,18 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<String>> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_error(&e)])?;
         let mut problems = Vec::new();
+        // A key nobody reads is most likely a typo: said first.
+        let mut raw_providers = crate::providers::RawProviders::default();
+        for (key, table) in raw.rest {
+            if Provider::ALL
+                .iter()
+                .any(|p| p.settings_key() == Some(key.as_str()))
+            {
+                raw_providers.settings.insert(key, table);
+            } else {
+                problems.push(format!("unknown key {key:?} at the top level"));
+            }
+        }
 
         let listen_text = std::env::var("DNDGATE_LISTEN")
             .ok()
@@ -661,49 +494,16 @@ impl Config {
             })
             .unwrap_or_default();
 
-        let overrides = [
-            (Provider::Twilio, raw.providers.twilio),
-            (Provider::Meta, raw.providers.meta),
-            (Provider::Sendgrid, raw.providers.sendgrid),
-            (Provider::Mailgun, raw.providers.mailgun),
-            (Provider::Postmark, raw.providers.postmark),
-            (Provider::Ses, raw.providers.ses),
-            (Provider::StandardWebhooks, raw.providers.standard_webhooks),
-        ];
-        let error_tables = overrides
-            .into_iter()
-            .map(|(provider, policy)| {
-                let file = policy.and_then(|p| p.error_codes_file);
-                let table = error_table(
-                    ErrorTable::builtin(provider),
-                    provider.as_str(),
-                    file,
-                    base,
-                    &mut problems,
-                );
-                (provider, table)
-            })
-            .collect();
-        let meta = raw.meta.map(|m| {
-            let mut resolve = |field: &str, specs: &[String]| -> Vec<Secret> {
-                if specs.is_empty() {
-                    problems.push(format!("meta.{field} is empty"));
-                }
-                specs
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, spec)| {
-                        resolve_secret(spec, base)
-                            .map_err(|e| problems.push(format!("meta.{field}[{i}]: {e}")))
-                            .ok()
-                    })
-                    .collect()
-            };
-            MetaApp {
-                app_secrets: resolve("app_secrets", &m.app_secrets),
-                verify_tokens: resolve("verify_tokens", &m.verify_tokens),
+        for (key, policy) in raw.providers {
+            if !Provider::ALL.iter().any(|p| p.section() == key) {
+                problems.push(format!(
+                    "providers.{key}: no such provider (this gateway serves {})",
+                    Provider::list()
+                ));
+            } else if let Some(file) = policy.error_codes_file {
+                raw_providers.error_codes_files.insert(key, base.join(file));
             }
-        });
+        }
         let link_expiry = raw
             .links
             .as_ref()
@@ -728,33 +528,10 @@ impl Config {
                 .map_err(|e| problems.push(format!("links: {e}")))
                 .ok()
         });
-        let mut meta_owner: BTreeMap<String, String> = BTreeMap::new();
-        let sns = match raw.sns {
-            None => SnsSettings::default(),
-            Some(r) => {
-                let defaults = SnsSettings::default();
-                let cert_hosts = r.cert_hosts.unwrap_or(defaults.cert_hosts);
-                for host in &cert_hosts {
-                    if host.matches('*').count() > 1 || host.contains('/') || host.is_empty() {
-                        problems.push(format!(
-                            "sns.cert_hosts: {host:?} must be a host name with at most one *"
-                        ));
-                    }
-                }
-                SnsSettings {
-                    cert_hosts,
-                    confirm_subscriptions: r
-                        .confirm_subscriptions
-                        .unwrap_or(defaults.confirm_subscriptions),
-                }
-            }
-        };
-
         let mut tenants = BTreeMap::new();
         if raw.tenants.is_empty() {
             problems.push("no tenants: add a [tenants.NAME] table".to_string());
         }
-        let mut sid_owner: BTreeMap<String, String> = BTreeMap::new();
         for (id, t) in raw.tenants {
             if !valid_tenant_id(&id) {
                 problems.push(format!(
@@ -763,40 +540,6 @@ impl Config {
                 continue;
             }
             let policy = tenant_policy(&id, &t, &mut problems);
-            let meta_tenant = t.meta.as_ref().map(|m| {
-                let lists = [
-                    ("whatsapp_phone_number_ids", &m.whatsapp_phone_number_ids),
-                    ("whatsapp_business_account_ids", &m.whatsapp_business_account_ids),
-                    ("page_ids", &m.page_ids),
-                    ("instagram_account_ids", &m.instagram_account_ids),
-                ];
-                for (field, ids) in lists {
-                    for account in ids {
-                        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
-                            problems.push(format!(
-                                "tenants.{id}.meta.{field}: {account:?} is not a Meta id (digits only)"
-                            ));
-                        }
-                        if let Some(other) = meta_owner.insert(format!("{field}:{account}"), id.clone())
-                        {
-                            problems.push(format!(
-                                "tenants.{id}.meta.{field}: {account} is also configured for tenant {other}"
-                            ));
-                        }
-                    }
-                }
-                MetaTenant {
-                    whatsapp_phone_number_ids: m.whatsapp_phone_number_ids.clone(),
-                    whatsapp_business_account_ids: m.whatsapp_business_account_ids.clone(),
-                    page_ids: m.page_ids.clone(),
-                    instagram_account_ids: m.instagram_account_ids.clone(),
-                }
-            });
-            if meta_tenant.is_some() && meta.is_none() {
-                problems.push(format!(
-                    "tenants.{id}.meta is set but there is no [meta] table with the app's app_secrets and verify_tokens"
-                ));
-            }
             let mut secrets = |field: &str, specs: &[String]| -> Vec<Secret> {
                 specs
                     .iter()
@@ -811,118 +554,24 @@ impl Config {
                     .collect()
             };
             let api_tokens = secrets("api_tokens", &t.api_tokens);
-            let twilio = t.twilio.map(|tw| {
-                let auth_tokens = secrets("twilio.auth_tokens", &tw.auth_tokens);
-                (tw, auth_tokens)
-            });
             if api_tokens.is_empty() && t.api_tokens.is_empty() {
                 problems.push(format!(
                     "tenants.{id}.api_tokens is empty: the operator API needs at least one token"
                 ));
             }
-            let twilio = match twilio {
-                Some((tw, auth_tokens)) => {
-                    if tw.auth_tokens.is_empty() {
-                        problems.push(format!(
-                            "tenants.{id}.twilio.auth_tokens is empty: Twilio webhooks cannot be verified"
-                        ));
-                    }
-                    for sid in &tw.account_sids {
-                        if !(sid.len() == 34 && sid.starts_with("AC")) {
-                            problems.push(format!(
-                                "tenants.{id}.twilio.account_sids: {sid:?} is not an account SID (AC and 32 hex digits)"
-                            ));
-                        }
-                        if let Some(other) = sid_owner.insert(sid.clone(), id.clone()) {
-                            problems.push(format!(
-                                "tenants.{id}.twilio.account_sids: {sid} is also configured for tenant {other}"
-                            ));
-                        }
-                    }
-                    Some(TwilioTenant {
-                        auth_tokens,
-                        account_sids: tw.account_sids,
-                        event_streams: tw.event_streams,
-                    })
-                }
-                None => None,
-            };
-            let sendgrid = t.sendgrid.as_ref().map(|sg| {
-                if sg.public_keys.is_empty() {
-                    problems.push(format!("tenants.{id}.sendgrid.public_keys is empty: SendGrid events cannot be verified"));
-                }
-                let public_keys = sg
-                    .public_keys
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, key)| {
-                        parse_p256_key(key)
-                            .map_err(|e| problems.push(format!("tenants.{id}.sendgrid.public_keys[{i}]: {e}")))
-                            .ok()
-                    })
-                    .collect();
-                SendgridTenant { public_keys }
-            });
-            let mut secret_list = |provider: &str, field: &str, given: &[String]| {
-                if given.is_empty() {
+            for key in t.sections.keys() {
+                if !Provider::ALL.iter().any(|p| p.section() == key) {
                     problems.push(format!(
-                        "tenants.{id}.{provider}.{field} is empty: its webhooks cannot be verified"
+                        "tenants.{id}: unknown key {key:?} (a provider's section is one of {})",
+                        Provider::ALL
+                            .iter()
+                            .map(|p| p.section())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
-                let secrets = given
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, spec)| {
-                        resolve_secret(spec, base)
-                            .map_err(|e| {
-                                problems.push(format!("tenants.{id}.{provider}.{field}[{i}]: {e}"))
-                            })
-                            .ok()
-                    })
-                    .collect();
-                SecretsTenant { secrets }
-            };
-            let mailgun = t
-                .mailgun
-                .as_ref()
-                .map(|m| secret_list("mailgun", "signing_keys", &m.signing_keys));
-            let postmark = t
-                .postmark
-                .as_ref()
-                .map(|m| secret_list("postmark", "credentials", &m.credentials));
-            let standard_webhooks = t
-                .standard_webhooks
-                .as_ref()
-                .map(|m| secret_list("standard_webhooks", "secrets", &m.secrets));
-            if let Some(pm) = &postmark
-                && pm.secrets.iter().any(|c| !c.expose().contains(':'))
-            {
-                problems.push(format!(
-                    "tenants.{id}.postmark.credentials: write each as user:password"
-                ));
             }
-            if let Some(sw) = &standard_webhooks
-                && sw.secrets.iter().any(|c| {
-                    !c.expose().starts_with("whsec_")
-                        || crate::signature::standard_webhooks::decode_secret(c.expose()).is_none()
-                })
-            {
-                problems.push(format!("tenants.{id}.standard_webhooks.secrets: each is whsec_ and base64 (copy it whole from the sender's dashboard)"));
-            }
-            let ses = t.ses.as_ref().map(|ses| {
-                if ses.topic_arns.is_empty() {
-                    problems.push(format!("tenants.{id}.ses.topic_arns is empty: every SNS message would be refused"));
-                }
-                for arn in &ses.topic_arns {
-                    if !(arn.starts_with("arn:aws") && arn.split(':').count() == 6) {
-                        problems.push(format!("tenants.{id}.ses.topic_arns: {arn:?} is not a topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"));
-                    }
-                    if let Some(other) = meta_owner.insert(format!("ses:{arn}"), id.clone()) {
-                        problems.push(format!("tenants.{id}.ses.topic_arns: {arn} is also configured for tenant {other}"));
-                    }
-                }
-                SesTenant { topic_arns: ses.topic_arns.clone() }
-            });
+            raw_providers.sections.insert(id.clone(), t.sections);
             let page = {
                 let defaults = crate::links::page::PageSettings {
                     name: id.clone(),
@@ -1010,19 +659,17 @@ impl Config {
                 Tenant {
                     id,
                     api_tokens,
-                    twilio,
-                    meta: meta_tenant,
-                    sendgrid,
-                    mailgun,
-                    postmark,
-                    ses,
-                    standard_webhooks,
                     page,
                     keywords,
                     policy,
                 },
             );
         }
+
+        let providers = {
+            let mut cx = crate::road::ConfigCx::new(base, &mut problems);
+            crate::providers::Providers::parse(raw_providers, &mut cx)
+        };
 
         if problems.is_empty() {
             Ok(Config {
@@ -1035,9 +682,7 @@ impl Config {
                 dedup_ttl,
                 audit_max_len: raw.audit_max_len.unwrap_or(100_000),
                 tenants,
-                error_tables,
-                meta,
-                sns,
+                providers,
                 links,
                 log_addresses,
                 limits,
@@ -1058,32 +703,6 @@ impl Config {
         }
     }
 
-    /// The error-code table of `provider` (empty for sources without codes).
-    pub fn codes(&self, provider: Provider) -> &ErrorTable {
-        static EMPTY: std::sync::OnceLock<ErrorTable> = std::sync::OnceLock::new();
-        self.error_tables
-            .get(&provider)
-            .unwrap_or_else(|| EMPTY.get_or_init(ErrorTable::default))
-    }
-
-    /// The tenant that owns a Meta account.
-    pub fn tenant_for_meta(&self, account: &crate::meta::AccountId) -> Option<&Tenant> {
-        use crate::meta::AccountId;
-        self.tenants.values().find(|t| {
-            t.meta.as_ref().is_some_and(|m| {
-                let (ids, id) = match account {
-                    AccountId::WhatsappPhoneNumberId(id) => (&m.whatsapp_phone_number_ids, id),
-                    AccountId::WhatsappBusinessAccount(id) => {
-                        (&m.whatsapp_business_account_ids, id)
-                    }
-                    AccountId::Page(id) => (&m.page_ids, id),
-                    AccountId::Instagram(id) => (&m.instagram_account_ids, id),
-                };
-                ids.contains(id)
-            })
-        })
-    }
-
     /// What is allowed but worth an operator's attention, one line each, for
     /// `config check` and the start of `serve`. Never contains a secret.
     ///
@@ -1093,93 +712,8 @@ impl Config {
     /// WhatsApp business account ids but no phone number ids: WhatsApp messages are
     /// routed by their phone number id alone, so none would reach them.
     pub fn warnings(&self) -> Vec<String> {
-        let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for t in self.tenants.values() {
-            for key in t.mailgun.iter().flat_map(|m| &m.secrets) {
-                let owners = by_key
-                    .entry(crate::signature::mailgun::signing_key_fingerprint(key))
-                    .or_default();
-                if !owners.contains(&t.id.as_str()) {
-                    owners.push(&t.id);
-                }
-            }
-        }
-        let shared_keys = by_key
-            .values()
-            .filter(|owners| owners.len() > 1)
-            .map(|owners| {
-                format!(
-                    "tenants {} share a mailgun signing key: Mailgun's key is account-wide, so each of their URLs accepts the others' signed requests (each token is still used once); give each tenant its own Mailgun account where you can",
-                    owners.join(", ")
-                )
-            });
-        // A WhatsApp change goes by its own phone number id, and by the business account
-        // only when it names no number, which a message change never does: a tenant
-        // that lists business accounts but no number would receive no WhatsApp STOP.
-        let business_accounts_only = self.tenants.values().filter_map(|t| {
-            let m = t.meta.as_ref()?;
-            (!m.whatsapp_business_account_ids.is_empty() && m.whatsapp_phone_number_ids.is_empty())
-                .then(|| {
-                    format!(
-                        "tenants.{}.meta lists whatsapp_business_account_ids but no whatsapp_phone_number_ids: each WhatsApp change is routed by its own metadata.phone_number_id, so this tenant receives no WhatsApp message or STOP; list its phone number ids",
-                        t.id
-                    )
-                })
-        });
-        shared_keys.chain(business_accounts_only).collect()
+        self.providers.warnings()
     }
-
-    /// The tenant whose Twilio account SID is `sid`.
-    pub fn tenant_for_twilio_account(&self, sid: &str) -> Option<&Tenant> {
-        self.tenants.values().find(|t| {
-            t.twilio
-                .as_ref()
-                .is_some_and(|tw| tw.account_sids.iter().any(|s| s == sid))
-        })
-    }
-}
-
-/// Read a SendGrid verification key: base64 of a DER SubjectPublicKeyInfo, as SendGrid
-/// shows it (`MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...`), PEM armour allowed.
-pub fn parse_p256_key(text: &str) -> Result<p256::ecdsa::VerifyingKey, String> {
-    use base64::Engine;
-    use p256::pkcs8::DecodePublicKey;
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .split_whitespace()
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|_| "not base64: paste the key as SendGrid shows it".to_string())?;
-    p256::ecdsa::VerifyingKey::from_public_key_der(&der)
-        .map_err(|_| "not a P-256 public key (SubjectPublicKeyInfo)".to_string())
-}
-
-/// The embedded error table of `provider`, with the overrides from `file`, if any.
-fn error_table(
-    mut table: ErrorTable,
-    provider: &str,
-    file: Option<String>,
-    base: &Path,
-    problems: &mut Vec<String>,
-) -> ErrorTable {
-    let Some(file) = file else {
-        return table;
-    };
-    let path = base.join(&file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => match ErrorTable::from_toml(provider, &text) {
-            Ok(overrides) => table.merge(overrides),
-            Err(e) => problems.push(format!("providers.{provider}.error_codes_file: {e}")),
-        },
-        Err(e) => problems.push(format!(
-            "providers.{provider}.error_codes_file: cannot read {}: {e}",
-            path.display()
-        )),
-    }
-    table
 }
 
 /// What a client of the store (the `check` verb) needs from the configuration: where
@@ -1535,8 +1069,8 @@ struct RawSpool {
     tenant_max_records: Option<u64>,
 }
 
-fn spool_limits(raw: Option<RawSpool>, problems: &mut Vec<String>) -> crate::spool::SpoolLimits {
-    let default = crate::spool::SpoolLimits::default();
+fn spool_limits(raw: Option<RawSpool>, problems: &mut Vec<String>) -> SpoolLimits {
+    let default = SpoolLimits::default();
     let Some(raw) = raw else { return default };
     let mut positive = |name: &str, value: Option<u64>, default: u64| match value {
         None => default,
@@ -1569,7 +1103,7 @@ fn spool_limits(raw: Option<RawSpool>, problems: &mut Vec<String>) -> crate::spo
             "spool.tenant_max_records ({tenant_max_records}) is larger than spool.max_records ({max_records})"
         ));
     }
-    crate::spool::SpoolLimits {
+    SpoolLimits {
         max_bytes,
         max_records,
         tenant_max_bytes,

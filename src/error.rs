@@ -64,6 +64,8 @@ pub struct Error {
     /// `mismatch`, `stale`, `replay`, ...), the label of the verification-failure
     /// metric.
     pub reason: Option<&'static str>,
+    /// For a 401: the `WWW-Authenticate` challenge to answer with (HTTP basic auth).
+    pub challenge: Option<&'static str>,
 }
 
 /// `text` with its line breaks escaped as `\n` and `\r`: for a message that carries
@@ -85,6 +87,7 @@ impl Error {
             kind,
             message: one_line(message.into()),
             reason: None,
+            challenge: None,
         }
     }
 
@@ -101,6 +104,12 @@ impl Error {
     /// The same error, saying which verification check failed.
     pub fn with_reason(mut self, reason: &'static str) -> Error {
         self.reason = Some(reason);
+        self
+    }
+
+    /// The same error, answered with this `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: &'static str) -> Error {
+        self.challenge = Some(challenge);
         self
     }
 

@@ -111,53 +111,38 @@ impl FromStr for Scope {
     }
 }
 
-/// The provider that told us about an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// Twilio Programmable Messaging (SMS, MMS, WhatsApp through Twilio).
-    Twilio,
-    /// Meta: WhatsApp Cloud API, Messenger and Instagram messaging.
-    Meta,
-    /// SendGrid Event Webhook.
-    Sendgrid,
-    /// Mailgun webhooks.
-    Mailgun,
-    /// Postmark webhooks.
-    Postmark,
-    /// Amazon SES notifications through SNS.
-    Ses,
-    /// Standard Webhooks senders (Resend and other Svix-style senders).
-    StandardWebhooks,
-    /// An operator, through the API or the CLI (not a provider, but a source of
-    /// changes all the same).
-    Operator,
-    /// An import of an existing suppression list.
-    Import,
-    /// The contact, through an unsubscribe link (the page or one-click).
-    Link,
-}
+/// Who told us about an event: a provider of the registry, an operator, an import or
+/// the contact through an unsubscribe link. Only a name: the registry
+/// (`crate::providers`), not the vocabulary, knows the providers, so this type names
+/// none of them; [`Source::provider`] is how the registry makes a provider's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source(&'static str);
 
-impl Provider {
-    /// The lower-case name used in routes, configuration and audit entries.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-            Provider::Meta => "meta",
-            Provider::Sendgrid => "sendgrid",
-            Provider::Mailgun => "mailgun",
-            Provider::Postmark => "postmark",
-            Provider::Ses => "ses",
-            Provider::StandardWebhooks => "standard-webhooks",
-            Provider::Operator => "operator",
-            Provider::Import => "import",
-            Provider::Link => "link",
-        }
+impl Source {
+    /// An operator, through the API or the CLI.
+    pub const OPERATOR: Source = Source("operator");
+    /// An import of an existing suppression list.
+    pub const IMPORT: Source = Source("import");
+    /// The contact, through an unsubscribe link (the page or one-click).
+    pub const LINK: Source = Source("link");
+    /// The sources that are no provider, for a reader of stored names.
+    pub const NOT_PROVIDERS: [Source; 3] = [Source::OPERATOR, Source::IMPORT, Source::LINK];
+
+    /// A provider's source, named as in its routes (`twilio`, `standard-webhooks`):
+    /// `Road::SOURCE` (`crate::road`), made from the provider's own name.
+    pub const fn provider(name: &'static str) -> Source {
+        Source(name)
+    }
+
+    /// The lower-case name used in routes, configuration, audit entries and the spool.
+    pub const fn as_str(self) -> &'static str {
+        self.0
     }
 }
 
-impl fmt::Display for Provider {
+impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
@@ -180,7 +165,7 @@ pub enum ProviderVerdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelEvent {
     /// Who told us.
-    pub provider: Provider,
+    pub provider: Source,
     /// The provider's id for this event, unique per provider; the dedup key.
     /// For Twilio status callbacks it is `MessageSid` plus the status, because one
     /// message has several callbacks.

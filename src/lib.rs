@@ -4,22 +4,15 @@
 //! Module map, in the order a webhook walks them (see `docs/ARCHITECTURE.md`):
 //!
 //! - [`server`]: the hyper HTTP server; the only module that knows hyper.
-//! - [`pipeline`]: the webhook road: tenant, verify, parse, normalise, classify, apply,
-//!   answer.
+//! - [`pipeline`]: the shared road: route, hand the request to its provider, classify,
+//!   apply or spool, answer; and the unsubscribe links' road.
+//! - [`providers`]: the registry, and one folder per provider (its road: tenant,
+//!   verify, parse, normalise; its configuration section; its error-code table).
+//! - [`road`]: what a provider's road is given and hands back (request, answer,
+//!   delivery, the host's services, the configuration context).
 //! - [`config`]: the TOML configuration, tenants, secrets and policy.
-//! - [`signature`]: signature schemes, checked on the raw request.
-//! - [`twilio`]: the Twilio provider: parse and normalise its callbacks.
-//! - [`meta`]: the Meta provider (WhatsApp, Messenger, Instagram): handshake, parse,
-//!   normalise.
-//! - [`ses`]: the Amazon SES provider: the SNS envelope, and SES bounces and complaints
-//!   normalised (its signature is [`signature::sns`]).
-//! - [`postmark`]: the Postmark provider (basic auth): bounces, complaints and
-//!   subscription changes to email events.
-//! - [`standard_webhooks`]: Standard Webhooks senders (Resend, Svix-style): bounces,
-//!   complaints and unsubscribes, one event per recipient.
-//! - [`sendgrid`]: the SendGrid Event Webhook: parse and normalise its event batches.
-//! - [`mailgun`]: Mailgun webhooks: take the signed body apart, normalise its event.
-//! - [`event`]: normalised channel events, channels and scopes.
+//! - [`signature`]: the signature error shared by every provider's verifier.
+//! - [`event`]: normalised channel events, channels, scopes and sources.
 //! - [`address`]: address normalisation (E.164, email, page-scoped ids).
 //! - [`classify`]: keywords and error codes to decisions; pure.
 //! - [`state`]: which records a change reaches (policy, contact linking).
@@ -34,9 +27,10 @@
 //! - [`audit`]: the audit stream contract: typed entries and a consumer for automations.
 //! - [`bulk`]: import, export and filter of a tenant's records.
 //! - [`cli`]: the `dndgate` command line.
+//! - [`telemetry`]: logs and metrics; owns the types it reports.
 //! - [`fetch`]: outbound HTTPS GETs (SNS certificates and subscription confirmations),
 //!   behind a trait for tests.
-//! - [`time`]: one RFC 3339 parser for every provider's timestamps.
+//! - [`time`]: the one clock, and one RFC 3339 parser for every provider's timestamps.
 //! - [`error`], [`secret`]: the error type, and secrets that never reach a log.
 //! - [`redact`]: contact addresses masked in log lines.
 
@@ -52,21 +46,16 @@ pub mod event;
 pub mod fetch;
 pub mod links;
 pub mod lookup;
-pub mod mailgun;
 pub mod managed;
-pub mod meta;
 pub mod pipeline;
-pub mod postmark;
+pub mod providers;
 pub mod redact;
+pub mod road;
 pub mod secret;
-pub mod sendgrid;
 pub mod server;
-pub mod ses;
 pub mod signature;
 pub mod spool;
-pub mod standard_webhooks;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
-pub mod twilio;

@@ -1,6 +1,7 @@
 //! Secrets (auth tokens, API tokens) that never reach a log line.
 
 use std::fmt;
+use std::path::Path;
 
 /// A secret value. Its `Debug` and `Display` print `***`, so a secret can sit in a
 /// struct that is logged without leaking.
@@ -35,4 +36,27 @@ impl fmt::Display for Secret {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (relative to `base`,
+/// the configuration's directory; surrounding whitespace trimmed).
+pub fn resolve(spec: &str, base: &Path) -> Result<Secret, String> {
+    if let Some(var) = spec.strip_prefix("env:") {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        }
+    } else if let Some(path) = spec.strip_prefix("file:") {
+        let path = base.join(path);
+        match std::fs::read_to_string(&path) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
+            Ok(_) => Err(format!("secret file {} is empty", path.display())),
+            Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+        }
+    } else if spec.trim().is_empty() {
+        Err("secret is empty".to_string())
+    } else {
+        Ok(Secret::new(spec))
+    }
 }

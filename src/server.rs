@@ -192,6 +192,12 @@ fn respond(answer: Answer) -> Response<Full<Bytes>> {
             .headers_mut()
             .insert(hyper::header::LOCATION, location);
     }
+    if let Some(challenge) = answer.www_authenticate {
+        response.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
     response
 }
 
@@ -312,11 +318,8 @@ async fn admin_route(
             let up = app.gateway.store.ping().await.is_ok();
             let spool = app.gateway.spool.as_ref().map(|s| s.stats());
             respond(Answer {
-                status: 200,
                 content_type: telemetry::CONTENT_TYPE,
-                body: telemetry::scrape(up, spool.as_ref()),
-                retry_after: None,
-                location: None,
+                ..Answer::text(200, telemetry::scrape(up, spool.as_ref()))
             })
         }
         ["healthz"] | ["readyz"] | ["metrics"] => method_not_allowed("GET", false),
@@ -379,11 +382,8 @@ async fn route_request(
             }
         }
         ["openapi.json"] if method == Method::GET => respond(Answer {
-            status: 200,
             content_type: "application/json",
-            body: OPENAPI.to_string(),
-            retry_after: None,
-            location: None,
+            ..Answer::text(200, OPENAPI)
         }),
         ["openapi.json"] => method_not_allowed("GET", true),
         ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest, info).await,
@@ -469,17 +469,7 @@ async fn webhook(
         ));
     }
     telemetry::webhook_answered(provider, &report, answer.status, &answer.body, peer);
-    let basic_auth = provider == "postmark" && answer.status == 401;
-    let mut response = respond(answer);
-    if basic_auth {
-        // RFC 7235: a 401 names the scheme it wants; Postmark sends the URL's
-        // credentials unasked, but a person testing with curl learns what to send.
-        response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"dndgate\""),
-        );
-    }
-    response
+    respond(answer)
 }
 
 /// The OpenAPI description of the operator API, kept in the repository.

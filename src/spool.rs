@@ -51,10 +51,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::address::Address;
-use crate::config::Config;
-use crate::event::{Provider, Scope};
+use crate::config::{Config, SpoolLimits};
+use crate::event::{Scope, Source};
 use crate::state;
 use crate::store::{Store, StoreAction, StoreError};
+pub use crate::telemetry::SpoolStats;
 
 /// The spool's record file, in the spool directory.
 pub const SPOOL_FILE: &str = "spool.log";
@@ -75,34 +76,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The file in the spool directory that holds this spool's id (its field in the
 /// tenants' spool markers).
 pub const INSTANCE_FILE: &str = "instance";
-
-/// Caps on what the spool holds unapplied (issue 12 item 6): past any of them a new
-/// change is refused (503, the provider retries later), and nothing already accepted
-/// is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolLimits {
-    /// Unapplied bytes in all (framing included).
-    pub max_bytes: u64,
-    /// Unapplied records in all.
-    pub max_records: u64,
-    /// Unapplied bytes of one tenant.
-    pub tenant_max_bytes: u64,
-    /// Unapplied records of one tenant.
-    pub tenant_max_records: u64,
-}
-
-impl Default for SpoolLimits {
-    /// 256 MiB and 1,000,000 records in all; half of each for one tenant, so one
-    /// tenant's flood leaves room for the others.
-    fn default() -> SpoolLimits {
-        SpoolLimits {
-            max_bytes: 256 * 1024 * 1024,
-            max_records: 1_000_000,
-            tenant_max_bytes: 128 * 1024 * 1024,
-            tenant_max_records: 500_000,
-        }
-    }
-}
 
 /// The [`SpoolLimits`] cap a refused change would have passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,19 +226,6 @@ const ACTIONS: [StoreAction; 11] = [
     StoreAction::UnblockOwn,
 ];
 
-const PROVIDERS: [Provider; 10] = [
-    Provider::Twilio,
-    Provider::Meta,
-    Provider::Sendgrid,
-    Provider::Mailgun,
-    Provider::Postmark,
-    Provider::Ses,
-    Provider::StandardWebhooks,
-    Provider::Operator,
-    Provider::Import,
-    Provider::Link,
-];
-
 impl SpooledChange {
     /// The spool's copy of a request for `tenant`.
     pub fn new(tenant: &str, req: &state::Request<'_>) -> SpooledChange {
@@ -286,7 +246,7 @@ impl SpooledChange {
     }
 
     /// The typed parts of the change: address, scopes, action, provider.
-    fn parts(&self) -> Result<(Address, Vec<Scope>, StoreAction, Provider), String> {
+    fn parts(&self) -> Result<(Address, Vec<Scope>, StoreAction, Source), String> {
         let scopes = self
             .scopes
             .iter()
@@ -296,9 +256,7 @@ impl SpooledChange {
             .into_iter()
             .find(|a| action_name(*a) == self.action)
             .ok_or_else(|| format!("unknown action {:?}", self.action))?;
-        let provider = PROVIDERS
-            .into_iter()
-            .find(|p| p.as_str() == self.provider)
+        let provider = crate::providers::source_named(&self.provider)
             .ok_or_else(|| format!("unknown provider {:?}", self.provider))?;
         if self.address.is_empty() {
             return Err("empty address".into());
@@ -363,31 +321,6 @@ impl SpooledChange {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spool not writable: {0}")]
 pub struct SpoolError(pub String);
-
-/// The spool's numbers, for `/readyz` and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SpoolStats {
-    /// Changes accepted into the spool and not yet applied to Redis.
-    pub records: u64,
-    /// Bytes of the file not yet applied.
-    pub bytes: u64,
-    /// Age of the oldest unapplied record (ms), from its time of receipt.
-    pub oldest_age_ms: Option<u64>,
-    /// Changes the replayer applied since start.
-    pub replayed: u64,
-    /// Records appended since start.
-    pub appended: u64,
-    /// Writes (each one `fdatasync`) since start: fewer than `appended` when
-    /// concurrent requests shared one (group commit).
-    pub fsyncs: u64,
-    /// Changes refused since start because a cap was reached (their providers got
-    /// 503 and retry).
-    pub refused: u64,
-    /// The caps.
-    pub limits: SpoolLimits,
-    /// True when the spool takes no more changes at all (an overall cap is reached).
-    pub full: bool,
-}
 
 /// One record on its way to the file.
 struct Job {
@@ -1394,11 +1327,20 @@ mod tests {
             c.action = action_name(a).into();
             assert_eq!(c.parts().unwrap().2, a);
         }
-        for p in PROVIDERS {
+        // Every source the registry knows reads back: a provider added to the
+        // registry cannot be spooled and then dropped as unreadable.
+        let sources = crate::providers::Provider::ALL
+            .iter()
+            .map(|p| p.source())
+            .chain(Source::NOT_PROVIDERS);
+        for source in sources {
             let mut c = change("x");
-            c.provider = p.as_str().into();
-            assert_eq!(c.parts().unwrap().3, p);
+            c.provider = source.as_str().into();
+            assert_eq!(c.parts().unwrap().3, source);
         }
+        let mut c = change("x");
+        c.provider = "carrierpigeon".into();
+        assert!(c.parts().is_err());
         let mut c = change("x");
         c.action = "explode".into();
         assert!(c.parts().is_err());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::address::Address;
 use crate::classify::{Action, Permanence};
 use crate::config::{EmailUnsubscribeScope, Policy, Tenant};
-use crate::event::{Channel, ChannelEvent, EventKind, Provider, Scope};
+use crate::event::{Channel, ChannelEvent, EventKind, Scope, Source};
 use crate::store::{Applied, Change, Outcome, Record, State, Store, StoreAction, StoreError};
 
 /// One change to make, before policy and linking.
@@ -26,7 +26,7 @@ pub struct Request<'a> {
     /// Short reason for the record and the audit entry.
     pub reason: &'a str,
     /// Who told us.
-    pub provider: Provider,
+    pub provider: Source,
     /// The dedup key.
     pub event_id: &'a str,
     /// When the change happened (ms since the epoch).
@@ -255,12 +255,32 @@ pub async fn apply(
             req.provider.as_str(),
             c.scope,
             c.address.as_str(),
-            c.outcome,
-            req.action,
+            c.outcome.as_str(),
+            written_state(c.outcome, req.action),
             req.reason,
         );
     }
     Ok(outcomes)
+}
+
+/// The state a record is in after a write, for the change counter: `None` when the
+/// outcome wrote nothing.
+fn written_state(outcome: Outcome, action: StoreAction) -> Option<&'static str> {
+    Some(match (outcome, action) {
+        (Outcome::Escalated, _) => "permanent",
+        (Outcome::Applied, StoreAction::BlockPermanent | StoreAction::BlockOwn) => "permanent",
+        (Outcome::Applied, StoreAction::BlockTemporary) => "temporary",
+        (Outcome::Applied, StoreAction::BlockMarketing) => "marketing",
+        (
+            Outcome::Applied,
+            StoreAction::Unblock
+            | StoreAction::Reachable
+            | StoreAction::UnblockMarketing
+            | StoreAction::UnblockOwn
+            | StoreAction::Clear,
+        ) => "cleared",
+        _ => return None,
+    })
 }
 
 fn change<'a>(
@@ -482,7 +502,7 @@ pub async fn operator_set(
             scopes: vec![change.scope],
             action,
             reason: &reason,
-            provider: Provider::Operator,
+            provider: Source::OPERATOR,
             event_id: &event_id,
             event_ms: change.now_ms,
             received_ms: change.now_ms,
@@ -541,7 +561,7 @@ pub async fn operator_clear(
             scopes: vec![change.scope],
             action: StoreAction::Clear,
             reason,
-            provider: Provider::Operator,
+            provider: Source::OPERATOR,
             event_id: &event_id,
             event_ms: change.now_ms,
             received_ms: change.now_ms,
@@ -571,7 +591,7 @@ fn change_for_refusal<'a>(
         scopes: &[Scope::All],
         action: StoreAction::Clear,
         reason: "operator",
-        provider: Provider::Operator,
+        provider: Source::OPERATOR,
         event_id,
         event_ms: change.now_ms,
         received_ms: change.now_ms,

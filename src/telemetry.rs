@@ -288,9 +288,61 @@ impl Metrics {
     }
 }
 
+/// How one webhook request went, for its log line, its metrics and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// The tenant, once resolved.
+    pub tenant: Option<String>,
+    /// Events normalised from the request.
+    pub events: usize,
+    /// Records changed.
+    pub changed: usize,
+    /// Events that had been applied before.
+    pub duplicates: usize,
+    /// Events of a batch that could not be read, one line each.
+    pub rejected: Vec<String>,
+    /// Records that carry no DND signal (a delivery, an open, a record without an
+    /// address), one line each: accepted, counted, logged at debug only.
+    pub skipped: Vec<String>,
+    /// Events of a batch for accounts no tenant owns (Meta), one line each: counted,
+    /// and logged at warn, since a missing account in the configuration loses STOPs.
+    pub unrouted: Vec<String>,
+    /// For a refused signature: which check failed.
+    pub verification: Option<&'static str>,
+    /// Changes that went to the spool instead of Redis.
+    pub spooled: usize,
+    /// The spool sequence numbers of those changes (first, last), to wait for.
+    pub spool_seqs: Option<(u64, u64)>,
+}
+
+/// The spool's numbers, for `/readyz` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolStats {
+    /// Changes accepted into the spool and not yet applied to Redis.
+    pub records: u64,
+    /// Bytes of the file not yet applied.
+    pub bytes: u64,
+    /// Age of the oldest unapplied record (ms), from its time of receipt.
+    pub oldest_age_ms: Option<u64>,
+    /// Changes the replayer applied since start.
+    pub replayed: u64,
+    /// Records appended since start.
+    pub appended: u64,
+    /// Writes (each one `fdatasync`) since start: fewer than `appended` when
+    /// concurrent requests shared one (group commit).
+    pub fsyncs: u64,
+    /// Changes refused since start because a cap was reached (their providers got
+    /// 503 and retry).
+    pub refused: u64,
+    /// The caps.
+    pub limits: crate::config::SpoolLimits,
+    /// True when the spool takes no more changes at all (an overall cap is reached).
+    pub full: bool,
+}
+
 /// The `/metrics` answer: the gauges read at scrape time (Redis health, the spool's
 /// numbers), then every metric.
-pub fn scrape(redis_up: bool, spool: Option<&crate::spool::SpoolStats>) -> String {
+pub fn scrape(redis_up: bool, spool: Option<&SpoolStats>) -> String {
     let m = metrics();
     m.redis_up.set(i64::from(redis_up));
     if let Some(s) = spool {
@@ -463,7 +515,7 @@ pub fn request_finished(
 /// with addresses masked.
 pub fn webhook_answered(
     provider: &str,
-    report: &crate::pipeline::Report,
+    report: &Report,
     status: u16,
     body: &str,
     peer: std::net::SocketAddr,
@@ -556,40 +608,29 @@ pub fn event_seen(event: &crate::event::ChannelEvent) {
 }
 
 /// One DND record touched by an event: the log line (address masked) and, when the
-/// record was written, the change counter.
+/// record was written, the change counter. `outcome` is the store's word for what
+/// happened; `state` the record's state after a write (`permanent`, `temporary`,
+/// `marketing`, `cleared`), `None` when nothing was written.
 pub fn dnd_record(
     tenant: &str,
     provider: &str,
     scope: crate::event::Scope,
     address: &str,
-    outcome: crate::store::Outcome,
-    action: crate::store::StoreAction,
+    outcome: &str,
+    state: Option<&'static str>,
     reason: &str,
 ) {
-    use crate::store::{Outcome, StoreAction};
     tracing::info!(
         tenant,
         provider,
         scope = scope.as_str(),
         address = %crate::redact::Masked(address),
-        outcome = outcome.as_str(),
+        outcome,
         reason,
         "dnd record"
     );
-    let state = match (outcome, action) {
-        (Outcome::Escalated, _) => "permanent",
-        (Outcome::Applied, StoreAction::BlockPermanent | StoreAction::BlockOwn) => "permanent",
-        (Outcome::Applied, StoreAction::BlockTemporary) => "temporary",
-        (Outcome::Applied, StoreAction::BlockMarketing) => "marketing",
-        (
-            Outcome::Applied,
-            StoreAction::Unblock
-            | StoreAction::Reachable
-            | StoreAction::UnblockMarketing
-            | StoreAction::UnblockOwn
-            | StoreAction::Clear,
-        ) => "cleared",
-        _ => return,
+    let Some(state) = state else {
+        return;
     };
     metrics()
         .dnd_changes

@@ -14,7 +14,7 @@ use dndgate::audit::{
     AuditConsumer, AuditEntry, AuditError, ConsumerOptions, Delivery, EntryError, StartFrom,
 };
 use dndgate::config::{Config, Tenant};
-use dndgate::event::{Channel, Provider, Scope};
+use dndgate::event::{Channel, Scope, Source};
 use dndgate::state::{self, Request};
 use dndgate::store::{self, Outcome, State, Store, StoreAction, StoreOptions};
 
@@ -88,9 +88,9 @@ impl Env {
                 action: ev.action,
                 reason: ev.reason,
                 provider: if operator {
-                    Provider::Operator
+                    Source::OPERATOR
                 } else {
-                    Provider::Twilio
+                    dndgate::providers::Provider::Twilio.source()
                 },
                 event_id: ev.id,
                 event_ms: T0 + ev.at,
@@ -728,7 +728,7 @@ async fn a_blocking_read_wakes_on_the_next_change_and_times_out_when_quiet() {
                     scopes: vec![Scope::Channel(Channel::Sms)],
                     action: StoreAction::BlockPermanent,
                     reason: "keyword:STOP",
-                    provider: Provider::Twilio,
+                    provider: dndgate::providers::Provider::Twilio.source(),
                     event_id: &id,
                     event_ms: T0 + 1000,
                     received_ms: T0 + 1000,

@@ -39,7 +39,7 @@ async fn every_marker_carries_a_ttl() {
     let claim = store
         .claim_once(
             "acme",
-            dndgate::event::Provider::Mailgun,
+            "mailgun",
             "token-0123456789",
             "fingerprint",
             Duration::from_secs(3 * 3600 + 300),

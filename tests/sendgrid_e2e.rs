@@ -32,7 +32,8 @@ fn public_key_b64(sk: &SigningKey) -> String {
 
 /// The official single-event vector: its key for globex, to post SendGrid's own bytes.
 fn official() -> Value {
-    let vectors: Vec<Value> = serde_json::from_str(include_str!("vectors/sendgrid.json")).unwrap();
+    let vectors: Vec<Value> =
+        serde_json::from_str(include_str!("providers/sendgrid/vectors.json")).unwrap();
     vectors[0].clone()
 }
 

@@ -7,7 +7,7 @@
 //! made once with `openssl genpkey`) whose certificate, issued for `sns.amazonaws.com`
 //! as SNS's are and valid around now, is built in the test
 //! ([`common::self_signed_cert_pem`]) and served under an allow-listed SNS URL. The
-//! real SNS messages of `tests/vectors/sns.json` are posted too, with their genuine
+//! real SNS messages of `tests/providers/ses/vectors.json` are posted too, with their genuine
 //! (since expired) certificate.
 
 mod common;
@@ -84,7 +84,7 @@ impl Fetch for FixtureFetch {
 }
 
 fn vectors() -> Vec<Value> {
-    serde_json::from_str(include_str!("vectors/sns.json")).unwrap()
+    serde_json::from_str(include_str!("providers/ses/vectors.json")).unwrap()
 }
 
 fn config(redis: &RedisServer, extra: &str) -> String {

@@ -153,7 +153,6 @@ async fn start_gateway(redis_url: &str, spool: Option<Spool>, replay: bool) -> G
         config,
         store,
         fetch: Arc::new(dndgate::fetch::NoFetch),
-        sns_certs: dndgate::signature::sns::CertCache::new(),
         spool: spool.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -380,7 +379,7 @@ async fn the_cursor_survives_a_restart_and_replay_after_it_applies_nothing_twice
             scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
             action: dndgate::store::StoreAction::BlockPermanent,
             reason: "keyword:STOP",
-            provider: dndgate::event::Provider::Twilio,
+            provider: dndgate::providers::Provider::Twilio.source(),
             event_id: &sid(n),
             event_ms: 1_700_000_000_000 + n as i64,
             received_ms: 1_700_000_000_000 + n as i64,
@@ -428,7 +427,7 @@ async fn a_torn_last_record_is_dropped_and_the_rest_replayed() {
             scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
             action: dndgate::store::StoreAction::BlockPermanent,
             reason: "keyword:STOP",
-            provider: dndgate::event::Provider::Twilio,
+            provider: dndgate::providers::Provider::Twilio.source(),
             event_id: &sid(3),
             event_ms: 1,
             received_ms: 1,
@@ -760,7 +759,7 @@ async fn a_one_click_unsubscribe_queues_behind_the_spool() {
                 scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
                 action: dndgate::store::StoreAction::BlockPermanent,
                 reason: "keyword:STOP",
-                provider: dndgate::event::Provider::Twilio,
+                provider: dndgate::providers::Provider::Twilio.source(),
                 event_id: &sid(1),
                 event_ms: 1_700_000_000_000,
                 received_ms: 1_700_000_000_000,
@@ -1020,7 +1019,7 @@ fn sms_state_raw_for(redis: &Redis, tenant: &str, number: &str) -> Option<String
 
 #[tokio::test]
 async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_anything() {
-    use dndgate::spool::SpoolLimits;
+    use dndgate::config::SpoolLimits;
     // The caps come from `[spool]`; a tenant's default to half of the overall ones.
     let text = format!(
         "{}\n[spool]\nmax_records = 8\nmax_bytes = 1048576\ntenant_max_records = 5\n",
@@ -1159,7 +1158,7 @@ async fn item_06_the_spool_is_capped_and_refuses_past_its_caps_without_dropping_
                 scopes: vec![dndgate::event::Scope::Channel(Channel::Sms)],
                 action: dndgate::store::StoreAction::BlockPermanent,
                 reason: "keyword:STOP",
-                provider: dndgate::event::Provider::Twilio,
+                provider: dndgate::providers::Provider::Twilio.source(),
                 event_id: &sid(n),
                 event_ms: 1,
                 received_ms: 1,

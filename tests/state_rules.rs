@@ -10,7 +10,7 @@ use common::*;
 use dndgate::address::Address;
 use dndgate::classify::Permanence;
 use dndgate::config::{Config, Tenant};
-use dndgate::event::{Channel, Provider, Scope};
+use dndgate::event::{Channel, Scope, Source};
 use dndgate::state::{self, Evidence, OperatorChange, OperatorError, Request};
 use dndgate::store::{Outcome, State, Store, StoreAction, StoreOptions};
 
@@ -72,7 +72,7 @@ impl World {
                 scopes: scopes.to_vec(),
                 action,
                 reason,
-                provider: Provider::Twilio,
+                provider: dndgate::providers::Provider::Twilio.source(),
                 event_id: id,
                 event_ms: at,
                 received_ms: at,
@@ -587,7 +587,7 @@ async fn an_sms_stop_also_covers_the_configured_channels() {
     for (setting, voice_blocked) in [("", true), ("sms_opt_out_also = []", false)] {
         let w = world(setting);
         let event = dndgate::event::ChannelEvent {
-            provider: Provider::Twilio,
+            provider: dndgate::providers::Provider::Twilio.source(),
             event_id: "SM1".into(),
             event_time_ms: T0,
             channel: Channel::Sms,
@@ -601,7 +601,7 @@ async fn an_sms_stop_also_covers_the_configured_channels() {
         let decision = dndgate::classify::classify(
             &event,
             &w.tenant.keywords,
-            &dndgate::classify::ErrorTable::twilio(),
+            &dndgate::providers::Provider::Twilio.embedded_table(),
         );
         let scopes = state::event_scopes(&event, decision.action, &w.tenant.policy);
         w.event(
@@ -662,7 +662,7 @@ async fn item_02_evidence_that_does_not_parse_lifts_nothing_through_state_apply(
                 scopes: vec![SMS],
                 action: StoreAction::Clear,
                 reason: "operator:consent",
-                provider: Provider::Operator,
+                provider: Source::OPERATOR,
                 event_id: id,
                 event_ms: T0 + 1000,
                 received_ms: T0 + 1000,

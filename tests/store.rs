@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dndgate::address::Address;
-use dndgate::event::{Channel, Provider, Scope};
+use dndgate::event::{Channel, Scope};
 use dndgate::store::{Applied, Change, Outcome, State, Store, StoreAction, StoreOptions};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -52,7 +52,7 @@ async fn apply(store: &Store, address: &Address, ev: Ev<'_>) -> Applied {
             scopes: &[Scope::Channel(Channel::Sms)],
             action: ev.action,
             reason: ev.reason,
-            provider: Provider::Twilio,
+            provider: dndgate::providers::Provider::Twilio.source(),
             event_id: ev.id,
             event_ms: ev.at,
             received_ms: ev.at,
@@ -422,7 +422,7 @@ fn change<'a>(
         scopes: &[Scope::Channel(Channel::Sms)],
         action,
         reason: "keyword:START",
-        provider: Provider::Twilio,
+        provider: dndgate::providers::Provider::Twilio.source(),
         event_id: id,
         event_ms,
         received_ms: now_ms,

@@ -1,7 +1,7 @@
 //! Mailgun webhooks: `parse`, `timestamp_seconds`, `require_event_data`, `normalise`.
 #![no_main]
 
-use dndgate::mailgun;
+use dndgate::providers::mailgun::normalise as mailgun;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! and the subscription handshake's query string.
 #![no_main]
 
-use dndgate::meta;
+use dndgate::providers::meta::normalise as meta;
 use dndgate::secret::Secret;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Postmark webhooks: `normalise`.
 #![no_main]
 
-use dndgate::postmark;
+use dndgate::providers::postmark::normalise as postmark;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

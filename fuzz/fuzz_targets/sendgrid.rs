@@ -1,7 +1,7 @@
 //! SendGrid Event Webhook batches: `parse`, `normalise`.
 #![no_main]
 
-use dndgate::sendgrid;
+use dndgate::providers::sendgrid::normalise as sendgrid;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 //! certificate and subscribe URL checks, and the SES notification (`normalise`).
 #![no_main]
 
-use dndgate::ses;
-use dndgate::signature::sns;
+use dndgate::providers::ses::normalise as ses;
+use dndgate::providers::ses::verify as sns;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

@@ -10,8 +10,13 @@
 
 use base64::Engine as _;
 use dndgate::secret::Secret;
-use dndgate::signature::standard_webhooks::{self as sw, SignedHeaders, UNBRANDED};
-use dndgate::signature::{self, TwilioSigned, basic_auth, mailgun, sendgrid, sns};
+use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
+use dndgate::providers::mailgun::verify as mailgun;
+use dndgate::providers::meta::verify as meta;
+use dndgate::providers::postmark::verify as basic_auth;
+use dndgate::providers::sendgrid::verify as sendgrid;
+use dndgate::providers::ses::verify as sns;
+use dndgate::providers::twilio::verify::{self as twilio, TwilioSigned};
 use dndgate_fuzz::check_line;
 use libfuzzer_sys::fuzz_target;
 use p256::ecdsa::{Signature, SigningKey, signature::Signer};
@@ -36,27 +41,27 @@ fuzz_target!(|data: &[u8]| {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
             let tokens = [Secret::new("twilio-token")];
-            match signature::verify_twilio(url, TwilioSigned::Form(&params), Some(&a), &tokens) {
+            match twilio::verify_twilio(url, TwilioSigned::Form(&params), Some(&a), &tokens) {
                 Ok(()) => assert_eq!(a.trim().len(), 28, "only a real HMAC-SHA1 verifies"),
                 Err(e) => refused(&e),
             }
             let json_url = format!("{url}?bodySHA256={b}");
             if let Err(e) =
-                signature::verify_twilio(&json_url, TwilioSigned::Json(body), Some(&a), &tokens)
+                twilio::verify_twilio(&json_url, TwilioSigned::Json(body), Some(&a), &tokens)
             {
                 refused(&e);
             }
         }
         1 => {
-            let variants = signature::twilio_url_variants(&a);
+            let variants = twilio::twilio_url_variants(&a);
             assert!(variants.contains(&a), "the URL as received is always tried");
             assert!(variants.len() <= 5);
         }
         2 => {
             let secrets = [Secret::new("meta-app-secret")];
-            let good = signature::sign_meta("meta-app-secret", body);
-            assert!(signature::verify_meta(body, Some(&good), &secrets).is_ok());
-            match signature::verify_meta(body, Some(&a), &secrets) {
+            let good = meta::sign_meta("meta-app-secret", body);
+            assert!(meta::verify_meta(body, Some(&good), &secrets).is_ok());
+            match meta::verify_meta(body, Some(&a), &secrets) {
                 Ok(()) => assert_eq!(a.trim(), good),
                 Err(e) => refused(&e),
             }

@@ -1,7 +1,7 @@
 //! Standard Webhooks payloads (Resend, Svix-style): `normalise`.
 #![no_main]
 
-use dndgate::standard_webhooks;
+use dndgate::providers::standard_webhooks::normalise as standard_webhooks;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

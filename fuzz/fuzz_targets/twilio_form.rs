@@ -1,7 +1,7 @@
 //! Twilio form webhooks: `parse_form`, `account_sid`, `normalise`.
 #![no_main]
 
-use dndgate::twilio;
+use dndgate::providers::twilio::normalise as twilio;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! Twilio Event Streams (JSON CloudEvents): `normalise_event_streams`.
 #![no_main]
 
-use dndgate::twilio;
+use dndgate::providers::twilio::normalise as twilio;
 use dndgate_fuzz::{RECEIVED_MS, check_error, check_event, check_line};
 use libfuzzer_sys::fuzz_target;
 

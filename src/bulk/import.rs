@@ -1,6 +1,6 @@
 //! `dndgate import`: existing suppression lists become DND records.
 //!
-//! Every row is one [`state::apply`] with [`Provider::Import`] and an event id made
+//! Every row is one [`state::apply`] with [`crate::event::Source::IMPORT`] and an event id made
 //! from the row itself (`import:FORMAT:SCOPE:ADDRESS`, plus the row's time where the
 //! file gives one), so a file imported twice is applied once: the second run finds
 //! each row's dedup marker and writes nothing, not even an audit entry. Dedup markers
@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::address::Address;
 use crate::config::{Config, Tenant};
-use crate::event::{Channel, Provider, Scope};
+use crate::event::{Channel, Scope};
 use crate::pipeline::now_ms;
 use crate::state::{self, Outcomes, Request};
 use crate::store::{Outcome, Store, StoreAction, StoreError};
@@ -576,7 +576,7 @@ async fn apply_row(store: Store, tenant: Arc<Tenant>, row: Row) -> Result<RowOut
         scopes: vec![row.scope],
         action: row.action,
         reason: &row.reason,
-        provider: Provider::Import,
+        provider: crate::event::Source::IMPORT,
         event_id: &row.event_id,
         event_ms: row.event_ms,
         received_ms: now,

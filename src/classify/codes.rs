@@ -10,16 +10,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{Action, Permanence};
-use crate::event::Provider;
-
-/// The Twilio table shipped with the gateway.
-const TWILIO_TOML: &str = include_str!("../../providers/twilio.toml");
-const META_TOML: &str = include_str!("../../providers/meta.toml");
-const SES_TOML: &str = include_str!("../../providers/ses.toml");
-const POSTMARK_TOML: &str = include_str!("../../providers/postmark.toml");
-const STANDARD_WEBHOOKS_TOML: &str = include_str!("../../providers/standard-webhooks.toml");
-const SENDGRID_TOML: &str = include_str!("../../providers/sendgrid.toml");
-const MAILGUN_TOML: &str = include_str!("../../providers/mailgun.toml");
 
 /// Longest code we accept as a table key; numeric codes are a handful of characters,
 /// SES's `bounceType:bounceSubType` up to 34 (`Permanent:OnAccountSuppressionList`).
@@ -147,65 +137,6 @@ pub fn code_word(text: &str) -> String {
 }
 
 impl ErrorTable {
-    /// The table shipped for Twilio (`providers/twilio.toml`).
-    pub fn twilio() -> ErrorTable {
-        ErrorTable::builtin(Provider::Twilio)
-    }
-
-    /// The table shipped for Meta (`providers/meta.toml`).
-    pub fn meta() -> ErrorTable {
-        ErrorTable::builtin(Provider::Meta)
-    }
-
-    /// The table shipped for Amazon SES (`providers/ses.toml`): bounce
-    /// `bounceType:bounceSubType` codes.
-    pub fn ses() -> ErrorTable {
-        ErrorTable::builtin(Provider::Ses)
-    }
-
-    /// The table shipped for Postmark (`providers/postmark.toml`): bounce `Type`s,
-    /// `Inactive` and the account holder's `ManualSuppression`.
-    pub fn postmark() -> ErrorTable {
-        ErrorTable::builtin(Provider::Postmark)
-    }
-
-    /// The table shipped for Standard Webhooks senders such as Resend
-    /// (`providers/standard-webhooks.toml`): `data.bounce.type` of `email.bounced`.
-    pub fn standard_webhooks() -> ErrorTable {
-        ErrorTable::builtin(Provider::StandardWebhooks)
-    }
-
-    /// The table shipped for SendGrid (`providers/sendgrid.toml`): bounce, block and
-    /// drop codes built by [`crate::sendgrid`].
-    pub fn sendgrid() -> ErrorTable {
-        ErrorTable::builtin(Provider::Sendgrid)
-    }
-
-    /// The table shipped for Mailgun (`providers/mailgun.toml`): `<severity>.<reason>`
-    /// codes of `failed` events built by [`crate::mailgun`].
-    pub fn mailgun() -> ErrorTable {
-        ErrorTable::builtin(Provider::Mailgun)
-    }
-
-    /// The table shipped for `provider` (empty for sources that send no error codes,
-    /// such as operators and imports).
-    pub fn builtin(provider: Provider) -> ErrorTable {
-        let text = match provider {
-            Provider::Twilio => TWILIO_TOML,
-            Provider::Meta => META_TOML,
-            Provider::Sendgrid => SENDGRID_TOML,
-            Provider::Mailgun => MAILGUN_TOML,
-            Provider::Postmark => POSTMARK_TOML,
-            Provider::Ses => SES_TOML,
-            Provider::StandardWebhooks => STANDARD_WEBHOOKS_TOML,
-            Provider::Operator | Provider::Import | Provider::Link => {
-                return ErrorTable::default();
-            }
-        };
-        ErrorTable::from_toml(provider.as_str(), text)
-            .unwrap_or_else(|e| panic!("the embedded table of {provider} is valid (tested): {e}"))
-    }
-
     /// Parse a table from TOML text, for `provider_name`.
     ///
     /// The shape, one table per code:
@@ -358,12 +289,27 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// A table shipped in `providers/` (the registry embeds the same files: its own
+    /// test checks every one loads).
+    fn shipped(name: &str) -> ErrorTable {
+        let text = match name {
+            "twilio" => include_str!("../../providers/twilio.toml"),
+            "ses" => include_str!("../../providers/ses.toml"),
+            "sendgrid" => include_str!("../../providers/sendgrid.toml"),
+            "mailgun" => include_str!("../../providers/mailgun.toml"),
+            "postmark" => include_str!("../../providers/postmark.toml"),
+            "standard-webhooks" => include_str!("../../providers/standard-webhooks.toml"),
+            other => panic!("no shipped table {other}"),
+        };
+        ErrorTable::from_toml(name, text).unwrap()
+    }
+
     #[test]
     fn embedded_twilio_table_parses() {
-        let table = ErrorTable::from_toml("twilio", TWILIO_TOML).expect("twilio.toml parses");
+        let table = ErrorTable::from_toml("twilio", include_str!("../../providers/twilio.toml"))
+            .expect("twilio.toml parses");
         assert_eq!(table.provider(), "twilio");
-        assert_eq!(table, ErrorTable::twilio());
-        assert_eq!(table, ErrorTable::builtin(Provider::Twilio));
+        assert_eq!(table, shipped("twilio"));
         for (code, rule) in table.iter() {
             let source = rule.source.as_deref().unwrap_or_default();
             assert!(
@@ -398,7 +344,7 @@ mod tests {
             ("63014", Permanent),
             ("63016", None),
         ];
-        let table = ErrorTable::twilio();
+        let table = shipped("twilio");
         let actual: Vec<(&str, CodeAction)> = table
             .iter()
             .map(|(code, rule)| (code, rule.action))
@@ -424,8 +370,7 @@ mod tests {
             ("Transient:MessageTooLarge", None),
             ("Undetermined:Undetermined", None),
         ];
-        let table = ErrorTable::ses();
-        assert_eq!(table, ErrorTable::builtin(Provider::Ses));
+        let table = shipped("ses");
         assert_eq!(table.provider(), "ses");
         let actual: Vec<(&str, CodeAction)> = table
             .iter()
@@ -459,8 +404,7 @@ mod tests {
             ("dropped.invalid-smtpapi-header", None),
             ("dropped.spam-content", None),
         ];
-        let table = ErrorTable::sendgrid();
-        assert_eq!(table, ErrorTable::builtin(Provider::Sendgrid));
+        let table = shipped("sendgrid");
         assert_eq!(table.provider(), "sendgrid");
         let actual: Vec<(&str, CodeAction)> = table
             .iter()
@@ -480,11 +424,15 @@ mod tests {
     fn email_tables_are_the_product_rules() {
         use CodeAction::*;
         /// (table, its provider, every (code, action) in code order)
-        type Case = (ErrorTable, Provider, &'static [(&'static str, CodeAction)]);
+        type Case = (
+            ErrorTable,
+            &'static str,
+            &'static [(&'static str, CodeAction)],
+        );
         let cases: &[Case] = &[
             (
-                ErrorTable::postmark(),
-                Provider::Postmark,
+                shipped("postmark"),
+                "postmark",
                 &[
                     ("AddressChange", None),
                     ("AutoResponder", None),
@@ -513,8 +461,8 @@ mod tests {
                 ],
             ),
             (
-                ErrorTable::standard_webhooks(),
-                Provider::StandardWebhooks,
+                shipped("standard-webhooks"),
+                "standard-webhooks",
                 &[
                     ("Permanent", Permanent),
                     ("Transient", Temporary),
@@ -525,8 +473,7 @@ mod tests {
             ),
         ];
         for (table, provider, expected) in cases {
-            assert_eq!(table, &ErrorTable::builtin(*provider));
-            assert_eq!(table.provider(), provider.as_str());
+            assert_eq!(table.provider(), *provider);
             let actual: Vec<(&str, CodeAction)> = table
                 .iter()
                 .map(|(code, rule)| (code, rule.action))
@@ -554,8 +501,7 @@ mod tests {
             ("temporary.generic", None),
             ("temporary.greylisted", None),
         ];
-        let table = ErrorTable::mailgun();
-        assert_eq!(table, ErrorTable::builtin(Provider::Mailgun));
+        let table = shipped("mailgun");
         assert_eq!(table.provider(), "mailgun");
         let actual: Vec<(&str, CodeAction)> = table
             .iter()
@@ -570,7 +516,7 @@ mod tests {
 
     #[test]
     fn lookup_ignores_surrounding_whitespace() {
-        let table = ErrorTable::twilio();
+        let table = shipped("twilio");
         assert_eq!(
             table.lookup(" 30004 ").unwrap().action,
             CodeAction::Permanent
@@ -582,7 +528,7 @@ mod tests {
 
     #[test]
     fn merge_overrides_and_adds() {
-        let mut table = ErrorTable::twilio();
+        let mut table = shipped("twilio");
         let overrides = ErrorTable::from_toml(
             "twilio",
             r#"

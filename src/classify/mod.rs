@@ -12,7 +12,7 @@ pub mod keywords;
 pub use codes::{CodeAction, CodeRule, CodeTableError, ErrorTable};
 pub use keywords::{BodyVerdict, KeywordError, KeywordList, KeywordPolicy, normalize_text};
 
-use crate::event::{ChannelEvent, EventKind, Provider, ProviderVerdict};
+use crate::event::{ChannelEvent, EventKind, ProviderVerdict, Source};
 
 /// How long a DND record lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn classify(event: &ChannelEvent, keywords: &KeywordPolicy, codes: &ErrorTab
 /// Classify a preference change: a marketing stop or resume (reason
 /// `<provider>:marketing_stop` / `:marketing_resume`), or a full opt-out or opt-in
 /// (`<provider>:stop` / `:resume`).
-pub fn classify_preference(provider: Provider, marketing_only: bool, opt_out: bool) -> Decision {
+pub fn classify_preference(provider: Source, marketing_only: bool, opt_out: bool) -> Decision {
     let (action, what) = match (marketing_only, opt_out) {
         (true, true) => (Action::BlockMarketing, "marketing_stop"),
         (true, false) => (Action::UnblockMarketing, "marketing_resume"),
@@ -233,7 +233,7 @@ fn more_cautious(first: Option<Decision>, second: Option<Decision>) -> Option<De
 /// - no code (or a blank one): `None`, reason `status:<status>` (lower-cased;
 ///   `status:unknown` when the status is blank too).
 pub fn classify_status(
-    provider: Provider,
+    provider: Source,
     status: &str,
     error_code: Option<&str>,
     codes: &ErrorTable,
@@ -266,7 +266,7 @@ mod tests {
 
     fn event(kind: EventKind) -> ChannelEvent {
         ChannelEvent {
-            provider: Provider::Twilio,
+            provider: Source::provider("twilio"),
             event_id: "SM123".into(),
             event_time_ms: 1_700_000_000_000,
             channel: Channel::Sms,
@@ -303,7 +303,11 @@ mod tests {
     }
 
     fn run(event: &ChannelEvent, keywords: &KeywordPolicy) -> (Action, String) {
-        let decision = classify(event, keywords, &ErrorTable::twilio());
+        let decision = classify(
+            event,
+            keywords,
+            &ErrorTable::from_toml("twilio", include_str!("../../providers/twilio.toml")).unwrap(),
+        );
         (decision.action, decision.reason)
     }
 
@@ -612,9 +616,11 @@ mod tests {
 
     #[test]
     fn every_table_entry_classifies_as_its_rule() {
-        let table = ErrorTable::twilio();
+        let table =
+            ErrorTable::from_toml("twilio", include_str!("../../providers/twilio.toml")).unwrap();
         for (code, rule) in table.iter() {
-            let decision = classify_status(Provider::Twilio, "failed", Some(code), &table);
+            let decision =
+                classify_status(Source::provider("twilio"), "failed", Some(code), &table);
             assert_eq!(decision.action, rule.action.action(), "code {code}");
             assert_eq!(decision.reason, format!("twilio:{code}"));
         }
@@ -622,7 +628,8 @@ mod tests {
 
     #[test]
     fn configured_overrides_change_the_decision() {
-        let mut table = ErrorTable::twilio();
+        let mut table =
+            ErrorTable::from_toml("twilio", include_str!("../../providers/twilio.toml")).unwrap();
         table.merge(
             ErrorTable::from_toml(
                 "twilio",

@@ -9,10 +9,10 @@
 //! (audited as refused), and the page tells the contact how to opt back in. The page
 //! writes no consent evidence: holding a link is not consent.
 
-use super::{Answer, Gateway, now_ms};
+use super::{Answer, Gateway, NotPlaced, Placed, now_ms};
 use crate::address::Address;
 use crate::config::Tenant;
-use crate::event::{Channel, Provider, Scope};
+use crate::event::{Channel, Scope, Source};
 use crate::links::{self, LinkClaims, page};
 use crate::state::{self, Request};
 use crate::store::{StoreAction, StoreError};
@@ -37,11 +37,8 @@ const ONE_CLICK_ANSWER: &str = "ok\n";
 
 fn html(status: u16, body: String) -> Answer {
     Answer {
-        status,
         content_type: "text/html; charset=utf-8",
-        body,
-        retry_after: None,
-        location: None,
+        ..Answer::text(status, body)
     }
 }
 
@@ -53,22 +50,6 @@ fn unavailable(e: &StoreError) -> Answer {
     );
     answer.retry_after = Some(30);
     answer
-}
-
-/// Put a link's change in the spool and wait for its fsync.
-async fn to_spool(
-    spool: &crate::spool::Spool,
-    tenant: &Tenant,
-    request: &Request<'_>,
-) -> Result<state::Outcomes, StoreError> {
-    let spooled = async {
-        let seq = spool.append(&crate::spool::SpooledChange::new(&tenant.id, request))?;
-        spool.durable(seq, seq).await
-    };
-    spooled
-        .await
-        .map(|()| state::Outcomes::default())
-        .map_err(|e| StoreError::Unavailable(format!("redis unavailable and {e}")))
 }
 
 impl Gateway {
@@ -152,7 +133,7 @@ impl Gateway {
             scopes,
             action,
             reason: &reason,
-            provider: Provider::Link,
+            provider: Source::LINK,
             event_id: &event_id,
             event_ms: now,
             received_ms: now,
@@ -160,25 +141,20 @@ impl Gateway {
             actor: None,
             evidence: None,
         };
-        let spool = self.spool.as_ref().filter(|_| spool);
-        if let Some(spool) = spool
-            && spool.must_spool()
-        {
-            let outcomes = to_spool(spool, link.tenant, &request).await?;
-            spool.mark_tenant(&self.store, &link.tenant.id).await;
-            return Ok(outcomes);
-        }
-        match state::apply(&self.store, link.tenant, &request).await {
-            Err(StoreError::Unavailable(why)) if spool.is_some() => {
-                tracing::warn!(
-                    error = why.as_str(),
-                    "unsubscribe link: redis unavailable, spooling"
-                );
-                let spool = spool.expect("checked");
-                spool.redis_failed();
-                to_spool(spool, link.tenant, &request).await
+        match self.place(link.tenant, &request, spool).await {
+            Ok(Placed::Redis(outcomes)) => Ok(outcomes),
+            Ok(Placed::Spool(seq)) => {
+                let spool = self.spool.as_ref().expect("placed in the spool");
+                spool
+                    .durable(seq, seq)
+                    .await
+                    .map(|()| state::Outcomes::default())
+                    .map_err(|e| StoreError::Unavailable(format!("redis unavailable and {e}")))
             }
-            other => other,
+            Err(NotPlaced::Store(e)) => Err(e),
+            Err(NotPlaced::Spool(e)) => Err(StoreError::Unavailable(format!(
+                "redis unavailable and {e}"
+            ))),
         }
     }
 
@@ -206,11 +182,8 @@ impl Gateway {
     ) -> Answer {
         match &tenant.page.confirm_url {
             Some(url) if kept.is_empty() => Answer {
-                status: 303,
-                content_type: "text/plain; charset=utf-8",
-                body: format!("see {url}\n"),
-                retry_after: None,
                 location: Some(url.clone()),
+                ..Answer::text(303, format!("see {url}\n"))
             },
             _ => html(
                 200,

@@ -1,156 +1,66 @@
-//! The webhook road: route -> tenant and secrets -> verify -> parse -> normalise ->
-//! classify -> apply -> answer. Each step is one function named for it; data moves
-//! forward only. This module knows neither hyper (the server hands it a plain
-//! [`WebhookRequest`]) nor the Redis layout (the store does).
+//! The shared road every webhook walks: route -> the provider's road (tenant and
+//! secrets, verify, parse, normalise: `crate::providers`) -> classify -> apply or spool
+//! -> answer. Each step is one function named for it; data moves forward only. This
+//! module knows neither hyper (the server hands it a plain [`WebhookRequest`]), nor any
+//! provider by name (the registry dispatches), nor the Redis layout (the store does).
+//! The unsubscribe links' road (`links`) shares the apply-or-spool step.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::classify::{self, Decision};
 use crate::config::{Config, Tenant};
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::event::ChannelEvent;
-use crate::meta;
+use crate::providers::{Provider, UnknownProvider};
+use crate::road::{Delivery, Host, HostFuture, Reply, Routed};
+use crate::spool::{Spool, SpoolError, SpooledChange};
+use crate::state;
+use crate::store::{Claim, Store, StoreError};
 
 mod links;
-mod mailgun;
-mod postmark;
-mod sendgrid;
-mod ses;
-mod standard_webhooks;
-use crate::signature::{self, TwilioSigned};
-use crate::state;
-use crate::store::{Store, StoreError};
-use crate::twilio::{self, CallbackKind};
 
-/// A webhook request as the server received it: no hyper types. Its `Debug` shows
-/// header names only and the body's length, never credentials or addresses.
-#[derive(Clone)]
-pub struct WebhookRequest {
-    /// The provider segment of the path.
-    pub provider: String,
-    /// The tenant segment of the path, when the provider posts per tenant.
-    pub tenant: Option<String>,
-    /// Path and query exactly as received; with the configured public URL in front it
-    /// is the URL the provider signed.
-    pub path_and_query: String,
-    /// The media type of the body, lower-cased, without parameters.
-    pub content_type: Option<String>,
-    /// Request headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The raw body.
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for WebhookRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookRequest")
-            .field("provider", &self.provider)
-            .field("tenant", &self.tenant)
-            .field("content_type", &self.content_type)
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .field("body_len", &self.body.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebhookRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What the server sends back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// Content type of the body.
-    pub content_type: &'static str,
-    /// The body.
-    pub body: String,
-    /// Seconds for a `Retry-After` header (503 only).
-    pub retry_after: Option<u32>,
-    /// A `Location` header (303 after a preference form).
-    pub location: Option<String>,
-}
-
-impl Answer {
-    /// A plain-text answer.
-    pub fn text(status: u16, body: impl Into<String>) -> Answer {
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-            retry_after: None,
-            location: None,
-        }
-    }
-
-    /// A JSON answer.
-    pub fn json(status: u16, body: &serde_json::Value) -> Answer {
-        Answer {
-            status,
-            content_type: "application/json",
-            body: body.to_string(),
-            retry_after: None,
-            location: None,
-        }
-    }
-
-    /// The answer for an error on a webhook route: its status and one line of text.
-    pub fn from_error(e: &Error) -> Answer {
-        let mut answer = Answer::text(e.kind.status(), format!("{}\n", e.message));
-        if e.kind == Kind::Unavailable {
-            answer.retry_after = Some(5);
-        }
-        answer
-    }
-}
-
-/// The providers this gateway serves, for error messages.
-pub const PROVIDERS: &str = "twilio, meta, sendgrid, mailgun, postmark, ses and standard-webhooks";
+pub use crate::road::{Answer, EMPTY_TWIML, WebhookRequest};
+/// How one request went ([`crate::telemetry::Report`]).
+pub use crate::telemetry::Report;
+/// The clock ([`crate::time::now_ms`]), where the road reads it.
+pub use crate::time::now_ms;
 
 /// The 200 answer for a batch: how many events were applied, and one line per part
 /// refused, skipped or for no tenant.
 pub fn batch_answer(report: &Report) -> Answer {
     let mut text = format!("applied {} event(s)", report.events);
-    if !report.rejected.is_empty() {
-        text.push_str(&format!(
-            "; refused {}: {}",
-            report.rejected.len(),
-            report.rejected.join("; ")
-        ));
-    }
-    if !report.skipped.is_empty() {
-        text.push_str(&format!(
-            "; skipped {}: {}",
-            report.skipped.len(),
-            report.skipped.join("; ")
-        ));
-    }
-    if !report.unrouted.is_empty() {
-        text.push_str(&format!(
-            "; for no tenant {}: {}",
-            report.unrouted.len(),
-            report.unrouted.join("; ")
-        ));
+    for (what, lines) in [
+        ("refused", &report.rejected),
+        ("skipped", &report.skipped),
+        ("for no tenant", &report.unrouted),
+    ] {
+        if !lines.is_empty() {
+            text.push_str(&format!("; {what} {}: {}", lines.len(), lines.join("; ")));
+        }
     }
     text.push('\n');
     Answer::text(200, text)
 }
 
-/// An empty TwiML document: Twilio sends no reply to the contact.
-pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+/// The answer to a request whose road went through, as the road asked.
+fn answer(reply: Reply, report: &Report) -> Answer {
+    match reply {
+        Reply::Summary => batch_answer(report),
+        Reply::Twiml => Answer {
+            content_type: "text/xml",
+            ..Answer::text(200, EMPTY_TWIML)
+        },
+        Reply::Empty => Answer::text(200, ""),
+        Reply::Text(text) => Answer::text(200, text),
+    }
+}
+
+/// The provider whose route is `segment`, or 404 naming the ones served.
+fn route(segment: &str) -> Result<Provider, Error> {
+    Provider::from_route(segment)
+        .ok_or_else(|| Error::not_found(UnknownProvider(segment.to_string()).to_string()))
+}
 
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
@@ -160,54 +70,92 @@ pub struct Gateway {
     pub store: Store,
     /// Outbound GETs (SNS certificates and subscription confirmations).
     pub fetch: Arc<dyn crate::fetch::Fetch>,
-    /// SNS signing certificates fetched so far, by URL.
-    pub sns_certs: crate::signature::sns::CertCache,
     /// The durable spool for when Redis is down or slow (SPEC section 8); without one,
     /// such a request gets 503.
-    pub spool: Option<crate::spool::Spool>,
+    pub spool: Option<Spool>,
 }
 
-/// The clock ([`crate::time::now_ms`]), where the road reads it.
-pub use crate::time::now_ms;
+/// Where a change went: Redis, or the spool (its sequence number, to wait for).
+#[derive(Debug)]
+pub(crate) enum Placed {
+    /// Applied to Redis.
+    Redis(state::Outcomes),
+    /// Appended to the spool, not yet fsync'd.
+    Spool(u64),
+}
 
-/// How an account is named in a log line and an answer.
-fn account_label(account: &meta::AccountId) -> String {
-    match account {
-        meta::AccountId::WhatsappPhoneNumberId(id) => format!("whatsapp phone number id {id}"),
-        meta::AccountId::WhatsappBusinessAccount(id) => format!("whatsapp business account {id}"),
-        meta::AccountId::Page(id) => format!("page {id}"),
-        meta::AccountId::Instagram(id) => format!("instagram account {id}"),
+/// Why a change went nowhere.
+#[derive(Debug)]
+pub(crate) enum NotPlaced {
+    /// Redis failed and there is no spool (or Redis refused the change).
+    Store(StoreError),
+    /// Redis is down and the spool cannot take the change (a cap, a write error).
+    Spool(SpoolError),
+}
+
+impl From<NotPlaced> for Error {
+    fn from(e: NotPlaced) -> Error {
+        match e {
+            NotPlaced::Store(e) => e.into(),
+            NotPlaced::Spool(e) => {
+                Error::unavailable(format!("redis unavailable and {e}; retry later"))
+            }
+        }
     }
 }
 
-/// How one request went, for the log line and the tests.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Report {
-    /// The tenant, once resolved.
-    pub tenant: Option<String>,
-    /// Events normalised from the request.
-    pub events: usize,
-    /// Records changed.
-    pub changed: usize,
-    /// Events that had been applied before.
-    pub duplicates: usize,
-    /// Events of a batch that could not be read, one line each.
-    pub rejected: Vec<String>,
-    /// Records that carry no DND signal (a delivery, an open, a record without an
-    /// address), one line each: accepted, counted, logged at debug only.
-    pub skipped: Vec<String>,
-    /// Events of a batch for accounts no tenant owns (Meta), one line each: counted,
-    /// and logged at warn, since a missing account in the configuration loses STOPs.
-    pub unrouted: Vec<String>,
-    /// For a refused signature: which check failed.
-    pub verification: Option<&'static str>,
-    /// Changes that went to the spool instead of Redis.
-    pub spooled: usize,
-    /// The spool sequence numbers of those changes (first, last), to wait for.
-    pub spool_seqs: Option<(u64, u64)>,
+impl Host for Gateway {
+    fn public_url(&self) -> &str {
+        &self.config.public_url
+    }
+
+    fn dedup_ttl(&self) -> Duration {
+        self.config.dedup_ttl
+    }
+
+    fn has_tenant(&self, id: &str) -> bool {
+        self.config.tenants.contains_key(id)
+    }
+
+    fn fetch(&self) -> &dyn crate::fetch::Fetch {
+        self.fetch.as_ref()
+    }
+
+    fn claim_once<'a>(
+        &'a self,
+        key: &'a str,
+        provider: &'static str,
+        token: &'a str,
+        request: &'a str,
+        ttl: Duration,
+    ) -> HostFuture<'a, bool> {
+        Box::pin(async move {
+            let claim = self
+                .store
+                .claim_once(key, provider, token, request, ttl)
+                .await?;
+            Ok(claim != Claim::Other)
+        })
+    }
 }
 
 impl Gateway {
+    /// A gateway over `store` with `config`, fetching through `fetch`, spooling to
+    /// `spool` when Redis is down.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        fetch: Arc<dyn crate::fetch::Fetch>,
+        spool: Option<Spool>,
+    ) -> Gateway {
+        Gateway {
+            config,
+            store,
+            fetch,
+            spool,
+        }
+    }
+
     /// Handle one webhook request from route to answer.
     pub async fn webhook(&self, req: WebhookRequest) -> (Answer, Report) {
         let mut report = Report::default();
@@ -224,296 +172,56 @@ impl Gateway {
         (answer, report)
     }
 
+    /// Route, walk the provider's road, then classify and apply what it delivered.
     async fn webhook_steps(
         &self,
         req: &WebhookRequest,
         report: &mut Report,
     ) -> Result<Answer, Error> {
-        match req.provider.as_str() {
-            "twilio" => self.twilio(req, report).await,
-            "meta" => self.meta(req, report).await,
-            "sendgrid" => self.sendgrid(req, report).await,
-            "mailgun" => self.mailgun(req, report).await,
-            "postmark" => self.postmark(req, report).await,
-            "ses" => self.ses(req, report).await,
-            "standard-webhooks" | "resend" => self.standard_webhooks(req, report).await,
-            other => Err(Error::not_found(format!(
-                "unknown provider {other:?}: this gateway serves {PROVIDERS}"
-            ))),
-        }
-    }
-
-    /// The tenant named in the path, for providers that post per tenant; the error
-    /// names the provider's configuration table when the tenant has none.
-    pub(crate) fn path_tenant(
-        &self,
-        req: &WebhookRequest,
-        provider: &str,
-        configured: impl Fn(&Tenant) -> bool,
-    ) -> Result<&Tenant, Error> {
-        let id = req.tenant.as_deref().ok_or_else(|| {
-            Error::not_found(format!(
-                "post {provider} webhooks to /webhooks/{provider}/{{tenant}}"
-            ))
-        })?;
-        let tenant = self
-            .config
-            .tenants
-            .get(id)
-            .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?;
-        if configured(tenant) {
-            Ok(tenant)
-        } else {
-            Err(Error::not_found(format!(
-                "tenant {id:?} has no [tenants.{id}.{}] configuration",
-                provider.replace('-', "_")
-            )))
-        }
-    }
-
-    /// Classify and apply a tenant's events, in order; `codes` is the provider's
-    /// error table. Stops at the first store failure (the provider retries the whole
-    /// request; what was applied is deduplicated then).
-    pub(crate) async fn apply_events(
-        &self,
-        tenant: &Tenant,
-        events: &[ChannelEvent],
-        codes: &classify::ErrorTable,
-        received_ms: i64,
-        report: &mut Report,
-    ) -> Result<(), Error> {
-        report.tenant.get_or_insert_with(|| tenant.id.clone());
-        for event in events {
+        let provider = route(&req.provider)?;
+        let (delivery, walked) = self.config.providers.handle(provider, req, self).await;
+        report.tenant = delivery.tenant.clone();
+        walked?;
+        let Delivery {
+            received_ms,
+            events,
+            rejected,
+            skipped,
+            unrouted,
+            reply,
+            ..
+        } = delivery;
+        report.rejected = rejected;
+        report.skipped = skipped;
+        report.unrouted = unrouted;
+        let codes = self.config.providers.codes(provider);
+        for Routed { tenant, event } in &events {
+            let tenant = self
+                .config
+                .tenants
+                .get(tenant)
+                .ok_or_else(|| Error::not_found(format!("unknown tenant {tenant:?}")))?;
+            report.tenant.get_or_insert_with(|| tenant.id.clone());
             report.events += 1;
             crate::telemetry::event_seen(event);
             let decision = classify::classify(event, &tenant.keywords, codes);
             self.apply(tenant, event, &decision, received_ms, report)
                 .await?;
         }
-        Ok(())
+        Ok(answer(reply, report))
     }
 
-    /// Answer a provider's GET handshake (Meta's hub.challenge). `query` is the raw
+    /// Answer a GET on a provider's route (Meta's hub.challenge); `query` is the raw
     /// query string.
     pub fn handshake(&self, provider: &str, query: &str) -> Answer {
-        let result = match provider {
-            "meta" => match &self.config.meta {
-                Some(app) => meta::verify_handshake(query, &app.verify_tokens)
-                    .map(|challenge| Answer::text(200, challenge)),
-                None => Err(Error::not_found(
-                    "no [meta] app is configured on this gateway",
-                )),
-            },
-            "twilio" => Err(Error::new(
-                Kind::MethodNotAllowed,
-                "Twilio posts its webhooks: use POST",
-            )),
-            other => Err(Error::not_found(format!(
-                "unknown provider {other:?}: this gateway serves {PROVIDERS}"
-            ))),
-        };
-        result.unwrap_or_else(|e| Answer::from_error(&e))
+        route(provider)
+            .and_then(|p| self.config.providers.handshake(p, query))
+            .unwrap_or_else(|e| Answer::from_error(&e))
     }
 
-    /// Meta: one callback URL for every tenant. Verify the whole body with the app
-    /// secret, then route each event to the tenant that owns the event's own account
-    /// ([`meta::MetaEvent::account`]: the phone number id of its change, or the page or
-    /// Instagram account of its entry), never by another id of the same entry: one
-    /// business account can hold numbers of several tenants, and a number nobody
-    /// configured is nobody's. Events for accounts no tenant owns are skipped and
-    /// counted, never failing the rest.
-    async fn meta(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
-        let app = self
-            .config
-            .meta
-            .as_ref()
-            .ok_or_else(|| Error::not_found("no [meta] app is configured on this gateway"))?;
-        if req.content_type.as_deref() != Some("application/json") {
-            return Err(Error::new(
-                Kind::UnsupportedMediaType,
-                format!(
-                    "content type {} is not accepted: Meta posts application/json",
-                    req.content_type.as_deref().unwrap_or("(none)")
-                ),
-            ));
-        }
-        signature::verify_meta(
-            &req.body,
-            req.header("x-hub-signature-256"),
-            &app.app_secrets,
-        )?;
-        let webhook = meta::parse(&req.body)?;
-        let only = match &req.tenant {
-            Some(id) => Some(
-                self.config
-                    .tenants
-                    .get(id)
-                    .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?,
-            ),
-            None => None,
-        };
-        let received_ms = now_ms();
-        for entry in &webhook.entries {
-            let normalised = meta::normalise_entry(webhook.object, entry, received_ms);
-            report.rejected.extend(normalised.rejected);
-            for meta_event in &normalised.events {
-                let tenant = self
-                    .config
-                    .tenant_for_meta(&meta_event.account)
-                    .filter(|t| only.is_none_or(|o| o.id == t.id));
-                let Some(tenant) = tenant else {
-                    report.unrouted.push(format!(
-                        "entry {}: {} belongs to no tenant",
-                        entry.index,
-                        account_label(&meta_event.account)
-                    ));
-                    continue;
-                };
-                let events = std::slice::from_ref(&meta_event.event);
-                self.apply_events(
-                    tenant,
-                    events,
-                    self.config.codes(crate::event::Provider::Meta),
-                    received_ms,
-                    report,
-                )
-                .await?;
-            }
-        }
-        Ok(batch_answer(report))
-    }
-
-    async fn twilio(&self, req: &WebhookRequest, report: &mut Report) -> Result<Answer, Error> {
-        // Form callbacks: Twilio signs the decoded parameters, and the shared URL names
-        // its tenant by AccountSid, so the form is decoded before the tenant is known.
-        // JSON (Event Streams) bodies are signed through the bodySHA256 query parameter.
-        let form = match req.content_type.as_deref() {
-            Some("application/x-www-form-urlencoded") => Some(twilio::parse_form(&req.body)?),
-            Some("application/json") => None,
-            other => {
-                return Err(Error::new(
-                    Kind::UnsupportedMediaType,
-                    format!(
-                        "content type {} is not accepted: Twilio posts application/x-www-form-urlencoded (or application/json from Event Streams)",
-                        other.unwrap_or("(none)")
-                    ),
-                ));
-            }
-        };
-        let (tenant, twilio) = self.twilio_tenant(req, form.as_deref())?;
-        report.tenant = Some(tenant.id.clone());
-        // A JSON body is signed through the URL alone, which a form signature can be
-        // made to read as (see `signature::verify_twilio`): only a tenant that asked
-        // for Event Streams takes one.
-        if form.is_none() && !twilio.event_streams {
-            return Err(Error::new(
-                Kind::UnsupportedMediaType,
-                format!(
-                    "tenant {:?} takes no Twilio Event Streams (JSON): set event_streams = true under [tenants.{}.twilio] to accept them",
-                    tenant.id, tenant.id
-                ),
-            ));
-        }
-        let tokens = twilio.auth_tokens.as_slice();
-        let url = format!("{}{}", self.config.public_url, req.path_and_query);
-        let signed = match &form {
-            Some(params) => TwilioSigned::Form(params),
-            None => TwilioSigned::Json(&req.body),
-        };
-        signature::verify_twilio(&url, signed, req.header("x-twilio-signature"), tokens)?;
-        let received_ms = now_ms();
-        let normalised = match &form {
-            Some(params) => twilio::normalise(params, received_ms)?,
-            None => twilio::normalise_event_streams(&req.body, received_ms)?,
-        };
-        if let Some(status) = &normalised.unaddressed {
-            self.twilio_unaddressed(tenant, status);
-        }
-        self.apply_events(
-            tenant,
-            &normalised.events,
-            self.config.codes(crate::event::Provider::Twilio),
-            received_ms,
-            report,
-        )
-        .await?;
-        if !normalised.rejected.is_empty() {
-            report.rejected = normalised.rejected.clone();
-            return Ok(Answer::text(
-                200,
-                format!(
-                    "applied {} event(s); refused {}: {}\n",
-                    normalised.events.len(),
-                    normalised.rejected.len(),
-                    normalised.rejected.join("; ")
-                ),
-            ));
-        }
-        Ok(match normalised.kind {
-            CallbackKind::Inbound => Answer {
-                status: 200,
-                content_type: "text/xml",
-                body: EMPTY_TWIML.to_string(),
-                retry_after: None,
-                location: None,
-            },
-            CallbackKind::Status => Answer::text(200, ""),
-        })
-    }
-
-    /// A status callback without `To` is answered 2xx and counted as ignored: a retry
-    /// would bring no `To` either. When its error code would have been a DND, that is
-    /// worth a warning: the contact's record cannot be written from this callback.
-    fn twilio_unaddressed(&self, tenant: &Tenant, status: &twilio::UnaddressedStatus) {
-        let decision = classify::classify_status(
-            crate::event::Provider::Twilio,
-            &status.status,
-            status.error_code.as_deref(),
-            self.config.codes(crate::event::Provider::Twilio),
-        );
-        if state::store_action(decision.action).is_some() {
-            tracing::warn!(
-                tenant = %tenant.id,
-                message_sid = %status.message_sid,
-                reason = %decision.reason,
-                "Twilio status callback carries a DND error code but no To: nothing to apply it to"
-            );
-        }
-    }
-
-    /// The tenant a Twilio request belongs to, with its Twilio section.
-    fn twilio_tenant(
-        &self,
-        req: &WebhookRequest,
-        form: Option<&[(String, String)]>,
-    ) -> Result<(&Tenant, &crate::config::TwilioTenant), Error> {
-        let tenant = match &req.tenant {
-            Some(id) => self
-                .config
-                .tenants
-                .get(id)
-                .ok_or_else(|| Error::not_found(format!("unknown tenant {id:?}")))?,
-            None => {
-                let sid = form.and_then(twilio::account_sid).ok_or_else(|| {
-                    Error::bad_request(
-                        "no AccountSid to find the tenant by: post to /webhooks/twilio/{tenant}",
-                    )
-                })?;
-                self.config.tenant_for_twilio_account(sid).ok_or_else(|| {
-                    Error::not_found(format!("no tenant is configured for Twilio account {sid}"))
-                })?
-            }
-        };
-        match &tenant.twilio {
-            Some(twilio) => Ok((tenant, twilio)),
-            None => Err(Error::not_found(format!(
-                "tenant {:?} has no [tenants.{}.twilio] configuration",
-                tenant.id, tenant.id
-            ))),
-        }
-    }
-
-    /// Apply one classified event to the store.
+    /// Apply one classified event of a webhook (stops the request at the first store
+    /// failure: the provider retries the whole request, and what was applied is
+    /// deduplicated then).
     pub(crate) async fn apply(
         &self,
         tenant: &Tenant,
@@ -540,53 +248,61 @@ impl Gateway {
             actor: None,
             evidence: None,
         };
-        if let Some(spool) = &self.spool
-            && spool.must_spool()
-        {
-            // Earlier changes wait in the spool: this one queues behind them, and its
-            // tenant's marker is in Redis before the answer.
-            self.to_spool(spool, tenant, &request, report)?;
-            spool.mark_tenant(&self.store, &tenant.id).await;
-            return Ok(());
-        }
-        match state::apply(&self.store, tenant, &request).await {
-            Ok(outcomes) => {
+        match self.place(tenant, &request, true).await? {
+            Placed::Redis(outcomes) => {
                 report.duplicates += usize::from(outcomes.duplicate);
                 report.changed += outcomes.changed();
-                Ok(())
             }
-            Err(StoreError::Unavailable(why)) if self.spool.is_some() => {
+            Placed::Spool(seq) => {
+                report.spooled += 1;
+                report.spool_seqs = Some(match report.spool_seqs {
+                    Some((first, _)) => (first, seq),
+                    None => (seq, seq),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The one apply-or-spool decision, for webhooks and links alike. With `spool`
+    /// allowed and a spool configured, the change goes to the spool (not yet fsync'd:
+    /// the caller waits for that before its 2xx) when earlier changes wait there (it
+    /// queues behind them, and its tenant's marker is in Redis before this returns) or
+    /// when Redis is unavailable; otherwise it is applied to Redis.
+    pub(crate) async fn place(
+        &self,
+        tenant: &Tenant,
+        request: &state::Request<'_>,
+        spool: bool,
+    ) -> Result<Placed, NotPlaced> {
+        let spool = self.spool.as_ref().filter(|_| spool);
+        let append = |spool: &Spool| {
+            spool
+                .append(&SpooledChange::new(&tenant.id, request))
+                .map(Placed::Spool)
+                .map_err(NotPlaced::Spool)
+        };
+        if let Some(spool) = spool
+            && spool.must_spool()
+        {
+            let placed = append(spool)?;
+            spool.mark_tenant(&self.store, &tenant.id).await;
+            return Ok(placed);
+        }
+        match state::apply(&self.store, tenant, request).await {
+            Ok(outcomes) => Ok(Placed::Redis(outcomes)),
+            Err(StoreError::Unavailable(why)) if spool.is_some() => {
+                let spool = spool.expect("checked");
                 tracing::warn!(
                     error = %crate::redact::text(&why),
                     event_id = %crate::redact::EventId(request.event_id),
                     "redis unavailable: spooling"
                 );
-                let spool = self.spool.as_ref().expect("checked");
                 spool.redis_failed();
-                self.to_spool(spool, tenant, &request, report)
+                append(spool)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(NotPlaced::Store(e)),
         }
-    }
-
-    /// Queue a change for the spool; the request waits for its fsync before answering
-    /// (see [`Gateway::webhook`]).
-    fn to_spool(
-        &self,
-        spool: &crate::spool::Spool,
-        tenant: &Tenant,
-        request: &state::Request<'_>,
-        report: &mut Report,
-    ) -> Result<(), Error> {
-        let seq = spool
-            .append(&crate::spool::SpooledChange::new(&tenant.id, request))
-            .map_err(|e| Error::unavailable(format!("redis unavailable and {e}; retry later")))?;
-        report.spooled += 1;
-        report.spool_seqs = Some(match report.spool_seqs {
-            Some((first, _)) => (first, seq),
-            None => (seq, seq),
-        });
-        Ok(())
     }
 
     /// Wait until what this request put in the spool is fsync'd.

@@ -33,7 +33,7 @@ use redis::{Script, Value};
 use sha1::{Digest, Sha1};
 
 use crate::address::Address;
-use crate::event::{Channel, Provider, Scope};
+use crate::event::{Channel, Scope, Source};
 
 mod conn;
 pub use conn::{
@@ -313,7 +313,7 @@ pub struct Change<'a> {
     /// Short reason, stored in the record and the audit entry.
     pub reason: &'a str,
     /// Who told us.
-    pub provider: Provider,
+    pub provider: Source,
     /// The provider's event id (the dedup key).
     pub event_id: &'a str,
     /// When the event happened (ms since the epoch).
@@ -801,7 +801,7 @@ impl Store {
     pub async fn claim_once(
         &self,
         signer: &str,
-        provider: Provider,
+        provider: &str,
         token: &str,
         fingerprint: &str,
         ttl: Duration,

@@ -478,13 +478,8 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let gateway = dndgate::pipeline::Gateway {
-            config: std::sync::Arc::new(config),
-            store,
-            fetch,
-            sns_certs: dndgate::signature::sns::CertCache::new(),
-            spool: None,
-        };
+        let gateway =
+            dndgate::pipeline::Gateway::new(std::sync::Arc::new(config), store, fetch, None);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(dndgate::server::run_with_admin(
             gateway,

@@ -5,7 +5,7 @@
 //! `{"signature": {"timestamp", "token", "signature"}, "event-data": {...}}`. The
 //! signature triple sits inside the body, so [`parse`] reads the body before anything
 //! is verified; it only takes the JSON apart, and nothing in `event-data` is trusted
-//! until [`crate::signature::mailgun::verify_mailgun`] has passed and the gateway has
+//! until [`super::verify::verify_mailgun`] has passed and the gateway has
 //! claimed the token.
 //!
 //! What becomes a [`ChannelEvent`] on [`Channel::Email`], keyed by `event-data.id` (the
@@ -25,7 +25,8 @@ use serde_json::Value;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+use crate::event::{Channel, ChannelEvent, EventKind};
+use super::SOURCE;
 
 /// Longest event id accepted; Mailgun's are 22 characters.
 const MAX_EVENT_ID_LEN: usize = 256;
@@ -159,7 +160,7 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
         Some(_) => return Err("event-data.timestamp is not a number".into()),
     };
     Ok(Some(ChannelEvent {
-        provider: Provider::Mailgun,
+        provider: SOURCE,
         event_id,
         event_time_ms,
         channel: Channel::Email,
@@ -180,7 +181,7 @@ pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::classify::{self, Action, KeywordPolicy, Permanence};
     use crate::event::derived_event_id;
     use serde_json::json;
 
@@ -277,7 +278,7 @@ mod tests {
 
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = ErrorTable::mailgun();
+        let table = <super::super::Mailgun as crate::road::Road>::ABOUT.table();
         let keywords = KeywordPolicy::default();
         const PERM: Action = Action::Block(Permanence::Permanent);
         const TEMP: Action = Action::Block(Permanence::Temporary);
@@ -337,7 +338,7 @@ mod tests {
         let e = normalise(&data(json!({"event": "complained"})), RECEIVED)
             .unwrap()
             .unwrap();
-        assert_eq!(e.provider, Provider::Mailgun);
+        assert_eq!(e.provider, SOURCE);
         assert_eq!(e.channel, Channel::Email);
         assert_eq!(e.address.as_str(), "bob@example.org");
         assert_eq!(e.event_id, "G9Bn5sl1TC6nu79C8C0bwg");
@@ -419,7 +420,7 @@ mod tests {
     #[test]
     fn parse_takes_the_signature_triple_as_sent() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../tests/vectors/mailgun.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/mailgun/vectors.json")).unwrap();
         for v in &vectors {
             let body = v["body"].as_str().unwrap();
             let w = parse(body.as_bytes()).unwrap();

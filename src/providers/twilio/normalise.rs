@@ -1,5 +1,5 @@
 //! Twilio provider: parse and normalise inbound messages and status callbacks (SMS, MMS,
-//! WhatsApp through Twilio). Verification is [`crate::signature::verify_twilio`]; this
+//! WhatsApp through Twilio). Verification is [`super::verify::verify_twilio`]; this
 //! module never touches Redis.
 //!
 //! Two shapes arrive:
@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider, ProviderVerdict};
+use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
+use super::SOURCE;
 
 /// Decode an `application/x-www-form-urlencoded` body into its pairs, in order, repeated
 /// names kept (signature verification needs every pair exactly as sent).
@@ -160,7 +161,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         let from = required(params, "From", "who sent the message")?;
         let channel = phone_channel(from, false);
         let event = ChannelEvent {
-            provider: Provider::Twilio,
+            provider: SOURCE,
             event_id: message_sid.to_string(),
             event_time_ms: received_ms,
             channel,
@@ -203,7 +204,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         non_empty(params, "ChannelPrefix").is_some_and(|p| p.eq_ignore_ascii_case("whatsapp"));
     let channel = phone_channel(to, whatsapp_prefix);
     let event = ChannelEvent {
-        provider: Provider::Twilio,
+        provider: SOURCE,
         event_id: format!("{message_sid}:{status}"),
         event_time_ms: received_ms,
         channel,
@@ -394,7 +395,7 @@ fn event_streams_event(
     let address = Address::parse(channel, raw)
         .map_err(|e| format!("data.{contact_field} is not a valid {channel} address: {e}"))?;
     Ok(Some(ChannelEvent {
-        provider: Provider::Twilio,
+        provider: SOURCE,
         event_id,
         event_time_ms,
         channel,
@@ -412,7 +413,7 @@ mod tests {
 
     fn event(id: &str, channel: Channel, address: &str, kind: EventKind) -> ChannelEvent {
         ChannelEvent {
-            provider: Provider::Twilio,
+            provider: SOURCE,
             event_id: id.to_string(),
             event_time_ms: NOW,
             channel,

@@ -1,6 +1,6 @@
 //! Postmark provider: parse and normalise its webhooks (one JSON event per request).
 //! Postmark signs nothing; the request is authenticated by HTTP basic auth
-//! ([`crate::signature::basic_auth`]) before it reaches this module, which never
+//! ([`super::verify`]) before it reaches this module, which never
 //! touches Redis.
 //!
 //! What becomes an event (all on the email channel):
@@ -33,7 +33,8 @@ use serde_json::{Map, Value};
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+use crate::event::{Channel, ChannelEvent, EventKind};
+use super::SOURCE;
 
 /// What one Postmark request taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -233,7 +234,7 @@ fn subscription_change(
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
     ChannelEvent {
-        provider: Provider::Postmark,
+        provider: SOURCE,
         event_id,
         event_time_ms,
         channel: Channel::Email,
@@ -289,7 +290,7 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::classify::{self, Action, KeywordPolicy, Permanence};
     use crate::error::Kind;
     use serde_json::json;
 
@@ -331,7 +332,7 @@ mod tests {
     fn decide(body: &Value) -> Option<(Action, String)> {
         let n = run(body);
         let event = n.events.first()?;
-        let d = classify::classify(event, &KeywordPolicy::default(), &ErrorTable::postmark());
+        let d = classify::classify(event, &KeywordPolicy::default(), &<super::super::Postmark as crate::road::Road>::ABOUT.table());
         Some((d.action, d.reason))
     }
 
@@ -395,7 +396,7 @@ mod tests {
         assert_eq!(e.event_id, "4323372036854775807");
         assert_eq!(e.channel, Channel::Email);
         assert_eq!(e.address.as_str(), "john@example.com");
-        assert_eq!(e.provider, Provider::Postmark);
+        assert_eq!(e.provider, SOURCE);
         assert_eq!(e.event_time_ms, 1_572_971_634_907);
         // Without BouncedAt: the time of receipt.
         let mut body = bounce_body("HardBounce", false);
@@ -520,7 +521,7 @@ mod tests {
     /// The vectors' body (a SubscriptionChange from the recipient) is an unsubscribe.
     #[test]
     fn vector_body_is_an_unsubscribe() {
-        let text = include_str!("../tests/vectors/postmark.json");
+        let text = include_str!("../../../tests/providers/postmark/vectors.json");
         let vectors: Value = serde_json::from_str(text).unwrap();
         for v in vectors.as_array().unwrap() {
             let n = normalise(v["body"].as_str().unwrap().as_bytes(), NOW).unwrap();

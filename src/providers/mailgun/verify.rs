@@ -13,7 +13,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::SignatureError;
+use crate::signature::SignatureError;
 use crate::secret::{Secret, constant_time_eq};
 
 /// How the signature field is named in errors: it is a body field, not a header.
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn shared_vectors() {
         let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../../tests/vectors/mailgun.json"))
+            serde_json::from_str(include_str!("../../../tests/providers/mailgun/vectors.json"))
                 .expect("vector file is JSON");
         assert_eq!(vectors.len(), 5, "vector file lost entries");
         for v in &vectors {

@@ -1,5 +1,5 @@
 //! SendGrid provider: parse and normalise the Event Webhook. Verification is
-//! [`crate::signature::sendgrid::verify_sendgrid`], on the raw body, before [`parse`].
+//! [`super::verify::verify_sendgrid`], on the raw body, before [`parse`].
 //! This module never touches Redis and never knows hyper.
 //!
 //! SendGrid posts a JSON array of events, batched across recipients. Each event is read
@@ -30,7 +30,8 @@ use serde_json::Value;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+use crate::event::{Channel, ChannelEvent, EventKind};
+use super::SOURCE;
 
 /// Longest `sg_event_id` accepted; SendGrid's are about 50 characters. A longer one
 /// would only grow the dedup marker key.
@@ -169,7 +170,7 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
         Meaning::Group(group, opt_out) => EventKind::GroupPreference { group, opt_out },
     };
     Ok(Some(ChannelEvent {
-        provider: Provider::Sendgrid,
+        provider: SOURCE,
         event_id: event_id.to_string(),
         event_time_ms,
         channel: Channel::Email,
@@ -217,7 +218,7 @@ fn classification_word(class: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::classify::{self, Action, KeywordPolicy, Permanence};
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
@@ -374,7 +375,7 @@ mod tests {
     /// From the event to the decision through the shipped table: the product rules.
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = ErrorTable::sendgrid();
+        let table = <super::super::Sendgrid as crate::road::Road>::ABOUT.table();
         let keywords = KeywordPolicy::default();
         const PERM: Action = Action::Block(Permanence::Permanent);
         const TEMP: Action = Action::Block(Permanence::Temporary);
@@ -461,7 +462,7 @@ mod tests {
         let e = normalise_event(&event(json!({"event": "spamreport"})), RECEIVED)
             .unwrap()
             .unwrap();
-        assert_eq!(e.provider, Provider::Sendgrid);
+        assert_eq!(e.provider, SOURCE);
         assert_eq!(e.channel, Channel::Email);
         assert_eq!(e.address.as_str(), "alice@example.com");
         assert_eq!(e.event_id, "ZXZlbnQtaWQ");
@@ -535,7 +536,7 @@ mod tests {
     #[test]
     fn official_vector_bodies_parse() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../tests/vectors/sendgrid.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/sendgrid/vectors.json")).unwrap();
         // The single-event vector: a dropped Bounced Address.
         let events = parse(vectors[0]["body"].as_str().unwrap().as_bytes()).unwrap();
         let n = normalise(&events, RECEIVED);

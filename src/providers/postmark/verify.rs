@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::SignatureError;
+use crate::signature::SignatureError;
 use crate::secret::{Secret, constant_time_eq};
 
 /// The header that carries the credentials.
@@ -100,10 +100,10 @@ mod tests {
     }
 
     /// The postmark entries of research/vectors.json, copied into
-    /// tests/vectors/postmark.json.
+    /// tests/providers/postmark/vectors.json.
     #[test]
     fn postmark_vectors() {
-        let text = include_str!("../../tests/vectors/postmark.json");
+        let text = include_str!("../../../tests/providers/postmark/vectors.json");
         let vectors: serde_json::Value = serde_json::from_str(text).unwrap();
         let vectors = vectors.as_array().unwrap();
         assert_eq!(vectors.len(), 3);

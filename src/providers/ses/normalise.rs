@@ -1,6 +1,6 @@
 //! Amazon SES provider: the SNS envelope that carries every SES notification, and the
 //! SES bounce and complaint notifications inside it, normalised to channel events.
-//! Verification of an envelope is [`crate::signature::sns`]; this module never touches
+//! Verification of an envelope is [`super::verify`]; this module never touches
 //! Redis and never knows hyper.
 //!
 //! SES publishes to an SNS topic, and SNS posts each message to our HTTPS subscription
@@ -36,7 +36,8 @@ use serde_json::{Map, Value};
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+use crate::event::{Channel, ChannelEvent, EventKind};
+use super::SOURCE;
 
 /// The header in which SNS repeats the envelope's `Type`.
 pub const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";
@@ -224,7 +225,7 @@ pub fn normalise(envelope: &Envelope, received_ms: i64) -> Result<Normalised, Er
             let time = event_time(bounce, fallback_ms);
             for_each_recipient(bounce, "bouncedRecipients", &mut out, |address| {
                 ChannelEvent {
-                    provider: Provider::Ses,
+                    provider: SOURCE,
                     event_id: format!("{}:{}", envelope.message_id, address.as_str()),
                     event_time_ms: time,
                     channel: Channel::Email,
@@ -250,7 +251,7 @@ pub fn normalise(envelope: &Envelope, received_ms: i64) -> Result<Normalised, Er
             let time = event_time(complaint, fallback_ms);
             for_each_recipient(complaint, "complainedRecipients", &mut out, |address| {
                 ChannelEvent {
-                    provider: Provider::Ses,
+                    provider: SOURCE,
                     event_id: format!("{}:{}", envelope.message_id, address.as_str()),
                     event_time_ms: time,
                     channel: Channel::Email,
@@ -282,7 +283,7 @@ pub fn normalise(envelope: &Envelope, received_ms: i64) -> Result<Normalised, Er
                     });
                 match parsed {
                     Ok(address) => out.events.push(ChannelEvent {
-                        provider: Provider::Ses,
+                        provider: SOURCE,
                         event_id: format!("{}:{}", envelope.message_id, address.as_str()),
                         event_time_ms: time,
                         channel: Channel::Email,
@@ -514,7 +515,7 @@ mod tests {
             );
             assert_eq!(got.ignored.is_some(), ignored, "{message}");
             for e in &got.events {
-                assert_eq!((e.provider, e.channel), (Provider::Ses, Channel::Email));
+                assert_eq!((e.provider, e.channel), (SOURCE, Channel::Email));
             }
         }
     }

@@ -41,7 +41,7 @@ use x509_cert::der::{DecodePem, Encode};
 
 use crate::error::Error;
 use crate::fetch::Fetch;
-use crate::ses::{Envelope, MessageType};
+use super::normalise::{Envelope, MessageType};
 
 /// Most certificates one cache keeps. SNS uses one per region at a time; the bound only
 /// stops a stream of distinct (allow-listed) URLs from growing memory.
@@ -503,7 +503,7 @@ pub async fn verify(
 mod tests {
     use super::*;
     use crate::fetch::BoxFuture;
-    use crate::ses::parse_envelope;
+    use crate::providers::ses::normalise::parse_envelope;
     use serde_json::Value;
 
     /// Serves the vectors' certificate by URL and records what was asked for.
@@ -522,7 +522,7 @@ mod tests {
     }
 
     fn vectors() -> Vec<Value> {
-        serde_json::from_str(include_str!("../../tests/vectors/sns.json")).expect("JSON")
+        serde_json::from_str(include_str!("../../../tests/providers/ses/vectors.json")).expect("JSON")
     }
 
     fn default_hosts() -> Vec<String> {
@@ -678,7 +678,7 @@ mod tests {
     /// virtual-hosted bucket named `sns`, an EC2 or S3 endpoint) is refused.
     #[test]
     fn item_10_cert_url_host_table() {
-        let hosts = crate::config::SnsSettings::default().cert_hosts;
+        let hosts = crate::providers::ses::SnsSettings::default().cert_hosts;
         for (host, want) in [
             ("sns.us-east-1.amazonaws.com", true),
             ("sns.eu-central-2.amazonaws.com", true),

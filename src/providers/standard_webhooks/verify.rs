@@ -18,7 +18,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::SignatureError;
+use crate::signature::SignatureError;
 use crate::error::Error;
 use crate::secret::{Secret, constant_time_eq};
 
@@ -299,10 +299,10 @@ mod tests {
     }
 
     /// Every svix and resend entry of research/vectors.json (copied into
-    /// tests/vectors/standard_webhooks.json), with the vector's `now`.
+    /// tests/providers/standard_webhooks/vectors.json), with the vector's `now`.
     #[test]
     fn vectors() {
-        let text = include_str!("../../tests/vectors/standard_webhooks.json");
+        let text = include_str!("../../../tests/providers/standard_webhooks/vectors.json");
         let vectors: Value = serde_json::from_str(text).unwrap();
         let vectors = vectors.as_array().unwrap();
         assert_eq!(vectors.len(), 10);

@@ -1,6 +1,6 @@
 //! Standard Webhooks senders (Resend, and other senders that deliver through Svix):
 //! parse and normalise their JSON events. Verification is
-//! [`crate::signature::standard_webhooks`]; this module never touches Redis.
+//! [`super::verify`]; this module never touches Redis.
 //!
 //! Every event is `{"type": ..., "created_at": ..., "data": {...}}`. What becomes an
 //! event (all on the email channel):
@@ -26,7 +26,8 @@ use serde_json::{Map, Value};
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, Provider};
+use crate::event::{Channel, ChannelEvent, EventKind};
+use super::SOURCE;
 
 /// Most recipients read from one event; a real email names far fewer, and the bound
 /// keeps a hostile (but signed) payload from fanning out without limit.
@@ -206,7 +207,7 @@ fn ignored(why: impl Into<String>) -> Normalised {
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
     ChannelEvent {
-        provider: Provider::StandardWebhooks,
+        provider: SOURCE,
         event_id,
         event_time_ms,
         channel: Channel::Email,
@@ -224,7 +225,7 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, ErrorTable, KeywordPolicy, Permanence};
+    use crate::classify::{self, Action, KeywordPolicy, Permanence};
     use crate::error::Kind;
     use serde_json::json;
 
@@ -261,7 +262,7 @@ mod tests {
                 let d = classify::classify(
                     e,
                     &KeywordPolicy::default(),
-                    &ErrorTable::standard_webhooks(),
+                    &<super::super::StandardWebhooks as crate::road::Road>::ABOUT.table(),
                 );
                 (e.address.as_str().to_string(), d.action, d.reason)
             })
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_resend_vector_is_a_permanent_bounce() {
-        let text = include_str!("../tests/vectors/standard_webhooks.json");
+        let text = include_str!("../../../tests/providers/standard_webhooks/vectors.json");
         let vectors: Value = serde_json::from_str(text).unwrap();
         let v = vectors
             .as_array()
@@ -285,7 +286,7 @@ mod tests {
         assert_eq!(e.event_id, ID);
         assert_eq!(e.address.as_str(), "delivered@resend.dev");
         assert_eq!(e.event_time_ms, 1_732_318_872_126);
-        assert_eq!(e.provider, Provider::StandardWebhooks);
+        assert_eq!(e.provider, SOURCE);
         let body: Value = serde_json::from_str(body).unwrap();
         assert_eq!(
             decide(&body),

@@ -1,6 +1,6 @@
 //! Meta provider: the subscription handshake, and parsing and normalising the webhooks
 //! of the WhatsApp Cloud API, Messenger and Instagram messaging. Verification of a POST
-//! is [`crate::signature::verify_meta`], on the raw body, before [`parse`]. This module
+//! is [`super::verify::verify_meta`], on the raw body, before [`parse`]. This module
 //! never touches Redis and never knows hyper.
 //!
 //! One Meta app posts every account's webhooks to one callback URL, so a request is not
@@ -53,7 +53,8 @@ use serde_json::Value;
 
 use crate::address::Address;
 use crate::error::{Error, Kind};
-use crate::event::{Channel, ChannelEvent, EventKind, Provider, ProviderVerdict};
+use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
+use super::SOURCE;
 use crate::secret::{Secret, constant_time_eq};
 
 /// The product a webhook is about: its top-level `object`.
@@ -457,7 +458,7 @@ fn whatsapp_message(m: &Value, received_ms: i64) -> Result<Option<ChannelEvent>,
         }
     };
     Ok(Some(ChannelEvent {
-        provider: Provider::Meta,
+        provider: SOURCE,
         event_id: wamid,
         event_time_ms,
         channel: Channel::Whatsapp,
@@ -488,7 +489,7 @@ fn whatsapp_status(s: &Value, received_ms: i64) -> Result<Option<ChannelEvent>, 
         .and_then(|errors| errors.first())
         .and_then(|e| id_string(e.get("code")));
     Ok(Some(ChannelEvent {
-        provider: Provider::Meta,
+        provider: SOURCE,
         event_id: format!("{wamid}:{status}"),
         event_time_ms: unix_seconds_ms(s.get("timestamp")).unwrap_or(received_ms),
         channel: Channel::Whatsapp,
@@ -513,7 +514,7 @@ fn whatsapp_preference(
     };
     let event_time_ms = unix_seconds_ms(p.get("timestamp")).unwrap_or(received_ms);
     Ok(Some(ChannelEvent {
-        provider: Provider::Meta,
+        provider: SOURCE,
         event_id: format!("pref:{phone_number_id}:{address}:{event_time_ms}:{word}"),
         event_time_ms,
         channel: Channel::Whatsapp,
@@ -681,7 +682,7 @@ fn messaging_event(
     let raw_time = positive_int(event.get("timestamp"));
     let event_time_ms = raw_time.unwrap_or(received_ms);
     let make = |event_id: String, address: Address, kind: EventKind| ChannelEvent {
-        provider: Provider::Meta,
+        provider: SOURCE,
         event_id,
         event_time_ms,
         channel,
@@ -942,7 +943,7 @@ mod tests {
         MetaEvent {
             account: AccountId::WhatsappPhoneNumberId(PNID.into()),
             event: ChannelEvent {
-                provider: Provider::Meta,
+                provider: SOURCE,
                 event_id: id.to_string(),
                 event_time_ms: time_ms,
                 channel: Channel::Whatsapp,
@@ -961,7 +962,7 @@ mod tests {
         MetaEvent {
             account,
             event: ChannelEvent {
-                provider: Provider::Meta,
+                provider: SOURCE,
                 event_id: id.to_string(),
                 event_time_ms: 1_458_692_752_478,
                 channel,
@@ -1715,7 +1716,7 @@ mod tests {
     #[test]
     fn vector_bodies_parse_and_normalise() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../tests/vectors/meta.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json")).unwrap();
         let body_of = |name: &str| {
             vectors
                 .iter()
@@ -1751,7 +1752,7 @@ mod tests {
     #[test]
     fn handshake_vectors() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../tests/vectors/meta.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json")).unwrap();
         let mut run = 0;
         for v in vectors
             .iter()

@@ -1,100 +1,24 @@
-//! Signature schemes, one function per scheme, each checking the raw request exactly
-//! as the provider signs it, with constant-time comparison and every configured secret
-//! tried (rotation).
-//!
-//! Twilio ([`verify_twilio`]): HMAC-SHA1 with the account's auth token over the URL the
-//! provider called, followed by the form parameters sorted by name; a JSON body is bound
-//! instead by a `bodySHA256` query parameter, and only the URL is signed. Since a form's
-//! signed string can read as a URL, `bodySHA256` counts only once, last and well formed
-//! (see [`verify_twilio`]), and the pipeline takes JSON only where a tenant set
-//! `event_streams`. Twilio's own
-//! back end is inconsistent about ports and query encoding, so the URL is tried in the
-//! same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
-//!
-//! Meta ([`verify_meta`]): `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 with the app
-//! secret over the raw body exactly as received. Meta escapes non-ASCII as `\uXXXX` in
-//! what it signs, so a body that was parsed and re-serialised no longer verifies: the
-//! caller must pass the bytes off the wire.
-
-pub mod basic_auth;
-pub mod sns;
-pub mod standard_webhooks;
+//! Twilio's signature: HMAC-SHA1 with the account's auth token over the URL the provider
+//! called, followed by the form parameters sorted by name; a JSON body is bound instead
+//! by a `bodySHA256` query parameter, and only the URL is signed. Since a form's signed
+//! string can read as a URL, `bodySHA256` counts only once, last and well formed (see
+//! [`verify_twilio`]), and the road takes JSON only where a tenant set `event_streams`.
+//! Twilio's own back end is inconsistent about ports and query encoding, so the URL is
+//! tried in the same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
 use crate::secret::{Secret, constant_time_eq};
-
-pub mod mailgun;
-pub mod sendgrid;
+use crate::signature::SignatureError;
 
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
 /// The query parameter through which Twilio binds a JSON body to the signed URL.
 pub const TWILIO_BODY_HASH_PARAM: &str = "bodySHA256";
-
-/// The header that carries Meta's signature (WhatsApp Cloud API, Messenger, Instagram).
-/// The legacy `X-Hub-Signature` (SHA-1) that Meta may send beside it is not used.
-pub const META_SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
-
-/// Why a request's signature was refused. Every variant ends in 401; the variants exist
-/// so the log says which check failed. No message ever contains a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    /// The signature header is absent.
-    #[error("missing {0} header: the request is not signed")]
-    MissingHeader(&'static str),
-    /// The signature header is present but cannot be a signature of this scheme.
-    #[error("malformed {header} header: {why}")]
-    Malformed {
-        /// The header that was malformed.
-        header: &'static str,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// The tenant has no secret for this provider, so nothing can be verified.
-    #[error("no {0} secret is configured for this tenant: add one to verify its requests")]
-    NoSecret(&'static str),
-    /// The signature is well-formed but matches under no configured secret.
-    #[error("{0} does not match the request under any configured secret")]
-    Mismatch(&'static str),
-    /// A JSON request's URL lacks the parameter that binds the body to the signature.
-    #[error("the URL has no bodySHA256 query parameter, which a signed JSON request must carry")]
-    BodyHashMissing,
-    /// The URL's `bodySHA256` is not Twilio's: not exactly once, not the last query
-    /// parameter, or not 64 lowercase hex digits.
-    #[error("the URL's bodySHA256 {0}: Twilio puts it once, last, as 64 lowercase hex digits")]
-    BodyHashMalformed(&'static str),
-    /// The body is not the one whose hash the provider signed.
-    #[error("bodySHA256 in the URL is not the SHA-256 of the body: the body was altered")]
-    BodyHashMismatch,
-}
-
-impl SignatureError {
-    /// Which check failed, as the verification-failure metric names it.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SignatureError::MissingHeader(_) => "missing",
-            SignatureError::Malformed { .. }
-            | SignatureError::BodyHashMissing
-            | SignatureError::BodyHashMalformed(_) => "malformed",
-            SignatureError::NoSecret(_) => "no_secret",
-            SignatureError::Mismatch(_) => "mismatch",
-            SignatureError::BodyHashMismatch => "body_altered",
-        }
-    }
-}
-
-impl From<SignatureError> for Error {
-    fn from(e: SignatureError) -> Error {
-        let reason = e.reason();
-        Error::unauthorized(e.to_string()).with_reason(reason)
-    }
-}
 
 /// What Twilio signed besides the URL, chosen by the request's content type.
 #[derive(Debug, Clone, Copy)]
@@ -159,79 +83,6 @@ pub fn verify_twilio(
         }
     }
     Ok(())
-}
-
-/// Verify Meta's `X-Hub-Signature-256` header.
-///
-/// `body` is the raw request body exactly as received: never a re-serialisation of the
-/// parsed JSON. `signature` is the header value, if any. The value must be `sha256=`
-/// followed by the 64 lowercase hex digits of HMAC-SHA256(app secret, body); Meta
-/// documents and sends lowercase, so uppercase hex is refused as malformed rather than
-/// accepted (we compare case-insensitively only for providers that are inconsistent).
-/// Every secret in `app_secrets` is tried, so an app secret can be rotated.
-pub fn verify_meta(
-    body: &[u8],
-    signature: Option<&str>,
-    app_secrets: &[Secret],
-) -> Result<(), SignatureError> {
-    let header = signature.ok_or(SignatureError::MissingHeader(META_SIGNATURE_HEADER))?;
-    let given = decode_meta_signature(header.trim())?;
-    if app_secrets.is_empty() {
-        return Err(SignatureError::NoSecret("meta"));
-    }
-    let matched = app_secrets.iter().any(|secret| {
-        let expected = meta_hmac(secret.expose().as_bytes(), body);
-        constant_time_eq(&expected, &given)
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch(META_SIGNATURE_HEADER))
-    }
-}
-
-/// The `X-Hub-Signature-256` value Meta would send for `body` under `app_secret`:
-/// `sha256=` and the lowercase hex digest. For tests and tools that sign like Meta.
-pub fn sign_meta(app_secret: &str, body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(meta_hmac(app_secret.as_bytes(), body))
-    )
-}
-
-fn meta_hmac(secret: &[u8], body: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
-}
-
-/// The 32 digest bytes of a `sha256=<64 lowercase hex>` header value. The length is
-/// checked before decoding, which bounds the work a forged header can cause.
-fn decode_meta_signature(header: &str) -> Result<[u8; 32], SignatureError> {
-    let malformed = |why| SignatureError::Malformed {
-        header: META_SIGNATURE_HEADER,
-        why,
-    };
-    if header.is_empty() {
-        return Err(malformed("it is empty"));
-    }
-    let digest = header
-        .strip_prefix("sha256=")
-        .ok_or_else(|| malformed("it does not start with sha256="))?;
-    if digest.len() != 64 {
-        return Err(malformed("the digest after sha256= is not 64 hex digits"));
-    }
-    if !digest
-        .bytes()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(malformed("the digest after sha256= is not lowercase hex"));
-    }
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(digest, &mut bytes)
-        .map_err(|_| malformed("the digest after sha256= is not lowercase hex"))?;
-    Ok(bytes)
 }
 
 /// The base64 of an HMAC-SHA1 is 28 characters; anything much longer is not one, and
@@ -480,7 +331,7 @@ mod tests {
     #[test]
     fn shared_vectors() {
         let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../../tests/vectors/twilio.json"))
+            serde_json::from_str(include_str!("../../../tests/providers/twilio/vectors.json"))
                 .expect("vector file is JSON");
         assert!(vectors.len() >= 20, "vector file lost entries");
         for v in &vectors {
@@ -622,7 +473,7 @@ mod tests {
             SignatureError::BodyHashMalformed("is not the last query parameter"),
             SignatureError::BodyHashMismatch,
         ] {
-            let gateway: Error = e.clone().into();
+            let gateway: crate::error::Error = e.clone().into();
             assert_eq!(gateway.kind, crate::error::Kind::Unauthorized);
             assert!(!gateway.message.contains('\n') && !gateway.message.contains("tok"));
         }
@@ -790,153 +641,5 @@ mod tests {
         let variants = twilio_url_variants(url);
         assert!(variants.contains(&url.to_string()), "{variants:?}");
         assert!(variants.contains(&"https://hooks.example.com/webhooks/twilio".to_string()));
-    }
-}
-
-#[cfg(test)]
-mod meta_tests {
-    use super::*;
-
-    fn secrets(list: &[&str]) -> Vec<Secret> {
-        list.iter().map(|s| Secret::new(*s)).collect()
-    }
-
-    /// Every Meta signature vector from the shared research file, positive and negative,
-    /// including the re-serialised-UTF-8 body and the wrong secret.
-    #[test]
-    fn shared_vectors() {
-        let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../../tests/vectors/meta.json"))
-                .expect("vector file is JSON");
-        let mut run = 0;
-        for v in &vectors {
-            if v["scheme"] != "x-hub-signature-256" {
-                continue;
-            }
-            run += 1;
-            let name = v["name"].as_str().expect("name");
-            let body = v["body"].as_str().expect("body");
-            let secret = v["secret"].as_str().expect("secret");
-            let header = v["headers"][META_SIGNATURE_HEADER].as_str();
-            let want = v["expected_valid"].as_bool().expect("expected_valid");
-            let got = verify_meta(body.as_bytes(), header, &secrets(&[secret]));
-            assert_eq!(got.is_ok(), want, "{name}: {got:?}");
-            if !want {
-                assert_eq!(
-                    got,
-                    Err(SignatureError::Mismatch(META_SIGNATURE_HEADER)),
-                    "{name}"
-                );
-            }
-            if let Some(expected) = v["expected_signature"].as_str() {
-                assert_eq!(sign_meta(secret, body.as_bytes()), expected, "{name}");
-            }
-        }
-        assert!(run >= 7, "vector file lost entries: {run}");
-    }
-
-    #[test]
-    fn sign_verify_tamper() {
-        let body = br#"{"object":"page","entry":[{"id":"1","messaging":[]}]}"#;
-        let sig = sign_meta("app-secret", body);
-        let s = secrets(&["app-secret"]);
-        assert_eq!(verify_meta(body, Some(&sig), &s), Ok(()));
-        assert_eq!(
-            verify_meta(body, Some(&format!("  {sig} ")), &s),
-            Ok(()),
-            "surrounding whitespace is not part of the value"
-        );
-
-        let mut tampered = body.to_vec();
-        tampered[12] = b'P';
-        assert_eq!(
-            verify_meta(&tampered, Some(&sig), &s),
-            Err(SignatureError::Mismatch(META_SIGNATURE_HEADER))
-        );
-        let mut longer = body.to_vec();
-        longer.push(b'\n');
-        assert_eq!(
-            verify_meta(&longer, Some(&sig), &s),
-            Err(SignatureError::Mismatch(META_SIGNATURE_HEADER)),
-            "a trailing newline is a different body"
-        );
-    }
-
-    #[test]
-    fn rotation_accepts_any_configured_secret() {
-        let body = b"test";
-        let sig = sign_meta("new", body);
-        assert_eq!(
-            verify_meta(body, Some(&sig), &secrets(&["old", "new"])),
-            Ok(())
-        );
-        assert_eq!(
-            verify_meta(body, Some(&sig), &secrets(&["new", "old"])),
-            Ok(())
-        );
-        assert_eq!(
-            verify_meta(body, Some(&sig), &secrets(&["old", "other"])),
-            Err(SignatureError::Mismatch(META_SIGNATURE_HEADER))
-        );
-    }
-
-    #[test]
-    fn refusals_name_the_failed_check() {
-        let body = b"test";
-        let good = sign_meta("secret", body);
-        let s = secrets(&["secret"]);
-        assert_eq!(
-            verify_meta(body, None, &s),
-            Err(SignatureError::MissingHeader(META_SIGNATURE_HEADER))
-        );
-        let hex = good.strip_prefix("sha256=").unwrap();
-        let malformed: &[(String, &str)] = &[
-            (String::new(), "empty"),
-            (hex.to_string(), "does not start with sha256="),
-            (format!("sha1={hex}"), "does not start with sha256="),
-            (format!("SHA256={hex}"), "does not start with sha256="),
-            ("sha256=".to_string(), "not 64 hex digits"),
-            (format!("sha256={}", &hex[..63]), "not 64 hex digits"),
-            (format!("sha256={hex}00"), "not 64 hex digits"),
-            (format!("sha256={}", "z".repeat(64)), "not lowercase hex"),
-            (
-                format!("sha256={}", hex.to_uppercase()),
-                "not lowercase hex",
-            ),
-            (format!("sha256={}", "A".repeat(5000)), "not 64 hex digits"),
-        ];
-        for (header, fragment) in malformed {
-            let err = verify_meta(body, Some(header), &s).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    SignatureError::Malformed {
-                        header: META_SIGNATURE_HEADER,
-                        ..
-                    }
-                ),
-                "{header:?}: {err:?}"
-            );
-            assert!(err.to_string().contains(fragment), "{header:?}: {err}");
-        }
-        assert_eq!(
-            verify_meta(body, Some(&good), &[]),
-            Err(SignatureError::NoSecret("meta"))
-        );
-
-        // Every refusal is a 401 with one line that never carries the secret.
-        for e in [
-            SignatureError::MissingHeader(META_SIGNATURE_HEADER),
-            SignatureError::NoSecret("meta"),
-            SignatureError::Mismatch(META_SIGNATURE_HEADER),
-            verify_meta(body, Some("sha256=x"), &s).unwrap_err(),
-        ] {
-            let gateway: Error = e.into();
-            assert_eq!(gateway.kind, crate::error::Kind::Unauthorized);
-            assert!(!gateway.message.contains('\n') && !gateway.message.contains("secret\""));
-            assert!(
-                gateway.message.contains(META_SIGNATURE_HEADER) || gateway.message.contains("meta")
-            );
-        }
     }
 }

@@ -1,0 +1,91 @@
+//! Standard Webhooks senders (Resend and other Svix-style senders): bounces,
+//! complaints and unsubscribes, one event per recipient, on
+//! `POST /webhooks/standard-webhooks/{tenant}` and its alias `/webhooks/resend/{tenant}`.
+//!
+//! The road: tenant section from the path -> signature and timestamp window -> content
+//! type -> parse and normalise.
+//!
+//! Why this order: the signature covers the message id, the timestamp and the raw body,
+//! so nothing of the body is read before it verifies; a timestamp more than five minutes
+//! from our clock either way is refused (401), and a replay inside the window is
+//! applied once, because the message id is the event id the store deduplicates on. A
+//! body that verifies but cannot be read is 400; an event type we do not act on is 200.
+
+pub mod normalise;
+pub mod verify;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::event::Source;
+use crate::road::{About, ConfigCx, Road, Trip};
+use crate::secret::Secret;
+use verify::{SignedHeaders, verify_standard_webhooks};
+
+/// The source these senders' events carry.
+pub const SOURCE: Source = StandardWebhooks::ABOUT.source();
+
+/// The Standard Webhooks provider.
+#[derive(Debug)]
+pub struct StandardWebhooks;
+
+/// A tenant's Standard Webhooks section.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// The signing secrets (`whsec_...`), tried in turn.
+    pub secrets: Vec<Secret>,
+}
+
+/// `[tenants.ID.standard_webhooks]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    #[serde(default)]
+    secrets: Vec<String>,
+}
+
+impl Road for StandardWebhooks {
+    const ABOUT: About = About::new(
+        "standard-webhooks",
+        include_str!("../../../providers/standard-webhooks.toml"),
+    )
+    .aliases(&["resend"])
+    .section("standard_webhooks");
+    type Settings = ();
+    type Raw = RawSection;
+    type Section = Section;
+
+    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
+        let at = format!("tenants.{tenant}.standard_webhooks.secrets");
+        let why = "its webhooks cannot be verified";
+        let secrets = cx.required_secrets(&at, &raw.secrets, why);
+        let unreadable = |c: &Secret| {
+            !c.expose().starts_with(verify::SECRET_PREFIX)
+                || verify::decode_secret(c.expose()).is_none()
+        };
+        if secrets.iter().any(unreadable) {
+            cx.problem(format!(
+                "{at}: each is whsec_ and base64 (copy it whole from the sender's dashboard)"
+            ));
+        }
+        Some(Section { secrets })
+    }
+
+    async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
+        let (tenant, section) = trip.path_tenant()?;
+        let req = trip.req;
+        let headers = SignedHeaders::from_request(|name| req.header(name));
+        let received_ms = trip.receive();
+        let now_s = received_ms.div_euclid(1000);
+        let message_id = verify_standard_webhooks(&headers, &req.body, &section.secrets, now_s)?;
+        req.require_content_type(
+            &["application/json"],
+            "Standard Webhooks senders post application/json",
+        )?;
+        let normalised = normalise::normalise(message_id, &req.body, received_ms)?;
+        trip.out.rejected.extend(normalised.rejected);
+        trip.out.skipped.extend(normalised.ignored);
+        trip.out.push(tenant, normalised.events);
+        Ok(())
+    }
+}
