@@ -420,10 +420,10 @@ async fn run_case(
     Ok(wrong)
 }
 
-/// Load and run one folder; every failure, each naming its case.
-async fn run_folder(dir: &Path) -> Vec<String> {
+/// Load and run one folder: how many cases ran, and every failure, each naming its case.
+async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
-    let fail = |what: String| vec![format!("{name}: {what}")];
+    let fail = |what: String| (0, vec![format!("{name}: {what}")]);
     let gateway = match std::fs::read_to_string(dir.join("gateway.toml")) {
         Ok(t) => t,
         Err(e) => return fail(format!("gateway.toml: {e}")),
@@ -448,7 +448,7 @@ async fn run_folder(dir: &Path) -> Vec<String> {
         }
     }
     if !failures.is_empty() {
-        return failures;
+        return (0, failures);
     }
 
     let redis = RedisServer::start();
@@ -471,7 +471,7 @@ async fn run_folder(dir: &Path) -> Vec<String> {
         }
     }
     gw.stop().await;
-    failures
+    (cases.case.len(), failures)
 }
 
 fn folders() -> Vec<PathBuf> {
@@ -491,17 +491,19 @@ async fn every_provider_folder_runs_end_to_end() {
     let mut failures = Vec::new();
     let mut counts = Vec::new();
     for dir in &dirs {
-        let found = run_folder(dir).await;
-        counts.push(format!(
-            "{} ({} failing)",
+        let (ran, found) = run_folder(dir).await;
+        let summary = format!(
+            "{}: {ran} case(s), {} failure(s)",
             dir.file_name().unwrap().to_string_lossy(),
             found.len()
-        ));
+        );
+        println!("{summary}");
+        counts.push(summary);
         failures.extend(found);
     }
     assert!(
         failures.is_empty(),
-        "{} failure(s) in {}:\n  {}",
+        "{} failure(s) ({}):\n  {}",
         failures.len(),
         counts.join(", "),
         failures.join("\n  ")
@@ -534,7 +536,257 @@ async fn a_folder_without_cases_fails() {
         "[defaults]\npath = \"/webhooks/x/acme\"\n",
     )
     .unwrap();
-    let failures = run_folder(&folder).await;
-    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (ran, failures) = run_folder(&folder).await;
+    assert_eq!((ran, failures.len()), (0, 1), "{failures:?}");
     assert!(failures[0].contains("no [[case]]"), "{failures:?}");
+}
+
+/// One row of [`the_signer_reproduces_published_vectors`].
+struct Vector {
+    name: &'static str,
+    /// A `sign` table as a fixture writes it.
+    sign: &'static str,
+    url: &'static str,
+    body: &'static str,
+    /// The header to read, and its expected value; `None`: the signature is randomised
+    /// (ECDSA, RSA checked by verifying instead), or lives in the body (Mailgun).
+    header: &'static str,
+    expected: Option<&'static str>,
+}
+
+const TELNYX_BODY: &str = r#"{"data":{"event_type":"message.received","id":"b301ed3f-1490-491f-995f-6e64e69674d4","occurred_at":"2024-01-15T20:16:07.588+00:00","payload":{"direction":"inbound","encoding":"GSM-7","errors":[],"from":{"carrier":"T-Mobile USA","line_type":"long_code","phone_number":"+13125550100"},"id":"84cca175-9755-4859-b67f-4730d7f58aa3","media":[],"messaging_profile_id":"740572b6-099c-44a1-89b9-6c92163bc68d","parts":1,"received_at":"2024-01-15T20:16:07.503+00:00","record_type":"message","text":"Hello from Telnyx!","to":[{"carrier":"Telnyx","line_type":"Wireless","phone_number":"+17735550100","status":"webhook_delivered"}],"type":"SMS"},"record_type":"event"},"meta":{"attempt":1,"delivered_to":"https://hooks.example.com/telnyx"}}"#;
+
+const TWILIO_PARAMS: &str = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+
+/// The P-256 scalar 0x42 * 32 (tests/providers/sendgrid) as PKCS#8 PEM.
+const P256_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQkJCQkJCQkJCQkJC
+QkJCQkJCQkJCQkJCQkJCQkJCQkKhRANCAAQ604YalWITklFrtZPvBVg+0uWGb1y2
+JgowFyN/2JuQr9CWHH43B1pnkaOcYfVilbArbSZWe2FeYKpB7hyOgziN
+-----END PRIVATE KEY-----";
+
+/// The signer is what every fixture rests on: it must reproduce the providers' own
+/// vectors (tests/vectors/, research/providers.md), in the form a fixture writes.
+#[test]
+fn the_signer_reproduces_published_vectors() {
+    let vectors = [
+        Vector {
+            name: "Meta: WhatsApp Node SDK utils.test.ts",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha256"
+                key = "TEST_APP_SECRET"
+                message = "{body}"
+                encoding = "hex"
+                prefix = "sha256="
+                header = "X-Hub-Signature-256""#,
+            url: "https://hooks.example.com/meta",
+            body: "test",
+            header: "X-Hub-Signature-256",
+            expected: Some(
+                "sha256=0c61947b610d4f45e65f3d680e26027121ec2413e77598bcb6cfc6e0d9888221",
+            ),
+        },
+        Vector {
+            name: "Standard Webhooks: svix test_sign_function",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha256"
+                key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                key_prefix = "whsec_"
+                key_encoding = "base64"
+                message = "{id}.{timestamp}.{body}"
+                prefix = "v1,"
+                header = "webhook-signature"
+                timestamp = "1614265330"
+                timestamp_header = "webhook-timestamp"
+                id = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+                id_header = "webhook-id""#,
+            url: "https://hooks.example.com/svix",
+            body: r#"{"test": 2432232314}"#,
+            header: "webhook-signature",
+            expected: Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        },
+        Vector {
+            name: "Twilio: request validator, basic",
+            sign: r#"scheme = "twilio"
+                key = "12345""#,
+            url: "https://mycompany.com/myapp.php?foo=1&bar=2",
+            body: TWILIO_PARAMS,
+            header: "X-Twilio-Signature",
+            expected: Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+        },
+        Vector {
+            name: "Twilio: a repeated parameter's values sorted and told once",
+            sign: r#"scheme = "twilio"
+                key = "12345""#,
+            url: "https://mycompany.com/myapp.php?foo=1&bar=2",
+            body: "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234&Digits=1234",
+            header: "X-Twilio-Signature",
+            expected: Some("IK+Dwps556ElfBT0I3Rgjkr1wJU="),
+        },
+        Vector {
+            name: "Twilio JSON (bodySHA256): HMAC-SHA1 over the URL alone, as a template",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha1"
+                key = "12345"
+                message = "{url}"
+                header = "X-Twilio-Signature""#,
+            url: "https://mycompany.com/myapp.php?bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620",
+            body: r#"{"property": "value", "boolean": true}"#,
+            header: "X-Twilio-Signature",
+            expected: Some("y77kIzt2vzLz71DgmJGsen2scGs="),
+        },
+        Vector {
+            name: "Telnyx: Ed25519 over timestamp|body, RFC 8032 test-1 key (hex seed)",
+            sign: r#"scheme = "template"
+                algorithm = "ed25519"
+                key = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+                key_encoding = "hex"
+                message = "{timestamp}|{body}"
+                header = "telnyx-signature-ed25519"
+                timestamp = "1705349767"
+                timestamp_header = "telnyx-timestamp""#,
+            url: "https://hooks.example.com/telnyx",
+            body: TELNYX_BODY,
+            header: "telnyx-signature-ed25519",
+            expected: Some(
+                "5T1UQ8/DsZ6NItQDFJZ35g7JtNx7g5oHLDlvUNwYgpIwQym49A2rs7dqkJ/kFAUTV7p4I6AOojqy2Zs5BxNAAQ==",
+            ),
+        },
+        Vector {
+            name: "Telnyx: the same key as PKCS#8 PEM",
+            sign: r#"scheme = "template"
+                algorithm = "ed25519"
+                key = """-----BEGIN PRIVATE KEY-----
+                MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
+                -----END PRIVATE KEY-----"""
+                key_encoding = "pem"
+                message = "{timestamp}|{body}"
+                header = "telnyx-signature-ed25519"
+                timestamp = "1705349767""#,
+            url: "https://hooks.example.com/telnyx",
+            body: TELNYX_BODY,
+            header: "telnyx-signature-ed25519",
+            expected: Some(
+                "5T1UQ8/DsZ6NItQDFJZ35g7JtNx7g5oHLDlvUNwYgpIwQym49A2rs7dqkJ/kFAUTV7p4I6AOojqy2Zs5BxNAAQ==",
+            ),
+        },
+        Vector {
+            name: "Basic auth: RFC 7617's example",
+            sign: r#"scheme = "basic"
+                key = "Aladdin:open sesame""#,
+            url: "https://hooks.example.com/postmark",
+            body: "{}",
+            header: "Authorization",
+            expected: Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        },
+    ];
+    for v in &vectors {
+        let signer: Signer = toml::from_str(v.sign).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let mut req = Request {
+            method: "POST".into(),
+            url: v.url.into(),
+            headers: Vec::new(),
+            body: v.body.as_bytes().to_vec(),
+        };
+        signer
+            .sign(&mut req)
+            .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let got = req
+            .headers
+            .iter()
+            .find(|(n, _)| n == v.header)
+            .map(|(_, value)| value.as_str());
+        assert_eq!(got, v.expected, "{}", v.name);
+    }
+
+    // A misspelt field is an error, not a default.
+    for table in [
+        "scheme = \"twilio\"\nkye = \"12345\"",
+        "scheme = \"template\"\nalgorithm = \"hmac-sha256\"\nkey = \"k\"\nmessage = \"{body}\"\nheader = \"h\"\nprefx = \"v1,\"",
+    ] {
+        assert!(toml::from_str::<Signer>(table).is_err(), "{table}");
+    }
+
+    // Mailgun: mailgun-php's WebhookTest vector, written into the body.
+    let signer: Signer =
+        toml::from_str("scheme = \"mailgun\"\nkey = \"key-3ax6xnjp29jd6fds4gc373sgvjxteol0\"")
+            .unwrap();
+    let mut req = Request {
+        method: "POST".into(),
+        url: String::new(),
+        headers: Vec::new(),
+        body: br#"{"signature":{"timestamp":"1403645220","token":"5egbgr1vjgqxtrnp65xfznchgdccwh5d6i09vijqi3whgowmn6","signature":""},"event-data":{}}"#.to_vec(),
+    };
+    signer.sign(&mut req).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        body["signature"]["signature"],
+        "9cfc5c41582e51246e73c88d34db3af0a3a2692a76fbab81492842f000256d33"
+    );
+
+    // ECDSA is randomised: what the signer makes must verify under SendGrid's key for it
+    // (tests/providers/sendgrid/gateway.toml), from the hex scalar and from PEM alike.
+    use p256::ecdsa::signature::Verifier;
+    let public = dndgate::config::parse_p256_key(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOtOGGpViE5JRa7WT7wVYPtLlhm9ctiYKMBcjf9ibkK/Qlhx+NwdaZ5GjnGH1YpWwK20mVnthXmCqQe4cjoM4jQ==",
+    )
+    .unwrap();
+    for (key, encoding) in [("42".repeat(32), "hex"), (P256_PEM.to_string(), "pem")] {
+        let mut t = toml::Table::new();
+        for (k, v) in [
+            ("scheme", "template"),
+            ("algorithm", "ecdsa-p256-sha256"),
+            ("key", key.as_str()),
+            ("key_encoding", encoding),
+            ("message", "{timestamp}{body}"),
+            ("header", "X-Twilio-Email-Event-Webhook-Signature"),
+            ("timestamp", "1600112502"),
+        ] {
+            t.insert(k.into(), v.into());
+        }
+        let signer: Signer = toml::Value::Table(t).try_into().unwrap();
+        let mut req = Request {
+            method: "POST".into(),
+            url: String::new(),
+            headers: Vec::new(),
+            body: b"[{\"event\":\"spamreport\"}]\r\n".to_vec(),
+        };
+        signer.sign(&mut req).unwrap();
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&req.headers[0].1)
+            .unwrap();
+        let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
+        let mut message = b"1600112502".to_vec();
+        message.extend_from_slice(&req.body);
+        assert!(public.verify(&message, &signature).is_ok(), "{encoding}");
+    }
+
+    // SNS: RSA over the canonical string, checked with the test key's public half.
+    let key = include_str!("fixtures/sns/test-signing-key.pem");
+    for version in [1u8, 2] {
+        let mut envelope = serde_json::json!({
+            "Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+            "Message": "hello", "Timestamp": "2026-01-01T00:00:00.000Z",
+        });
+        common::sign::sns(&mut envelope, key, version).unwrap();
+        let text = "Message\nhello\nMessageId\nm-1\nTimestamp\n2026-01-01T00:00:00.000Z\nTopicArn\narn:aws:sns:us-east-1:1:t\nType\nNotification\n";
+        use base64::Engine;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::signature::Verifier;
+        let public = rsa::PrivateKey::from_pkcs8_pem(key)
+            .unwrap()
+            .to_public_key();
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(envelope["Signature"].as_str().unwrap())
+            .unwrap();
+        let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+        let ok = if version == 1 {
+            rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public).verify(text.as_bytes(), &sig)
+        } else {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public).verify(text.as_bytes(), &sig)
+        };
+        assert!(ok.is_ok(), "sns version {version}");
+        assert_eq!(envelope["SignatureVersion"], version.to_string());
+    }
 }

@@ -48,7 +48,7 @@ pub struct Served {
 
 /// How a provider signs (or authenticates) a request. `scheme` names the variant.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case")]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Signer {
     /// Nothing: the request goes unsigned.
     None,
@@ -326,10 +326,12 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     B64.decode(b64).map_err(|e| format!("key: not PEM: {e}"))
 }
 
-/// Twilio's signature over `url` and form `params` (HMAC-SHA1, base64).
+/// Twilio's signature over `url` and form `params` (HMAC-SHA1, base64): parameters
+/// sorted by name, a repeated name's values sorted and told once, as Twilio's SDKs do.
 pub fn twilio(token: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
+    sorted.dedup();
     let mut data = url.as_bytes().to_vec();
     for (name, value) in sorted {
         data.extend_from_slice(name.as_bytes());
