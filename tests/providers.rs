@@ -352,19 +352,20 @@ async fn run_case(
             case.status, answer.status
         ));
     }
-    if let Some(fragment) = &case.answer_contains {
-        if !answer.body.contains(fragment.as_str()) {
-            wrong.push(format!(
-                "answer: expected it to contain {fragment:?}, got {said:?}"
-            ));
-        }
+    if let Some(fragment) = &case.answer_contains
+        && !answer.body.contains(fragment.as_str())
+    {
+        wrong.push(format!(
+            "answer: expected it to contain {fragment:?}, got {said:?}"
+        ));
     }
     if let Some(before) = before {
         let after = redis.snapshot();
         if after != before {
-            let added: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+            let new: Vec<&String> = after.iter().filter(|e| !before.contains(e)).collect();
+            let gone: Vec<&String> = before.iter().filter(|e| !after.contains(e)).collect();
             wrong.push(format!(
-                "writes_nothing: redis changed, now also has {added:?}"
+                "writes_nothing: redis changed: now {new:?}, before {gone:?}"
             ));
         }
     }

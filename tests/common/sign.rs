@@ -265,7 +265,7 @@ impl Template {
         let mut out = Vec::new();
         let mut rest = self.message.as_str();
         while let Some(open) = rest.find('{') {
-            out.extend_from_slice(rest[..open].as_bytes());
+            out.extend_from_slice(&rest.as_bytes()[..open]);
             let close = rest[open..]
                 .find('}')
                 .ok_or_else(|| format!("message {:?}: an unclosed {{", self.message))?;
