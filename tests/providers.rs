@@ -365,7 +365,7 @@ async fn run_case(
             let new: Vec<&String> = after.iter().filter(|e| !before.contains(e)).collect();
             let gone: Vec<&String> = before.iter().filter(|e| !after.contains(e)).collect();
             wrong.push(format!(
-                "writes_nothing: redis changed: now {new:?}, before {gone:?}"
+                "writes_nothing: redis changed: added {new:?}, removed {gone:?}"
             ));
         }
     }
@@ -504,10 +504,10 @@ async fn every_provider_folder_runs_end_to_end() {
     }
     assert!(
         failures.is_empty(),
-        "{} failure(s) ({}):\n  {}",
+        "{} failure(s):\n  {}\n(per folder: {})",
         failures.len(),
-        counts.join(", "),
-        failures.join("\n  ")
+        failures.join("\n  "),
+        counts.join("; ")
     );
 }
 
