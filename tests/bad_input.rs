@@ -4,17 +4,15 @@
 //! before its end), and the store exactly as it was.
 //!
 //! The requests are signed where the case needs a valid signature (so the body, not
-//! the signature, is what is wrong), with signers written here independently of the
-//! crate's verifiers, as the provider e2e tests do.
+//! the signature, is what is wrong), with the tests' one signer (`common::sign`),
+//! written independently of the crate's verifiers.
 
 mod common;
 
 use base64::Engine as _;
 use common::*;
-use hmac::{Hmac, KeyInit, Mac};
-use p256::ecdsa::{Signature, SigningKey, signature::Signer};
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::EncodePublicKey;
-use sha2::Sha256;
 
 const META_SECRET: &str = "meta-app-secret";
 const VERIFY_TOKEN: &str = "meatyhamhock";
@@ -24,8 +22,11 @@ const POSTMARK_CREDENTIALS: &str = "pm_hook_user:pm_hook_pass_123";
 const SW_SECRET: &str = "whsec_ZG5kZ2F0ZS1zdGFuZGFyZC13ZWJob29rcy10ZXN0LWtleQ==";
 const SES_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:acme-ses-events";
 
+/// SendGrid's private scalar for acme, hex.
+const SENDGRID_KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+
 fn sendgrid_key() -> SigningKey {
-    SigningKey::from_slice(&[0x42; 32]).unwrap()
+    SigningKey::from_slice(&hex::decode(SENDGRID_KEY).unwrap()).unwrap()
 }
 
 /// The test configuration plus every other provider for acme, as the e2e tests add them.
@@ -53,41 +54,24 @@ fn config(redis: &RedisServer) -> String {
 }
 
 fn meta_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(META_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    sign::meta(META_SECRET, body)
 }
 
 fn sendgrid_signature(timestamp: &str, body: &[u8]) -> String {
-    let mut message = timestamp.as_bytes().to_vec();
-    message.extend_from_slice(body);
-    let sig: Signature = sendgrid_key().sign(&message);
-    base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    sign::sendgrid(SENDGRID_KEY, timestamp, body)
 }
 
 /// A Mailgun body signed with a fresh `token` (Mailgun never reuses one).
 fn mailgun_body(token: &str, event_data: &str) -> String {
     let timestamp = now_s().to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(MAILGUN_KEY.as_bytes()).unwrap();
-    mac.update(timestamp.as_bytes());
-    mac.update(token.as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
+    let signature = sign::mailgun(MAILGUN_KEY, &timestamp, token);
     format!(
         r#"{{"signature": {{"timestamp": "{timestamp}", "token": "{token}", "signature": "{signature}"}}, "event-data": {event_data}}}"#
     )
 }
 
 fn sw_signature(id: &str, ts: &str, body: &[u8]) -> String {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(SW_SECRET.trim_start_matches("whsec_"))
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    sign::standard_webhooks(SW_SECRET, id, ts, body)
 }
 
 /// One malformed request and what the gateway must answer.
@@ -194,10 +178,7 @@ fn sw_case(name: &'static str, content_type: &str, body: &[u8], status: u16) -> 
 }
 
 fn postmark_case(name: &'static str, content_type: &str, body: &[u8], status: u16) -> Case {
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(POSTMARK_CREDENTIALS)
-    );
+    let auth = sign::basic(POSTMARK_CREDENTIALS);
     case(
         name,
         "POST",

@@ -29,11 +29,7 @@ fn config(redis: &RedisServer, addr: std::net::SocketAddr) -> String {
 }
 
 async fn postmark(addr: std::net::SocketAddr, body: &Value) -> HttpResponse {
-    use base64::Engine;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(POSTMARK_CREDENTIALS)
-    );
+    let auth = sign::basic(POSTMARK_CREDENTIALS);
     http(
         addr,
         "POST",
@@ -67,11 +63,8 @@ async fn resend(addr: std::net::SocketAddr, id: &str, body: &Value) -> HttpRespo
 }
 
 async fn meta(addr: std::net::SocketAddr, body: &Value) -> HttpResponse {
-    use hmac::{Hmac, KeyInit, Mac};
     let body = body.to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(META_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let signature = sign::meta(META_SECRET, body.as_bytes());
     http(
         addr,
         "POST",

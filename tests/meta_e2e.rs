@@ -37,15 +37,8 @@ fn config(redis: &RedisServer) -> String {
     )
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 async fn post(gw: &TestGateway, body: &str) -> HttpResponse {
-    post_signed(gw, body, &sign(APP_SECRET, body.as_bytes())).await
+    post_signed(gw, body, &sign::meta(APP_SECRET, body.as_bytes())).await
 }
 
 async fn post_signed(gw: &TestGateway, body: &str, signature: &str) -> HttpResponse {
@@ -431,7 +424,7 @@ async fn bad_meta_input_changes_nothing() {
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"{ACME_WABA}","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"{ACME_PHONE_ID}"}},"contacts":[{{"wa_id":"16505558001"}}],"messages":[{{"from":"16505558001","id":"wamid.E1","timestamp":"{}","type":"text","text":{{"body":"arr\u00eat"}}}}]}}}}]}}]}}"#,
         now_s()
     );
-    let good_signature = sign(APP_SECRET, sent.as_bytes());
+    let good_signature = sign::meta(APP_SECRET, sent.as_bytes());
     let reserialised = serde_json::from_str::<Value>(&sent).unwrap().to_string();
     assert!(reserialised.contains('ê'));
     let unknown_object = json!({"object": "carrier_pigeon", "entry": []}).to_string();
@@ -446,7 +439,7 @@ async fn bad_meta_input_changes_nothing() {
         (
             "wrong secret",
             sent.clone(),
-            sign("not-the-secret", sent.as_bytes()),
+            sign::meta("not-the-secret", sent.as_bytes()),
             "application/json",
             401,
         ),
@@ -467,14 +460,14 @@ async fn bad_meta_input_changes_nothing() {
         (
             "unknown object",
             unknown_object.clone(),
-            sign(APP_SECRET, unknown_object.as_bytes()),
+            sign::meta(APP_SECRET, unknown_object.as_bytes()),
             "application/json",
             400,
         ),
         (
             "not JSON",
             "{not json".into(),
-            sign(APP_SECRET, b"{not json"),
+            sign::meta(APP_SECRET, b"{not json"),
             "application/json",
             400,
         ),
@@ -502,7 +495,7 @@ async fn bad_meta_input_changes_nothing() {
         assert_eq!(redis.snapshot(), before, "{name}");
     }
     // The body exactly as Meta sent it verifies, under the old secret too (rotation).
-    let r = post_signed(&gw, &sent, &sign(OLD_APP_SECRET, sent.as_bytes())).await;
+    let r = post_signed(&gw, &sent, &sign::meta(OLD_APP_SECRET, sent.as_bytes())).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = verdict(&redis, "acme", Channel::Whatsapp, "+16505558001").await;
     assert!(v.blocked, "ARRÊT, escaped by Meta, is an opt-out");

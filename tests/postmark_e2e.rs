@@ -22,15 +22,6 @@ fn config(redis: &RedisServer) -> String {
     )
 }
 
-/// `Authorization: Basic ...`, encoded here independently of the crate.
-fn basic(credentials: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
-    )
-}
-
 async fn post_as(gw: &TestGateway, authorization: Option<&str>, body: &str) -> HttpResponse {
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(a) = authorization {
@@ -40,7 +31,7 @@ async fn post_as(gw: &TestGateway, authorization: Option<&str>, body: &str) -> H
 }
 
 async fn post(gw: &TestGateway, body: &Value) -> HttpResponse {
-    post_as(gw, Some(&basic(CREDENTIALS)), &body.to_string()).await
+    post_as(gw, Some(&sign::basic(CREDENTIALS)), &body.to_string()).await
 }
 
 /// An ISO 8601 time `ago_s` seconds before now, as Postmark writes it.
@@ -223,7 +214,7 @@ async fn wrong_or_missing_credentials_are_401_and_change_nothing() {
     let gw = TestGateway::start(&config(&redis)).await;
     let body = subscription_change("john@example.com", true, "Recipient", 60).to_string();
     let before = redis.snapshot();
-    let wrong = basic("pm_hook_user:wrong");
+    let wrong = sign::basic("pm_hook_user:wrong");
     let bearer = "Bearer pm_hook_pass_123".to_string();
     let garbage = "Basic !!!".to_string();
     for (name, auth) in [
@@ -244,7 +235,7 @@ async fn wrong_or_missing_credentials_are_401_and_change_nothing() {
         assert_eq!(redis.snapshot(), before, "{name}");
     }
     // The credentials being rotated out still work.
-    let r = post_as(&gw, Some(&basic(OLD_CREDENTIALS)), &body).await;
+    let r = post_as(&gw, Some(&sign::basic(OLD_CREDENTIALS)), &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     gw.stop().await;
 }
@@ -254,7 +245,7 @@ async fn bad_bodies_after_good_credentials() {
     let redis = RedisServer::start();
     let gw = TestGateway::start(&config(&redis)).await;
     let before = redis.snapshot();
-    let auth = basic(CREDENTIALS);
+    let auth = sign::basic(CREDENTIALS);
     let r = post_as(&gw, Some(&auth), "{\"RecordType\": \"Bounce\",").await;
     assert_eq!(r.status, 400, "{}", r.body);
     // A record without its address: accepted (Postmark could never send it better),
@@ -326,7 +317,7 @@ async fn item_15_postmark_bounce_without_email_is_accepted_and_ignored() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(redis.snapshot(), before);
     // A body that is not a Postmark record at all is still refused.
-    let r = post_as(&gw, Some(&basic(CREDENTIALS)), "[1, 2]").await;
+    let r = post_as(&gw, Some(&sign::basic(CREDENTIALS)), "[1, 2]").await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(redis.snapshot(), before);
     gw.stop().await;

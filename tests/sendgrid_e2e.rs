@@ -8,24 +8,23 @@ use base64::Engine as _;
 use common::*;
 use dndgate::event::Channel;
 use dndgate::store::State;
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::EncodePublicKey;
 use serde_json::{Value, json};
 
 const SIG: &str = "X-Twilio-Email-Event-Webhook-Signature";
 const TS: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 
-/// The key acme signs with now, and the one being rotated out (both configured).
-fn key() -> SigningKey {
-    SigningKey::from_slice(&[0x42; 32]).unwrap()
-}
-fn old_key() -> SigningKey {
-    SigningKey::from_slice(&[0x17; 32]).unwrap()
-}
+/// The private scalars (hex) acme signs with now, and the one being rotated out (both
+/// configured), and a stranger's.
+const KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+const OLD_KEY: &str = "1717171717171717171717171717171717171717171717171717171717171717";
+const STRANGER_KEY: &str = "9999999999999999999999999999999999999999999999999999999999999999";
 
-/// The public key as SendGrid shows it: base64 DER SubjectPublicKeyInfo.
-fn public_key_b64(sk: &SigningKey) -> String {
+/// The public key of the scalar `key_hex` as SendGrid shows it: base64 DER
+/// SubjectPublicKeyInfo.
+fn public_key_b64(key_hex: &str) -> String {
+    let sk = SigningKey::from_slice(&hex::decode(key_hex).unwrap()).unwrap();
     let der = sk.verifying_key().to_public_key_der().unwrap();
     base64::engine::general_purpose::STANDARD.encode(der.as_bytes())
 }
@@ -41,23 +40,14 @@ fn config(redis: &RedisServer) -> String {
     let base = config_text(&redis.url());
     let acme = format!(
         "[tenants.acme.sendgrid]\npublic_keys = [\"{}\", \"{}\"]\n\n[tenants.globex]\n",
-        public_key_b64(&old_key()),
-        public_key_b64(&key())
+        public_key_b64(OLD_KEY),
+        public_key_b64(KEY)
     );
     let base = base.replacen("[tenants.globex]\n", &acme, 1);
     format!(
         "{base}\n[tenants.globex.sendgrid]\npublic_keys = [\"{}\"]\n",
         official()["secret"].as_str().unwrap()
     )
-}
-
-/// Sign like SendGrid: ECDSA P-256 SHA-256 over timestamp then body, DER, base64.
-/// Written with p256 directly, not through the crate's verifier.
-fn sign(sk: &SigningKey, timestamp: &str, body: &[u8]) -> String {
-    let mut message = timestamp.as_bytes().to_vec();
-    message.extend_from_slice(body);
-    let sig: Signature = sk.sign(&message);
-    base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
 }
 
 /// A batch as SendGrid sends it: `[e1,\r\ne2]\r\n`.
@@ -98,7 +88,7 @@ async fn post_signed(
 
 async fn post(gw: &TestGateway, body: &str) -> HttpResponse {
     let ts = now_s().to_string();
-    let sig = sign(&key(), &ts, body.as_bytes());
+    let sig = sign::sendgrid(KEY, &ts, body.as_bytes());
     post_signed(gw, "acme", body.as_bytes(), &[(SIG, &sig), (TS, &ts)]).await
 }
 
@@ -381,7 +371,7 @@ async fn rotation_accepts_the_old_key_too() {
         json!({}),
     )]);
     let ts = now_s().to_string();
-    let sig = sign(&old_key(), &ts, body.as_bytes());
+    let sig = sign::sendgrid(OLD_KEY, &ts, body.as_bytes());
     let r = post_signed(&gw, "acme", body.as_bytes(), &[(SIG, &sig), (TS, &ts)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
@@ -426,9 +416,8 @@ async fn bad_requests_are_refused_and_change_nothing() {
         json!({"type": "bounce"}),
     )]);
     let ts = now_s().to_string();
-    let good = sign(&key(), &ts, body.as_bytes());
-    let stranger = SigningKey::from_slice(&[0x99; 32]).unwrap();
-    let wrong_key = sign(&stranger, &ts, body.as_bytes());
+    let good = sign::sendgrid(KEY, &ts, body.as_bytes());
+    let wrong_key = sign::sendgrid(STRANGER_KEY, &ts, body.as_bytes());
     let stripped = body.trim_end().to_string();
     let tampered = body.replace("victim@", "other@");
     let next_second = (now_s() + 1).to_string();

@@ -6,18 +6,16 @@
 //! Notifications are signed with a test key (`tests/fixtures/sns/test-signing-key.pem`,
 //! made once with `openssl genpkey`) whose certificate, issued for `sns.amazonaws.com`
 //! as SNS's are and valid around now, is built in the test
-//! ([`common::self_signed_cert_pem`]) and served under an allow-listed SNS URL. The
+//! ([`common::sign::sns_certificate`]) and served under an allow-listed SNS URL. The
 //! real SNS messages of `tests/providers/ses/vectors.json` are posted too, with their genuine
 //! (since expired) certificate.
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use dndgate::event::Channel;
-use dndgate::fetch::{BoxFuture, Fetch};
 use dndgate::lookup::Lookup;
 use dndgate::store::State;
 use serde_json::{Value, json};
@@ -28,59 +26,19 @@ const UNKNOWN_TOPIC: &str = "arn:aws:sns:us-east-1:999999999999:someone-else";
 const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
 const TEST_KEY: &str = include_str!("fixtures/sns/test-signing-key.pem");
 
-/// A certificate for the test key as SNS issues them (`sns.amazonaws.com` in us-east-1),
-/// valid from an hour ago for a day.
-fn test_cert() -> String {
-    let now = now_ms() / 1000;
-    self_signed_cert_pem(
-        TEST_KEY,
-        "sns.amazonaws.com",
-        &["sns.amazonaws.com"],
-        now - 3600,
-        now + 86_400,
-    )
-}
-
-/// Serves certificates by URL, answers subscription confirmations, records every GET.
-#[derive(Default)]
-struct FixtureFetch {
-    certs: HashMap<String, String>,
-    fetched: Mutex<Vec<String>>,
-}
-
-impl FixtureFetch {
-    fn new() -> Arc<FixtureFetch> {
-        let mut certs = HashMap::from([(CERT_URL.to_string(), test_cert())]);
-        for v in vectors() {
-            certs.insert(
-                v["signing_cert_url"].as_str().unwrap().to_string(),
-                v["signing_cert_pem"].as_str().unwrap().to_string(),
-            );
-        }
-        Arc::new(FixtureFetch {
-            certs,
-            ..FixtureFetch::default()
-        })
+/// The gateway's fetcher: a certificate for the test key as SNS issues them
+/// ([`sign::sns_certificate`]) at `CERT_URL`, and the vectors' genuine certificates at
+/// theirs.
+fn fixture_fetch() -> Arc<FixtureFetch> {
+    let fetch = FixtureFetch::default();
+    fetch.serve(CERT_URL, sign::sns_certificate(TEST_KEY));
+    for v in vectors() {
+        fetch.serve(
+            v["signing_cert_url"].as_str().unwrap(),
+            v["signing_cert_pem"].as_str().unwrap(),
+        );
     }
-
-    fn fetched(&self) -> Vec<String> {
-        self.fetched.lock().unwrap().clone()
-    }
-}
-
-impl Fetch for FixtureFetch {
-    fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        self.fetched.lock().unwrap().push(url.to_string());
-        let answer = if url.contains("Action=ConfirmSubscription") {
-            Ok(b"<ConfirmSubscriptionResponse/>".to_vec())
-        } else {
-            self.certs
-                .get(url)
-                .map(|pem| pem.clone().into_bytes())
-                .ok_or_else(|| format!("fixture: nothing at {url}"))
-        };
-        Box::pin(async move { answer })
-    }
+    Arc::new(fetch)
 }
 
 fn vectors() -> Vec<Value> {
@@ -130,46 +88,6 @@ fn iso_now() -> String {
     )
 }
 
-/// Sign an envelope the way SNS does (version 2: SHA256withRSA over `name\nvalue\n`
-/// of the type's fields), written here independently of the gateway's verifier.
-fn sign(envelope: &mut Value) {
-    use base64::Engine;
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::signature::Signer;
-    let kind = envelope["Type"].as_str().unwrap().to_string();
-    let names: &[&str] = if kind == "Notification" {
-        &[
-            "Message",
-            "MessageId",
-            "Subject",
-            "Timestamp",
-            "TopicArn",
-            "Type",
-        ]
-    } else {
-        &[
-            "Message",
-            "MessageId",
-            "SubscribeURL",
-            "Timestamp",
-            "Token",
-            "TopicArn",
-            "Type",
-        ]
-    };
-    let mut text = String::new();
-    for name in names {
-        if let Some(value) = envelope[*name].as_str() {
-            text.push_str(&format!("{name}\n{value}\n"));
-        }
-    }
-    let key = rsa::PrivateKey::from_pkcs8_pem(TEST_KEY).unwrap();
-    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
-    let signature: Box<[u8]> = signer.sign(text.as_bytes()).into();
-    envelope["SignatureVersion"] = json!("2");
-    envelope["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
-}
-
 /// A signed SNS Notification carrying `message` (an SES notification).
 fn notification(topic: &str, message_id: &str, message: &Value) -> Value {
     let mut envelope = json!({
@@ -181,7 +99,7 @@ fn notification(topic: &str, message_id: &str, message: &Value) -> Value {
         "SigningCertURL": CERT_URL,
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
     });
-    sign(&mut envelope);
+    sign::sns(&mut envelope, TEST_KEY, 2).unwrap();
     envelope
 }
 
@@ -202,7 +120,7 @@ fn confirmation(topic: &str) -> Value {
         "Timestamp": iso_now(),
         "SigningCertURL": CERT_URL,
     });
-    sign(&mut envelope);
+    sign::sns(&mut envelope, TEST_KEY, 2).unwrap();
     envelope
 }
 
@@ -299,7 +217,7 @@ async fn history(gw: &TestGateway, address: &str) -> Vec<(String, String, String
 #[tokio::test]
 async fn bounces_and_complaints_become_email_dnd_per_the_table() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
 
     let cases: &[(&str, Value, Option<State>)] = &[
@@ -386,7 +304,7 @@ async fn bounces_and_complaints_become_email_dnd_per_the_table() {
 #[tokio::test]
 async fn the_same_notification_twice_is_applied_once() {
     let redis = RedisServer::start();
-    let gw = TestGateway::start_with_fetch(&config(&redis, ""), FixtureFetch::new()).await;
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fixture_fetch()).await;
     let message = notification(
         ACME_TOPIC,
         "6e5bd9a7-5b2f-5fd8-9a48-1f0d3ac1d6f2",
@@ -411,7 +329,7 @@ async fn the_same_notification_twice_is_applied_once() {
 #[tokio::test]
 async fn per_tenant_path_takes_only_that_tenants_topics() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
     let message = bounce("Permanent", "General", &["p@example.com"]);
 
@@ -456,7 +374,7 @@ async fn per_tenant_path_takes_only_that_tenants_topics() {
 #[tokio::test]
 async fn refusals_change_nothing_and_fetch_nothing_they_should_not() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
     let message = bounce("Permanent", "General", &["victim@example.com"]);
     let before = redis.snapshot();
@@ -560,7 +478,7 @@ async fn refusals_change_nothing_and_fetch_nothing_they_should_not() {
 #[tokio::test]
 async fn subscription_confirmation_fetches_exactly_its_subscribe_url() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let gw = TestGateway::start_with_fetch(&config(&redis, ""), fetch.clone()).await;
 
     let r = post(&gw, &confirmation(UNKNOWN_TOPIC)).await;
@@ -584,7 +502,7 @@ async fn subscription_confirmation_fetches_exactly_its_subscribe_url() {
         "Message": "confirm", "SubscribeURL": "https://evil.example/?Action=ConfirmSubscription",
         "Timestamp": iso_now(), "SigningCertURL": CERT_URL,
     });
-    sign(&mut evil);
+    sign::sns(&mut evil, TEST_KEY, 2).unwrap();
     let r = post(&gw, &evil).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(fetch.fetched().len(), 2, "{:?}", fetch.fetched());
@@ -592,7 +510,7 @@ async fn subscription_confirmation_fetches_exactly_its_subscribe_url() {
     // Unsubscribe confirmations are noted, nothing fetched.
     let mut unsubscribe = confirmation(ACME_TOPIC);
     unsubscribe["Type"] = json!("UnsubscribeConfirmation");
-    sign(&mut unsubscribe);
+    sign::sns(&mut unsubscribe, TEST_KEY, 2).unwrap();
     let r = post(&gw, &unsubscribe).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(fetch.fetched().len(), 2, "{:?}", fetch.fetched());
@@ -603,7 +521,7 @@ async fn subscription_confirmation_fetches_exactly_its_subscribe_url() {
 #[tokio::test]
 async fn subscriptions_are_left_pending_when_confirming_is_off() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let config = config(&redis, "[sns]\nconfirm_subscriptions = false");
     let gw = TestGateway::start_with_fetch(&config, fetch.clone()).await;
     let r = post(&gw, &confirmation(ACME_TOPIC)).await;
@@ -625,7 +543,7 @@ async fn subscriptions_are_left_pending_when_confirming_is_off() {
 #[tokio::test]
 async fn real_sns_messages_are_refused_once_their_certificate_has_expired() {
     let redis = RedisServer::start();
-    let fetch = FixtureFetch::new();
+    let fetch = fixture_fetch();
     let topics: Vec<String> = vectors()
         .iter()
         .map(|v| {
@@ -705,7 +623,7 @@ fn subscription_event(recipient: &str, new_prefs: Value, old_prefs: Value) -> Va
 #[tokio::test]
 async fn item_16_ses_subscription_events_are_unsubscribes() {
     let redis = RedisServer::start();
-    let gw = TestGateway::start_with_fetch(&config(&redis, ""), FixtureFetch::new()).await;
+    let gw = TestGateway::start_with_fetch(&config(&redis, ""), fixture_fetch()).await;
     let topic =
         |status: &str| json!([{"topicName": "ExampleTopicName", "subscriptionStatus": status}]);
 
@@ -760,10 +678,7 @@ async fn item_10_a_certificate_not_issued_for_sns_or_out_of_date_is_refused() {
     let url = |name: &str| {
         format!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{name}.pem")
     };
-    let mut fixture = FixtureFetch {
-        certs: HashMap::new(),
-        ..FixtureFetch::default()
-    };
+    let fixture = FixtureFetch::default();
     let cases: &[(&str, String, bool)] = &[
         (
             "wrong-name",
@@ -822,7 +737,7 @@ async fn item_10_a_certificate_not_issued_for_sns_or_out_of_date_is_refused() {
         ),
     ];
     for (name, pem, _) in cases {
-        fixture.certs.insert(url(name), pem.clone());
+        fixture.serve(&url(name), pem.as_str());
     }
     let gw = TestGateway::start_with_fetch(&config(&redis, ""), Arc::new(fixture)).await;
     for (i, (name, _, good)) in cases.iter().enumerate() {

@@ -28,18 +28,6 @@ fn now_s() -> i64 {
     dndgate::pipeline::now_ms() / 1000
 }
 
-/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>`, computed here independently of the
-/// crate so a test cannot pass by sharing its bug.
-fn sign(secret: &str, id: &str, ts: i64, body: &str) -> String {
-    use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
-}
-
 /// POST with svix-* headers (as Resend sends) to `route`.
 async fn post_signed(
     gw: &TestGateway,
@@ -72,7 +60,7 @@ async fn post(gw: &TestGateway, id: &str, body: &Value) -> HttpResponse {
         "/webhooks/resend/acme",
         id,
         ts,
-        &sign(SECRET, id, ts, &body),
+        &standard_webhooks_signature(SECRET, id, ts, &body),
         &body,
     )
     .await
@@ -182,7 +170,7 @@ async fn unbranded_headers_and_the_alias_route() {
     // Signed with the secret being rotated out, and a second entry that matches nothing.
     let sig = format!(
         "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {}",
-        sign(OLD_SECRET, "msg_w", ts, &body)
+        standard_webhooks_signature(OLD_SECRET, "msg_w", ts, &body)
     );
     let r = http(
         gw.addr,
@@ -240,42 +228,42 @@ async fn refusals_are_401_or_400_and_change_nothing() {
         (
             "stale",
             now - 310,
-            sign(SECRET, "msg_x", now - 310, &body),
+            standard_webhooks_signature(SECRET, "msg_x", now - 310, &body),
             body.clone(),
             "stale",
         ),
         (
             "future",
             now + 310,
-            sign(SECRET, "msg_x", now + 310, &body),
+            standard_webhooks_signature(SECRET, "msg_x", now + 310, &body),
             body.clone(),
             "future",
         ),
         (
             "wrong secret",
             now,
-            sign("whsec_b3RoZXI=", "msg_x", now, &body),
+            standard_webhooks_signature("whsec_b3RoZXI=", "msg_x", now, &body),
             body.clone(),
             "does not match",
         ),
         (
             "tampered body",
             now,
-            sign(SECRET, "msg_x", now, &body),
+            standard_webhooks_signature(SECRET, "msg_x", now, &body),
             body.replace("Permanent", "Transient"),
             "does not match",
         ),
         (
             "other id",
             now,
-            sign(SECRET, "msg_other", now, &body),
+            standard_webhooks_signature(SECRET, "msg_other", now, &body),
             body.clone(),
             "does not match",
         ),
         (
             "v2 only",
             now,
-            sign(SECRET, "msg_x", now, &body).replacen("v1,", "v2,", 1),
+            standard_webhooks_signature(SECRET, "msg_x", now, &body).replacen("v1,", "v2,", 1),
             body.clone(),
             "no v1",
         ),
@@ -304,7 +292,7 @@ async fn refusals_are_401_or_400_and_change_nothing() {
         route,
         "msg_bad",
         now,
-        &sign(SECRET, "msg_bad", now, bad),
+        &standard_webhooks_signature(SECRET, "msg_bad", now, bad),
         bad,
     )
     .await;
@@ -315,7 +303,7 @@ async fn refusals_are_401_or_400_and_change_nothing() {
         "/webhooks/resend/globex",
         "msg_x",
         now,
-        &sign(SECRET, "msg_x", now, &body),
+        &standard_webhooks_signature(SECRET, "msg_x", now, &body),
         &body,
     )
     .await;

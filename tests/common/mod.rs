@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sign;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -293,21 +295,13 @@ impl Drop for RedisServer {
 }
 
 /// Sign a Twilio form callback the way Twilio does: HMAC-SHA1 over the URL and the
-/// parameters sorted by name, base64. Written here independently of the crate's
-/// verifier, so a test cannot pass by sharing its bug.
+/// parameters sorted by name, base64 ([`sign::twilio`]).
 pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-    use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut sorted: Vec<&(&str, &str)> = params.iter().collect();
-    sorted.sort();
-    let mut data = url.to_string();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    sign::twilio(token, url, &params)
 }
 
 /// Form-encode parameters.
@@ -512,6 +506,47 @@ impl TestGateway {
     }
 }
 
+/// The gateway's outbound fetcher in tests, with no network: serves documents by URL
+/// (SNS signing certificates, see [`sign::Served`]), answers SNS subscription
+/// confirmations, and records every URL asked for.
+#[derive(Default)]
+pub struct FixtureFetch {
+    served: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    fetched: std::sync::Mutex<Vec<String>>,
+}
+
+impl FixtureFetch {
+    /// Serve `body` at `url` from now on (replacing what was there).
+    pub fn serve(&self, url: &str, body: impl Into<Vec<u8>>) {
+        self.served
+            .lock()
+            .unwrap()
+            .insert(url.to_string(), body.into());
+    }
+
+    /// Every URL the gateway asked for, in order.
+    pub fn fetched(&self) -> Vec<String> {
+        self.fetched.lock().unwrap().clone()
+    }
+}
+
+impl dndgate::fetch::Fetch for FixtureFetch {
+    fn get<'a>(&'a self, url: &'a str) -> dndgate::fetch::BoxFuture<'a, Result<Vec<u8>, String>> {
+        self.fetched.lock().unwrap().push(url.to_string());
+        let answer = if url.contains("Action=ConfirmSubscription") {
+            Ok(b"<ConfirmSubscriptionResponse/>".to_vec())
+        } else {
+            self.served
+                .lock()
+                .unwrap()
+                .get(url)
+                .cloned()
+                .ok_or_else(|| format!("fixture: nothing at {url}"))
+        };
+        Box::pin(async move { answer })
+    }
+}
+
 /// An inbound SMS in Twilio's documented shape.
 pub fn inbound_sms<'a>(sid: &'a str, from: &'a str, body: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -702,16 +737,10 @@ impl ServeProcess {
 }
 
 /// A Standard Webhooks (Resend, Svix) signature header value for `body`:
-/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>` with the key from `whsec_BASE64`, computed
-/// here independently of the crate.
+/// `v1,<base64 HMAC-SHA256(key, id.ts.body)>` with the key from `whsec_BASE64`
+/// ([`sign::standard_webhooks`]).
 pub fn standard_webhooks_signature(secret: &str, id: &str, ts: i64, body: &str) -> String {
-    use base64::Engine;
-    use hmac::{Hmac, KeyInit, Mac};
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+    sign::standard_webhooks(secret, id, &ts.to_string(), body.as_bytes())
 }
 
 /// A self-signed X.509 certificate, PEM, for the RSA key `key_pem` (PKCS#8 PEM): subject

@@ -1,0 +1,793 @@
+//! Every provider's fixtures, end to end, as data: each folder under `tests/providers/`
+//! holds a provider's tenant configuration (`gateway.toml`), its sample payloads, and
+//! its cases (`cases.toml`): the request, how it is signed, and the expected status
+//! and DND outcome. The folders are read at run time, so a new provider's folder is
+//! picked up with no change here; `tests/providers/README.md` describes the format.
+//!
+//! Each folder gets its own redis-server (a cluster with `DNDGATE_TEST_REDIS=cluster`)
+//! and in-process gateway; its cases run in order against them, so a case may rely on
+//! what the ones before it left (a START after a STOP). Every failing case is reported
+//! at the end with its folder, its name, and what was expected and found.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use common::sign::{Request, Signer};
+use common::*;
+use dndgate::event::Channel;
+use dndgate::store::State;
+use serde::Deserialize;
+
+/// The folders this suite was written with: a folder that disappears is an error, not
+/// a quietly smaller run. New folders need no entry here.
+const KNOWN: &[&str] = &[
+    "mailgun",
+    "meta",
+    "postmark",
+    "sendgrid",
+    "ses",
+    "standard_webhooks",
+    "twilio",
+];
+
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/providers")
+}
+
+/// The configuration every folder's `gateway.toml` is appended to.
+fn base_config(redis_url: &str) -> String {
+    format!(
+        r#"admin_listen = "off"
+listen = "127.0.0.1:0"
+public_url = "{PUBLIC_URL}"
+redis_url = "{redis_url}"
+redis_timeout = "1s"
+
+[tenants.acme]
+api_tokens = ["{API_TOKEN}"]
+
+[tenants.globex]
+api_tokens = ["{GLOBEX_API_TOKEN}"]
+"#
+    )
+}
+
+/// `cases.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    case: Vec<Case>,
+}
+
+/// What every case of the folder takes unless it says otherwise.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    method: Option<String>,
+    path: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    sign: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    method: Option<String>,
+    path: Option<String>,
+    content_type: Option<String>,
+    /// A payload file in the folder; none for an empty body.
+    body: Option<String>,
+    /// `{{name}}` placeholders of this case.
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    /// Set after signing, so they may replace a header the signer set.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Laid over `defaults.sign` key by key (unless it names another scheme).
+    sign: Option<toml::Table>,
+    /// Changes the body after signing: a tampered twin.
+    tamper: Option<Tamper>,
+    status: u16,
+    answer_contains: Option<String>,
+    /// Redis must be exactly as it was before the request.
+    #[serde(default)]
+    writes_nothing: bool,
+    #[serde(default)]
+    expect: Vec<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tamper {
+    replace: String,
+    with: String,
+}
+
+/// The DND outcome for one address, read through the lookup API after the request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    #[serde(default = "acme")]
+    tenant: String,
+    channel: String,
+    address: String,
+    state: Outcome,
+    reason: Option<String>,
+    /// `all`, or the channel's name.
+    scope: Option<String>,
+}
+
+fn acme() -> String {
+    "acme".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Outcome {
+    /// Blocked by a record in that state.
+    Permanent,
+    Temporary,
+    Marketing,
+    /// Not blocked; the record is there, lifted.
+    Cleared,
+    /// Not blocked, whatever the record.
+    Allowed,
+    /// Not blocked, and no record at all.
+    None,
+}
+
+/// The values of one case's placeholders.
+struct Vars {
+    now_ms: i64,
+    uuid: String,
+    own: BTreeMap<String, String>,
+}
+
+impl Vars {
+    /// The case's own vars laid over the folder's `[defaults.vars]`.
+    fn new(defaults: &Defaults, case: &Case) -> Result<Vars, String> {
+        let mut vars = Vars {
+            now_ms: now_ms(),
+            uuid: uuid(),
+            own: BTreeMap::new(),
+        };
+        let mut own = BTreeMap::new();
+        let mut all = defaults.vars.clone();
+        all.extend(case.vars.clone());
+        for (name, value) in &all {
+            if vars.builtin(name).is_some() {
+                return Err(format!("vars.{name}: a built-in placeholder's name"));
+            }
+            own.insert(name.clone(), vars.expand(value)?);
+        }
+        vars.own = own;
+        Ok(vars)
+    }
+
+    /// `now_s`, `now_ms`, `now_iso` (each with an optional `+N`/`-N` seconds), `uuid` and
+    /// `uuid_hex` (the same without dashes).
+    fn builtin(&self, name: &str) -> Option<String> {
+        match name {
+            "uuid" => return Some(self.uuid.clone()),
+            "uuid_hex" => return Some(self.uuid.replace('-', "")),
+            _ => {}
+        }
+        let (base, offset_s) = match name.find(['+', '-']) {
+            Some(i) => (
+                &name[..i],
+                name[i..].trim_start_matches('+').parse::<i64>().ok()?,
+            ),
+            None => (name, 0),
+        };
+        let ms = self.now_ms + offset_s * 1000;
+        match base {
+            "now_s" => Some((ms / 1000).to_string()),
+            "now_ms" => Some(ms.to_string()),
+            "now_iso" => Some(dndgate::time::format_rfc3339_ms(ms)),
+            _ => None,
+        }
+    }
+
+    /// `text` with every `{{name}}` replaced; an unknown name is an error.
+    fn expand(&self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find("}}")
+                .ok_or_else(|| format!("an unclosed {{{{ in {text:?}"))?;
+            let name = rest[open + 2..open + close].trim();
+            let value = self
+                .builtin(name)
+                .or_else(|| self.own.get(name).cloned())
+                .ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}"))?;
+            out.push_str(&value);
+            rest = &rest[open + close + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// A fresh random-looking UUID (version 4 layout), without a UUID crate.
+fn uuid() -> String {
+    use sha2::Digest;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+    );
+    let h = hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..16]);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// The folder's signer for `case`: `defaults.sign` with the case's keys laid over it,
+/// `key_file` read into `key`, placeholders expanded.
+fn signer_for(
+    dir: &Path,
+    defaults: Option<&toml::Table>,
+    case: Option<&toml::Table>,
+    vars: &Vars,
+) -> Result<Signer, String> {
+    let mut table = match (defaults, case) {
+        (Some(d), Some(c)) if c.get("scheme").is_none_or(|s| Some(s) == d.get("scheme")) => {
+            let mut t = d.clone();
+            t.extend(c.clone());
+            t
+        }
+        (_, Some(c)) => c.clone(),
+        (Some(d), None) => d.clone(),
+        (None, None) => return Err("no `sign` table (give one, or `scheme = \"none\"`)".into()),
+    };
+    if let Some(file) = table.remove("key_file") {
+        let file = file.as_str().ok_or("sign.key_file: a path")?;
+        let text = std::fs::read_to_string(dir.join(file))
+            .map_err(|e| format!("sign.key_file {file}: {e}"))?;
+        table.insert("key".into(), text.into());
+    }
+    for (name, value) in table.iter_mut() {
+        if let toml::Value::String(s) = value {
+            *s = vars.expand(s).map_err(|e| format!("sign.{name}: {e}"))?;
+        }
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| format!("sign: {e}"))
+}
+
+/// Run one case; the list of what did not match (empty: it passed).
+async fn run_case(
+    dir: &Path,
+    defaults: &Defaults,
+    case: &Case,
+    gw: &TestGateway,
+    redis: &RedisServer,
+    fetch: &FixtureFetch,
+) -> Result<Vec<String>, String> {
+    let vars = Vars::new(defaults, case)?;
+    let body = match &case.body {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(dir.join(file)).map_err(|e| format!("body {file}: {e}"))?;
+            vars.expand(&text)
+                .map_err(|e| format!("body {file}: {e}"))?
+        }
+        None => String::new(),
+    };
+    let method = case
+        .method
+        .as_ref()
+        .or(defaults.method.as_ref())
+        .map_or("POST", String::as_str);
+    let path = vars.expand(
+        case.path
+            .as_ref()
+            .or(defaults.path.as_ref())
+            .ok_or("no path (in the case or in [defaults])")?,
+    )?;
+    let mut req = Request {
+        method: method.to_string(),
+        url: format!("{PUBLIC_URL}{path}"),
+        headers: Vec::new(),
+        body: body.into_bytes(),
+    };
+    if let Some(ct) = case
+        .content_type
+        .as_ref()
+        .or(defaults.content_type.as_ref())
+    {
+        req.set_header("Content-Type", ct);
+    }
+    let signer = signer_for(dir, defaults.sign.as_ref(), case.sign.as_ref(), &vars)?;
+    for served in signer.sign(&mut req)? {
+        fetch.serve(&served.url, served.body);
+    }
+    for (name, value) in defaults.headers.iter().chain(&case.headers) {
+        req.set_header(name, &vars.expand(value)?);
+    }
+    if let Some(t) = &case.tamper {
+        let text = String::from_utf8(req.body).map_err(|_| "tamper: the body is not text")?;
+        if !text.contains(&t.replace) {
+            return Err(format!("tamper: {:?} is not in the signed body", t.replace));
+        }
+        req.body = text.replacen(&t.replace, &t.with, 1).into_bytes();
+    }
+
+    let before = case.writes_nothing.then(|| redis.snapshot());
+    let headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = http(gw.addr, method, &path, &headers, &req.body).await;
+
+    let mut wrong = Vec::new();
+    let said = answer.body.trim_end();
+    if answer.status != case.status {
+        wrong.push(format!(
+            "status: expected {}, got {} ({said})",
+            case.status, answer.status
+        ));
+    }
+    if let Some(fragment) = &case.answer_contains
+        && !answer.body.contains(fragment.as_str())
+    {
+        wrong.push(format!(
+            "answer: expected it to contain {fragment:?}, got {said:?}"
+        ));
+    }
+    if let Some(before) = before {
+        let after = redis.snapshot();
+        if after != before {
+            let new: Vec<&String> = after.iter().filter(|e| !before.contains(e)).collect();
+            let gone: Vec<&String> = before.iter().filter(|e| !after.contains(e)).collect();
+            wrong.push(format!(
+                "writes_nothing: redis changed: added {new:?}, removed {gone:?}"
+            ));
+        }
+    }
+    let lookup =
+        dndgate::lookup::Lookup::connect(&redis.url()).map_err(|e| format!("lookup: {e}"))?;
+    for e in &case.expect {
+        let channel = Channel::from_str(&e.channel)
+            .map_err(|_| format!("expect: unknown channel {:?}", e.channel))?;
+        let what = format!("{} {} {}", e.tenant, e.channel, e.address);
+        let v = match lookup.check(&e.tenant, channel, &e.address).await {
+            Ok(v) => v,
+            Err(err) => {
+                wrong.push(format!("{what}: lookup failed: {err}"));
+                continue;
+            }
+        };
+        let state = v.record.as_ref().map(|r| r.state);
+        let got = format!(
+            "blocked={} record={:?} scope={:?}",
+            v.blocked,
+            v.record
+                .as_ref()
+                .map(|r| (r.state.as_str(), r.reason.as_str())),
+            v.scope.map(|s| s.as_str())
+        );
+        let state_ok = match e.state {
+            Outcome::Permanent => v.blocked && state == Some(State::Permanent),
+            Outcome::Temporary => v.blocked && state == Some(State::Temporary),
+            Outcome::Marketing => v.blocked && v.marketing_only && state == Some(State::Marketing),
+            Outcome::Cleared => !v.blocked && state == Some(State::Cleared),
+            Outcome::Allowed => !v.blocked,
+            Outcome::None => !v.blocked && v.record.is_none(),
+        };
+        let reason_ok = e
+            .reason
+            .as_ref()
+            .is_none_or(|want| v.record.as_ref().is_some_and(|r| &r.reason == want));
+        let scope_ok = e
+            .scope
+            .as_ref()
+            .is_none_or(|want| v.scope.is_some_and(|s| s.as_str() == want));
+        if !(state_ok && reason_ok && scope_ok) {
+            let mut want = format!("{:?}", e.state).to_lowercase();
+            if let Some(r) = &e.reason {
+                want.push_str(&format!(" reason={r}"));
+            }
+            if let Some(s) = &e.scope {
+                want.push_str(&format!(" scope={s}"));
+            }
+            wrong.push(format!("{what}: expected {want}, got {got}"));
+        }
+    }
+    Ok(wrong)
+}
+
+/// Load and run one folder: how many cases ran, and every failure, each naming its case.
+async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let fail = |what: String| (0, vec![format!("{name}: {what}")]);
+    let gateway = match std::fs::read_to_string(dir.join("gateway.toml")) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("gateway.toml: {e}")),
+    };
+    let cases: CaseFile = match std::fs::read_to_string(dir.join("cases.toml")) {
+        Ok(t) => match toml::from_str(&t) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cases.toml: {e}")),
+        },
+        Err(e) => return fail(format!("cases.toml: {e}")),
+    };
+    if cases.case.is_empty() {
+        return fail("cases.toml has no [[case]]: a folder must test something".into());
+    }
+    let mut failures = Vec::new();
+    for case in &cases.case {
+        if case.expect.is_empty() && !case.writes_nothing {
+            failures.push(format!(
+                "{name} / {}: checks no DND outcome (give `expect` or `writes_nothing = true`)",
+                case.name
+            ));
+        }
+    }
+    if !failures.is_empty() {
+        return (0, failures);
+    }
+
+    let redis = RedisServer::start();
+    let config = format!("{}\n{gateway}", base_config(&redis.url()));
+    if let Err(problems) = dndgate::config::Config::parse(&config, dir) {
+        return fail(format!(
+            "gateway.toml: the configuration is refused: {problems:?}"
+        ));
+    }
+    let fetch = Arc::new(FixtureFetch::default());
+    let gw = TestGateway::start_with_fetch(&config, fetch.clone()).await;
+    for case in &cases.case {
+        match run_case(dir, &cases.defaults, case, &gw, &redis, &fetch).await {
+            Ok(wrong) => failures.extend(
+                wrong
+                    .into_iter()
+                    .map(|w| format!("{name} / {}: {w}", case.name)),
+            ),
+            Err(e) => failures.push(format!("{name} / {}: cannot run: {e}", case.name)),
+        }
+    }
+    gw.stop().await;
+    (cases.case.len(), failures)
+}
+
+fn folders() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_root())
+        .expect("tests/providers/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[tokio::test]
+async fn every_provider_folder_runs_end_to_end() {
+    let dirs = folders();
+    assert!(!dirs.is_empty(), "no folder under tests/providers/");
+    let mut failures = Vec::new();
+    let mut counts = Vec::new();
+    for dir in &dirs {
+        let (ran, found) = run_folder(dir).await;
+        let summary = format!(
+            "{}: {ran} case(s), {} failure(s)",
+            dir.file_name().unwrap().to_string_lossy(),
+            found.len()
+        );
+        println!("{summary}");
+        counts.push(summary);
+        failures.extend(found);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n  {}\n(per folder: {})",
+        failures.len(),
+        failures.join("\n  "),
+        counts.join("; ")
+    );
+}
+
+#[test]
+fn the_folders_this_suite_was_written_with_are_all_there() {
+    let names: Vec<String> = folders()
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    for known in KNOWN {
+        assert!(
+            names.iter().any(|n| n == known),
+            "tests/providers/{known}/ is gone: {names:?}"
+        );
+    }
+}
+
+/// A folder without cases is an error, never a pass.
+#[tokio::test]
+async fn a_folder_without_cases_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("empty");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("gateway.toml"), "").unwrap();
+    std::fs::write(
+        folder.join("cases.toml"),
+        "[defaults]\npath = \"/webhooks/x/acme\"\n",
+    )
+    .unwrap();
+    let (ran, failures) = run_folder(&folder).await;
+    assert_eq!((ran, failures.len()), (0, 1), "{failures:?}");
+    assert!(failures[0].contains("no [[case]]"), "{failures:?}");
+}
+
+/// One row of [`the_signer_reproduces_published_vectors`].
+struct Vector {
+    name: &'static str,
+    /// A `sign` table as a fixture writes it.
+    sign: &'static str,
+    url: &'static str,
+    body: &'static str,
+    /// The header to read, and its expected value; `None`: the signature is randomised
+    /// (ECDSA, RSA checked by verifying instead), or lives in the body (Mailgun).
+    header: &'static str,
+    expected: Option<&'static str>,
+}
+
+const TELNYX_BODY: &str = r#"{"data":{"event_type":"message.received","id":"b301ed3f-1490-491f-995f-6e64e69674d4","occurred_at":"2024-01-15T20:16:07.588+00:00","payload":{"direction":"inbound","encoding":"GSM-7","errors":[],"from":{"carrier":"T-Mobile USA","line_type":"long_code","phone_number":"+13125550100"},"id":"84cca175-9755-4859-b67f-4730d7f58aa3","media":[],"messaging_profile_id":"740572b6-099c-44a1-89b9-6c92163bc68d","parts":1,"received_at":"2024-01-15T20:16:07.503+00:00","record_type":"message","text":"Hello from Telnyx!","to":[{"carrier":"Telnyx","line_type":"Wireless","phone_number":"+17735550100","status":"webhook_delivered"}],"type":"SMS"},"record_type":"event"},"meta":{"attempt":1,"delivered_to":"https://hooks.example.com/telnyx"}}"#;
+
+const TWILIO_PARAMS: &str = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
+
+/// The P-256 scalar 0x42 * 32 (tests/providers/sendgrid) as PKCS#8 PEM.
+const P256_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQkJCQkJCQkJCQkJC
+QkJCQkJCQkJCQkJCQkJCQkJCQkKhRANCAAQ604YalWITklFrtZPvBVg+0uWGb1y2
+JgowFyN/2JuQr9CWHH43B1pnkaOcYfVilbArbSZWe2FeYKpB7hyOgziN
+-----END PRIVATE KEY-----";
+
+/// The signer is what every fixture rests on: it must reproduce the providers' own
+/// vectors (tests/providers/*/vectors.json, research/providers.md), in the form a fixture writes.
+#[test]
+fn the_signer_reproduces_published_vectors() {
+    let vectors = [
+        Vector {
+            name: "Meta: WhatsApp Node SDK utils.test.ts",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha256"
+                key = "TEST_APP_SECRET"
+                message = "{body}"
+                encoding = "hex"
+                prefix = "sha256="
+                header = "X-Hub-Signature-256""#,
+            url: "https://hooks.example.com/meta",
+            body: "test",
+            header: "X-Hub-Signature-256",
+            expected: Some(
+                "sha256=0c61947b610d4f45e65f3d680e26027121ec2413e77598bcb6cfc6e0d9888221",
+            ),
+        },
+        Vector {
+            name: "Standard Webhooks: svix test_sign_function",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha256"
+                key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                key_prefix = "whsec_"
+                key_encoding = "base64"
+                message = "{id}.{timestamp}.{body}"
+                prefix = "v1,"
+                header = "webhook-signature"
+                timestamp = "1614265330"
+                timestamp_header = "webhook-timestamp"
+                id = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+                id_header = "webhook-id""#,
+            url: "https://hooks.example.com/svix",
+            body: r#"{"test": 2432232314}"#,
+            header: "webhook-signature",
+            expected: Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        },
+        Vector {
+            name: "Twilio: request validator, basic",
+            sign: r#"scheme = "twilio"
+                key = "12345""#,
+            url: "https://mycompany.com/myapp.php?foo=1&bar=2",
+            body: TWILIO_PARAMS,
+            header: "X-Twilio-Signature",
+            expected: Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+        },
+        Vector {
+            name: "Twilio: a repeated parameter's values sorted and told once",
+            sign: r#"scheme = "twilio"
+                key = "12345""#,
+            url: "https://mycompany.com/myapp.php?foo=1&bar=2",
+            body: "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234&Digits=1234",
+            header: "X-Twilio-Signature",
+            expected: Some("IK+Dwps556ElfBT0I3Rgjkr1wJU="),
+        },
+        Vector {
+            name: "Twilio JSON (bodySHA256): HMAC-SHA1 over the URL alone, as a template",
+            sign: r#"scheme = "template"
+                algorithm = "hmac-sha1"
+                key = "12345"
+                message = "{url}"
+                header = "X-Twilio-Signature""#,
+            url: "https://mycompany.com/myapp.php?bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620",
+            body: r#"{"property": "value", "boolean": true}"#,
+            header: "X-Twilio-Signature",
+            expected: Some("y77kIzt2vzLz71DgmJGsen2scGs="),
+        },
+        Vector {
+            name: "Telnyx: Ed25519 over timestamp|body, RFC 8032 test-1 key (hex seed)",
+            sign: r#"scheme = "template"
+                algorithm = "ed25519"
+                key = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+                key_encoding = "hex"
+                message = "{timestamp}|{body}"
+                header = "telnyx-signature-ed25519"
+                timestamp = "1705349767"
+                timestamp_header = "telnyx-timestamp""#,
+            url: "https://hooks.example.com/telnyx",
+            body: TELNYX_BODY,
+            header: "telnyx-signature-ed25519",
+            expected: Some(
+                "5T1UQ8/DsZ6NItQDFJZ35g7JtNx7g5oHLDlvUNwYgpIwQym49A2rs7dqkJ/kFAUTV7p4I6AOojqy2Zs5BxNAAQ==",
+            ),
+        },
+        Vector {
+            name: "Telnyx: the same key as PKCS#8 PEM",
+            sign: r#"scheme = "template"
+                algorithm = "ed25519"
+                key = """-----BEGIN PRIVATE KEY-----
+                MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
+                -----END PRIVATE KEY-----"""
+                key_encoding = "pem"
+                message = "{timestamp}|{body}"
+                header = "telnyx-signature-ed25519"
+                timestamp = "1705349767""#,
+            url: "https://hooks.example.com/telnyx",
+            body: TELNYX_BODY,
+            header: "telnyx-signature-ed25519",
+            expected: Some(
+                "5T1UQ8/DsZ6NItQDFJZ35g7JtNx7g5oHLDlvUNwYgpIwQym49A2rs7dqkJ/kFAUTV7p4I6AOojqy2Zs5BxNAAQ==",
+            ),
+        },
+        Vector {
+            name: "Basic auth: RFC 7617's example",
+            sign: r#"scheme = "basic"
+                key = "Aladdin:open sesame""#,
+            url: "https://hooks.example.com/postmark",
+            body: "{}",
+            header: "Authorization",
+            expected: Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        },
+    ];
+    for v in &vectors {
+        let signer: Signer = toml::from_str(v.sign).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let mut req = Request {
+            method: "POST".into(),
+            url: v.url.into(),
+            headers: Vec::new(),
+            body: v.body.as_bytes().to_vec(),
+        };
+        signer
+            .sign(&mut req)
+            .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let got = req
+            .headers
+            .iter()
+            .find(|(n, _)| n == v.header)
+            .map(|(_, value)| value.as_str());
+        assert_eq!(got, v.expected, "{}", v.name);
+    }
+
+    // A misspelt field is an error, not a default.
+    for table in [
+        "scheme = \"twilio\"\nkye = \"12345\"",
+        "scheme = \"template\"\nalgorithm = \"hmac-sha256\"\nkey = \"k\"\nmessage = \"{body}\"\nheader = \"h\"\nprefx = \"v1,\"",
+    ] {
+        assert!(toml::from_str::<Signer>(table).is_err(), "{table}");
+    }
+
+    // Mailgun: mailgun-php's WebhookTest vector, written into the body.
+    let signer: Signer =
+        toml::from_str("scheme = \"mailgun\"\nkey = \"key-3ax6xnjp29jd6fds4gc373sgvjxteol0\"")
+            .unwrap();
+    let mut req = Request {
+        method: "POST".into(),
+        url: String::new(),
+        headers: Vec::new(),
+        body: br#"{"signature":{"timestamp":"1403645220","token":"5egbgr1vjgqxtrnp65xfznchgdccwh5d6i09vijqi3whgowmn6","signature":""},"event-data":{}}"#.to_vec(),
+    };
+    signer.sign(&mut req).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        body["signature"]["signature"],
+        "9cfc5c41582e51246e73c88d34db3af0a3a2692a76fbab81492842f000256d33"
+    );
+
+    // ECDSA is randomised: what the signer makes must verify under SendGrid's key for it
+    // (tests/providers/sendgrid/gateway.toml), from the hex scalar and from PEM alike.
+    use p256::ecdsa::signature::Verifier;
+    let public = dndgate::providers::sendgrid::verify::parse_p256_key(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOtOGGpViE5JRa7WT7wVYPtLlhm9ctiYKMBcjf9ibkK/Qlhx+NwdaZ5GjnGH1YpWwK20mVnthXmCqQe4cjoM4jQ==",
+    )
+    .unwrap();
+    for (key, encoding) in [("42".repeat(32), "hex"), (P256_PEM.to_string(), "pem")] {
+        let mut t = toml::Table::new();
+        for (k, v) in [
+            ("scheme", "template"),
+            ("algorithm", "ecdsa-p256-sha256"),
+            ("key", key.as_str()),
+            ("key_encoding", encoding),
+            ("message", "{timestamp}{body}"),
+            ("header", "X-Twilio-Email-Event-Webhook-Signature"),
+            ("timestamp", "1600112502"),
+        ] {
+            t.insert(k.into(), v.into());
+        }
+        let signer: Signer = toml::Value::Table(t).try_into().unwrap();
+        let mut req = Request {
+            method: "POST".into(),
+            url: String::new(),
+            headers: Vec::new(),
+            body: b"[{\"event\":\"spamreport\"}]\r\n".to_vec(),
+        };
+        signer.sign(&mut req).unwrap();
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&req.headers[0].1)
+            .unwrap();
+        let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
+        let mut message = b"1600112502".to_vec();
+        message.extend_from_slice(&req.body);
+        assert!(public.verify(&message, &signature).is_ok(), "{encoding}");
+    }
+
+    // SNS: RSA over the canonical string, checked with the test key's public half.
+    let key = include_str!("fixtures/sns/test-signing-key.pem");
+    for version in [1u8, 2] {
+        let mut envelope = serde_json::json!({
+            "Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+            "Message": "hello", "Timestamp": "2026-01-01T00:00:00.000Z",
+        });
+        common::sign::sns(&mut envelope, key, version).unwrap();
+        let text = "Message\nhello\nMessageId\nm-1\nTimestamp\n2026-01-01T00:00:00.000Z\nTopicArn\narn:aws:sns:us-east-1:1:t\nType\nNotification\n";
+        use base64::Engine;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::signature::Verifier;
+        let public = rsa::PrivateKey::from_pkcs8_pem(key)
+            .unwrap()
+            .to_public_key();
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(envelope["Signature"].as_str().unwrap())
+            .unwrap();
+        let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+        let ok = if version == 1 {
+            rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public).verify(text.as_bytes(), &sig)
+        } else {
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public).verify(text.as_bytes(), &sig)
+        };
+        assert!(ok.is_ok(), "sns version {version}");
+        assert_eq!(envelope["SignatureVersion"], version.to_string());
+    }
+}
