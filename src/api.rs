@@ -518,7 +518,7 @@ pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
         scoped_address(scope, &req.address)?;
         link_expiry(
             req.expires_in.as_deref(),
-            crate::config::DEFAULT_LINK_EXPIRY,
+            crate::links::DEFAULT_LINK_EXPIRY,
             now_ms,
         )?;
         let _ = req.campaign;

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use crate::config::valid_tenant_id;
 use crate::event::Scope;
+use crate::event::valid_tenant_id;
 use crate::store::{Batch, ConnectOptions, Connection, Outcome, Record, StoreError, audit_keys};
 
 /// Every outcome an entry may carry. `Outcome` names itself ([`Outcome::as_str`]); the

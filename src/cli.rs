@@ -596,7 +596,7 @@ async fn set(target: &Target, temporary: bool, reason: Option<&str>) -> ExitCode
             scope,
             address: &address,
             actor: target.actor.as_deref(),
-            now_ms: crate::pipeline::now_ms(),
+            now_ms: crate::time::now_ms(),
         };
         let permanence = if temporary {
             crate::classify::Permanence::Temporary
@@ -647,7 +647,7 @@ async fn clear(target: &Target, evidence: [Option<String>; 4]) -> ExitCode {
             scope,
             address: &address,
             actor: target.actor.as_deref(),
-            now_ms: crate::pipeline::now_ms(),
+            now_ms: crate::time::now_ms(),
         };
         crate::state::operator_clear(&store, tenant, &change, evidence.as_ref())
             .await
@@ -721,12 +721,9 @@ async fn link(
             address: raw.to_string(),
         };
         let (scope, address) = target_address(&target)?;
-        let expires_min = crate::api::link_expiry(
-            expires_in,
-            tenant.page.link_expiry,
-            crate::pipeline::now_ms(),
-        )
-        .map_err(|e| e.message)?;
+        let expires_min =
+            crate::api::link_expiry(expires_in, tenant.page.link_expiry, crate::time::now_ms())
+                .map_err(|e| e.message)?;
         crate::links::mint_link(
             &store,
             ring,

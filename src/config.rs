@@ -31,9 +31,7 @@ pub const MIN_DEDUP_TTL: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_SPOOL_DIR: &str = "dndgate-spool";
 /// The port of the managed redis-server unless configured.
 pub const DEFAULT_MANAGED_PORT: u16 = 6380;
-/// How long an unsubscribe link stays valid when it is minted without `expires_in`,
-/// unless `[links] expires_after` or a tenant's `page.link_expires_after` says otherwise.
-pub const DEFAULT_LINK_EXPIRY: Duration = Duration::from_secs(90 * 86400);
+pub use crate::links::DEFAULT_LINK_EXPIRY;
 
 /// A link expiry setting (`links.expires_after`, `tenants.ID.page.link_expires_after`):
 /// a duration from one hour to ten years.
@@ -338,15 +336,7 @@ struct RawKeywordLists {
     help: Vec<String>,
 }
 
-/// Is `id` usable as a tenant id? It appears in URLs and inside Redis hash tags, so
-/// only lower-case letters, digits, `_` and `-`, at most 64.
-pub fn valid_tenant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
+pub use crate::event::valid_tenant_id;
 
 /// Parse a duration written as a number and a unit: `90s`, `15m`, `72h`, `30d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -9,6 +9,16 @@ use std::str::FromStr;
 
 use crate::address::Address;
 
+/// Is `id` usable as a tenant id? It appears in URLs and inside Redis hash tags, so
+/// only lower-case letters, digits, `_` and `-`, at most 64.
+pub fn valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// A messaging channel on which a contact can be put on DND.
 ///
 /// `all` is a scope, not a channel: see [`Scope`].

@@ -22,11 +22,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::address::{Address, AddressError};
-use crate::config::{DEFAULT_DEDUP_TTL, valid_tenant_id};
+use crate::config::DEFAULT_DEDUP_TTL;
 use crate::event::Channel;
-use crate::pipeline::now_ms;
+use crate::event::valid_tenant_id;
 use crate::store::{Store, StoreError, StoreOptions, Verdict};
 use crate::telemetry;
+use crate::time::now_ms;
 
 /// Most addresses one batch check takes (SPEC section 10).
 pub const MAX_BATCH: usize = 10_000;

@@ -634,6 +634,11 @@ impl Spool {
         &self.shared.dir
     }
 
+    /// The caps it was opened with.
+    pub fn limits(&self) -> SpoolLimits {
+        self.shared.limits
+    }
+
     /// Must a new change go to the spool (some earlier change is not yet applied)?
     pub fn must_spool(&self) -> bool {
         self.shared.unapplied.load(Ordering::SeqCst) > 0
@@ -775,7 +780,8 @@ impl Spool {
             appended: s.appended.load(Ordering::SeqCst),
             fsyncs: s.fsyncs.load(Ordering::SeqCst),
             refused: s.refused.load(Ordering::SeqCst),
-            limits: s.limits,
+            max_records: s.limits.max_records,
+            max_bytes: s.limits.max_bytes,
             // Full when not even a smallest change (about 300 bytes) fits.
             full: all.records >= s.limits.max_records || all.bytes + 300 > s.limits.max_bytes,
         }

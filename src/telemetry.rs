@@ -334,8 +334,10 @@ pub struct SpoolStats {
     /// Changes refused since start because a cap was reached (their providers got
     /// 503 and retry).
     pub refused: u64,
-    /// The caps.
-    pub limits: crate::config::SpoolLimits,
+    /// The overall cap on unapplied records.
+    pub max_records: u64,
+    /// The overall cap on unapplied bytes.
+    pub max_bytes: u64,
     /// True when the spool takes no more changes at all (an overall cap is reached).
     pub full: bool,
 }
@@ -351,8 +353,8 @@ pub fn scrape(redis_up: bool, spool: Option<&SpoolStats>) -> String {
         m.spool_oldest_age_seconds
             .set(s.oldest_age_ms.unwrap_or(0) as f64 / 1000.0);
         m.spool_full.set(i64::from(s.full));
-        m.spool_max_records.set(s.limits.max_records as i64);
-        m.spool_max_bytes.set(s.limits.max_bytes as i64);
+        m.spool_max_records.set(s.max_records as i64);
+        m.spool_max_bytes.set(s.max_bytes as i64);
     }
     m.encode()
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use crate::address::Address;
 use crate::event::Scope;
-use crate::pipeline::now_ms;
 use crate::store::{Record, Store, StoreError};
+use crate::time::now_ms;
 
 use super::{EXPORT_COLUMNS, export_cell, fatal, read_store, redis_settings};
 

@@ -23,9 +23,9 @@ use tokio::task::JoinSet;
 use crate::address::Address;
 use crate::config::{Config, Tenant};
 use crate::event::{Channel, Scope};
-use crate::pipeline::now_ms;
 use crate::state::{self, Outcomes, Request};
 use crate::store::{Outcome, Store, StoreAction, StoreError};
+use crate::time::now_ms;
 
 use super::{EXPORT_COLUMNS, fatal};
 

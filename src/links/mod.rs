@@ -16,6 +16,10 @@ use crate::address::Address;
 use crate::event::Scope;
 use crate::store::{Store, StoreError};
 
+/// How long an unsubscribe link stays valid when it is minted without `expires_in`,
+/// unless `[links] expires_after` or a tenant's `page.link_expires_after` says otherwise.
+pub const DEFAULT_LINK_EXPIRY: std::time::Duration = std::time::Duration::from_secs(90 * 86400);
+
 /// What RFC 8058 puts in `List-Unsubscribe-Post`.
 pub const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 

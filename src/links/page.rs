@@ -34,7 +34,7 @@ impl Default for PageSettings {
             text: Texts::default(),
             confirm_url: None,
             immediate: false,
-            link_expiry: crate::config::DEFAULT_LINK_EXPIRY,
+            link_expiry: super::DEFAULT_LINK_EXPIRY,
         }
     }
 }

@@ -352,7 +352,7 @@ impl Gateway {
                     s.bytes,
                     s.oldest_age_ms.unwrap_or(0)
                 ));
-                let l = s.limits;
+                let l = spool.limits();
                 body.push_str(&format!(
                     "spool limits: max_records={} max_bytes={} tenant_max_records={} tenant_max_bytes={} refused={}\n",
                     l.max_records, l.max_bytes, l.tenant_max_records, l.tenant_max_bytes, s.refused
