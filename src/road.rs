@@ -208,6 +208,21 @@ impl Delivery {
 /// A boxed future, for the [`Host`]'s asynchronous services.
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
+/// A one-time token to claim ([`Host::claim_once`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Once<'a> {
+    /// The fingerprint of the signing key the token was signed with.
+    pub key: &'a str,
+    /// The provider's name.
+    pub provider: &'static str,
+    /// The token.
+    pub token: &'a str,
+    /// The fingerprint of the request (tenant and body).
+    pub request: &'a str,
+    /// How long the claim is remembered.
+    pub ttl: Duration,
+}
+
 /// What a road may ask of the house besides its own configuration: read-only settings
 /// and two services. The pipeline implements it; a road never sees the store.
 pub trait Host: Sync {
@@ -220,17 +235,11 @@ pub trait Host: Sync {
     /// Outbound HTTPS GETs.
     fn fetch(&self) -> &dyn Fetch;
     /// Claim a provider's one-time token under the signing key whose fingerprint is
-    /// `key`, for the request whose fingerprint is `request`, remembered for `ttl`.
+    /// `once.key`, for the request whose fingerprint is `once.request`, remembered for
+    /// `once.ttl`.
     /// `Ok(true)`: the token is new, or was claimed before by this same request (a
     /// retry); `Ok(false)`: it was claimed by another request (a replay).
-    fn claim_once<'a>(
-        &'a self,
-        key: &'a str,
-        provider: &'static str,
-        token: &'a str,
-        request: &'a str,
-        ttl: Duration,
-    ) -> HostFuture<'a, bool>;
+    fn claim_once<'a>(&'a self, once: Once<'a>) -> HostFuture<'a, bool>;
 }
 
 /// One provider's configuration: its gateway-wide settings, its section of each
@@ -306,6 +315,15 @@ impl<R: Road> ProviderConfig<R> {
     }
 }
 
+/// A tenant section of lists under known keys (`signing_keys = [...]`), as written:
+/// read with [`ConfigCx::list`], which refuses any other key.
+pub type Lists = BTreeMap<String, Vec<String>>;
+
+/// A tenant section that is one list of signing secrets, tried in turn (several while
+/// rotating).
+#[derive(Debug, Clone)]
+pub struct Secrets(pub Vec<Secret>);
+
 /// What a provider's configuration parser is given: where relative paths start, the
 /// list of problems to add to (every problem is reported, not only the first), and a
 /// registry of ids that must belong to one tenant only.
@@ -359,6 +377,24 @@ impl<'a> ConfigCx<'a> {
             self.problem(format!("{at} is empty: {why}"));
         }
         self.secrets(at, specs)
+    }
+
+    /// The list `key` of the section at `at` (empty when absent); any other key of
+    /// the section is a problem (most likely a typo).
+    pub fn list(&mut self, at: &str, mut raw: Lists, key: &str) -> Vec<String> {
+        let list = raw.remove(key).unwrap_or_default();
+        for other in raw.keys() {
+            self.problem(format!("{at}: unknown key {other:?} (expected {key})"));
+        }
+        list
+    }
+
+    /// The signing secrets of list `key` of the section at `at`, resolved; an empty
+    /// list is a problem, since no webhook could be verified.
+    pub fn signing_secrets(&mut self, at: &str, raw: Lists, key: &str) -> Secrets {
+        let specs = self.list(at, raw, key);
+        let at = format!("{at}.{key}");
+        Secrets(self.required_secrets(&at, &specs, "its webhooks cannot be verified"))
     }
 
     /// Record that `key` (an account id, a topic ARN) belongs to `tenant`; the tenant
@@ -493,8 +529,14 @@ pub trait Road: Sized + 'static {
         Self::Settings::default()
     }
 
-    /// Check tenant `tenant`'s section; `None` after reporting its problems.
-    fn section(tenant: &str, raw: Self::Raw, cx: &mut ConfigCx<'_>) -> Option<Self::Section>;
+    /// Check tenant `tenant`'s section, written at `at` (`tenants.ID.<section>`, for
+    /// problems); `None` after reporting its problems.
+    fn section(
+        tenant: &str,
+        at: &str,
+        raw: Self::Raw,
+        cx: &mut ConfigCx<'_>,
+    ) -> Option<Self::Section>;
 
     /// Checks across the whole configuration, once every section is read (a tenant
     /// section that needs the gateway-wide table, say).

@@ -13,7 +13,7 @@ use crate::config::{Config, Tenant};
 use crate::error::Error;
 use crate::event::ChannelEvent;
 use crate::providers::{Provider, UnknownProvider};
-use crate::road::{Delivery, Host, HostFuture, Reply, Routed};
+use crate::road::{Delivery, Host, HostFuture, Once, Reply, Routed};
 use crate::spool::{Spool, SpoolError, SpooledChange};
 use crate::state;
 use crate::store::{Claim, Store, StoreError};
@@ -121,15 +121,15 @@ impl Host for Gateway {
         self.fetch.as_ref()
     }
 
-    fn claim_once<'a>(
-        &'a self,
-        key: &'a str,
-        provider: &'static str,
-        token: &'a str,
-        request: &'a str,
-        ttl: Duration,
-    ) -> HostFuture<'a, bool> {
+    fn claim_once<'a>(&'a self, once: Once<'a>) -> HostFuture<'a, bool> {
         Box::pin(async move {
+            let Once {
+                key,
+                provider,
+                token,
+                request,
+                ttl,
+            } = once;
             let claim = self
                 .store
                 .claim_once(key, provider, token, request, ttl)

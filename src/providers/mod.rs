@@ -260,7 +260,7 @@ fn read<R: Road>(
         let at = format!("tenants.{tenant}.{}", about.section);
         if let Some(section) = cx
             .table::<R::Raw>(&at, section)
-            .and_then(|raw| R::section(tenant, raw, cx))
+            .and_then(|raw| R::section(tenant, &at, raw, cx))
         {
             tenants.insert(tenant.clone(), section);
         }

@@ -11,13 +11,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use sha2::Digest;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, ProviderConfig, Road, Trip};
-use crate::secret::Secret;
+use crate::road::{About, ConfigCx, Lists, Once, ProviderConfig, Road, Secrets, Trip};
 use verify::{signing_key_fingerprint, verify_mailgun_key};
 
 pub mod normalise;
@@ -35,39 +33,22 @@ const FUTURE_SKEW: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct Mailgun;
 
-/// A tenant's Mailgun section.
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// The webhook signing keys, tried in turn.
-    pub signing_keys: Vec<Secret>,
-}
-
-/// `[tenants.ID.mailgun]` as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSection {
-    #[serde(default)]
-    signing_keys: Vec<String>,
-}
-
 impl Road for Mailgun {
     const ABOUT: About = About::new("mailgun", include_str!("../../../providers/mailgun.toml"));
     type Settings = ();
-    type Raw = RawSection;
-    type Section = Section;
+    type Raw = Lists;
+    /// The webhook signing keys (`signing_keys`).
+    type Section = Secrets;
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.mailgun.signing_keys");
-        let why = "its webhooks cannot be verified";
-        let signing_keys = cx.required_secrets(&at, &raw.signing_keys, why);
-        Some(Section { signing_keys })
+    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Secrets> {
+        Some(cx.signing_secrets(at, raw, "signing_keys"))
     }
 
     /// Tenants that share a signing key: Mailgun's key is account-wide.
     fn warnings(config: &ProviderConfig<Self>) -> Vec<String> {
         let mut by_key: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
         for (tenant, section) in &config.tenants {
-            for key in &section.signing_keys {
+            for key in &section.0 {
                 let owners = by_key.entry(signing_key_fingerprint(key)).or_default();
                 if !owners.contains(&tenant.as_str()) {
                     owners.push(tenant);
@@ -105,7 +86,7 @@ impl Road for Mailgun {
             &signed.timestamp,
             &signed.token,
             &signed.signature,
-            &section.signing_keys,
+            &section.0,
         )?;
 
         let received_ms = trip.receive();
@@ -140,11 +121,14 @@ impl Road for Mailgun {
         fingerprint.update(b"\n");
         fingerprint.update(&req.body);
         let fingerprint = hex::encode(fingerprint.finalize());
-        let key = signing_key_fingerprint(key);
-        let name = Self::ABOUT.name;
-        let ttl = ttl + FUTURE_SKEW;
-        let claim = trip.host.claim_once(&key, name, &signed.token, &fingerprint, ttl);
-        if !claim.await? {
+        let once = Once {
+            key: &signing_key_fingerprint(key),
+            provider: Self::ABOUT.name,
+            token: &signed.token,
+            request: &fingerprint,
+            ttl: ttl + FUTURE_SKEW,
+        };
+        if !trip.host.claim_once(once).await? {
             return Err(Error::unauthorized(
                 "signature token already used with another body or on another tenant's path (replay): Mailgun signs every request with a new token",
             )

@@ -114,9 +114,9 @@ impl Road for Meta {
         }
     }
 
-    fn section(tenant: &str, raw: Section, cx: &mut ConfigCx<'_>) -> Option<Section> {
+    fn section(tenant: &str, at: &str, raw: Section, cx: &mut ConfigCx<'_>) -> Option<Section> {
         for (field, ids) in raw.lists() {
-            let at = format!("tenants.{tenant}.meta.{field}");
+            let at = format!("{at}.{field}");
             for account in ids {
                 if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
                     cx.problem(format!("{at}: {account:?} is not a Meta id (digits only)"));

@@ -17,12 +17,9 @@
 pub mod normalise;
 pub mod verify;
 
-use serde::Deserialize;
-
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Road, Trip};
-use crate::secret::Secret;
+use crate::road::{About, ConfigCx, Lists, Road, Secrets, Trip};
 
 /// The source Postmark's events carry.
 pub const SOURCE: Source = Postmark::ABOUT.source();
@@ -34,42 +31,26 @@ const CHALLENGE: &str = "Basic realm=\"dndgate\"";
 #[derive(Debug)]
 pub struct Postmark;
 
-/// A tenant's Postmark section: the basic-auth credentials written into its webhook
-/// URLs, `user:password`, several while rotating.
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// The credentials, tried in turn.
-    pub credentials: Vec<Secret>,
-}
-
-/// `[tenants.ID.postmark]` as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSection {
-    #[serde(default)]
-    credentials: Vec<String>,
-}
-
 impl Road for Postmark {
     const ABOUT: About = About::new("postmark", include_str!("../../../providers/postmark.toml"));
     type Settings = ();
-    type Raw = RawSection;
-    type Section = Section;
+    type Raw = Lists;
+    /// The basic-auth credentials written into the tenant's webhook URLs
+    /// (`credentials`, each `user:password`).
+    type Section = Secrets;
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.postmark.credentials");
-        let why = "its webhooks cannot be verified";
-        let credentials = cx.required_secrets(&at, &raw.credentials, why);
-        if credentials.iter().any(|c| !c.expose().contains(':')) {
-            cx.problem(format!("{at}: write each as user:password"));
+    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Secrets> {
+        let credentials = cx.signing_secrets(at, raw, "credentials");
+        if credentials.0.iter().any(|c| !c.expose().contains(':')) {
+            cx.problem(format!("{at}.credentials: write each as user:password"));
         }
-        Some(Section { credentials })
+        Some(credentials)
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let (tenant, section) = trip.path_tenant()?;
         let authorization = trip.header("authorization");
-        verify::verify_basic_auth(authorization, &section.credentials, "postmark")
+        verify::verify_basic_auth(authorization, &section.0, "postmark")
             .map_err(|e| Error::from(e).with_challenge(CHALLENGE))?;
         let req = trip.req;
         req.require_content_type(&["application/json"], "Postmark posts application/json")?;

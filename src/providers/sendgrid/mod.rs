@@ -13,11 +13,9 @@
 pub mod normalise;
 pub mod verify;
 
-use serde::Deserialize;
-
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Road, Trip};
+use crate::road::{About, ConfigCx, Lists, Road, Trip};
 use crate::signature::SignatureError;
 use verify::{SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER, verify_sendgrid};
 
@@ -36,27 +34,19 @@ pub struct Section {
     pub public_keys: Vec<p256::ecdsa::VerifyingKey>,
 }
 
-/// `[tenants.ID.sendgrid]` as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSection {
-    #[serde(default)]
-    public_keys: Vec<String>,
-}
-
 impl Road for Sendgrid {
     const ABOUT: About = About::new("sendgrid", include_str!("../../../providers/sendgrid.toml"));
     type Settings = ();
-    type Raw = RawSection;
+    type Raw = Lists;
     type Section = Section;
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.sendgrid.public_keys");
-        if raw.public_keys.is_empty() {
+    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
+        let keys = cx.list(at, raw, "public_keys");
+        let at = format!("{at}.public_keys");
+        if keys.is_empty() {
             cx.problem(format!("{at} is empty: SendGrid events cannot be verified"));
         }
-        let public_keys = raw
-            .public_keys
+        let public_keys = keys
             .iter()
             .enumerate()
             .filter_map(|(i, key)| {

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Kind};
 use crate::event::Source;
-use crate::road::{About, ConfigCx, ProviderConfig, Reply, Road, Trip};
+use crate::road::{About, ConfigCx, Lists, ProviderConfig, Reply, Road, Trip};
 use normalise::{Envelope, MESSAGE_TYPE_HEADER, MessageType};
 
 pub mod normalise;
@@ -48,14 +48,6 @@ pub struct Section {
     /// SNS topic ARNs whose notifications belong to this tenant (the allow-list: a
     /// message from any other topic is refused).
     pub topic_arns: Vec<String>,
-}
-
-/// `[tenants.ID.ses]` as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSection {
-    #[serde(default)]
-    topic_arns: Vec<String>,
 }
 
 /// Gateway-wide settings for Amazon SNS (`[sns]`), and the signing certificates
@@ -98,7 +90,7 @@ impl Road for Ses {
     const ABOUT: About =
         About::new("ses", include_str!("../../../providers/ses.toml")).settings("sns");
     type Settings = SnsSettings;
-    type Raw = RawSection;
+    type Raw = Lists;
     type Section = Section;
 
     fn settings(raw: Option<toml::Value>, cx: &mut ConfigCx<'_>) -> SnsSettings {
@@ -123,12 +115,13 @@ impl Road for Ses {
         }
     }
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.ses.topic_arns");
-        if raw.topic_arns.is_empty() {
+    fn section(tenant: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
+        let topic_arns = cx.list(at, raw, "topic_arns");
+        let at = format!("{at}.topic_arns");
+        if topic_arns.is_empty() {
             cx.problem(format!("{at} is empty: every SNS message would be refused"));
         }
-        for arn in &raw.topic_arns {
+        for arn in &topic_arns {
             if !(arn.starts_with("arn:aws") && arn.split(':').count() == 6) {
                 cx.problem(format!(
                     "{at}: {arn:?} is not a topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
@@ -138,9 +131,7 @@ impl Road for Ses {
                 cx.problem(format!("{at}: {arn} is also configured for tenant {other}"));
             }
         }
-        Some(Section {
-            topic_arns: raw.topic_arns,
-        })
+        Some(Section { topic_arns })
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {

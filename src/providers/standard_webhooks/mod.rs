@@ -14,11 +14,9 @@
 pub mod normalise;
 pub mod verify;
 
-use serde::Deserialize;
-
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Road, Trip};
+use crate::road::{About, ConfigCx, Lists, Road, Secrets, Trip};
 use crate::secret::Secret;
 use verify::{SignedHeaders, verify_standard_webhooks};
 
@@ -29,21 +27,6 @@ pub const SOURCE: Source = StandardWebhooks::ABOUT.source();
 #[derive(Debug)]
 pub struct StandardWebhooks;
 
-/// A tenant's Standard Webhooks section.
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// The signing secrets (`whsec_...`), tried in turn.
-    pub secrets: Vec<Secret>,
-}
-
-/// `[tenants.ID.standard_webhooks]` as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSection {
-    #[serde(default)]
-    secrets: Vec<String>,
-}
-
 impl Road for StandardWebhooks {
     const ABOUT: About = About::new(
         "standard-webhooks",
@@ -52,23 +35,22 @@ impl Road for StandardWebhooks {
     .aliases(&["resend"])
     .section("standard_webhooks");
     type Settings = ();
-    type Raw = RawSection;
-    type Section = Section;
+    type Raw = Lists;
+    /// The signing secrets (`secrets`, each `whsec_...`).
+    type Section = Secrets;
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.standard_webhooks.secrets");
-        let why = "its webhooks cannot be verified";
-        let secrets = cx.required_secrets(&at, &raw.secrets, why);
+    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Secrets> {
+        let secrets = cx.signing_secrets(at, raw, "secrets");
         let unreadable = |c: &Secret| {
             !c.expose().starts_with(verify::SECRET_PREFIX)
                 || verify::decode_secret(c.expose()).is_none()
         };
-        if secrets.iter().any(unreadable) {
+        if secrets.0.iter().any(unreadable) {
             cx.problem(format!(
-                "{at}: each is whsec_ and base64 (copy it whole from the sender's dashboard)"
+                "{at}.secrets: each is whsec_ and base64 (copy it whole from the sender's dashboard)"
             ));
         }
-        Some(Section { secrets })
+        Some(secrets)
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
@@ -77,7 +59,7 @@ impl Road for StandardWebhooks {
         let headers = SignedHeaders::from_request(|name| req.header(name));
         let received_ms = trip.receive();
         let now_s = received_ms.div_euclid(1000);
-        let message_id = verify_standard_webhooks(&headers, &req.body, &section.secrets, now_s)?;
+        let message_id = verify_standard_webhooks(&headers, &req.body, &section.0, now_s)?;
         req.require_content_type(
             &["application/json"],
             "Standard Webhooks senders post application/json",

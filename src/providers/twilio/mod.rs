@@ -65,8 +65,7 @@ impl Road for Twilio {
     type Raw = RawSection;
     type Section = Section;
 
-    fn section(tenant: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let at = format!("tenants.{tenant}.twilio");
+    fn section(tenant: &str, at: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
         let why = "Twilio webhooks cannot be verified";
         let auth_tokens = cx.required_secrets(&format!("{at}.auth_tokens"), &raw.auth_tokens, why);
         for sid in &raw.account_sids {
