@@ -18,10 +18,18 @@ multi-line lists included) or an inline path (`crate::b::f()`, `super::super::x`
 child module named bare by its parent). Comments, string and character literals, and
 items under `#[cfg(test)]` do not count: tests are not part of the library's graph.
 
-The rule it checks (the architecture issue): the graph has no cycle other than between
-the pure vocabulary types, `event` and `address`. A cycle is a strongly connected
-component of more than one node; it is allowed only if it is exactly one of the allowed
-sets ({event, address}, plus any given with --allow).
+The rules it checks (docs/ARCHITECTURE.md, "Invariants"):
+
+- the graph has no cycle other than between the pure vocabulary types, `event` and
+  `address`. A cycle is a strongly connected component of more than one node; it is
+  allowed only if it is exactly one of the allowed sets ({event, address}, plus any
+  given with --allow);
+- the layer rules in LAYERS: a provider folder names only vocabulary (never the store,
+  the spool or the state engine); the server names no provider; classification names
+  only the event types; the lower floors name nothing above them;
+- only the server names hyper (`hyper`, `hyper_util`, `http_body_util`);
+- only the store writes a Redis key (a string literal opening with `dnd:`, `dndlink:`
+  or `dndkey:` anywhere outside src/store/, its unit tests included).
 """
 import argparse
 import os
@@ -30,6 +38,36 @@ import sys
 
 # The one cycle the architecture accepts: two vocabulary types that name each other.
 DEFAULT_ALLOWED = [frozenset({"event", "address"})]
+
+# The lowest floor: plain types and the clock. They name only each other.
+FLOOR = {"address", "error", "event", "redact", "secret", "time"}
+# What a provider folder may name: the floor, and the vocabulary of a road.
+VOCABULARY = FLOOR | {"classify", "fetch", "road", "signature"}
+
+
+def _is_provider(node):
+    return node == "providers" or node.startswith("providers::")
+
+
+# (who, what it may name, why): `who` is a predicate on the naming node, `may` on the
+# named one. An edge whose source matches `who` and whose target fails `may` breaks it.
+LAYERS = [
+    (_is_provider, lambda b: b in VOCABULARY or _is_provider(b),
+     "a provider folder names only vocabulary, never the store, the spool or the state "
+     "engine (" + ", ".join(sorted(VOCABULARY)) + ")"),
+    (lambda a: a == "server", lambda b: not _is_provider(b),
+     "the server names no provider"),
+    (lambda a: a == "classify", lambda b: b in {"event", "address", "error"},
+     "classification is pure: it names only the event types"),
+    (lambda a: a in FLOOR, lambda b: b in FLOOR,
+     "the lower floors name nothing above them (" + ", ".join(sorted(FLOOR)) + ")"),
+    (lambda a: a in ("telemetry", "signature"), lambda b: b in FLOOR,
+     "telemetry and the signature error name only the lower floors"),
+]
+# External crates only the server may name.
+SERVER_ONLY_CRATES = {"hyper", "hyper_util", "http_body_util"}
+# A Redis key written outside the store: a string literal that opens like one.
+KEY_LITERAL = re.compile(r'"dnd(?:link|key)?:')
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"[0-9][0-9A-Za-z_]*")
@@ -332,6 +370,8 @@ class Graph:
         self.nodes = set()
         self.sites = {}  # (from, to) -> [(file, line)]
         self.unresolved = []  # (file, line, path): crate paths to no known module
+        self.externals = {}  # (node, crate) -> [(file, line)]: external paths named
+        self.key_literals = []  # (file, line): Redis key literals outside the store
 
     @property
     def edges(self):
@@ -429,7 +469,8 @@ def paths_in(tokens):
         if t.text == "mod" and i + 1 < n and tokens[i + 1].ident:
             i += 2  # a declaration names its child; it is not a use of it
             continue
-        head_ok = t.text in PATH_HEADS or t.text in children.get(scope_at[i], ())
+        head_ok = t.text in PATH_HEADS or t.text in SERVER_ONLY_CRATES \
+            or t.text in children.get(scope_at[i], ())
         if t.ident and head_ok and prev not in ("::", ".") and i + 1 < n \
                 and tokens[i + 1].text == "::":
             segs, line, j = [t.text], t.line, i + 1
@@ -536,7 +577,13 @@ def build_graph(root):
     test_only = set()
     for rel in files:
         with open(os.path.join(src, rel), encoding="utf-8") as f:
-            tokens = tokenize(f.read())
+            text = f.read()
+        tokens = tokenize(text)
+        if not rel.startswith("store/"):
+            for number, line in enumerate(text.split("\n"), 1):
+                code = line.split("//", 1)[0]
+                if KEY_LITERAL.search(code):
+                    graph.key_literals.append(("src/" + rel, number))
         scope_at, _ = _scopes(tokens)
         test_only |= _test_module_files(rel, tokens, scope_at)
         parsed[rel] = tokens
@@ -558,6 +605,9 @@ def build_graph(root):
         for scope, segs, line in paths_in(tokens):
             path = resolve(module, scope, segs, children)
             if not path:
+                if segs and segs[0] in SERVER_ONLY_CRATES:
+                    graph.externals.setdefault((here, segs[0]), []).append(
+                        ("src/" + rel, line))
                 continue  # external, or the crate root itself (`use super::*` at the top)
             target = node_of_path(path, top_modules, provider_dirs)
             if target is None:
@@ -637,8 +687,25 @@ def check(graph, allowed, out):
         sets = ", ".join("{" + ", ".join(sorted(s)) + "}" for s in allowed)
         out.write(f"not allowed: {bad} cycle(s) other than {sets}; "
                   "`--edges` and `--why A B` show the edges that make them\n")
-        return 1
-    return 0
+    broken = 0
+    for a, b in graph.edges:
+        for who, may, why in LAYERS:
+            if who(a) and not may(b):
+                broken += 1
+                path, line = graph.sites[(a, b)][0]
+                out.write(f"layer: {a} -> {b} ({path}:{line}): {why}\n")
+    for (node, crate), sites in sorted(graph.externals.items()):
+        if node != "server":
+            broken += 1
+            out.write(f"layer: {node} names {crate} ({sites[0][0]}:{sites[0][1]}): "
+                      "only the server knows hyper\n")
+    for path, line in graph.key_literals:
+        broken += 1
+        out.write(f"layer: {path}:{line} writes a Redis key: only the store knows the "
+                  "key layout\n")
+    if broken:
+        out.write(f"not allowed: {broken} layer rule(s) broken\n")
+    return 1 if bad or broken else 0
 
 
 def main(argv=None, out=sys.stdout):

@@ -207,15 +207,15 @@ class VocabularyCrate(unittest.TestCase):
 
 class CycleCrate(unittest.TestCase):
     """A crate with the allowed pair and a forbidden cycle pipeline -> store ->
-    telemetry -> pipeline."""
+    report -> pipeline."""
 
     FILES = {
         "lib.rs": "pub mod address; pub mod event; pub mod pipeline; pub mod store;\n",
         "address.rs": "use crate::event::Channel;\n",
         "event.rs": "use crate::address::Address;\n",
         "pipeline.rs": "use crate::store::Store;\n",
-        "store.rs": "pub fn apply() { crate::telemetry::count(); }\n",
-        "telemetry.rs": "use crate::{event::Channel, pipeline::Report};\n",
+        "store.rs": "pub fn apply() { crate::report::count(); }\n",
+        "report.rs": "use crate::{event::Channel, pipeline::Report};\n",
     }
 
     def setUp(self):
@@ -230,17 +230,17 @@ class CycleCrate(unittest.TestCase):
         code, out = run(self.root)
         self.assertEqual(code, 1)
         self.assertIn("cycle: address <-> event\n", out)
-        self.assertIn("cycle: pipeline <-> store <-> telemetry  (not allowed)", out)
+        self.assertIn("cycle: pipeline <-> report <-> store  (not allowed)", out)
         self.assertIn("not allowed: 1 cycle(s)", out)
 
     def test_allow_adds_a_set(self):
-        code, out = run(self.root, "--allow", "telemetry,store,pipeline")
+        code, out = run(self.root, "--allow", "report,store,pipeline")
         self.assertEqual(code, 0, out)
         self.assertNotIn("not allowed", out)
 
     def test_allow_is_exact(self):
         # a subset of the cycle is not the cycle
-        code, _ = run(self.root, "--allow", "store,telemetry")
+        code, _ = run(self.root, "--allow", "store,report")
         self.assertEqual(code, 1)
 
     def test_command_line_exit_codes(self):
@@ -291,6 +291,73 @@ class RegistryCycle(unittest.TestCase):
             code, out = run(root, "--why", "providers::twilio", "providers")
             self.assertEqual(out, "src/providers/twilio/verify.rs:1: "
                                   "pub fn check() -> super::super::Answer {}\n")
+
+
+class LayerRules(unittest.TestCase):
+    """The layer rules: each edge or name that breaks one fails the check, naming the
+    place; the same crate without it passes."""
+
+    BASE = {
+        "lib.rs": "pub mod event; pub mod store; pub mod server; pub mod classify;\n"
+                  "pub mod time; pub mod pipeline; pub mod providers;\n",
+        "event.rs": "pub struct Event;\n",
+        "time.rs": "pub fn now_ms() -> u64 { 0 }\n",
+        "store/mod.rs": 'pub struct Store;\nconst KEY: &str = "dnd:{t:0}:abc";\n',
+        "server.rs": "use hyper::Request;\nuse crate::pipeline::Gateway;\n",
+        "pipeline.rs": "pub struct Gateway;\nuse crate::store::Store;\n"
+                       "use crate::providers::Provider;\n",
+        "classify.rs": "use crate::event::Event;\n",
+        "providers/mod.rs": "pub mod twilio;\npub enum Provider { Twilio }\n",
+        "providers/twilio/mod.rs": "use crate::event::Event;\nuse crate::time::now_ms;\n",
+    }
+
+    # (file, the line written in it, what the check must say)
+    BREAKS = [
+        ("providers/twilio/mod.rs", "use crate::store::Store;",
+         "layer: providers::twilio -> store (src/providers/twilio/mod.rs:3): "
+         "a provider folder names only vocabulary"),
+        ("server.rs", "fn f() { crate::providers::twilio::parse(); }",
+         "layer: server -> providers::twilio (src/server.rs:3): the server names no provider"),
+        ("classify.rs", "use crate::time::now_ms;",
+         "layer: classify -> time (src/classify.rs:2): classification is pure"),
+        ("time.rs", "use crate::store::Store;",
+         "layer: time -> store (src/time.rs:2): the lower floors name nothing above them"),
+        ("pipeline.rs", "use hyper::Response;",
+         "layer: pipeline names hyper (src/pipeline.rs:4): only the server knows hyper"),
+        ("pipeline.rs", "fn b() -> http_body_util::Full<u8> { todo!() }",
+         "layer: pipeline names http_body_util (src/pipeline.rs:4)"),
+        ("pipeline.rs", 'const K: &str = "dndlink:{x}:1";',
+         "layer: src/pipeline.rs:4 writes a Redis key: only the store knows the key layout"),
+    ]
+
+    def test_the_base_crate_passes(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_crate(root, self.BASE)
+            code, out = run(root)
+            self.assertEqual(code, 0, out)
+            self.assertNotIn("layer:", out)
+
+    def test_each_break_fails_and_names_its_place(self):
+        for path, line, said in self.BREAKS:
+            with self.subTest(path=path, line=line), tempfile.TemporaryDirectory() as root:
+                files = dict(self.BASE)
+                files[path] = files[path] + line + "\n"
+                write_crate(root, files)
+                code, out = run(root)
+                self.assertEqual(code, 1, out)
+                self.assertIn(said, out)
+                self.assertIn("not allowed: 1 layer rule(s) broken", out)
+
+    def test_comments_and_tests_break_nothing(self):
+        with tempfile.TemporaryDirectory() as root:
+            files = dict(self.BASE)
+            files["pipeline.rs"] += ('// "dnd:{x}:1" in a comment\n'
+                                     "#[cfg(test)]\nmod tests { use crate::store::Store; }\n")
+            files["providers/twilio/mod.rs"] += (
+                "#[cfg(test)]\nmod tests { use crate::store::Store; }\n")
+            write_crate(root, files)
+            code, out = run(root)
+            self.assertEqual(code, 0, out)
 
 
 class Lexer(unittest.TestCase):
