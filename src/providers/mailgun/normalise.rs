@@ -181,23 +181,23 @@ pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
     use crate::event::derived_event_id;
+    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
 
     fn data(fields: Value) -> Value {
-        let mut e = json!({
-            "id": "G9Bn5sl1TC6nu79C8C0bwg",
-            "timestamp": 1_700_000_000.25,
-            "recipient": "Bob@Example.org",
-            "message": {"headers": {"message-id": "x@example.org"}},
-        });
-        for (k, v) in fields.as_object().unwrap() {
-            e[k] = v.clone();
-        }
-        e
+        merged(
+            json!({
+                "id": "G9Bn5sl1TC6nu79C8C0bwg",
+                "timestamp": 1_700_000_000.25,
+                "recipient": "Bob@Example.org",
+                "message": {"headers": {"message-id": "x@example.org"}},
+            }),
+            fields,
+        )
     }
 
     fn status(code: &str) -> Option<EventKind> {
@@ -278,10 +278,6 @@ mod tests {
 
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = <super::super::Mailgun as crate::road::Road>::ABOUT.table();
-        let keywords = KeywordPolicy::default();
-        const PERM: Action = Action::Block(Permanence::Permanent);
-        const TEMP: Action = Action::Block(Permanence::Temporary);
         let cases: Vec<(Value, Action, &str)> = vec![
             (
                 json!({"event": "failed", "severity": "permanent", "reason": "bounce"}),
@@ -326,11 +322,9 @@ mod tests {
                 "unclassified:mailgun:permanent.new-reason",
             ),
         ];
-        for (fields, action, reason) in cases {
-            let e = normalise(&data(fields.clone()), RECEIVED).unwrap().unwrap();
-            let d = classify::classify(&e, &keywords, &table);
-            assert_eq!((d.action, d.reason.as_str()), (action, reason), "{fields}");
-        }
+        assert_decisions::<super::super::Mailgun>(&cases, |fields| {
+            normalise(&data(fields.clone()), RECEIVED).unwrap().unwrap()
+        });
     }
 
     #[test]
@@ -411,10 +405,7 @@ mod tests {
                 "not unix seconds",
             ),
         ];
-        for (raw, fragment) in cases {
-            let why = normalise(&raw, RECEIVED).expect_err(&raw.to_string());
-            assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
-        }
+        assert_refusals(&cases, |raw| normalise(raw, RECEIVED));
     }
 
     #[test]

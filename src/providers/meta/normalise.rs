@@ -836,6 +836,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::providers::testkit::merged;
 
     const NOW: i64 = 1_700_000_000_000;
     const WABA: &str = "102290129340398";
@@ -898,14 +899,6 @@ mod tests {
                "messaging": messaging}]})
         .to_string()
         .into_bytes()
-    }
-
-    /// `base` with the keys of the object `extra` set over it.
-    fn merged(mut base: Value, extra: Value) -> Value {
-        for (k, v) in extra.as_object().expect("extra is an object") {
-            base[k] = v.clone();
-        }
-        base
     }
 
     /// A Messenger or Instagram event from contact 5555 to `account`: `fields` (the

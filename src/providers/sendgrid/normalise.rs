@@ -218,23 +218,23 @@ fn classification_word(class: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
+    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
 
     fn event(fields: Value) -> Value {
-        let mut e = json!({
-            "email": "Alice@Example.com",
-            "timestamp": 1_700_000_000,
-            "sg_event_id": "ZXZlbnQtaWQ",
-            "sg_message_id": "msg.filter0001",
-            "smtp-id": "<msg@example.com>",
-        });
-        for (k, v) in fields.as_object().unwrap() {
-            e[k] = v.clone();
-        }
-        e
+        merged(
+            json!({
+                "email": "Alice@Example.com",
+                "timestamp": 1_700_000_000,
+                "sg_event_id": "ZXZlbnQtaWQ",
+                "sg_message_id": "msg.filter0001",
+                "smtp-id": "<msg@example.com>",
+            }),
+            fields,
+        )
     }
 
     fn kind_of(fields: Value) -> Option<EventKind> {
@@ -375,10 +375,6 @@ mod tests {
     /// From the event to the decision through the shipped table: the product rules.
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = <super::super::Sendgrid as crate::road::Road>::ABOUT.table();
-        let keywords = KeywordPolicy::default();
-        const PERM: Action = Action::Block(Permanence::Permanent);
-        const TEMP: Action = Action::Block(Permanence::Temporary);
         let cases: Vec<(Value, Action, &str)> = vec![
             (
                 json!({"event": "bounce", "type": "bounce"}),
@@ -448,13 +444,11 @@ mod tests {
                 "sendgrid:group:42",
             ),
         ];
-        for (fields, action, reason) in cases {
-            let e = normalise_event(&event(fields.clone()), RECEIVED)
+        assert_decisions::<super::super::Sendgrid>(&cases, |fields| {
+            normalise_event(&event(fields.clone()), RECEIVED)
                 .unwrap()
-                .unwrap();
-            let d = classify::classify(&e, &keywords, &table);
-            assert_eq!((d.action, d.reason.as_str()), (action, reason), "{fields}");
-        }
+                .unwrap()
+        });
     }
 
     #[test]
@@ -496,10 +490,7 @@ mod tests {
                 "timestamp",
             ),
         ];
-        for (raw, fragment) in cases {
-            let why = normalise_event(&raw, RECEIVED).expect_err(&raw.to_string());
-            assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
-        }
+        assert_refusals(&cases, |raw| normalise_event(raw, RECEIVED));
         // Without its sg_event_id (missing or empty) a bounce still carries its DND,
         // keyed by its content: the same content, the same key.
         for raw in [

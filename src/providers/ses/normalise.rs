@@ -721,22 +721,14 @@ mod tests {
         assert!(parse_envelope(b"not json").is_err());
     }
 
+    /// SES and SNS times are RFC 3339 (the spellings are tested with the parser, in
+    /// `time`).
     #[test]
-    fn iso8601_table() {
-        let cases: &[(&str, Option<i64>)] = &[
-            ("1970-01-01T00:00:00Z", Some(0)),
-            ("1970-01-01T00:00:00.001Z", Some(1)),
-            ("2022-07-28T21:23:58.317Z", Some(1_659_043_438_317)),
-            ("2022-07-28T23:23:58.317+02:00", Some(1_659_043_438_317)),
-            ("2024-02-29T12:00:00.123456Z", Some(1_709_208_000_123)),
-            ("2024-02-29 12:00:00Z", Some(1_709_208_000_000)),
-            ("2024-13-01T00:00:00Z", None),
-            ("2024-01-01T00:00:00", None),
-            ("2024-01-01T00:00:00.Z", None),
-            ("", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse_iso8601_ms(text), *want, "{text}");
-        }
+    fn iso8601_is_rfc3339() {
+        assert_eq!(
+            parse_iso8601_ms("2022-07-28T21:23:58.317Z"),
+            Some(1_659_043_438_317)
+        );
+        assert_eq!(parse_iso8601_ms("2024-01-01T00:00:00"), None);
     }
 }
