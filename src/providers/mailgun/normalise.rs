@@ -28,8 +28,6 @@ use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
-/// Longest event id accepted; Mailgun's are 22 characters.
-const MAX_EVENT_ID_LEN: usize = 256;
 
 /// The body's `signature` object: what Mailgun signed and the signature. The strings
 /// are kept exactly as sent, because the timestamp is signed as text.
@@ -143,13 +141,8 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
     let address = Address::parse(Channel::Email, recipient).map_err(|e| e.to_string())?;
     // An event without an id (older accounts, relays) still carries its DND: refusing
     // it inside a 200 would lose it for good, since Mailgun does not retry a 2xx.
-    let event_id = match text("id").filter(|id| !id.is_empty()) {
-        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
-            return Err("event-data.id is too long".into());
-        }
-        Some(id) => id.to_string(),
-        None => crate::event::derived_event_id(event_data),
-    };
+    let event_id = crate::event::event_id_or_derived(text("id"), event_data)
+        .ok_or("event-data.id is too long")?;
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(Value::Number(n)) => n
@@ -159,14 +152,13 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
             .ok_or("event-data.timestamp is not Unix seconds")?,
         Some(_) => return Err("event-data.timestamp is not a number".into()),
     };
-    Ok(Some(ChannelEvent {
-        provider: SOURCE,
+    Ok(Some(ChannelEvent::email(
+        SOURCE,
         event_id,
         event_time_ms,
-        channel: Channel::Email,
         address,
         kind,
-    }))
+    )))
 }
 
 /// A verified body without `event-data` cannot be acted on: 400.

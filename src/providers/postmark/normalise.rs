@@ -233,14 +233,7 @@ fn subscription_change(
 }
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
-    ChannelEvent {
-        provider: SOURCE,
-        event_id,
-        event_time_ms,
-        channel: Channel::Email,
-        address,
-        kind,
-    }
+    ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
 }
 
 /// A non-empty string field.

@@ -33,9 +33,6 @@ use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
-/// Longest `sg_event_id` accepted; SendGrid's are about 50 characters. A longer one
-/// would only grow the dedup marker key.
-const MAX_EVENT_ID_LEN: usize = 256;
 
 /// What a batch taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -146,13 +143,8 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
     let email = text("email").ok_or("it has no email")?;
     let address = Address::parse(Channel::Email, email).map_err(|e| e.to_string())?;
     // Without its sg_event_id an event still carries its DND: keyed by its content.
-    let event_id = match text("sg_event_id").filter(|id| !id.is_empty()) {
-        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
-            return Err("its sg_event_id is too long".into());
-        }
-        Some(id) => id.to_string(),
-        None => crate::event::derived_event_id(raw),
-    };
+    let event_id = crate::event::event_id_or_derived(text("sg_event_id"), raw)
+        .ok_or("its sg_event_id is too long")?;
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(t) => seconds_to_ms(t).ok_or("its timestamp is not Unix seconds")?,
@@ -169,14 +161,13 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
         },
         Meaning::Group(group, opt_out) => EventKind::GroupPreference { group, opt_out },
     };
-    Ok(Some(ChannelEvent {
-        provider: SOURCE,
-        event_id: event_id.to_string(),
+    Ok(Some(ChannelEvent::email(
+        SOURCE,
+        event_id,
         event_time_ms,
-        channel: Channel::Email,
         address,
         kind,
-    }))
+    )))
 }
 
 /// Unix seconds (an integer, or a float or decimal string some integrations send) in

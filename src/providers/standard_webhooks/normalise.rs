@@ -206,14 +206,7 @@ fn ignored(why: impl Into<String>) -> Normalised {
 }
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
-    ChannelEvent {
-        provider: SOURCE,
-        event_id,
-        event_time_ms,
-        channel: Channel::Email,
-        address,
-        kind,
-    }
+    ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
 }
 
 /// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
