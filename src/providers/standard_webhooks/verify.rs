@@ -15,10 +15,8 @@
 //! message id (the event id) stops them.
 
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, hmac_sha256};
 use crate::error::Error;
 use crate::secret::{Secret, constant_time_eq};
 
@@ -235,14 +233,10 @@ pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
 }
 
 fn hmac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_sha256(
+        key,
+        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+    )
 }
 
 /// Unix seconds: ASCII digits only (a sign, spaces inside or a fraction are not what

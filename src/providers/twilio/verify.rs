@@ -6,13 +6,12 @@
 //! Twilio's own back end is inconsistent about ports and query encoding, so the URL is
 //! tried in the same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
 
-use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::secret::{Secret, constant_time_eq};
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, base64_header};
 
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -90,21 +89,17 @@ pub fn verify_twilio(
 const MAX_SIGNATURE_LEN: usize = 64;
 
 fn decode_hmac_sha1_base64(header: &str) -> Result<Vec<u8>, SignatureError> {
-    let malformed = |why| SignatureError::Malformed {
-        header: TWILIO_SIGNATURE_HEADER,
-        why,
-    };
-    if header.is_empty() {
-        return Err(malformed("it is empty"));
-    }
-    if header.len() > MAX_SIGNATURE_LEN {
-        return Err(malformed("it is too long to be a base64 HMAC-SHA1"));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(header)
-        .map_err(|_| malformed("it is not standard base64"))?;
+    let bytes = base64_header(
+        TWILIO_SIGNATURE_HEADER,
+        header,
+        MAX_SIGNATURE_LEN,
+        "it is too long to be a base64 HMAC-SHA1",
+    )?;
     if bytes.len() != 20 {
-        return Err(malformed("it does not decode to a 20-byte HMAC-SHA1"));
+        return Err(SignatureError::Malformed {
+            header: TWILIO_SIGNATURE_HEADER,
+            why: "it does not decode to a 20-byte HMAC-SHA1",
+        });
     }
     Ok(bytes)
 }
@@ -313,6 +308,7 @@ fn whatwg_query(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn tokens(list: &[&str]) -> Vec<Secret> {
         list.iter().map(|t| Secret::new(*t)).collect()
