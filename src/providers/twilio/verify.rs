@@ -318,6 +318,16 @@ mod tests {
         serde_urlencoded::from_str(body).expect("test body is form-encoded")
     }
 
+    /// Verify a form request signed `sig` at `url` under the tokens `toks`.
+    fn verify_form(
+        url: &str,
+        params: &[(String, String)],
+        sig: &str,
+        toks: &[&str],
+    ) -> Result<(), SignatureError> {
+        verify_twilio(url, TwilioSigned::Form(params), Some(sig), &tokens(toks))
+    }
+
     /// Sign the way Twilio does, for the sign-verify-tamper tests.
     fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
         let mac = twilio_hmac(token.as_bytes(), url, &sorted_unique_params(params));
@@ -361,41 +371,21 @@ mod tests {
     fn sign_verify_tamper() {
         let params = inbound();
         let sig = sign("tok", URL, &params);
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let ok = verify_form(URL, &params, &sig, &["tok"]);
         assert_eq!(ok, Ok(()));
 
         let mut tampered = params.clone();
         tampered[3].1 = "START".into();
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&tampered),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(URL, &tampered, &sig, &["tok"]);
         assert_eq!(err, Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER)));
 
         let mut added = params.clone();
         added.push(("OptOutType".into(), "STOP".into()));
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&added),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(URL, &added, &sig, &["tok"]);
         assert!(err.is_err(), "an unsigned extra parameter must not verify");
 
         let other_url = URL.replace("acme", "evil");
-        let err = verify_twilio(
-            &other_url,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(&other_url, &params, &sig, &["tok"]);
         assert!(err.is_err(), "a signature is bound to its URL");
     }
 
@@ -404,12 +394,7 @@ mod tests {
         let params = form("b=2&a=1&a=0&a=1");
         let sig = sign("tok", URL, &params);
         let shuffled = form("a=0&a=1&b=2");
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&shuffled),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let ok = verify_form(URL, &shuffled, &sig, &["tok"]);
         assert_eq!(ok, Ok(()));
     }
 
@@ -417,19 +402,9 @@ mod tests {
     fn key_rotation_accepts_any_configured_token() {
         let params = inbound();
         let sig = sign("new-token", URL, &params);
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["old-token", "new-token"]),
-        );
+        let ok = verify_form(URL, &params, &sig, &["old-token", "new-token"]);
         assert_eq!(ok, Ok(()));
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["old-token", "other"]),
-        );
+        let err = verify_form(URL, &params, &sig, &["old-token", "other"]);
         assert_eq!(err, Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER)));
     }
 
