@@ -432,36 +432,29 @@ mod tests {
             missing(Some(ID), Some(TS), None),
             SignatureError::MissingHeader("svix-signature").into()
         );
-        for ts in [
-            "",
-            "-1614265330",
-            "1614265330.5",
-            "16142653300000000",
-            "abc",
-        ] {
-            let err = verify_standard_webhooks(&headers(ID, ts, SIG), BODY, &s, NOW).unwrap_err();
+        // (timestamp, signature, the header refused as malformed)
+        let malformed = [
+            ("", SIG, "webhook-timestamp"),
+            ("-1614265330", SIG, "webhook-timestamp"),
+            ("1614265330.5", SIG, "webhook-timestamp"),
+            ("16142653300000000", SIG, "webhook-timestamp"),
+            ("abc", SIG, "webhook-timestamp"),
+            (TS, "", "webhook-signature"),
+            (
+                TS,
+                "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                "webhook-signature",
+            ),
+            (TS, "v1,", "webhook-signature"),
+        ];
+        for (ts, sig, want) in malformed {
+            let err = verify_standard_webhooks(&headers(ID, ts, sig), BODY, &s, NOW).unwrap_err();
             assert!(
                 matches!(
                     err,
-                    VerifyError::Signature(SignatureError::Malformed {
-                        header: "webhook-timestamp",
-                        ..
-                    })
+                    VerifyError::Signature(SignatureError::Malformed { header, .. }) if header == want
                 ),
-                "{ts:?}: {err:?}"
-            );
-        }
-        for sig in ["", "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", "v1,"] {
-            let err = verify_standard_webhooks(&headers(ID, TS, sig), BODY, &s, NOW).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    VerifyError::Signature(SignatureError::Malformed {
-                        header: "webhook-signature",
-                        ..
-                    })
-                ),
-                "{sig:?}: {err:?}"
+                "{ts:?} {sig:?}: {err:?}"
             );
         }
         assert_eq!(
