@@ -191,6 +191,26 @@ pub struct ChannelEvent {
     pub kind: EventKind,
 }
 
+impl ChannelEvent {
+    /// An event on the email channel (the email providers' one shape).
+    pub fn email(
+        provider: Source,
+        event_id: String,
+        event_time_ms: i64,
+        address: Address,
+        kind: EventKind,
+    ) -> ChannelEvent {
+        ChannelEvent {
+            provider,
+            event_id,
+            event_time_ms,
+            channel: Channel::Email,
+            address,
+            kind,
+        }
+    }
+}
+
 /// What happened, per kind of event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
@@ -237,6 +257,22 @@ pub enum EventKind {
         /// The provider's error code, where the status carries one.
         error_code: Option<String>,
     },
+}
+
+/// The longest event id a provider may send (Mailgun `event-data.id`, 22 characters
+/// as sent; SendGrid `sg_event_id`, about 50): a longer one is refused, as it would
+/// only grow the dedup marker key.
+pub const MAX_EVENT_ID_LEN: usize = 256;
+
+/// The dedup key of `record`: the provider's own id (`given`; empty is none), else
+/// the [`derived_event_id`] of its content. `None` when the given id is longer than
+/// [`MAX_EVENT_ID_LEN`].
+pub fn event_id_or_derived(given: Option<&str>, record: &serde_json::Value) -> Option<String> {
+    match given.filter(|id| !id.is_empty()) {
+        Some(id) if id.len() > MAX_EVENT_ID_LEN => None,
+        Some(id) => Some(id.to_string()),
+        None => Some(derived_event_id(record)),
+    }
 }
 
 /// The dedup key of a provider record that lacks its own id (Mailgun `event-data.id`,

@@ -60,3 +60,49 @@ impl From<SignatureError> for Error {
         Error::unauthorized(e.to_string()).with_reason(reason)
     }
 }
+
+/// HMAC-SHA256 under `key` of `parts`, one after the other (Mailgun, Meta and Standard
+/// Webhooks sign this way, over different parts).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The 32 bytes of a SHA-256 digest written as 64 lowercase hex digits, as Mailgun and
+/// Meta send it; `None` for anything else (uppercase included). The length is checked
+/// before decoding, which bounds the work a forged value can cause.
+pub fn lowercase_hex_32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The bytes of a standard-base64 signature in `header` (SendGrid, Twilio): refused as
+/// malformed when empty, longer than `max_len` (`too_long` says what it cannot then
+/// be; refusing early bounds the work a forged header can cause) or not base64.
+pub fn base64_header(
+    header: &'static str,
+    value: &str,
+    max_len: usize,
+    too_long: &'static str,
+) -> Result<Vec<u8>, SignatureError> {
+    use base64::Engine as _;
+    let malformed = |why| SignatureError::Malformed { header, why };
+    if value.is_empty() {
+        return Err(malformed("it is empty"));
+    }
+    if value.len() > max_len {
+        return Err(malformed(too_long));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| malformed("it is not standard base64"))
+}

@@ -196,22 +196,6 @@ pub struct SpooledChange {
     pub evidence: Option<String>,
 }
 
-fn action_name(action: StoreAction) -> &'static str {
-    match action {
-        StoreAction::BlockPermanent => "block_permanent",
-        StoreAction::BlockTemporary => "block_temporary",
-        StoreAction::Unblock => "unblock",
-        StoreAction::Reachable => "reachable",
-        StoreAction::Review => "review",
-        StoreAction::Help => "help",
-        StoreAction::BlockMarketing => "block_marketing",
-        StoreAction::UnblockMarketing => "unblock_marketing",
-        StoreAction::Clear => "clear",
-        StoreAction::BlockOwn => "block_own",
-        StoreAction::UnblockOwn => "unblock_own",
-    }
-}
-
 const ACTIONS: [StoreAction; 11] = [
     StoreAction::BlockPermanent,
     StoreAction::BlockTemporary,
@@ -234,7 +218,7 @@ impl SpooledChange {
             tenant: tenant.to_string(),
             address: req.address.as_str().to_string(),
             scopes: req.scopes.iter().map(|s| s.as_str().to_string()).collect(),
-            action: action_name(req.action).to_string(),
+            action: req.action.as_str().to_string(),
             reason: req.reason.to_string(),
             provider: req.provider.as_str().to_string(),
             event_id: req.event_id.to_string(),
@@ -254,7 +238,7 @@ impl SpooledChange {
             .collect::<Result<Vec<_>, _>>()?;
         let action = ACTIONS
             .into_iter()
-            .find(|a| action_name(*a) == self.action)
+            .find(|a| a.as_str() == self.action)
             .ok_or_else(|| format!("unknown action {:?}", self.action))?;
         let provider = crate::providers::source_named(&self.provider)
             .ok_or_else(|| format!("unknown provider {:?}", self.provider))?;
@@ -1330,7 +1314,7 @@ mod tests {
     fn every_action_and_provider_name_reads_back() {
         for a in ACTIONS {
             let mut c = change("x");
-            c.action = action_name(a).into();
+            c.action = a.as_str().into();
             assert_eq!(c.parts().unwrap().2, a);
         }
         // Every source the registry knows reads back: a provider added to the

@@ -461,6 +461,32 @@ pub struct OperatorChange<'a> {
     pub now_ms: i64,
 }
 
+impl<'a> OperatorChange<'a> {
+    /// The request that makes this change: `action` on the one scope, now, from the
+    /// operator.
+    fn request(
+        &self,
+        action: StoreAction,
+        reason: &'a str,
+        event_id: &'a str,
+        evidence: Option<&'a str>,
+    ) -> Request<'a> {
+        Request {
+            address: self.address,
+            scopes: vec![self.scope],
+            action,
+            reason,
+            provider: Source::OPERATOR,
+            event_id,
+            event_ms: self.now_ms,
+            received_ms: self.now_ms,
+            now_ms: self.now_ms,
+            actor: self.actor,
+            evidence,
+        }
+    }
+}
+
 fn check_text(name: &str, value: Option<&str>) -> Result<(), OperatorError> {
     match value {
         Some(v) if v.len() > MAX_TEXT => Err(OperatorError::Invalid(format!(
@@ -497,19 +523,7 @@ pub async fn operator_set(
     Ok(apply(
         store,
         tenant,
-        &Request {
-            address: change.address,
-            scopes: vec![change.scope],
-            action,
-            reason: &reason,
-            provider: Source::OPERATOR,
-            event_id: &event_id,
-            event_ms: change.now_ms,
-            received_ms: change.now_ms,
-            now_ms: change.now_ms,
-            actor: change.actor,
-            evidence: None,
-        },
+        &change.request(action, &reason, &event_id, None),
     )
     .await?)
 }
@@ -556,19 +570,12 @@ pub async fn operator_clear(
     let outcomes = apply(
         store,
         tenant,
-        &Request {
-            address: change.address,
-            scopes: vec![change.scope],
-            action: StoreAction::Clear,
+        &change.request(
+            StoreAction::Clear,
             reason,
-            provider: Source::OPERATOR,
-            event_id: &event_id,
-            event_ms: change.now_ms,
-            received_ms: change.now_ms,
-            now_ms: change.now_ms,
-            actor: change.actor,
-            evidence: evidence_json.as_deref(),
-        },
+            &event_id,
+            evidence_json.as_deref(),
+        ),
     )
     .await?;
     if outcomes.refused() {

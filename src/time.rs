@@ -201,11 +201,49 @@ mod tests {
         );
     }
 
+    /// The spellings providers send (Postmark, Twilio, SES and SNS), to their time.
+    #[test]
+    fn rfc3339_table() {
+        let cases: &[(&str, i64)] = &[
+            ("2019-11-05T16:33:54.9070259Z", 1_572_971_634_907),
+            ("2019-11-05T16:33:54Z", 1_572_971_634_000),
+            ("2014-08-01T13:28:10.2735393-04:00", 1_406_914_090_273),
+            ("2024-11-22T23:41:11.894719+00:00", 1_732_318_871_894),
+            ("1970-01-01T00:00:00Z", 0),
+            ("2025-01-01T00:00:00.000Z", 1_735_689_600_000),
+            ("2024-02-29T12:00:00.5+02:00", 1_709_200_800_500),
+            ("2000-03-01T00:00:00-00:30", 951_870_600_000),
+            ("1970-01-01T00:00:00.001Z", 1),
+            ("2022-07-28T21:23:58.317Z", 1_659_043_438_317),
+            ("2022-07-28T23:23:58.317+02:00", 1_659_043_438_317),
+            ("2024-02-29T12:00:00.123456Z", 1_709_208_000_123),
+            ("2024-02-29 12:00:00Z", 1_709_208_000_000),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_rfc3339_ms(text), Some(*want), "{text}");
+        }
+    }
+
     #[test]
     fn item_02_impossible_dates_and_offsets_are_not_times() {
-        // Consent evidence (and provider times) must parse as RFC 3339: a day the
-        // month does not have, or an offset past 23:59, is no time at all.
+        // Consent evidence (and provider times) must parse as RFC 3339: a date alone,
+        // a local time, a month or a day the calendar does not have, or an offset past
+        // 23:59, is no time at all.
         for bad in [
+            "2019-11-05T16:33:54",
+            "2019-11-05",
+            "2019-13-05T16:33:54Z",
+            "2019-11-05T16:33:54.Z",
+            "2019-11-05T16:33:54+0400",
+            "not a time at all, no",
+            "2025-13-01T00:00:00Z",
+            "2025-01-01 00:00",
+            "yesterday",
+            "2025-01-01T00:00:00",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "",
             "2026-02-31T00:00:00Z",
             "2026-02-29T00:00:00Z",
             "2026-04-31T10:00:00Z",

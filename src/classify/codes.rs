@@ -320,118 +320,79 @@ mod tests {
         }
     }
 
-    /// The product's rules (SPEC section 5 plus the brief), one row per code. The
-    /// table file must hold exactly these.
+    /// Every shipped table holds exactly the product's rules, one row per code in code
+    /// order, and every entry names its source.
     #[test]
-    fn twilio_table_is_the_product_rules() {
+    fn shipped_tables_are_the_product_rules() {
         use CodeAction::*;
-        let expected: &[(&str, CodeAction)] = &[
-            ("21211", None),
-            ("21408", None),
-            ("21610", Permanent),
-            ("21614", Permanent),
-            ("30001", None),
-            ("30002", None),
-            ("30003", Temporary),
-            ("30004", Permanent),
-            ("30005", Temporary),
-            ("30006", Temporary),
-            ("30007", None),
-            ("30008", None),
-            ("30009", None),
-            ("30010", None),
-            ("30034", None),
-            ("63014", Permanent),
-            ("63016", None),
-        ];
-        let table = shipped("twilio");
-        let actual: Vec<(&str, CodeAction)> = table
-            .iter()
-            .map(|(code, rule)| (code, rule.action))
-            .collect();
-        assert_eq!(actual, expected);
-    }
-
-    /// The SES bounce rules (providers/ses.toml), one row per code: hard bounces
-    /// permanent, soft bounces about the mailbox temporary, soft bounces about our
-    /// content and undetermined ones none.
-    #[test]
-    fn ses_table_is_the_product_rules() {
-        use CodeAction::*;
-        let expected: &[(&str, CodeAction)] = &[
-            ("Permanent:General", Permanent),
-            ("Permanent:NoEmail", Permanent),
-            ("Permanent:OnAccountSuppressionList", Permanent),
-            ("Permanent:Suppressed", Permanent),
-            ("Transient:AttachmentRejected", None),
-            ("Transient:ContentRejected", None),
-            ("Transient:General", Temporary),
-            ("Transient:MailboxFull", Temporary),
-            ("Transient:MessageTooLarge", None),
-            ("Undetermined:Undetermined", None),
-        ];
-        let table = shipped("ses");
-        assert_eq!(table.provider(), "ses");
-        let actual: Vec<(&str, CodeAction)> = table
-            .iter()
-            .map(|(code, rule)| (code, rule.action))
-            .collect();
-        assert_eq!(actual, expected);
-        for (code, rule) in table.iter() {
-            let source = rule.source.as_deref().unwrap_or_default();
-            assert!(source.starts_with("https://"), "{code} has no source URL");
-        }
-    }
-
-    /// The SendGrid table: the email rules of SPEC section 5 and compliance.md 2.5, one
-    /// row per code. The file must hold exactly these.
-    #[test]
-    fn sendgrid_table_is_the_product_rules() {
-        use CodeAction::*;
-        let expected: &[(&str, CodeAction)] = &[
-            ("blocked", None),
-            ("blocked.content", None),
-            ("blocked.frequency-volume", None),
-            ("blocked.invalid-address", Permanent),
-            ("blocked.mailbox-unavailable", Temporary),
-            ("blocked.reputation", None),
-            ("blocked.technical", None),
-            ("blocked.unclassified", None),
-            ("bounce", Permanent),
-            ("deferred", None),
-            ("dropped.bounced-address", Permanent),
-            ("dropped.invalid", Permanent),
-            ("dropped.invalid-smtpapi-header", None),
-            ("dropped.spam-content", None),
-        ];
-        let table = shipped("sendgrid");
-        assert_eq!(table.provider(), "sendgrid");
-        let actual: Vec<(&str, CodeAction)> = table
-            .iter()
-            .map(|(code, rule)| (code, rule.action))
-            .collect();
-        assert_eq!(actual, expected);
-        for (code, rule) in table.iter() {
-            let source = rule.source.as_deref().unwrap_or_default();
-            assert!(source.starts_with("https://"), "{code} has no source URL");
-        }
-    }
-
-    /// Postmark and Standard Webhooks: every shipped entry has a reason and a source,
-    /// and the actions are the product's (hard -> permanent, soft -> temporary,
-    /// sender-side -> none).
-    #[test]
-    fn email_tables_are_the_product_rules() {
-        use CodeAction::*;
-        /// (table, its provider, every (code, action) in code order)
-        type Case = (
-            ErrorTable,
-            &'static str,
-            &'static [(&'static str, CodeAction)],
-        );
+        /// (provider, every (code, action) in code order)
+        type Case = (&'static str, &'static [(&'static str, CodeAction)]);
         let cases: &[Case] = &[
+            // The product's rules (SPEC section 5 plus the brief).
             (
-                shipped("postmark"),
+                "twilio",
+                &[
+                    ("21211", None),
+                    ("21408", None),
+                    ("21610", Permanent),
+                    ("21614", Permanent),
+                    ("30001", None),
+                    ("30002", None),
+                    ("30003", Temporary),
+                    ("30004", Permanent),
+                    ("30005", Temporary),
+                    ("30006", Temporary),
+                    ("30007", None),
+                    ("30008", None),
+                    ("30009", None),
+                    ("30010", None),
+                    ("30034", None),
+                    ("63014", Permanent),
+                    ("63016", None),
+                ],
+            ),
+            // The SES bounce rules: hard bounces permanent, soft bounces about the
+            // mailbox temporary, soft bounces about our content and undetermined ones
+            // none.
+            (
+                "ses",
+                &[
+                    ("Permanent:General", Permanent),
+                    ("Permanent:NoEmail", Permanent),
+                    ("Permanent:OnAccountSuppressionList", Permanent),
+                    ("Permanent:Suppressed", Permanent),
+                    ("Transient:AttachmentRejected", None),
+                    ("Transient:ContentRejected", None),
+                    ("Transient:General", Temporary),
+                    ("Transient:MailboxFull", Temporary),
+                    ("Transient:MessageTooLarge", None),
+                    ("Undetermined:Undetermined", None),
+                ],
+            ),
+            // The SendGrid table: the email rules of SPEC section 5 and compliance.md
+            // 2.5.
+            (
+                "sendgrid",
+                &[
+                    ("blocked", None),
+                    ("blocked.content", None),
+                    ("blocked.frequency-volume", None),
+                    ("blocked.invalid-address", Permanent),
+                    ("blocked.mailbox-unavailable", Temporary),
+                    ("blocked.reputation", None),
+                    ("blocked.technical", None),
+                    ("blocked.unclassified", None),
+                    ("bounce", Permanent),
+                    ("deferred", None),
+                    ("dropped.bounced-address", Permanent),
+                    ("dropped.invalid", Permanent),
+                    ("dropped.invalid-smtpapi-header", None),
+                    ("dropped.spam-content", None),
+                ],
+            ),
+            // Postmark and Standard Webhooks: hard -> permanent, soft -> temporary,
+            // sender-side -> none.
+            (
                 "postmark",
                 &[
                     ("AddressChange", None),
@@ -461,7 +422,6 @@ mod tests {
                 ],
             ),
             (
-                shipped("standard-webhooks"),
                 "standard-webhooks",
                 &[
                     ("Permanent", Permanent),
@@ -471,8 +431,24 @@ mod tests {
                     ("suppressed", Permanent),
                 ],
             ),
+            // Mailgun: hard bounces permanent, the give-up after retries temporary,
+            // single retried attempts and sender-side failures none.
+            (
+                "mailgun",
+                &[
+                    ("permanent.bounce", Permanent),
+                    ("permanent.espblock", None),
+                    ("permanent.generic", None),
+                    ("permanent.old", Temporary),
+                    ("permanent.suppress-bounce", Permanent),
+                    ("temporary.espblock", None),
+                    ("temporary.generic", None),
+                    ("temporary.greylisted", None),
+                ],
+            ),
         ];
-        for (table, provider, expected) in cases {
+        for (provider, expected) in cases {
+            let table = shipped(provider);
             assert_eq!(table.provider(), *provider);
             let actual: Vec<(&str, CodeAction)> = table
                 .iter()
@@ -483,34 +459,6 @@ mod tests {
                 let source = rule.source.as_deref().unwrap_or_default();
                 assert!(source.starts_with("https://"), "{provider} {code}");
             }
-        }
-    }
-
-    /// The Mailgun table: hard bounces permanent, the give-up after retries temporary,
-    /// single retried attempts and sender-side failures none.
-    #[test]
-    fn mailgun_table_is_the_product_rules() {
-        use CodeAction::*;
-        let expected: &[(&str, CodeAction)] = &[
-            ("permanent.bounce", Permanent),
-            ("permanent.espblock", None),
-            ("permanent.generic", None),
-            ("permanent.old", Temporary),
-            ("permanent.suppress-bounce", Permanent),
-            ("temporary.espblock", None),
-            ("temporary.generic", None),
-            ("temporary.greylisted", None),
-        ];
-        let table = shipped("mailgun");
-        assert_eq!(table.provider(), "mailgun");
-        let actual: Vec<(&str, CodeAction)> = table
-            .iter()
-            .map(|(code, rule)| (code, rule.action))
-            .collect();
-        assert_eq!(actual, expected);
-        for (code, rule) in table.iter() {
-            let source = rule.source.as_deref().unwrap_or_default();
-            assert!(source.starts_with("https://"), "{code} has no source URL");
         }
     }
 

@@ -311,6 +311,18 @@ mod tests {
         (decision.action, decision.reason)
     }
 
+    /// Each (body, action, reason): an inbound message with that body and no provider
+    /// verdict, read under `policy`, is decided so.
+    fn assert_inbound(policy: &KeywordPolicy, cases: &[(&str, Action, &str)]) {
+        for (body, action, reason) in cases {
+            assert_eq!(
+                run(&inbound(body, None), policy),
+                (*action, reason.to_string()),
+                "body {body:?}"
+            );
+        }
+    }
+
     #[test]
     fn inbound_without_provider_verdict() {
         let policy = KeywordPolicy::default();
@@ -341,13 +353,7 @@ mod tests {
             ("", Action::Reachable, "inbound"),
             ("📷", Action::Reachable, "inbound"),
         ];
-        for (body, action, reason) in cases {
-            assert_eq!(
-                run(&inbound(body, None), &policy),
-                (*action, reason.to_string()),
-                "body {body:?}"
-            );
-        }
+        assert_inbound(&policy, cases);
     }
 
     /// Issue 12 item 18: the payload of a tapped button or quick reply is read first
@@ -456,36 +462,24 @@ mod tests {
             ("Stopped by the store", Action::Reachable, "inbound"),
             ("please start again", Action::Reachable, "inbound"),
         ];
-        for (body, action, reason) in cases {
-            assert_eq!(
-                run(&inbound(body, None), &policy),
-                (*action, reason.to_string()),
-                "body {body:?}"
-            );
-        }
+        assert_inbound(&policy, cases);
     }
 
     #[test]
     fn yes_opt_in_only_when_enabled() {
+        assert_inbound(
+            &KeywordPolicy::default(),
+            &[("YES", Action::Reachable, "inbound")],
+        );
         let on = KeywordPolicy::default().with_yes_opt_in(true).unwrap();
-        let cases: &[(&KeywordPolicy, &str, Action, &str)] = &[
-            (
-                &KeywordPolicy::default(),
-                "YES",
-                Action::Reachable,
-                "inbound",
-            ),
-            (&on, "YES", Action::Unblock, "keyword:YES"),
-            (&on, "yes.", Action::Unblock, "keyword:YES"),
-            (&on, "yes I'll be there", Action::Reachable, "inbound"),
-        ];
-        for (policy, body, action, reason) in cases {
-            assert_eq!(
-                run(&inbound(body, None), policy),
-                (*action, reason.to_string()),
-                "body {body:?}"
-            );
-        }
+        assert_inbound(
+            &on,
+            &[
+                ("YES", Action::Unblock, "keyword:YES"),
+                ("yes.", Action::Unblock, "keyword:YES"),
+                ("yes I'll be there", Action::Reachable, "inbound"),
+            ],
+        );
     }
 
     /// Every provider verdict against every kind of body. The opt-out side wins; on a

@@ -19,6 +19,9 @@ use crate::error::Error;
 use crate::event::Source;
 use crate::road::{Answer, ConfigCx, Delivery, Host, ProviderConfig, Road, Trip, WebhookRequest};
 
+#[cfg(test)]
+pub(crate) mod testkit;
+
 /// Declares the provider folders and builds the enum and its exhaustive matches from
 /// one list (`Variant => folder::RoadType`).
 macro_rules! registry {

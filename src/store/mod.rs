@@ -282,7 +282,8 @@ pub enum StoreAction {
 }
 
 impl StoreAction {
-    fn as_str(self) -> &'static str {
+    /// The action's name, as the apply script and the spool write it.
+    pub fn as_str(self) -> &'static str {
         match self {
             StoreAction::BlockPermanent => "block_permanent",
             StoreAction::BlockTemporary => "block_temporary",

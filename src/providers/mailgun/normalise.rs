@@ -28,8 +28,6 @@ use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
-/// Longest event id accepted; Mailgun's are 22 characters.
-const MAX_EVENT_ID_LEN: usize = 256;
 
 /// The body's `signature` object: what Mailgun signed and the signature. The strings
 /// are kept exactly as sent, because the timestamp is signed as text.
@@ -143,13 +141,8 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
     let address = Address::parse(Channel::Email, recipient).map_err(|e| e.to_string())?;
     // An event without an id (older accounts, relays) still carries its DND: refusing
     // it inside a 200 would lose it for good, since Mailgun does not retry a 2xx.
-    let event_id = match text("id").filter(|id| !id.is_empty()) {
-        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
-            return Err("event-data.id is too long".into());
-        }
-        Some(id) => id.to_string(),
-        None => crate::event::derived_event_id(event_data),
-    };
+    let event_id = crate::event::event_id_or_derived(text("id"), event_data)
+        .ok_or("event-data.id is too long")?;
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(Value::Number(n)) => n
@@ -159,14 +152,13 @@ pub fn normalise(event_data: &Value, received_ms: i64) -> Result<Option<ChannelE
             .ok_or("event-data.timestamp is not Unix seconds")?,
         Some(_) => return Err("event-data.timestamp is not a number".into()),
     };
-    Ok(Some(ChannelEvent {
-        provider: SOURCE,
+    Ok(Some(ChannelEvent::email(
+        SOURCE,
         event_id,
         event_time_ms,
-        channel: Channel::Email,
         address,
         kind,
-    }))
+    )))
 }
 
 /// A verified body without `event-data` cannot be acted on: 400.
@@ -181,23 +173,23 @@ pub fn require_event_data(webhook: &Webhook) -> Result<&Value, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
     use crate::event::derived_event_id;
+    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
 
     fn data(fields: Value) -> Value {
-        let mut e = json!({
-            "id": "G9Bn5sl1TC6nu79C8C0bwg",
-            "timestamp": 1_700_000_000.25,
-            "recipient": "Bob@Example.org",
-            "message": {"headers": {"message-id": "x@example.org"}},
-        });
-        for (k, v) in fields.as_object().unwrap() {
-            e[k] = v.clone();
-        }
-        e
+        merged(
+            json!({
+                "id": "G9Bn5sl1TC6nu79C8C0bwg",
+                "timestamp": 1_700_000_000.25,
+                "recipient": "Bob@Example.org",
+                "message": {"headers": {"message-id": "x@example.org"}},
+            }),
+            fields,
+        )
     }
 
     fn status(code: &str) -> Option<EventKind> {
@@ -278,10 +270,6 @@ mod tests {
 
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = <super::super::Mailgun as crate::road::Road>::ABOUT.table();
-        let keywords = KeywordPolicy::default();
-        const PERM: Action = Action::Block(Permanence::Permanent);
-        const TEMP: Action = Action::Block(Permanence::Temporary);
         let cases: Vec<(Value, Action, &str)> = vec![
             (
                 json!({"event": "failed", "severity": "permanent", "reason": "bounce"}),
@@ -326,11 +314,9 @@ mod tests {
                 "unclassified:mailgun:permanent.new-reason",
             ),
         ];
-        for (fields, action, reason) in cases {
-            let e = normalise(&data(fields.clone()), RECEIVED).unwrap().unwrap();
-            let d = classify::classify(&e, &keywords, &table);
-            assert_eq!((d.action, d.reason.as_str()), (action, reason), "{fields}");
-        }
+        assert_decisions::<super::super::Mailgun>(&cases, |fields| {
+            normalise(&data(fields.clone()), RECEIVED).unwrap().unwrap()
+        });
     }
 
     #[test]
@@ -411,10 +397,7 @@ mod tests {
                 "not unix seconds",
             ),
         ];
-        for (raw, fragment) in cases {
-            let why = normalise(&raw, RECEIVED).expect_err(&raw.to_string());
-            assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
-        }
+        assert_refusals(&cases, |raw| normalise(raw, RECEIVED));
     }
 
     #[test]

@@ -10,10 +10,9 @@
 //! and the fingerprint of the key that matched ([`signing_key_fingerprint`]): Mailgun's
 //! key is account-wide, so tokens are claimed per key, not per tenant.
 
-use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, hmac_sha256, lowercase_hex_32};
 use crate::secret::{Secret, constant_time_eq};
 
 /// How the signature field is named in errors: it is a body field, not a header.
@@ -50,19 +49,11 @@ pub fn verify_mailgun_key<'k>(
         header: MAILGUN_SIGNATURE_FIELD,
         why,
     };
-    if signature.len() != 64
-        || !signature
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(malformed("it is not 64 lowercase hex digits"));
-    }
+    let given =
+        lowercase_hex_32(signature).ok_or_else(|| malformed("it is not 64 lowercase hex digits"))?;
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(malformed("the token is empty or too long to be Mailgun's"));
     }
-    let mut given = [0u8; 32];
-    hex::decode_to_slice(signature, &mut given)
-        .map_err(|_| malformed("it is not 64 lowercase hex digits"))?;
     if keys.is_empty() {
         return Err(SignatureError::NoSecret("mailgun"));
     }
@@ -93,11 +84,7 @@ pub fn sign_mailgun(signing_key: &str, timestamp: &str, token: &str) -> String {
 }
 
 fn mailgun_hmac(key: &[u8], timestamp: &str, token: &str) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(timestamp.as_bytes());
-    mac.update(token.as_bytes());
-    mac.finalize().into_bytes().into()
+    hmac_sha256(key, &[timestamp.as_bytes(), token.as_bytes()])
 }
 
 #[cfg(test)]

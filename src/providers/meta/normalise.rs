@@ -836,6 +836,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::providers::testkit::merged;
 
     const NOW: i64 = 1_700_000_000_000;
     const WABA: &str = "102290129340398";
@@ -852,13 +853,13 @@ mod tests {
 
     /// A `messages` change in Meta's documented shape, with `extra` merged into `value`.
     fn wa_change(field: &str, extra: Value) -> Value {
-        let mut value = json!({
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
-        });
-        for (k, v) in extra.as_object().expect("extra is an object") {
-            value[k] = v.clone();
-        }
+        let value = merged(
+            json!({
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550783881", "phone_number_id": PNID},
+            }),
+            extra,
+        );
         json!({"field": field, "value": value})
     }
 
@@ -879,9 +880,17 @@ mod tests {
         )]))
     }
 
+    /// A WhatsApp message of `kind` from the contact 16505551234: `fields` (its text,
+    /// button, image...) on the common envelope.
+    fn wa_message(id: &str, kind: &str, fields: Value) -> Value {
+        merged(
+            json!({"from": "16505551234", "id": id, "timestamp": "1749416383", "type": kind}),
+            fields,
+        )
+    }
+
     fn wa_text(id: &str, body: &str) -> Value {
-        json!({"from": "16505551234", "id": id, "timestamp": "1749416383", "type": "text",
-               "text": {"body": body}})
+        wa_message(id, "text", json!({"text": {"body": body}}))
     }
 
     /// A Messenger (`page`) or Instagram webhook with one entry holding `messaging`.
@@ -892,9 +901,23 @@ mod tests {
         .into_bytes()
     }
 
+    /// A Messenger or Instagram event from contact 5555 to `account`: `fields` (the
+    /// message, postback, optin...) on the common envelope.
+    fn fb_event(account: &str, fields: Value) -> Value {
+        merged(
+            json!({"sender": {"id": "5555"}, "recipient": {"id": account},
+                   "timestamp": 1458692752478_i64}),
+            fields,
+        )
+    }
+
     fn fb_text(account: &str, mid: &str, text: &str) -> Value {
-        json!({"sender": {"id": "5555"}, "recipient": {"id": account},
-               "timestamp": 1458692752478_i64, "message": {"mid": mid, "text": text}})
+        fb_event(account, json!({"message": {"mid": mid, "text": text}}))
+    }
+
+    /// A Messenger webhook for [`PAGE`] with one event of `fields`.
+    fn page_event(fields: Value) -> Vec<u8> {
+        messaging_body("page", PAGE, json!([fb_event(PAGE, fields)]))
     }
 
     fn run(body: &[u8]) -> Normalised {
@@ -939,6 +962,11 @@ mod tests {
         }
     }
 
+    /// The one event of a WhatsApp webhook from [`PHONE`] at [`T`].
+    fn phone_events(id: &str, kind: EventKind) -> Vec<MetaEvent> {
+        vec![wa(id, T, PHONE, kind)]
+    }
+
     fn wa(id: &str, time_ms: i64, address: &str, kind: EventKind) -> MetaEvent {
         MetaEvent {
             account: AccountId::WhatsappPhoneNumberId(PNID.into()),
@@ -951,6 +979,11 @@ mod tests {
                 kind,
             },
         }
+    }
+
+    /// The one event of a [`page_event`] webhook.
+    fn page_events(id: &str, kind: EventKind) -> Vec<MetaEvent> {
+        vec![fb(Channel::Messenger, id, &format!("{PAGE}:5555"), kind)]
     }
 
     fn fb(channel: Channel, id: &str, address: &str, kind: EventKind) -> MetaEvent {
@@ -979,129 +1012,134 @@ mod tests {
     /// rejected.
     #[test]
     fn normalise_table() {
-        use Channel::{Instagram, Messenger};
-        let fb_page = format!("{PAGE}:5555");
+        use Channel::Instagram;
         let ig_user = format!("{IG}:5555");
         let rows: Vec<(&str, Vec<u8>, Vec<MetaEvent>)> = vec![
             (
                 "WhatsApp inbound STOP",
                 wa_messages(json!([wa_text("wamid.S1", "STOP")])),
-                vec![wa("wamid.S1", T, PHONE, inbound("STOP", None))],
+                phone_events("wamid.S1", inbound("STOP", None)),
             ),
             (
                 "WhatsApp inbound START",
                 wa_messages(json!([wa_text("wamid.S2", "Start")])),
-                vec![wa("wamid.S2", T, PHONE, inbound("Start", None))],
+                phone_events("wamid.S2", inbound("Start", None)),
             ),
             (
                 "WhatsApp Stop promotions button (Meta's marketing opt-out)",
-                wa_messages(json!([{
-                    "context": {"from": "15550783881", "id": "wamid.CTX"},
-                    "from": "16505551234", "id": "wamid.B1", "timestamp": "1749416383",
-                    "type": "button",
-                    "button": {"payload": "Stop promotions", "text": "Stop promotions"}
-                }])),
-                vec![wa(
+                wa_messages(json!([wa_message(
                     "wamid.B1",
-                    T,
-                    PHONE,
+                    "button",
+                    json!({
+                        "context": {"from": "15550783881", "id": "wamid.CTX"},
+                        "button": {"payload": "Stop promotions", "text": "Stop promotions"}
+                    }),
+                )])),
+                phone_events(
+                    "wamid.B1",
                     tapped(
                         "Stop promotions",
                         "Stop promotions",
                         Some(ProviderVerdict::MarketingOptOut),
                     ),
-                )],
+                ),
             ),
             (
                 "WhatsApp STOP button is an ordinary keyword",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.B2", "timestamp": "1749416383",
-                    "type": "button", "button": {"payload": "opt-out-1", "text": "STOP"}
-                }])),
-                vec![wa("wamid.B2", T, PHONE, tapped("STOP", "opt-out-1", None))],
+                wa_messages(json!([wa_message(
+                    "wamid.B2",
+                    "button",
+                    json!({"button": {"payload": "opt-out-1", "text": "STOP"}}),
+                )])),
+                phone_events("wamid.B2", tapped("STOP", "opt-out-1", None)),
             ),
             (
                 "WhatsApp button recognised by its payload only",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.B3", "timestamp": "1749416383",
-                    "type": "button", "button": {"payload": "STOP  PROMOTIONS", "text": "Parar promociones"}
-                }])),
-                vec![wa(
+                wa_messages(json!([wa_message(
                     "wamid.B3",
-                    T,
-                    PHONE,
+                    "button",
+                    json!({"button": {"payload": "STOP  PROMOTIONS", "text": "Parar promociones"}}),
+                )])),
+                phone_events(
+                    "wamid.B3",
                     tapped(
                         "Parar promociones",
                         "STOP  PROMOTIONS",
                         Some(ProviderVerdict::MarketingOptOut),
                     ),
-                )],
+                ),
             ),
             (
                 "WhatsApp interactive button reply",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.I1", "timestamp": "1749416383",
-                    "type": "interactive",
-                    "interactive": {"type": "button_reply",
-                                    "button_reply": {"id": "unsub", "title": "Unsubscribe"}}
-                }])),
-                vec![wa(
+                wa_messages(json!([wa_message(
                     "wamid.I1",
-                    T,
-                    PHONE,
-                    tapped("Unsubscribe", "unsub", None),
-                )],
+                    "interactive",
+                    json!({
+                        "interactive": {"type": "button_reply",
+                                        "button_reply": {"id": "unsub", "title": "Unsubscribe"}}
+                    }),
+                )])),
+                phone_events("wamid.I1", tapped("Unsubscribe", "unsub", None)),
             ),
             (
                 "WhatsApp interactive list reply",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.I2", "timestamp": "1749416383",
-                    "type": "interactive",
-                    "interactive": {"type": "list_reply",
-                                    "list_reply": {"id": "row-1", "title": "Stop", "description": "no more"}}
-                }])),
-                vec![wa("wamid.I2", T, PHONE, tapped("Stop", "row-1", None))],
+                wa_messages(json!([wa_message(
+                    "wamid.I2",
+                    "interactive",
+                    json!({
+                        "interactive": {"type": "list_reply",
+                                        "list_reply": {"id": "row-1", "title": "Stop", "description": "no more"}}
+                    }),
+                )])),
+                phone_events("wamid.I2", tapped("Stop", "row-1", None)),
             ),
             (
                 "WhatsApp image without caption: empty body, still reachable",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.M1", "timestamp": "1749416383",
-                    "type": "image",
-                    "image": {"mime_type": "image/jpeg", "sha256": "abc", "id": "1003383421387256"}
-                }])),
-                vec![wa("wamid.M1", T, PHONE, inbound("", None))],
+                wa_messages(json!([wa_message(
+                    "wamid.M1",
+                    "image",
+                    json!({
+                        "image": {"mime_type": "image/jpeg", "sha256": "abc", "id": "1003383421387256"}
+                    }),
+                )])),
+                phone_events("wamid.M1", inbound("", None)),
             ),
             (
                 "WhatsApp video with caption",
-                wa_messages(json!([{
-                    "from": "16505551234", "id": "wamid.M2", "timestamp": "1749416383",
-                    "type": "video", "video": {"caption": "stop", "id": "1"}
-                }])),
-                vec![wa("wamid.M2", T, PHONE, inbound("stop", None))],
+                wa_messages(json!([wa_message(
+                    "wamid.M2",
+                    "video",
+                    json!({"video": {"caption": "stop", "id": "1"}}),
+                )])),
+                phone_events("wamid.M2", inbound("stop", None)),
             ),
             (
                 "WhatsApp older system user_preference_changed",
                 wa_body(json!([wa_change(
                     "messages",
-                    json!({"messages": [{
-                        "from": "16505551234", "id": "wamid.SYS", "timestamp": "1749416383",
-                        "type": "system",
-                        "system": {"body": "User stopped marketing messages",
-                                   "type": "user_preference_changed", "marketing": "stop"}
-                    }]})
+                    json!({"messages": [wa_message(
+                        "wamid.SYS",
+                        "system",
+                        json!({
+                            "system": {"body": "User stopped marketing messages",
+                                       "type": "user_preference_changed", "marketing": "stop"}
+                        }),
+                    )]})
                 )])),
-                vec![wa("wamid.SYS", T, PHONE, pref(true))],
+                phone_events("wamid.SYS", pref(true)),
             ),
             (
                 "WhatsApp system number change is ignored",
                 wa_body(json!([wa_change(
                     "messages",
-                    json!({"messages": [{
-                        "from": "16505551234", "id": "wamid.SYS2", "timestamp": "1749416383",
-                        "type": "system",
-                        "system": {"body": "User A changed from 1 to 2", "wa_id": "16505550000",
-                                   "type": "user_changed_number"}
-                    }]})
+                    json!({"messages": [wa_message(
+                        "wamid.SYS2",
+                        "system",
+                        json!({
+                            "system": {"body": "User A changed from 1 to 2", "wa_id": "16505550000",
+                                       "type": "user_changed_number"}
+                        }),
+                    )]})
                 )])),
                 vec![],
             ),
@@ -1125,7 +1163,7 @@ mod tests {
                     "id": "wamid.U2", "timestamp": "1749416383", "type": "text",
                     "text": {"body": "hi"}
                 }])),
-                vec![wa("wamid.U2", T, PHONE, inbound("hi", None))],
+                phone_events("wamid.U2", inbound("hi", None)),
             ),
             (
                 "WhatsApp from that is already a business-scoped id",
@@ -1156,12 +1194,7 @@ mod tests {
                     "errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business",
                                 "message": "...", "error_data": {"details": "..."}}]
                 }])),
-                vec![wa(
-                    "wamid.OUT1:failed",
-                    T,
-                    PHONE,
-                    status("failed", Some("131050")),
-                )],
+                phone_events("wamid.OUT1:failed", status("failed", Some("131050"))),
             ),
             (
                 "WhatsApp status failed 131026 (undeliverable)",
@@ -1171,12 +1204,7 @@ mod tests {
                     "errors": [{"code": 131026, "title": "Message undeliverable",
                                 "error_data": {"details": "Message Undeliverable."}}]
                 }])),
-                vec![wa(
-                    "wamid.OUT2:failed",
-                    T,
-                    PHONE,
-                    status("failed", Some("131026")),
-                )],
+                phone_events("wamid.OUT2:failed", status("failed", Some("131026"))),
             ),
             (
                 "WhatsApp status delivered",
@@ -1186,12 +1214,7 @@ mod tests {
                     "conversation": {"id": "c1", "origin": {"type": "marketing"}},
                     "pricing": {"billable": true, "pricing_model": "PMP", "category": "marketing"}
                 }])),
-                vec![wa(
-                    "wamid.OUT3:delivered",
-                    T,
-                    PHONE,
-                    status("delivered", None),
-                )],
+                phone_events("wamid.OUT3:delivered", status("delivered", None)),
             ),
             (
                 "WhatsApp failed status to a business-scoped id",
@@ -1272,12 +1295,12 @@ mod tests {
             (
                 "Messenger inbound STOP",
                 messaging_body("page", PAGE, json!([fb_text(PAGE, "m_1", "STOP")])),
-                vec![fb(Messenger, "m_1", &fb_page, inbound("STOP", None))],
+                page_events("m_1", inbound("STOP", None)),
             ),
             (
                 "Messenger inbound START",
                 messaging_body("page", PAGE, json!([fb_text(PAGE, "m_2", "START")])),
-                vec![fb(Messenger, "m_2", &fb_page, inbound("START", None))],
+                page_events("m_2", inbound("START", None)),
             ),
             (
                 "Instagram inbound STOP",
@@ -1291,129 +1314,60 @@ mod tests {
             ),
             (
                 "Messenger quick reply: the tapped text, and the business's payload",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "message": {"mid": "m_q", "text": "Stop",
-                                    "quick_reply": {"payload": "QR_UNSUB_42"}}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
-                    "m_q",
-                    &fb_page,
-                    tapped("Stop", "QR_UNSUB_42", None),
-                )],
+                page_event(json!({
+                    "message": {"mid": "m_q", "text": "Stop",
+                                "quick_reply": {"payload": "QR_UNSUB_42"}}
+                })),
+                page_events("m_q", tapped("Stop", "QR_UNSUB_42", None)),
             ),
             (
                 "Messenger quick reply without text: the payload stands in",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "message": {"mid": "m_q2", "quick_reply": {"payload": "STOP"}}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
-                    "m_q2",
-                    &fb_page,
-                    tapped("STOP", "STOP", None),
-                )],
+                page_event(json!({
+                    "message": {"mid": "m_q2", "quick_reply": {"payload": "STOP"}}
+                })),
+                page_events("m_q2", tapped("STOP", "STOP", None)),
             ),
             (
                 "Messenger postback with mid",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "postback": {"mid": "m_pb", "title": "Unsubscribe", "payload": "UNSUB"}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
-                    "m_pb",
-                    &fb_page,
-                    tapped("Unsubscribe", "UNSUB", None),
-                )],
+                page_event(json!({
+                    "postback": {"mid": "m_pb", "title": "Unsubscribe", "payload": "UNSUB"}
+                })),
+                page_events("m_pb", tapped("Unsubscribe", "UNSUB", None)),
             ),
             (
                 "Messenger postback without mid gets a deterministic id",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "postback": {"title": "Get Started", "payload": "GET_STARTED"}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
+                page_event(json!({
+                    "postback": {"title": "Get Started", "payload": "GET_STARTED"}
+                })),
+                page_events(
                     &format!("postback:{PAGE}:5555:1458692752478"),
-                    &fb_page,
                     tapped("Get Started", "GET_STARTED", None),
-                )],
+                ),
             ),
             (
                 "Messenger marketing notifications opt-out",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "optin": {"type": "notification_messages", "payload": "weekly-deals",
-                                  "notification_messages_token": "tok",
-                                  "notification_messages_status": "STOP NOTIFICATIONS"}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
-                    &format!("optin:{PAGE}:5555:1458692752478:stop"),
-                    &fb_page,
-                    pref(true),
-                )],
+                page_event(json!({
+                    "optin": {"type": "notification_messages", "payload": "weekly-deals",
+                              "notification_messages_token": "tok",
+                              "notification_messages_status": "STOP NOTIFICATIONS"}
+                })),
+                page_events(&format!("optin:{PAGE}:5555:1458692752478:stop"), pref(true)),
             ),
             (
                 "Messenger marketing notifications resume",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "optin": {"type": "notification_messages",
-                                  "notification_messages_token": "tok",
-                                  "notification_messages_status": "RESUME NOTIFICATIONS"}
-                    }]),
-                ),
-                vec![fb(
-                    Messenger,
-                    &format!("optin:{PAGE}:5555:1458692752478:resume"),
-                    &fb_page,
-                    pref(false),
-                )],
+                page_event(json!({
+                    "optin": {"type": "notification_messages",
+                              "notification_messages_token": "tok",
+                              "notification_messages_status": "RESUME NOTIFICATIONS"}
+                })),
+                page_events(&format!("optin:{PAGE}:5555:1458692752478:resume"), pref(false)),
             ),
             (
                 "Messenger first subscription (no status) is ignored",
-                messaging_body(
-                    "page",
-                    PAGE,
-                    json!([{
-                        "sender": {"id": "5555"}, "recipient": {"id": PAGE},
-                        "timestamp": 1458692752478_i64,
-                        "optin": {"type": "notification_messages", "notification_messages_token": "tok",
-                                  "notification_messages_frequency": "WEEKLY"}
-                    }]),
-                ),
+                page_event(json!({
+                    "optin": {"type": "notification_messages", "notification_messages_token": "tok",
+                              "notification_messages_frequency": "WEEKLY"}
+                })),
                 vec![],
             ),
             (

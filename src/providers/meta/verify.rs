@@ -3,11 +3,8 @@
 //! Meta escapes non-ASCII as `\uXXXX` in what it signs, so a body that was parsed and
 //! re-serialised no longer verifies: the caller must pass the bytes off the wire.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use crate::secret::{Secret, constant_time_eq};
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, hmac_sha256, lowercase_hex_32};
 
 /// The header that carries Meta's signature. The legacy `X-Hub-Signature` (SHA-1) that
 /// Meta may send beside it is not used.
@@ -52,10 +49,7 @@ pub fn sign_meta(app_secret: &str, body: &[u8]) -> String {
 }
 
 fn meta_hmac(secret: &[u8], body: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_sha256(secret, &[body])
 }
 
 /// The 32 digest bytes of a `sha256=<64 lowercase hex>` header value. The length is
@@ -74,16 +68,7 @@ fn decode_meta_signature(header: &str) -> Result<[u8; 32], SignatureError> {
     if digest.len() != 64 {
         return Err(malformed("the digest after sha256= is not 64 hex digits"));
     }
-    if !digest
-        .bytes()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(malformed("the digest after sha256= is not lowercase hex"));
-    }
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(digest, &mut bytes)
-        .map_err(|_| malformed("the digest after sha256= is not lowercase hex"))?;
-    Ok(bytes)
+    lowercase_hex_32(digest).ok_or_else(|| malformed("the digest after sha256= is not lowercase hex"))
 }
 
 

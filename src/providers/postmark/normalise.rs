@@ -233,14 +233,7 @@ fn subscription_change(
 }
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
-    ChannelEvent {
-        provider: SOURCE,
-        event_id,
-        event_time_ms,
-        channel: Channel::Email,
-        address,
-        kind,
-    }
+    ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
 }
 
 /// A non-empty string field.
@@ -290,13 +283,12 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
+    use crate::providers::testkit::{self, PERM, TEMP};
     use crate::error::Kind;
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000_000;
-    const PERM: Action = Action::Block(Permanence::Permanent);
-    const TEMP: Action = Action::Block(Permanence::Temporary);
 
     fn bounce_body(kind: &str, inactive: bool) -> Value {
         json!({
@@ -331,9 +323,7 @@ mod tests {
     /// What the event means, classified with the shipped table: (action, reason).
     fn decide(body: &Value) -> Option<(Action, String)> {
         let n = run(body);
-        let event = n.events.first()?;
-        let d = classify::classify(event, &KeywordPolicy::default(), &<super::super::Postmark as crate::road::Road>::ABOUT.table());
-        Some((d.action, d.reason))
+        Some(testkit::decide::<super::super::Postmark>(n.events.first()?))
     }
 
     #[test]
@@ -631,26 +621,6 @@ mod tests {
                 crate::event::derived_event_id(&body),
                 "{body}"
             );
-        }
-    }
-
-    #[test]
-    fn time_table() {
-        let cases: &[(&str, Option<i64>)] = &[
-            ("2019-11-05T16:33:54.9070259Z", Some(1_572_971_634_907)),
-            ("2019-11-05T16:33:54Z", Some(1_572_971_634_000)),
-            ("2014-08-01T13:28:10.2735393-04:00", Some(1_406_914_090_273)),
-            ("2024-11-22T23:41:11.894719+00:00", Some(1_732_318_871_894)),
-            ("1970-01-01T00:00:00Z", Some(0)),
-            ("2019-11-05T16:33:54", None),
-            ("2019-11-05", None),
-            ("2019-13-05T16:33:54Z", None),
-            ("2019-11-05T16:33:54.Z", None),
-            ("2019-11-05T16:33:54+0400", None),
-            ("not a time at all, no", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(crate::time::parse_rfc3339_ms(text), *want, "{text}");
         }
     }
 }

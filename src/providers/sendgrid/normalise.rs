@@ -33,9 +33,6 @@ use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
-/// Longest `sg_event_id` accepted; SendGrid's are about 50 characters. A longer one
-/// would only grow the dedup marker key.
-const MAX_EVENT_ID_LEN: usize = 256;
 
 /// What a batch taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -146,13 +143,8 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
     let email = text("email").ok_or("it has no email")?;
     let address = Address::parse(Channel::Email, email).map_err(|e| e.to_string())?;
     // Without its sg_event_id an event still carries its DND: keyed by its content.
-    let event_id = match text("sg_event_id").filter(|id| !id.is_empty()) {
-        Some(id) if id.len() > MAX_EVENT_ID_LEN => {
-            return Err("its sg_event_id is too long".into());
-        }
-        Some(id) => id.to_string(),
-        None => crate::event::derived_event_id(raw),
-    };
+    let event_id = crate::event::event_id_or_derived(text("sg_event_id"), raw)
+        .ok_or("its sg_event_id is too long")?;
     let event_time_ms = match obj.get("timestamp") {
         None | Some(Value::Null) => received_ms,
         Some(t) => seconds_to_ms(t).ok_or("its timestamp is not Unix seconds")?,
@@ -169,14 +161,13 @@ pub fn normalise_event(raw: &Value, received_ms: i64) -> Result<Option<ChannelEv
         },
         Meaning::Group(group, opt_out) => EventKind::GroupPreference { group, opt_out },
     };
-    Ok(Some(ChannelEvent {
-        provider: SOURCE,
-        event_id: event_id.to_string(),
+    Ok(Some(ChannelEvent::email(
+        SOURCE,
+        event_id,
         event_time_ms,
-        channel: Channel::Email,
         address,
         kind,
-    }))
+    )))
 }
 
 /// Unix seconds (an integer, or a float or decimal string some integrations send) in
@@ -218,23 +209,23 @@ fn classification_word(class: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
+    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
 
     fn event(fields: Value) -> Value {
-        let mut e = json!({
-            "email": "Alice@Example.com",
-            "timestamp": 1_700_000_000,
-            "sg_event_id": "ZXZlbnQtaWQ",
-            "sg_message_id": "msg.filter0001",
-            "smtp-id": "<msg@example.com>",
-        });
-        for (k, v) in fields.as_object().unwrap() {
-            e[k] = v.clone();
-        }
-        e
+        merged(
+            json!({
+                "email": "Alice@Example.com",
+                "timestamp": 1_700_000_000,
+                "sg_event_id": "ZXZlbnQtaWQ",
+                "sg_message_id": "msg.filter0001",
+                "smtp-id": "<msg@example.com>",
+            }),
+            fields,
+        )
     }
 
     fn kind_of(fields: Value) -> Option<EventKind> {
@@ -375,10 +366,6 @@ mod tests {
     /// From the event to the decision through the shipped table: the product rules.
     #[test]
     fn decisions_through_the_shipped_table() {
-        let table = <super::super::Sendgrid as crate::road::Road>::ABOUT.table();
-        let keywords = KeywordPolicy::default();
-        const PERM: Action = Action::Block(Permanence::Permanent);
-        const TEMP: Action = Action::Block(Permanence::Temporary);
         let cases: Vec<(Value, Action, &str)> = vec![
             (
                 json!({"event": "bounce", "type": "bounce"}),
@@ -448,13 +435,11 @@ mod tests {
                 "sendgrid:group:42",
             ),
         ];
-        for (fields, action, reason) in cases {
-            let e = normalise_event(&event(fields.clone()), RECEIVED)
+        assert_decisions::<super::super::Sendgrid>(&cases, |fields| {
+            normalise_event(&event(fields.clone()), RECEIVED)
                 .unwrap()
-                .unwrap();
-            let d = classify::classify(&e, &keywords, &table);
-            assert_eq!((d.action, d.reason.as_str()), (action, reason), "{fields}");
-        }
+                .unwrap()
+        });
     }
 
     #[test]
@@ -496,10 +481,7 @@ mod tests {
                 "timestamp",
             ),
         ];
-        for (raw, fragment) in cases {
-            let why = normalise_event(&raw, RECEIVED).expect_err(&raw.to_string());
-            assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
-        }
+        assert_refusals(&cases, |raw| normalise_event(raw, RECEIVED));
         // Without its sg_event_id (missing or empty) a bounce still carries its DND,
         // keyed by its content: the same content, the same key.
         for raw in [

@@ -13,11 +13,10 @@
 //! of each event's `sg_event_id`, and an old replayed event loses to any newer record
 //! by event time.
 
-use base64::Engine as _;
 use p256::ecdsa::signature::MultipartVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, base64_header};
 
 /// The header that carries SendGrid's signature (base64 DER).
 pub const SENDGRID_SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
@@ -77,21 +76,16 @@ pub fn verify_sendgrid(
 /// The DER signature of a header value: standard base64 of an ASN.1 `ECDSA-Sig-Value`.
 /// High-S signatures are accepted, as SendGrid's own SDKs accept them.
 fn decode_signature(header: &str) -> Result<Signature, SignatureError> {
-    let malformed = |why| SignatureError::Malformed {
+    let der = base64_header(
+        SENDGRID_SIGNATURE_HEADER,
+        header,
+        MAX_SIGNATURE_LEN,
+        "it is too long to be a P-256 signature",
+    )?;
+    Signature::from_der(&der).map_err(|_| SignatureError::Malformed {
         header: SENDGRID_SIGNATURE_HEADER,
-        why,
-    };
-    if header.is_empty() {
-        return Err(malformed("it is empty"));
-    }
-    if header.len() > MAX_SIGNATURE_LEN {
-        return Err(malformed("it is too long to be a P-256 signature"));
-    }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(header)
-        .map_err(|_| malformed("it is not standard base64"))?;
-    Signature::from_der(&der)
-        .map_err(|_| malformed("it is not a DER-encoded ECDSA P-256 signature"))
+        why: "it is not a DER-encoded ECDSA P-256 signature",
+    })
 }
 
 /// Read a SendGrid verification key: base64 of a DER SubjectPublicKeyInfo, as SendGrid
@@ -115,6 +109,7 @@ pub fn parse_p256_key(text: &str) -> Result<p256::ecdsa::VerifyingKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
 

@@ -206,14 +206,7 @@ fn ignored(why: impl Into<String>) -> Normalised {
 }
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
-    ChannelEvent {
-        provider: SOURCE,
-        event_id,
-        event_time_ms,
-        channel: Channel::Email,
-        address,
-        kind,
-    }
+    ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
 }
 
 /// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
@@ -225,14 +218,13 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
+    use crate::providers::testkit::{self, PERM, TEMP};
     use crate::error::Kind;
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000_000;
     const ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
-    const PERM: Action = Action::Block(Permanence::Permanent);
-    const TEMP: Action = Action::Block(Permanence::Temporary);
 
     fn email_event(kind: &str, to: Value, bounce: Option<Value>) -> Value {
         let mut v = json!({
@@ -259,12 +251,8 @@ mod tests {
             .events
             .iter()
             .map(|e| {
-                let d = classify::classify(
-                    e,
-                    &KeywordPolicy::default(),
-                    &<super::super::StandardWebhooks as crate::road::Road>::ABOUT.table(),
-                );
-                (e.address.as_str().to_string(), d.action, d.reason)
+                let (action, reason) = testkit::decide::<super::super::StandardWebhooks>(e);
+                (e.address.as_str().to_string(), action, reason)
             })
             .collect()
     }

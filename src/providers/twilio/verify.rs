@@ -6,13 +6,12 @@
 //! Twilio's own back end is inconsistent about ports and query encoding, so the URL is
 //! tried in the same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
 
-use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::secret::{Secret, constant_time_eq};
-use crate::signature::SignatureError;
+use crate::signature::{SignatureError, base64_header};
 
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -90,21 +89,17 @@ pub fn verify_twilio(
 const MAX_SIGNATURE_LEN: usize = 64;
 
 fn decode_hmac_sha1_base64(header: &str) -> Result<Vec<u8>, SignatureError> {
-    let malformed = |why| SignatureError::Malformed {
-        header: TWILIO_SIGNATURE_HEADER,
-        why,
-    };
-    if header.is_empty() {
-        return Err(malformed("it is empty"));
-    }
-    if header.len() > MAX_SIGNATURE_LEN {
-        return Err(malformed("it is too long to be a base64 HMAC-SHA1"));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(header)
-        .map_err(|_| malformed("it is not standard base64"))?;
+    let bytes = base64_header(
+        TWILIO_SIGNATURE_HEADER,
+        header,
+        MAX_SIGNATURE_LEN,
+        "it is too long to be a base64 HMAC-SHA1",
+    )?;
     if bytes.len() != 20 {
-        return Err(malformed("it does not decode to a 20-byte HMAC-SHA1"));
+        return Err(SignatureError::Malformed {
+            header: TWILIO_SIGNATURE_HEADER,
+            why: "it does not decode to a 20-byte HMAC-SHA1",
+        });
     }
     Ok(bytes)
 }
@@ -313,6 +308,7 @@ fn whatwg_query(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn tokens(list: &[&str]) -> Vec<Secret> {
         list.iter().map(|t| Secret::new(*t)).collect()
@@ -320,6 +316,16 @@ mod tests {
 
     fn form(body: &str) -> Vec<(String, String)> {
         serde_urlencoded::from_str(body).expect("test body is form-encoded")
+    }
+
+    /// Verify a form request signed `sig` at `url` under the tokens `toks`.
+    fn verify_form(
+        url: &str,
+        params: &[(String, String)],
+        sig: &str,
+        toks: &[&str],
+    ) -> Result<(), SignatureError> {
+        verify_twilio(url, TwilioSigned::Form(params), Some(sig), &tokens(toks))
     }
 
     /// Sign the way Twilio does, for the sign-verify-tamper tests.
@@ -365,41 +371,21 @@ mod tests {
     fn sign_verify_tamper() {
         let params = inbound();
         let sig = sign("tok", URL, &params);
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let ok = verify_form(URL, &params, &sig, &["tok"]);
         assert_eq!(ok, Ok(()));
 
         let mut tampered = params.clone();
         tampered[3].1 = "START".into();
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&tampered),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(URL, &tampered, &sig, &["tok"]);
         assert_eq!(err, Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER)));
 
         let mut added = params.clone();
         added.push(("OptOutType".into(), "STOP".into()));
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&added),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(URL, &added, &sig, &["tok"]);
         assert!(err.is_err(), "an unsigned extra parameter must not verify");
 
         let other_url = URL.replace("acme", "evil");
-        let err = verify_twilio(
-            &other_url,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let err = verify_form(&other_url, &params, &sig, &["tok"]);
         assert!(err.is_err(), "a signature is bound to its URL");
     }
 
@@ -408,12 +394,7 @@ mod tests {
         let params = form("b=2&a=1&a=0&a=1");
         let sig = sign("tok", URL, &params);
         let shuffled = form("a=0&a=1&b=2");
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&shuffled),
-            Some(&sig),
-            &tokens(&["tok"]),
-        );
+        let ok = verify_form(URL, &shuffled, &sig, &["tok"]);
         assert_eq!(ok, Ok(()));
     }
 
@@ -421,19 +402,9 @@ mod tests {
     fn key_rotation_accepts_any_configured_token() {
         let params = inbound();
         let sig = sign("new-token", URL, &params);
-        let ok = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["old-token", "new-token"]),
-        );
+        let ok = verify_form(URL, &params, &sig, &["old-token", "new-token"]);
         assert_eq!(ok, Ok(()));
-        let err = verify_twilio(
-            URL,
-            TwilioSigned::Form(&params),
-            Some(&sig),
-            &tokens(&["old-token", "other"]),
-        );
+        let err = verify_form(URL, &params, &sig, &["old-token", "other"]);
         assert_eq!(err, Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER)));
     }
 
