@@ -146,6 +146,7 @@ registry! {
     Postmark => postmark::Postmark,
     Ses => ses::Ses,
     StandardWebhooks => standard_webhooks::StandardWebhooks,
+    Telnyx => telnyx::Telnyx,
 }
 
 impl Provider {
