@@ -397,6 +397,32 @@ impl<'a> ConfigCx<'a> {
         Secrets(self.required_secrets(&at, &specs, "its webhooks cannot be verified"))
     }
 
+    /// The public verification keys of list `key` of the section at `at`, each read by
+    /// `parse` (one problem per key it refuses, naming its index); an empty list is a
+    /// problem, since no webhook could be verified. Public keys are written as they are
+    /// (no `env:` or `file:`): they are not secret.
+    pub fn public_keys<K>(
+        &mut self,
+        at: &str,
+        raw: Lists,
+        key: &str,
+        parse: impl Fn(&str) -> Result<K, String>,
+    ) -> Vec<K> {
+        let keys = self.list(at, raw, key);
+        let at = format!("{at}.{key}");
+        if keys.is_empty() {
+            self.problem(format!("{at} is empty: its webhooks cannot be verified"));
+        }
+        keys.iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                parse(text)
+                    .map_err(|e| self.problem(format!("{at}[{i}]: {e}")))
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Record that `key` (an account id, a topic ARN) belongs to `tenant`; the tenant
     /// that claimed it first, if another one did.
     pub fn claim(&mut self, key: String, tenant: &str) -> Option<String> {

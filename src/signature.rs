@@ -1,8 +1,9 @@
 //! Shared mechanics of signature checks: the one error type every provider's verifier
-//! returns, and its mapping to a 401 that names the failed check. Each scheme lives in
-//! its provider's folder (`src/providers/<name>/verify.rs`), checking the raw request
-//! exactly as the provider signs it, in constant time, with every configured secret
-//! tried (rotation).
+//! returns, and its mapping to a 401 that names the failed check; and, for schemes that
+//! sign a timestamp (Standard Webhooks, Telnyx), the replay window around it
+//! ([`within_window`], [`TimedError`]). Each scheme lives in its provider's folder
+//! (`src/providers/<name>/verify.rs`), checking the raw request exactly as the provider
+//! signs it, in constant time, with every configured secret tried (rotation).
 
 use crate::error::Error;
 
@@ -105,4 +106,130 @@ pub fn base64_header(
     base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|_| malformed("it is not standard base64"))
+}
+
+/// Why a request of a scheme that signs a timestamp was refused: a signature problem,
+/// or a timestamp outside the window. Every variant ends in 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimedError {
+    /// The headers or the signature.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The timestamp is further in the past than the tolerance: stale, or replayed.
+    #[error(
+        "the signed timestamp is {age_secs} s old, more than the {tolerance_secs} s allowed: a stale or replayed request"
+    )]
+    TooOld {
+        /// How old it is, in seconds.
+        age_secs: i64,
+        /// The window either way, in seconds.
+        tolerance_secs: i64,
+    },
+    /// The timestamp is further in the future than the tolerance (a sender clock far
+    /// ahead, or a request forged for later replay).
+    #[error(
+        "the signed timestamp is {ahead_secs} s in the future, more than the {tolerance_secs} s allowed"
+    )]
+    TooNew {
+        /// How far ahead it is, in seconds.
+        ahead_secs: i64,
+        /// The window either way, in seconds.
+        tolerance_secs: i64,
+    },
+}
+
+impl From<TimedError> for Error {
+    fn from(e: TimedError) -> Error {
+        let reason = match &e {
+            TimedError::Signature(s) => s.reason(),
+            TimedError::TooOld { .. } | TimedError::TooNew { .. } => "stale",
+        };
+        Error::unauthorized(e.to_string()).with_reason(reason)
+    }
+}
+
+/// Unix seconds as a sender writes them in a header: ASCII digits only (a sign, spaces
+/// inside or a fraction are not what senders send, and the exact string is part of
+/// what was signed), at most 12 of them.
+pub fn unix_seconds(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Read the signed timestamp `raw` of header `header` and check that it is within
+/// `tolerance_secs` of `now_secs`, either way; its value in Unix seconds. Call it before
+/// any signature is computed: a request outside the window is refused whatever it
+/// carries, and the check costs nothing.
+pub fn within_window(
+    header: &'static str,
+    raw: &str,
+    now_secs: i64,
+    tolerance_secs: i64,
+) -> Result<i64, TimedError> {
+    let seconds = unix_seconds(raw).ok_or(SignatureError::Malformed {
+        header,
+        why: "it is not Unix seconds",
+    })?;
+    let skew = now_secs.saturating_sub(seconds);
+    if skew > tolerance_secs {
+        return Err(TimedError::TooOld {
+            age_secs: skew,
+            tolerance_secs,
+        });
+    }
+    if skew < -tolerance_secs {
+        return Err(TimedError::TooNew {
+            ahead_secs: -skew,
+            tolerance_secs,
+        });
+    }
+    Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_edges_both_ways() {
+        let h = "x-timestamp";
+        assert_eq!(within_window(h, "1000", 1300, 300), Ok(1000));
+        assert_eq!(within_window(h, "1000", 700, 300), Ok(1000));
+        assert_eq!(
+            within_window(h, "1000", 1301, 300),
+            Err(TimedError::TooOld {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        assert_eq!(
+            within_window(h, "1000", 699, 300),
+            Err(TimedError::TooNew {
+                ahead_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        let e = Error::from(within_window(h, "1000", 5000, 300).unwrap_err());
+        assert!(e.message.contains("stale"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_digits_are_seconds() {
+        assert_eq!(unix_seconds("1614265330"), Some(1_614_265_330));
+        for bad in ["", "-1", "+1", " 1", "1.5", "1e3", "1234567890123", "abc"] {
+            assert_eq!(unix_seconds(bad), None, "{bad:?}");
+            assert!(
+                matches!(
+                    within_window("x-timestamp", bad, 0, 300),
+                    Err(TimedError::Signature(SignatureError::Malformed {
+                        header: "x-timestamp",
+                        ..
+                    }))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 }

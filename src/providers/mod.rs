@@ -149,6 +149,7 @@ registry! {
     Postmark => postmark::Postmark,
     Ses => ses::Ses,
     StandardWebhooks => standard_webhooks::StandardWebhooks,
+    Telnyx => telnyx::Telnyx,
 }
 
 impl Provider {

@@ -41,20 +41,7 @@ impl Road for Sendgrid {
     type Section = Section;
 
     fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let keys = cx.list(at, raw, "public_keys");
-        let at = format!("{at}.public_keys");
-        if keys.is_empty() {
-            cx.problem(format!("{at} is empty: SendGrid events cannot be verified"));
-        }
-        let public_keys = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, key)| {
-                verify::parse_p256_key(key)
-                    .map_err(|e| cx.problem(format!("{at}[{i}]: {e}")))
-                    .ok()
-            })
-            .collect();
+        let public_keys = cx.public_keys(at, raw, "public_keys", verify::parse_p256_key);
         Some(Section { public_keys })
     }
 

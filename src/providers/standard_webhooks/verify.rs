@@ -16,8 +16,7 @@
 
 use base64::Engine as _;
 
-use crate::signature::{SignatureError, hmac_sha256};
-use crate::error::Error;
+use crate::signature::{SignatureError, hmac_sha256, within_window};
 use crate::secret::{Secret, constant_time_eq};
 
 /// How far a request's signed timestamp may be from our clock, either way, in seconds:
@@ -90,40 +89,8 @@ impl<'a> SignedHeaders<'a> {
 }
 
 /// Why a Standard Webhooks request was refused: a signature problem, or a timestamp
-/// outside the window. Every variant ends in 401.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    /// The headers or the signature.
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    /// The timestamp is further in the past than the tolerance: stale, or replayed.
-    #[error(
-        "the signed timestamp is {age_secs} s old, more than the {TOLERANCE_SECS} s allowed: a stale or replayed request"
-    )]
-    TooOld {
-        /// How old it is, in seconds.
-        age_secs: i64,
-    },
-    /// The timestamp is further in the future than the tolerance (a sender clock far
-    /// ahead, or a request forged for later replay).
-    #[error(
-        "the signed timestamp is {ahead_secs} s in the future, more than the {TOLERANCE_SECS} s allowed"
-    )]
-    TooNew {
-        /// How far ahead it is, in seconds.
-        ahead_secs: i64,
-    },
-}
-
-impl From<VerifyError> for Error {
-    fn from(e: VerifyError) -> Error {
-        let reason = match &e {
-            VerifyError::Signature(s) => s.reason(),
-            VerifyError::TooOld { .. } | VerifyError::TooNew { .. } => "stale",
-        };
-        Error::unauthorized(e.to_string()).with_reason(reason)
-    }
-}
+/// outside the window ([`TOLERANCE_SECS`]). Every variant ends in 401.
+pub use crate::signature::TimedError as VerifyError;
 
 /// Longest signature header we read: a handful of entries of 48 characters each during
 /// a rotation; more is not a real sender and refusing early bounds the work.
@@ -167,15 +134,7 @@ pub fn verify_standard_webhooks<'a>(
     let signature = headers
         .signature
         .ok_or(SignatureError::MissingHeader(names.signature))?;
-    let seconds = parse_timestamp(timestamp)
-        .ok_or_else(|| malformed(names.timestamp, "it is not Unix seconds"))?;
-    let skew = now_secs.saturating_sub(seconds);
-    if skew > TOLERANCE_SECS {
-        return Err(VerifyError::TooOld { age_secs: skew });
-    }
-    if skew < -TOLERANCE_SECS {
-        return Err(VerifyError::TooNew { ahead_secs: -skew });
-    }
+    within_window(names.timestamp, timestamp, now_secs, TOLERANCE_SECS)?;
     if signature.len() > MAX_SIGNATURE_HEADER_LEN {
         return Err(malformed(names.signature, "it is too long to be a list of signatures").into());
     }
@@ -239,15 +198,6 @@ fn hmac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
     )
 }
 
-/// Unix seconds: ASCII digits only (a sign, spaces inside or a fraction are not what
-/// senders send, and the exact string is part of what was signed).
-fn parse_timestamp(s: &str) -> Option<i64> {
-    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
 /// The decoded signatures of the `v1` entries of a signature header. Entries of other
 /// versions, and `v1` entries that are not base64 of 32 bytes, are skipped: they can
 /// match nothing, and a sender may add versions we do not know.
@@ -264,6 +214,7 @@ fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use serde_json::Value;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -397,13 +348,23 @@ mod tests {
         assert_eq!(verify(SIG, NOW - TOLERANCE_SECS), Ok(ID));
         assert_eq!(
             verify(SIG, NOW + TOLERANCE_SECS + 1),
-            Err(VerifyError::TooOld { age_secs: 301 })
+            Err(VerifyError::TooOld {
+                age_secs: 301,
+                tolerance_secs: TOLERANCE_SECS
+            })
         );
         assert_eq!(
             verify(SIG, NOW - TOLERANCE_SECS - 1),
-            Err(VerifyError::TooNew { ahead_secs: 301 })
+            Err(VerifyError::TooNew {
+                ahead_secs: 301,
+                tolerance_secs: TOLERANCE_SECS
+            })
         );
-        let message = Error::from(VerifyError::TooOld { age_secs: 301 }).message;
+        let message = Error::from(VerifyError::TooOld {
+            age_secs: 301,
+            tolerance_secs: TOLERANCE_SECS,
+        })
+        .message;
         assert!(message.contains("stale"), "{message}");
     }
 
