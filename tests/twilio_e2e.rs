@@ -526,15 +526,16 @@ async fn event_streams_json_batch_applies_the_good_events_and_reports_the_bad() 
     let gw = TestGateway::start(&config).await;
     let t0 = iso_ago(60_000);
     let t1 = iso_ago(59_000);
+    // Placeholders no timestamp contains (a bare "T1" is in "...T11:35..." after 10:00 UTC).
     let body = r#"[
- {"specversion":"1.0","type":"com.twilio.messaging.inbound-message.received","source":"/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages/SMaa.json","id":"EZ1","datacontenttype":"application/json","time":"T0",
-  "data":{"messageSid":"SMaa000000000000000000000000000000","from":"+15550000020","to":"+15017122661","body":"arrêt","timestamp":"T0","accountSid":"AC00000000000000000000000000000000"}},
+ {"specversion":"1.0","type":"com.twilio.messaging.inbound-message.received","source":"/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages/SMaa.json","id":"EZ1","datacontenttype":"application/json","time":"{T0}",
+  "data":{"messageSid":"SMaa000000000000000000000000000000","from":"+15550000020","to":"+15017122661","body":"arrêt","timestamp":"{T0}","accountSid":"AC00000000000000000000000000000000"}},
  {"specversion":"1.0","type":"com.twilio.messaging.message.undelivered","id":"EZ2",
-  "data":{"messageSid":"SMbb000000000000000000000000000000","to":"+15550000021","from":"+15017122661","messageStatus":"UNDELIVERED","errorCode":30003,"timestamp":"T1"}},
+  "data":{"messageSid":"SMbb000000000000000000000000000000","to":"+15550000021","from":"+15017122661","messageStatus":"UNDELIVERED","errorCode":30003,"timestamp":"{T1}"}},
  {"specversion":"1.0","type":"com.twilio.messaging.message.failed","id":"EZ3","data":{"to":"+15550000022"}}
 ]"#
-        .replace("T0", &t0)
-        .replace("T1", &t1);
+        .replace("{T0}", &t0)
+        .replace("{T1}", &t1);
     let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
     let path = format!("/webhooks/twilio/acme?bodySHA256={hash}");
     let sig = twilio_signature(TWILIO_TOKEN, &format!("{PUBLIC_URL}{path}"), &[]);
