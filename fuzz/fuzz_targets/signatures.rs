@@ -1,6 +1,6 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, and the SNS
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
 //! certificate URL and PEM. The first byte picks the scheme; the rest is split on
 //! newlines into header values and a body.
 //!
@@ -16,6 +16,7 @@ use dndgate::providers::meta::verify as meta;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
 use dndgate::providers::ses::verify as sns;
+use dndgate::providers::telnyx::verify as telnyx;
 use dndgate::providers::twilio::verify::{self as twilio, TwilioSigned};
 use dndgate_fuzz::check_line;
 use libfuzzer_sys::fuzz_target;
@@ -36,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 8 {
+    match which % 9 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -125,6 +126,31 @@ fuzz_target!(|data: &[u8]| {
             }
             let good = basic_auth::basic_auth_header("user:password");
             assert!(basic_auth::verify_basic_auth(Some(&good), &creds, "postmark").is_ok());
+        }
+        8 => {
+            use ed25519_dalek::Signer as _;
+            let signing = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+            let keys = [signing.verifying_key()];
+            let now = NOW_SECS;
+            match telnyx::verify_telnyx(body, Some(&a), Some(&b), &keys, now) {
+                Ok(()) => {}
+                Err(e) => refused(&e),
+            }
+            // The signature the scheme computes verifies; one flipped body bit does not.
+            let ts = now.to_string();
+            let mut message = format!("{ts}|").into_bytes();
+            message.extend_from_slice(body);
+            let header = base64::engine::general_purpose::STANDARD
+                .encode(signing.sign(&message).to_bytes());
+            assert!(telnyx::verify_telnyx(body, Some(&header), Some(&ts), &keys, now).is_ok());
+            if let Some((&first, tail)) = body.split_first() {
+                let mut tampered = vec![first ^ 1];
+                tampered.extend_from_slice(tail);
+                assert!(
+                    telnyx::verify_telnyx(&tampered, Some(&header), Some(&ts), &keys, now)
+                        .is_err()
+                );
+            }
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];
