@@ -149,19 +149,60 @@ fn scope(name: &str) -> Result<Scope, Error> {
         .map_err(|_| Error::bad_request(format!("unknown scope {name:?}: expected a channel (sms, voice, whatsapp, messenger, instagram, email) or all")))
 }
 
-/// The tenant, scope and address a set or clear names in its path.
-fn target<'a>(
-    gw: &'a Gateway,
-    tenant_id: &str,
-    scope_name: &str,
-    raw_address: &str,
-) -> Result<(&'a Tenant, Scope, Address), Error> {
-    let scope = scope(scope_name)?;
-    Ok((
-        tenant(gw, tenant_id)?,
-        scope,
-        scoped_address(scope, raw_address)?,
-    ))
+/// The path of `PUT` and `DELETE /v1/tenants/{t}/dnd/{channel or all}/{address}`, as
+/// the router found it (the address percent-decoded).
+#[derive(Debug, Clone, Copy)]
+pub struct DndPath<'p> {
+    /// The tenant's id.
+    pub tenant: &'p str,
+    /// A channel or `all`.
+    pub scope: &'p str,
+    /// The address, not yet normalised.
+    pub address: &'p str,
+}
+
+/// The tenant, scope and address a set or clear names in its path, checked.
+struct Target<'a> {
+    tenant: &'a Tenant,
+    scope: Scope,
+    address: Address,
+}
+
+impl<'a> Target<'a> {
+    /// The path's target, checked first, then the body read as `shape`: a bad target
+    /// is the error even when the body is bad too.
+    fn with_body<T: serde::de::DeserializeOwned>(
+        gw: &'a Gateway,
+        path: DndPath<'_>,
+        body: &[u8],
+        shape: &str,
+    ) -> Result<(Self, T), Error> {
+        let scope = scope(path.scope)?;
+        let target = Target {
+            tenant: tenant(gw, path.tenant)?,
+            scope,
+            address: scoped_address(scope, path.address)?,
+        };
+        Ok((target, json_body(body, shape)?))
+    }
+
+    /// The operator's change to this record, now.
+    fn change<'c>(&'c self, actor: Option<&'c str>) -> OperatorChange<'c> {
+        OperatorChange {
+            scope: self.scope,
+            address: &self.address,
+            actor,
+            now_ms: now_ms(),
+        }
+    }
+
+    /// The answer to a set or clear: the tenant and what changed.
+    fn answer(&self, outcomes: &Outcomes) -> Answer {
+        Answer::json(
+            200,
+            &json!({ "tenant": self.tenant.id, "changes": changes_json(outcomes) }),
+        )
+    }
 }
 
 /// An address in a URL path: normalised for the scope's channel, or guessed for `all`.
@@ -208,15 +249,10 @@ struct SetRequest {
 }
 
 /// `PUT /v1/tenants/{t}/dnd/{channel or all}/{address}`: set a record by hand.
-pub async fn put_dnd(
-    gw: &Gateway,
-    tenant_id: &str,
-    scope_name: &str,
-    raw_address: &str,
-    body: &[u8],
-) -> Result<Answer, Error> {
-    let (tenant, scope, address) = target(gw, tenant_id, scope_name, raw_address)?;
-    let req: SetRequest = json_body(
+pub async fn put_dnd(gw: &Gateway, path: DndPath<'_>, body: &[u8]) -> Result<Answer, Error> {
+    let (target, req): (_, SetRequest) = Target::with_body(
+        gw,
+        path,
         body,
         r#"{"state": "permanent" | "temporary", "reason": "...", "actor": "..."}"#,
     )?;
@@ -229,24 +265,15 @@ pub async fn put_dnd(
             )));
         }
     };
-    let change = OperatorChange {
-        scope,
-        address: &address,
-        actor: req.actor.as_deref(),
-        now_ms: now_ms(),
-    };
     let outcomes = state::operator_set(
         &gw.store,
-        tenant,
-        &change,
+        target.tenant,
+        &target.change(req.actor.as_deref()),
         permanence,
         req.reason.as_deref(),
     )
     .await?;
-    Ok(Answer::json(
-        200,
-        &json!({ "tenant": tenant.id, "changes": changes_json(&outcomes) }),
-    ))
+    Ok(target.answer(&outcomes))
 }
 
 #[derive(Deserialize)]
@@ -258,29 +285,17 @@ struct ClearRequest {
 
 /// `DELETE /v1/tenants/{t}/dnd/{channel or all}/{address}`: clear a record; a
 /// permanent one needs consent evidence (409 without it).
-pub async fn delete_dnd(
-    gw: &Gateway,
-    tenant_id: &str,
-    scope_name: &str,
-    raw_address: &str,
-    body: &[u8],
-) -> Result<Answer, Error> {
-    let (tenant, scope, address) = target(gw, tenant_id, scope_name, raw_address)?;
-    let req: ClearRequest = json_body(
+pub async fn delete_dnd(gw: &Gateway, path: DndPath<'_>, body: &[u8]) -> Result<Answer, Error> {
+    let (target, req): (_, ClearRequest) = Target::with_body(
+        gw,
+        path,
         body,
         r#"{"actor": "...", "evidence": {"agreed": "...", "captured_at": "...", "method": "...", "reference": "..."}}"#,
     )?;
-    let change = OperatorChange {
-        scope,
-        address: &address,
-        actor: req.actor.as_deref(),
-        now_ms: now_ms(),
-    };
-    let outcomes = state::operator_clear(&gw.store, tenant, &change, req.evidence.as_ref()).await?;
-    Ok(Answer::json(
-        200,
-        &json!({ "tenant": tenant.id, "changes": changes_json(&outcomes) }),
-    ))
+    let change = target.change(req.actor.as_deref());
+    let outcomes =
+        state::operator_clear(&gw.store, target.tenant, &change, req.evidence.as_ref()).await?;
+    Ok(target.answer(&outcomes))
 }
 
 /// `GET /v1/tenants/{t}/history/{address}`: the audit entries of the address, oldest

@@ -47,14 +47,11 @@ pub enum Command {
         command: ConfigCommand,
     },
     /// May this address be sent to on this channel? Exit 0: allowed, 1: blocked (DND),
-    /// 2: error (do not send). JSON on stdout.
+    /// 2: error (do not send). JSON on stdout. The configuration file gives the Redis
+    /// location.
     Check {
-        /// The configuration file (for the Redis location).
-        #[arg(long, short, default_value = "dndgate.toml")]
-        config: PathBuf,
-        /// The tenant.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        tenancy: Tenancy,
         /// The channel: sms, voice, whatsapp, messenger, instagram or email.
         #[arg(long)]
         channel: String,
@@ -94,28 +91,17 @@ pub enum Command {
     },
     /// Print the audit entries of an address, oldest first, one JSON object a line.
     History {
-        /// The configuration file.
-        #[arg(long, short, default_value = "dndgate.toml")]
-        config: PathBuf,
-        /// The tenant.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        tenancy: Tenancy,
         /// The address (phone number, email address or PAGE_ID:USER_ID).
         address: String,
     },
-    /// Mint an unsubscribe link for an address and a scope, with its List-Unsubscribe
-    /// and List-Unsubscribe-Post header values (JSON on stdout).
+    /// Mint an unsubscribe link for an address and a scope (what the contact leaves),
+    /// with its List-Unsubscribe and List-Unsubscribe-Post header values (JSON on
+    /// stdout). The configuration file needs a `[links]` table.
     Link {
-        /// The configuration file (needs a `[links]` table).
-        #[arg(long, short, default_value = "dndgate.toml")]
-        config: PathBuf,
-        /// The tenant.
-        #[arg(long)]
-        tenant: String,
-        /// What the contact leaves: a channel (sms, voice, whatsapp, messenger,
-        /// instagram, email) or all.
-        #[arg(long)]
-        scope: String,
+        #[command(flatten)]
+        record: RecordArgs,
         /// A campaign to record with the unsubscribe (at most 12 of A-Z a-z 0-9 _ -).
         #[arg(long)]
         campaign: Option<String>,
@@ -123,8 +109,6 @@ pub enum Command {
         /// `page.link_expires_after` (`links.expires_after`, 90 days unless configured).
         #[arg(long)]
         expires_in: Option<String>,
-        /// The address.
-        address: String,
     },
     /// Import existing suppression lists (SendGrid and Twilio CSV exports, a plain
     /// address list, or a dndgate export) as permanent DND records.
@@ -135,23 +119,37 @@ pub enum Command {
     Filter(crate::bulk::FilterArgs),
 }
 
-/// Which record an operator verb works on.
+/// The configuration file and the tenant, which every per-tenant verb takes.
 #[derive(Debug, clap::Args)]
-pub struct Target {
+pub struct Tenancy {
     /// The configuration file.
     #[arg(long, short, default_value = "dndgate.toml")]
     config: PathBuf,
     /// The tenant.
     #[arg(long)]
     tenant: String,
+}
+
+/// Which record a verb works on: a tenant's address in a scope.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    tenancy: Tenancy,
     /// A channel (sms, voice, whatsapp, messenger, instagram, email) or all.
     #[arg(long)]
     scope: String,
+    /// The address.
+    address: String,
+}
+
+/// Which record an operator verb works on, and who is changing it.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    #[command(flatten)]
+    record: RecordArgs,
     /// Who is making the change (recorded in the audit entry).
     #[arg(long)]
     actor: Option<String>,
-    /// The address.
-    address: String,
 }
 
 /// `dndgate config ...`.
@@ -190,11 +188,10 @@ pub fn main() -> ExitCode {
                 command: ConfigCommand::Check { config },
             } => config_check(&config),
             Command::Check {
-                config,
-                tenant,
+                tenancy,
                 channel,
                 address,
-            } => check(&config, &tenant, &channel, &address).await,
+            } => check(&tenancy.config, &tenancy.tenant, &channel, &address).await,
             Command::Set {
                 target,
                 temporary,
@@ -207,29 +204,14 @@ pub fn main() -> ExitCode {
                 method,
                 reference,
             } => clear(&target, [agreed, captured_at, method, reference]).await,
-            Command::History {
-                config,
-                tenant,
-                address,
-            } => history(&config, &tenant, &address).await,
+            Command::History { tenancy, address } => {
+                history(&tenancy.config, &tenancy.tenant, &address).await
+            }
             Command::Link {
-                config,
-                tenant,
-                scope,
+                record,
                 campaign,
                 expires_in,
-                address,
-            } => {
-                link(
-                    &config,
-                    &tenant,
-                    &scope,
-                    campaign.as_deref(),
-                    expires_in.as_deref(),
-                    &address,
-                )
-                .await
-            }
+            } => link(&record, campaign.as_deref(), expires_in.as_deref()).await,
             Command::Import(args) => crate::bulk::import_cmd(args).await,
             Command::Export(args) => crate::bulk::export_cmd(args).await,
             Command::Filter(args) => crate::bulk::filter_cmd(args).await,
@@ -558,12 +540,12 @@ pub fn open(path: &Path) -> Result<(Config, Store), String> {
 }
 
 fn target_address(
-    target: &Target,
+    record: &RecordArgs,
 ) -> Result<(crate::event::Scope, crate::address::Address), String> {
-    let scope: crate::event::Scope = target.scope.parse().map_err(|e| format!("{e}"))?;
+    let scope: crate::event::Scope = record.scope.parse().map_err(|e| format!("{e}"))?;
     let address = match scope {
-        crate::event::Scope::Channel(c) => crate::address::Address::parse(c, &target.address),
-        crate::event::Scope::All => crate::address::Address::parse_any(&target.address),
+        crate::event::Scope::Channel(c) => crate::address::Address::parse(c, &record.address),
+        crate::event::Scope::All => crate::address::Address::parse_any(&record.address),
     }
     .map_err(|e| e.to_string())?;
     Ok((scope, address))
@@ -586,12 +568,12 @@ fn print_changes(outcomes: &crate::state::Outcomes) {
 
 async fn set(target: &Target, temporary: bool, reason: Option<&str>) -> ExitCode {
     let run = async {
-        let (config, store) = open(&target.config)?;
+        let (config, store) = open(&target.record.tenancy.config)?;
         let tenant = config
             .tenants
-            .get(&target.tenant)
-            .ok_or_else(|| format!("unknown tenant {:?}", target.tenant))?;
-        let (scope, address) = target_address(target)?;
+            .get(&target.record.tenancy.tenant)
+            .ok_or_else(|| format!("unknown tenant {:?}", target.record.tenancy.tenant))?;
+        let (scope, address) = target_address(&target.record)?;
         let change = crate::state::OperatorChange {
             scope,
             address: &address,
@@ -637,12 +619,17 @@ async fn clear(target: &Target, evidence: [Option<String>; 4]) -> ExitCode {
         _ => None,
     };
     let run = async {
-        let (config, store) = open(&target.config).map_err(|e| (2, e))?;
+        let (config, store) = open(&target.record.tenancy.config).map_err(|e| (2, e))?;
         let tenant = config
             .tenants
-            .get(&target.tenant)
-            .ok_or_else(|| (2, format!("unknown tenant {:?}", target.tenant)))?;
-        let (scope, address) = target_address(target).map_err(|e| (2, e))?;
+            .get(&target.record.tenancy.tenant)
+            .ok_or_else(|| {
+                (
+                    2,
+                    format!("unknown tenant {:?}", target.record.tenancy.tenant),
+                )
+            })?;
+        let (scope, address) = target_address(&target.record).map_err(|e| (2, e))?;
         let change = crate::state::OperatorChange {
             scope,
             address: &address,
@@ -695,16 +682,10 @@ async fn history(path: &Path, tenant: &str, raw: &str) -> ExitCode {
     }
 }
 
-async fn link(
-    path: &Path,
-    tenant: &str,
-    scope: &str,
-    campaign: Option<&str>,
-    expires_in: Option<&str>,
-    raw: &str,
-) -> ExitCode {
+async fn link(record: &RecordArgs, campaign: Option<&str>, expires_in: Option<&str>) -> ExitCode {
     let run = async {
-        let (config, store) = open(path)?;
+        let (config, store) = open(&record.tenancy.config)?;
+        let tenant = &record.tenancy.tenant;
         let tenant = config
             .tenants
             .get(tenant)
@@ -713,14 +694,7 @@ async fn link(
             .links
             .as_ref()
             .ok_or("unsubscribe links are not configured: add [links] keys and sign_with")?;
-        let target = Target {
-            config: path.to_path_buf(),
-            tenant: tenant.id.clone(),
-            scope: scope.to_string(),
-            actor: None,
-            address: raw.to_string(),
-        };
-        let (scope, address) = target_address(&target)?;
+        let (scope, address) = target_address(record)?;
         let expires_min =
             crate::api::link_expiry(expires_in, tenant.page.link_expiry, crate::time::now_ms())
                 .map_err(|e| e.message)?;

@@ -43,25 +43,33 @@ fn full() -> bool {
     FULL.load(Ordering::Relaxed)
 }
 
+/// `Display` and `Debug` for a log-line wrapper of a `&str`: the text through `$mask`
+/// unless addresses are logged in full (`Debug` the same, quoted).
+macro_rules! masked_display {
+    ($name:ident, $mask:ident) => {
+        impl fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if full() {
+                    f.write_str(self.0)
+                } else {
+                    f.write_str(&$mask(self.0))
+                }
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "\"{self}\"")
+            }
+        }
+    };
+}
+
 /// An address for a log line: `Display` masks it unless addresses are logged in full.
 #[derive(Clone, Copy)]
 pub struct Masked<'a>(pub &'a str);
 
-impl fmt::Display for Masked<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if full() {
-            f.write_str(self.0)
-        } else {
-            f.write_str(&mask_address(self.0))
-        }
-    }
-}
-
-impl fmt::Debug for Masked<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
+masked_display!(Masked, mask_address);
 
 /// Mask one address, whatever the mode: an email keeps the first two characters of its
 /// local part and its domain (`al***@example.com`); a phone number its `+`, first
@@ -187,21 +195,7 @@ pub fn mask_text(line: &str) -> Cow<'_, str> {
 #[derive(Clone, Copy)]
 pub struct EventId<'a>(pub &'a str);
 
-impl fmt::Display for EventId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if full() {
-            f.write_str(self.0)
-        } else {
-            f.write_str(&mask_event_id(self.0))
-        }
-    }
-}
-
-impl fmt::Debug for EventId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
+masked_display!(EventId, mask_event_id);
 
 /// Mask the addresses inside an event id, whatever the mode: each `:`-separated part
 /// that is an email address, a `+` number or a bare number of 7 to 15 digits, and each

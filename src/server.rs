@@ -510,11 +510,18 @@ async fn api_route(
             (Method::GET, ["dnd", channel, address]) => {
                 api::get_verdict(&app.lookup, &tenant, channel, &decode(address)?).await
             }
-            (Method::PUT, ["dnd", scope, address]) => {
-                api::put_dnd(gw, &tenant, scope, &decode(address)?, &body).await
-            }
-            (Method::DELETE, ["dnd", scope, address]) => {
-                api::delete_dnd(gw, &tenant, scope, &decode(address)?, &body).await
+            (method @ (Method::PUT | Method::DELETE), ["dnd", scope, address]) => {
+                let address = decode(address)?;
+                let path = api::DndPath {
+                    tenant: &tenant,
+                    scope,
+                    address: &address,
+                };
+                if method == Method::PUT {
+                    api::put_dnd(gw, path, &body).await
+                } else {
+                    api::delete_dnd(gw, path, &body).await
+                }
             }
             (Method::GET, ["history", address]) => {
                 api::get_history(gw, &tenant, &decode(address)?).await
