@@ -9,6 +9,38 @@ use std::str::FromStr;
 
 use crate::address::Address;
 
+/// One string table for a fieldless enum, written once as `Variant => "name"` rows:
+/// `as_str` (the name, documented by the attributes given first), `from_name` (its
+/// inverse) and `Display`. Used wherever a type has a wire or configuration name, so
+/// no second hand-kept list of names exists.
+macro_rules! names {
+    ($(#[$doc:meta])* $ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            $(#[$doc])*
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+
+            /// The value named `name`: the inverse of `as_str`.
+            pub fn from_name(name: &str) -> Option<$ty> {
+                match name {
+                    $($name => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use names;
+
 /// Is `id` usable as a tenant id? It appears in URLs and inside Redis hash tags, so
 /// only lower-case letters, digits, `_` and `-`, at most 64.
 pub fn valid_tenant_id(id: &str) -> bool {
@@ -48,23 +80,17 @@ impl Channel {
         Channel::Instagram,
         Channel::Email,
     ];
-
-    /// The lower-case name used in URLs, configuration and Redis fields.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Voice => "voice",
-            Channel::Whatsapp => "whatsapp",
-            Channel::Messenger => "messenger",
-            Channel::Instagram => "instagram",
-            Channel::Email => "email",
-        }
-    }
 }
 
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+names! {
+    /// The lower-case name used in URLs, configuration and Redis fields.
+    Channel {
+        Sms => "sms",
+        Voice => "voice",
+        Whatsapp => "whatsapp",
+        Messenger => "messenger",
+        Instagram => "instagram",
+        Email => "email",
     }
 }
 
@@ -77,10 +103,7 @@ impl FromStr for Channel {
     type Err = UnknownChannel;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| UnknownChannel(s.to_string()))
+        Channel::from_name(s).ok_or_else(|| UnknownChannel(s.to_string()))
     }
 }
 

@@ -7,7 +7,6 @@
 //! an opt-out word inside a longer message is at least reported for review.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
@@ -128,20 +127,12 @@ pub enum KeywordList {
     Help,
 }
 
-impl KeywordList {
+crate::event::names! {
     /// The name used in configuration and error messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeywordList::OptOut => "opt-out",
-            KeywordList::OptIn => "opt-in",
-            KeywordList::Help => "help",
-        }
-    }
-}
-
-impl fmt::Display for KeywordList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    KeywordList {
+        OptOut => "opt-out",
+        OptIn => "opt-in",
+        Help => "help",
     }
 }
 

@@ -68,16 +68,16 @@ pub enum MetaObject {
     Instagram,
 }
 
-impl MetaObject {
+crate::event::names! {
     /// The `object` value Meta sends.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetaObject::Whatsapp => "whatsapp_business_account",
-            MetaObject::Page => "page",
-            MetaObject::Instagram => "instagram",
-        }
+    MetaObject {
+        Whatsapp => "whatsapp_business_account",
+        Page => "page",
+        Instagram => "instagram",
     }
+}
 
+impl MetaObject {
     /// The channel the product's events happen on.
     pub fn channel(self) -> Channel {
         match self {
@@ -85,16 +85,6 @@ impl MetaObject {
             MetaObject::Page => Channel::Messenger,
             MetaObject::Instagram => Channel::Instagram,
         }
-    }
-
-    fn from_object(s: &str) -> Option<MetaObject> {
-        [
-            MetaObject::Whatsapp,
-            MetaObject::Page,
-            MetaObject::Instagram,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
     }
 }
 
@@ -264,7 +254,7 @@ pub fn parse(body: &[u8]) -> Result<Webhook, Error> {
         return Err(Error::bad_request("Meta webhook body is not a JSON object"));
     };
     let object = match top.get("object") {
-        Some(Value::String(s)) => MetaObject::from_object(s).ok_or_else(|| {
+        Some(Value::String(s)) => MetaObject::from_name(s).ok_or_else(|| {
             Error::bad_request(format!(
                 "unknown Meta webhook object {}: expected whatsapp_business_account, page or instagram",
                 quoted(s)

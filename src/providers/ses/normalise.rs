@@ -58,24 +58,12 @@ pub enum MessageType {
     UnsubscribeConfirmation,
 }
 
-impl MessageType {
+crate::event::names! {
     /// The `Type` value SNS sends.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageType::Notification => "Notification",
-            MessageType::SubscriptionConfirmation => "SubscriptionConfirmation",
-            MessageType::UnsubscribeConfirmation => "UnsubscribeConfirmation",
-        }
-    }
-
-    fn from_type(s: &str) -> Option<MessageType> {
-        [
-            MessageType::Notification,
-            MessageType::SubscriptionConfirmation,
-            MessageType::UnsubscribeConfirmation,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+    MessageType {
+        Notification => "Notification",
+        SubscriptionConfirmation => "SubscriptionConfirmation",
+        UnsubscribeConfirmation => "UnsubscribeConfirmation",
     }
 }
 
@@ -124,7 +112,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, Error> {
         return Err(Error::bad_request("SNS message body is not a JSON object"));
     };
     let kind = required(&fields, &["Type"])?;
-    let message_type = MessageType::from_type(&kind).ok_or_else(|| {
+    let message_type = MessageType::from_name(&kind).ok_or_else(|| {
         Error::bad_request(format!(
             "unknown SNS message Type {kind:?}: expected Notification, SubscriptionConfirmation or UnsubscribeConfirmation"
         ))
