@@ -10,12 +10,16 @@ use std::str::FromStr;
 use crate::address::Address;
 
 /// One string table for a fieldless enum, written once as `Variant => "name"` rows:
-/// `as_str` (the name, documented by the attributes given first), `from_name` (its
-/// inverse) and `Display`. Used wherever a type has a wire or configuration name, so
+/// `ALL` (every value, in the rows' order: complete, since `as_str`'s match is
+/// exhaustive), `as_str` (the name, documented by the attributes given first),
+/// `from_name` (its inverse) and `Display`. Used wherever a type has a wire or configuration name, so
 /// no second hand-kept list of names exists.
 macro_rules! names {
     ($(#[$doc:meta])* $ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
+            /// Every value, in a stable order.
+            pub const ALL: [$ty; [$($name),+].len()] = [$($ty::$variant),+];
+
             $(#[$doc])*
             pub const fn as_str(self) -> &'static str {
                 match self {
@@ -68,18 +72,6 @@ pub enum Channel {
     Instagram,
     /// Email.
     Email,
-}
-
-impl Channel {
-    /// Every channel, in a stable order.
-    pub const ALL: [Channel; 6] = [
-        Channel::Sms,
-        Channel::Voice,
-        Channel::Whatsapp,
-        Channel::Messenger,
-        Channel::Instagram,
-        Channel::Email,
-    ];
 }
 
 names! {

@@ -196,20 +196,6 @@ pub struct SpooledChange {
     pub evidence: Option<String>,
 }
 
-const ACTIONS: [StoreAction; 11] = [
-    StoreAction::BlockPermanent,
-    StoreAction::BlockTemporary,
-    StoreAction::Unblock,
-    StoreAction::Reachable,
-    StoreAction::Review,
-    StoreAction::Help,
-    StoreAction::BlockMarketing,
-    StoreAction::UnblockMarketing,
-    StoreAction::Clear,
-    StoreAction::BlockOwn,
-    StoreAction::UnblockOwn,
-];
-
 impl SpooledChange {
     /// The spool's copy of a request for `tenant`.
     pub fn new(tenant: &str, req: &state::Request<'_>) -> SpooledChange {
@@ -236,9 +222,7 @@ impl SpooledChange {
             .iter()
             .map(|s| s.parse::<Scope>().map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        let action = ACTIONS
-            .into_iter()
-            .find(|a| a.as_str() == self.action)
+        let action = StoreAction::from_name(&self.action)
             .ok_or_else(|| format!("unknown action {:?}", self.action))?;
         let provider = crate::providers::source_named(&self.provider)
             .ok_or_else(|| format!("unknown provider {:?}", self.provider))?;
@@ -1312,7 +1296,7 @@ mod tests {
 
     #[test]
     fn every_action_and_provider_name_reads_back() {
-        for a in ACTIONS {
+        for a in StoreAction::ALL {
             let mut c = change("x");
             c.action = a.as_str().into();
             assert_eq!(c.parts().unwrap().2, a);

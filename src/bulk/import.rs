@@ -57,15 +57,13 @@ pub enum Format {
     Dndgate,
 }
 
-impl Format {
+crate::event::names! {
     /// The name used in reasons and event ids.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Sendgrid => "sendgrid",
-            Format::Twilio => "twilio",
-            Format::List => "list",
-            Format::Dndgate => "dndgate",
-        }
+    Format {
+        Sendgrid => "sendgrid",
+        Twilio => "twilio",
+        List => "list",
+        Dndgate => "dndgate",
     }
 }
 

@@ -158,15 +158,13 @@ pub enum State {
     Cleared,
 }
 
-impl State {
+crate::event::names! {
     /// The name used in the API and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Permanent => "permanent",
-            State::Temporary => "temporary",
-            State::Marketing => "marketing",
-            State::Cleared => "cleared",
-        }
+    State {
+        Permanent => "permanent",
+        Temporary => "temporary",
+        Marketing => "marketing",
+        Cleared => "cleared",
     }
 }
 
@@ -281,22 +279,20 @@ pub enum StoreAction {
     UnblockOwn,
 }
 
-impl StoreAction {
+crate::event::names! {
     /// The action's name, as the apply script and the spool write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreAction::BlockPermanent => "block_permanent",
-            StoreAction::BlockTemporary => "block_temporary",
-            StoreAction::Unblock => "unblock",
-            StoreAction::Reachable => "reachable",
-            StoreAction::Review => "review",
-            StoreAction::Help => "help",
-            StoreAction::Clear => "clear",
-            StoreAction::BlockMarketing => "block_marketing",
-            StoreAction::UnblockMarketing => "unblock_marketing",
-            StoreAction::BlockOwn => "block_own",
-            StoreAction::UnblockOwn => "unblock_own",
-        }
+    StoreAction {
+        BlockPermanent => "block_permanent",
+        BlockTemporary => "block_temporary",
+        Unblock => "unblock",
+        Reachable => "reachable",
+        Review => "review",
+        Help => "help",
+        Clear => "clear",
+        BlockMarketing => "block_marketing",
+        UnblockMarketing => "unblock_marketing",
+        BlockOwn => "block_own",
+        UnblockOwn => "unblock_own",
     }
 }
 
@@ -446,35 +442,18 @@ pub enum Outcome {
     Noop,
 }
 
-impl Outcome {
+crate::event::names! {
     /// The name written in audit entries.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Escalated => "escalated",
-            Outcome::Refused => "refused",
-            Outcome::RefusedTime => "refused_time",
-            Outcome::Superseded => "superseded",
-            Outcome::KeptPermanent => "kept_permanent",
-            Outcome::Review => "review",
-            Outcome::Help => "help",
-            Outcome::Noop => "noop",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Outcome> {
-        Some(match s {
-            "applied" => Outcome::Applied,
-            "escalated" => Outcome::Escalated,
-            "refused" => Outcome::Refused,
-            "refused_time" => Outcome::RefusedTime,
-            "superseded" => Outcome::Superseded,
-            "kept_permanent" => Outcome::KeptPermanent,
-            "review" => Outcome::Review,
-            "help" => Outcome::Help,
-            "noop" => Outcome::Noop,
-            _ => return None,
-        })
+    Outcome {
+        Applied => "applied",
+        Escalated => "escalated",
+        Refused => "refused",
+        RefusedTime => "refused_time",
+        Superseded => "superseded",
+        KeptPermanent => "kept_permanent",
+        Review => "review",
+        Help => "help",
+        Noop => "noop",
     }
 }
 
@@ -1120,7 +1099,7 @@ fn parse_applied(reply: Value, scopes: &[Scope]) -> Result<Applied, StoreError> 
             };
             let outcome = text(outcome)
                 .as_deref()
-                .and_then(Outcome::parse)
+                .and_then(Outcome::from_name)
                 .ok_or_else(|| bad("unknown outcome"))?;
             let after = text(after).as_deref().and_then(Record::parse);
             Ok((*scope, outcome, after))
