@@ -25,7 +25,7 @@
 use serde_json::{Map, Value};
 
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
@@ -207,12 +207,6 @@ fn ignored(why: impl Into<String>) -> Normalised {
 
 fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind) -> ChannelEvent {
     ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
-}
-
-/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]

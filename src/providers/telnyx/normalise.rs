@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 
 use super::SOURCE;
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
 
 /// Most recipients read from one status; a group MMS names a handful, and the bound
@@ -268,12 +268,6 @@ fn rejected(why: impl Into<String>) -> Normalised {
         rejected: vec![crate::error::one_line(why.into())],
         ..Normalised::default()
     }
-}
-
-/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]
