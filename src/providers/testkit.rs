@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::classify::{self, Action, KeywordPolicy, Permanence};
 use crate::event::ChannelEvent;
 use crate::road::Road;
+use crate::secret::Secret;
 
 /// A permanent block.
 pub(crate) const PERM: Action = Action::Block(Permanence::Permanent);
@@ -56,4 +57,33 @@ pub(crate) fn assert_refusals<T: Debug>(
         let why = normalise(raw).expect_err(&raw.to_string());
         assert!(why.to_lowercase().contains(fragment), "{raw}: {why}");
     }
+}
+
+/// Each of `values` as a secret (a tenant's configured secrets, tokens or keys).
+pub(crate) fn secrets(values: &[&str]) -> Vec<Secret> {
+    values.iter().map(|v| Secret::new(*v)).collect()
+}
+
+/// The entries of a provider's copy of research/vectors.json (`text`, as
+/// `include_str!` gives it).
+pub(crate) fn vectors(text: &str) -> Vec<Value> {
+    serde_json::from_str(text).expect("vector file is JSON")
+}
+
+/// The value of header `name` among the `headers` of vector `v`, found in any case.
+pub(crate) fn vector_header<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    let headers = v["headers"].as_object().expect("the vector has headers");
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// Checks that `result` is a success exactly when vector `v` says it is valid (the
+/// vector's name and the result in the message if not); whether it is.
+pub(crate) fn assert_vector_validity<T: Debug, E: Debug>(v: &Value, result: &Result<T, E>) -> bool {
+    let want = v["expected_valid"].as_bool().expect("expected_valid");
+    let name = v["name"].as_str().expect("name");
+    assert_eq!(result.is_ok(), want, "{name}: {result:?}");
+    want
 }

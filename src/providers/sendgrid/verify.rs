@@ -135,9 +135,8 @@ mod tests {
     /// the derived ones (CRLF stripped, timestamp + 1).
     #[test]
     fn shared_vectors() {
-        let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/sendgrid/vectors.json"))
-                .expect("vector file is JSON");
+        let vectors =
+            crate::providers::testkit::vectors(include_str!("../../../tests/providers/sendgrid/vectors.json"));
         assert_eq!(vectors.len(), 8, "vector file lost entries");
         let mut positives = 0;
         for v in &vectors {

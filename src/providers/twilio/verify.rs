@@ -11,7 +11,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::secret::{Secret, constant_time_eq};
-use crate::signature::{SignatureError, base64_header};
+use crate::signature::{SignatureError, base64_header, signature_header};
 
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -45,11 +45,13 @@ pub fn verify_twilio(
     signature: Option<&str>,
     tokens: &[Secret],
 ) -> Result<(), SignatureError> {
-    let header = signature.ok_or(SignatureError::MissingHeader(TWILIO_SIGNATURE_HEADER))?;
-    let given = decode_hmac_sha1_base64(header.trim())?;
-    if tokens.is_empty() {
-        return Err(SignatureError::NoSecret("twilio"));
-    }
+    let given = signature_header(
+        TWILIO_SIGNATURE_HEADER,
+        signature,
+        decode_hmac_sha1_base64,
+        "twilio",
+        tokens,
+    )?;
 
     let (params, body) = match signed {
         TwilioSigned::Form(params) => (sorted_unique_params(params), None),
@@ -308,11 +310,8 @@ fn whatwg_query(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::secrets as tokens;
     use base64::Engine as _;
-
-    fn tokens(list: &[&str]) -> Vec<Secret> {
-        list.iter().map(|t| Secret::new(*t)).collect()
-    }
 
     fn form(body: &str) -> Vec<(String, String)> {
         serde_urlencoded::from_str(body).expect("test body is form-encoded")
@@ -336,9 +335,8 @@ mod tests {
 
     #[test]
     fn shared_vectors() {
-        let vectors: Vec<serde_json::Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/twilio/vectors.json"))
-                .expect("vector file is JSON");
+        let vectors =
+            crate::providers::testkit::vectors(include_str!("../../../tests/providers/twilio/vectors.json"));
         assert!(vectors.len() >= 20, "vector file lost entries");
         for v in &vectors {
             let name = v["name"].as_str().expect("name");
