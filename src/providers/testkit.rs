@@ -31,6 +31,18 @@ pub(crate) fn decide<R: Road>(event: &ChannelEvent) -> (Action, String) {
     (d.action, d.reason)
 }
 
+/// Each event's address, with what it means by `R`'s shipped error-code table and the
+/// default keyword policy: (address, action, reason).
+pub(crate) fn decide_each<R: Road>(events: &[ChannelEvent]) -> Vec<(String, Action, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let (action, reason) = decide::<R>(e);
+            (e.address.as_str().to_string(), action, reason)
+        })
+        .collect()
+}
+
 /// Each (fields, action, reason): the event `normalise` reads from `fields` is decided
 /// so by `R`'s shipped table.
 pub(crate) fn assert_decisions<R: Road>(

@@ -90,15 +90,14 @@ fn mailgun_hmac(key: &[u8], timestamp: &str, token: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::secrets as keys;
+    use crate::providers::testkit::{self, secrets as keys};
 
     /// Every Mailgun vector of the shared research file: mailgun-php's good and bad
     /// token, mailgun-go's inputs, a derived complaint, and the derived proof that the
     /// event data is not signed (a changed recipient still verifies).
     #[test]
     fn shared_vectors() {
-        let vectors =
-            crate::providers::testkit::vectors(include_str!("../../../tests/providers/mailgun/vectors.json"));
+        let vectors = testkit::vectors(include_str!("../../../tests/providers/mailgun/vectors.json"));
         assert_eq!(vectors.len(), 5, "vector file lost entries");
         for v in &vectors {
             assert_eq!(v["scheme"], "mailgun-hmac-sha256-timestamp-token");

@@ -77,14 +77,13 @@ fn decode_meta_signature(header: &str) -> Result<[u8; 32], SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::secrets;
+    use crate::providers::testkit::{self, secrets};
 
     /// Every Meta signature vector from the shared research file, positive and negative,
     /// including the re-serialised-UTF-8 body and the wrong secret.
     #[test]
     fn shared_vectors() {
-        let vectors =
-            crate::providers::testkit::vectors(include_str!("../../../tests/providers/meta/vectors.json"));
+        let vectors = testkit::vectors(include_str!("../../../tests/providers/meta/vectors.json"));
         let mut run = 0;
         for v in &vectors {
             if v["scheme"] != "x-hub-signature-256" {

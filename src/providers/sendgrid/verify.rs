@@ -109,6 +109,7 @@ pub fn parse_p256_key(text: &str) -> Result<p256::ecdsa::VerifyingKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit;
     use base64::Engine as _;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
@@ -135,8 +136,7 @@ mod tests {
     /// the derived ones (CRLF stripped, timestamp + 1).
     #[test]
     fn shared_vectors() {
-        let vectors =
-            crate::providers::testkit::vectors(include_str!("../../../tests/providers/sendgrid/vectors.json"));
+        let vectors = testkit::vectors(include_str!("../../../tests/providers/sendgrid/vectors.json"));
         assert_eq!(vectors.len(), 8, "vector file lost entries");
         let mut positives = 0;
         for v in &vectors {

@@ -241,14 +241,7 @@ mod tests {
     }
 
     fn decide(body: &Value) -> Vec<(String, Action, String)> {
-        run(body)
-            .events
-            .iter()
-            .map(|e| {
-                let (action, reason) = testkit::decide::<super::super::StandardWebhooks>(e);
-                (e.address.as_str().to_string(), action, reason)
-            })
-            .collect()
+        testkit::decide_each::<super::super::StandardWebhooks>(&run(body).events)
     }
 
     #[test]

@@ -320,14 +320,7 @@ mod tests {
     /// Each event's address, and the shared classifier's action and reason under the
     /// default keywords and the embedded table.
     fn decide(body: &Value) -> Vec<(String, Action, String)> {
-        run(body)
-            .events
-            .iter()
-            .map(|e| {
-                let (action, reason) = testkit::decide::<super::super::Telnyx>(e);
-                (e.address.as_str().to_string(), action, reason)
-            })
-            .collect()
+        testkit::decide_each::<super::super::Telnyx>(&run(body).events)
     }
 
     /// Each (a, b, action, reason): `body(a, b)` makes one event, for `address`, decided

@@ -310,7 +310,7 @@ fn whatwg_query(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::secrets as tokens;
+    use crate::providers::testkit::{self, secrets as tokens};
     use base64::Engine as _;
 
     fn form(body: &str) -> Vec<(String, String)> {
@@ -335,8 +335,7 @@ mod tests {
 
     #[test]
     fn shared_vectors() {
-        let vectors =
-            crate::providers::testkit::vectors(include_str!("../../../tests/providers/twilio/vectors.json"));
+        let vectors = testkit::vectors(include_str!("../../../tests/providers/twilio/vectors.json"));
         assert!(vectors.len() >= 20, "vector file lost entries");
         for v in &vectors {
             let name = v["name"].as_str().expect("name");
