@@ -99,3 +99,18 @@ pub(crate) fn assert_vector_validity<T: Debug, E: Debug>(v: &Value, result: &Res
     assert_eq!(result.is_ok(), want, "{name}: {result:?}");
     want
 }
+
+/// [`assert_vector_validity`], and that a refusal is `refusal`; whether the vector is
+/// valid.
+pub(crate) fn assert_vector_verdict<T: Debug, E: Debug + PartialEq>(
+    v: &Value,
+    result: &Result<T, E>,
+    refusal: E,
+) -> bool {
+    let valid = assert_vector_validity(v, result);
+    if !valid {
+        let name = v["name"].as_str().expect("name");
+        assert_eq!(result.as_ref().err(), Some(&refusal), "{name}");
+    }
+    valid
+}

@@ -141,23 +141,15 @@ mod tests {
         let mut positives = 0;
         for v in &vectors {
             assert_eq!(v["scheme"], "sendgrid-ecdsa-p256-sha256");
-            let name = v["name"].as_str().expect("name");
             let body = v["body"].as_str().expect("body");
             let keys = [key(v["secret"].as_str().expect("secret"))];
             let headers = &v["headers"];
             let signature = headers[SENDGRID_SIGNATURE_HEADER].as_str();
             let timestamp = headers[SENDGRID_TIMESTAMP_HEADER].as_str();
-            let want = v["expected_valid"].as_bool().expect("expected_valid");
             let got = verify_sendgrid(body.as_bytes(), signature, timestamp, &keys);
-            assert_eq!(got.is_ok(), want, "{name}: {got:?}");
-            if want {
+            let mismatch = SignatureError::Mismatch(SENDGRID_SIGNATURE_HEADER);
+            if testkit::assert_vector_verdict(v, &got, mismatch) {
                 positives += 1;
-            } else {
-                assert_eq!(
-                    got,
-                    Err(SignatureError::Mismatch(SENDGRID_SIGNATURE_HEADER)),
-                    "{name}"
-                );
             }
         }
         assert_eq!(positives, 2);
