@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use serde_json::Value;
 
 use crate::classify::{self, Action, KeywordPolicy, Permanence};
-use crate::event::ChannelEvent;
+use crate::event::{ChannelEvent, EventKind};
 use crate::road::Road;
 use crate::secret::Secret;
 
@@ -41,6 +41,32 @@ pub(crate) fn decide_each<R: Road>(events: &[ChannelEvent]) -> Vec<(String, Acti
             (e.address.as_str().to_string(), action, reason)
         })
         .collect()
+}
+
+/// The kind of a global unsubscribe (an opt-out of every message), as a table of
+/// event kinds expects it.
+pub(crate) const UNSUB: Option<EventKind> = Some(EventKind::Preference {
+    marketing_only: false,
+    opt_out: true,
+});
+
+/// The kind of a delivery `status` with error code `code`, as a table of event kinds
+/// expects it.
+pub(crate) fn delivery_status(status: &str, code: &str) -> Option<EventKind> {
+    Some(EventKind::DeliveryStatus {
+        status: status.into(),
+        error_code: Some(code.into()),
+    })
+}
+
+/// Each (fields, kind): `kind_of` reads `kind` from `fields`.
+pub(crate) fn assert_kinds(
+    cases: &[(Value, Option<EventKind>)],
+    kind_of: impl Fn(&Value) -> Option<EventKind>,
+) {
+    for (fields, want) in cases {
+        assert_eq!(&kind_of(fields), want, "{fields}");
+    }
 }
 
 /// Each (fields, action, reason): the event `normalise` reads from `fields` is decided

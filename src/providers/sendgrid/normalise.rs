@@ -210,7 +210,9 @@ fn classification_word(class: &str) -> String {
 mod tests {
     use super::*;
     use crate::classify::Action;
-    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
+    use crate::providers::testkit::{
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status, merged,
+    };
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
@@ -235,16 +237,8 @@ mod tests {
     }
 
     fn status(code: &str, word: &str) -> Option<EventKind> {
-        Some(EventKind::DeliveryStatus {
-            status: word.into(),
-            error_code: Some(code.into()),
-        })
+        delivery_status(word, code)
     }
-
-    const UNSUB: Option<EventKind> = Some(EventKind::Preference {
-        marketing_only: false,
-        opt_out: true,
-    });
 
     /// Every event type and bounce/drop variant, to the event it becomes.
     #[test]
@@ -358,9 +352,7 @@ mod tests {
             (json!({"event": "click", "url": "https://x"}), None),
             (json!({"event": "something_new"}), None),
         ];
-        for (fields, want) in cases {
-            assert_eq!(kind_of(fields.clone()), want, "{fields}");
-        }
+        assert_kinds(&cases, |fields| kind_of(fields.clone()));
     }
 
     /// From the event to the decision through the shipped table: the product rules.
