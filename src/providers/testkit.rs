@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use serde_json::Value;
 
 use crate::classify::{self, Action, KeywordPolicy, Permanence};
-use crate::event::{ChannelEvent, EventKind};
+use crate::event::{Channel, ChannelEvent, EventKind, Source};
 use crate::road::Road;
 use crate::secret::Secret;
 
@@ -22,6 +22,27 @@ pub(crate) fn merged(mut base: Value, extra: Value) -> Value {
         base[k] = v.clone();
     }
     base
+}
+
+/// `record` without its key `key`.
+pub(crate) fn without(mut record: Value, key: &str) -> Value {
+    record
+        .as_object_mut()
+        .expect("record is an object")
+        .remove(key);
+    record
+}
+
+/// What a normaliser read into `event` beside its kind: (provider, channel, address,
+/// event id, event time in ms).
+pub(crate) fn identity(event: &ChannelEvent) -> (Source, Channel, &str, &str, i64) {
+    (
+        event.provider,
+        event.channel,
+        event.address.as_str(),
+        event.event_id.as_str(),
+        event.event_time_ms,
+    )
 }
 
 /// What `event` means by `R`'s shipped error-code table and the default keyword

@@ -211,7 +211,7 @@ mod tests {
     use super::*;
     use crate::classify::Action;
     use crate::providers::testkit::{
-        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status, merged,
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status, identity, merged, without,
     };
     use serde_json::json;
 
@@ -439,14 +439,18 @@ mod tests {
         let e = normalise_event(&event(json!({"event": "spamreport"})), RECEIVED)
             .unwrap()
             .unwrap();
-        assert_eq!(e.provider, SOURCE);
-        assert_eq!(e.channel, Channel::Email);
-        assert_eq!(e.address.as_str(), "alice@example.com");
-        assert_eq!(e.event_id, "ZXZlbnQtaWQ");
-        assert_eq!(e.event_time_ms, 1_700_000_000_000);
+        assert_eq!(
+            identity(&e),
+            (
+                SOURCE,
+                Channel::Email,
+                "alice@example.com",
+                "ZXZlbnQtaWQ",
+                1_700_000_000_000
+            )
+        );
 
-        let mut no_time = event(json!({"event": "spamreport"}));
-        no_time.as_object_mut().unwrap().remove("timestamp");
+        let no_time = without(event(json!({"event": "spamreport"})), "timestamp");
         let e = normalise_event(&no_time, RECEIVED).unwrap().unwrap();
         assert_eq!(e.event_time_ms, RECEIVED);
     }
