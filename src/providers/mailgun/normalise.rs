@@ -176,7 +176,8 @@ mod tests {
     use crate::classify::Action;
     use crate::event::derived_event_id;
     use crate::providers::testkit::{
-        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status, identity, merged, without,
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status,
+        identity, merged, without,
     };
     use serde_json::json;
 

@@ -112,7 +112,8 @@ mod tests {
                 sig["signature"].as_str().expect("signature"),
             );
             let got = verify_mailgun(ts, token, given, &keys(&[secret]));
-            testkit::assert_vector_verdict(v, &got, SignatureError::Mismatch(MAILGUN_SIGNATURE_FIELD));
+            let mismatch = SignatureError::Mismatch(MAILGUN_SIGNATURE_FIELD);
+            testkit::assert_vector_verdict(v, &got, mismatch);
             if let Some(expected) = v["expected_signature"].as_str() {
                 assert_eq!(sign_mailgun(secret, ts, token), expected, "{name}");
             }

@@ -95,7 +95,8 @@ mod tests {
             let secret = v["secret"].as_str().expect("secret");
             let header = v["headers"][META_SIGNATURE_HEADER].as_str();
             let got = verify_meta(body.as_bytes(), header, &secrets(&[secret]));
-            testkit::assert_vector_verdict(v, &got, SignatureError::Mismatch(META_SIGNATURE_HEADER));
+            let mismatch = SignatureError::Mismatch(META_SIGNATURE_HEADER);
+            testkit::assert_vector_verdict(v, &got, mismatch);
             if let Some(expected) = v["expected_signature"].as_str() {
                 assert_eq!(sign_meta(secret, body.as_bytes()), expected, "{name}");
             }

@@ -211,7 +211,8 @@ mod tests {
     use super::*;
     use crate::classify::Action;
     use crate::providers::testkit::{
-        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status, identity, merged, without,
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status,
+        identity, merged, without,
     };
     use serde_json::json;
 
