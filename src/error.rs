@@ -78,6 +78,13 @@ pub fn one_line(text: String) -> String {
     }
 }
 
+/// A value from the input for a message: quoted and escaped (so it stays on one line),
+/// and cut to its first 64 characters so a hostile payload cannot flood a log.
+pub fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    format!("{cut:?}")
+}
+
 impl Error {
     /// An error of `kind` with `message`. A line break in the message (one that came
     /// with the input, such as a JSON key echoed by a decoder) is escaped as `\n` or

@@ -207,6 +207,25 @@ pub struct ChannelEvent {
 }
 
 impl ChannelEvent {
+    /// An event of `provider` on `channel`.
+    pub fn new(
+        provider: Source,
+        event_id: String,
+        event_time_ms: i64,
+        channel: Channel,
+        address: Address,
+        kind: EventKind,
+    ) -> ChannelEvent {
+        ChannelEvent {
+            provider,
+            event_id,
+            event_time_ms,
+            channel,
+            address,
+            kind,
+        }
+    }
+
     /// An event on the email channel (the email providers' one shape).
     pub fn email(
         provider: Source,
@@ -215,14 +234,14 @@ impl ChannelEvent {
         address: Address,
         kind: EventKind,
     ) -> ChannelEvent {
-        ChannelEvent {
+        ChannelEvent::new(
             provider,
             event_id,
             event_time_ms,
-            channel: Channel::Email,
+            Channel::Email,
             address,
             kind,
-        }
+        )
     }
 }
 

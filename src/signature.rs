@@ -62,6 +62,25 @@ impl From<SignatureError> for Error {
     }
 }
 
+/// The signature a request carries in `header` (`value`, `None` when absent), decoded
+/// by `decode` from its trimmed text; refused, in this order, when it is missing, when
+/// `decode` finds it malformed, or when `provider` has no secret in `secrets` to check
+/// it against.
+pub fn signature_header<T, S>(
+    header: &'static str,
+    value: Option<&str>,
+    decode: impl FnOnce(&str) -> Result<T, SignatureError>,
+    provider: &'static str,
+    secrets: &[S],
+) -> Result<T, SignatureError> {
+    let value = value.ok_or(SignatureError::MissingHeader(header))?;
+    let given = decode(value.trim())?;
+    if secrets.is_empty() {
+        return Err(SignatureError::NoSecret(provider));
+    }
+    Ok(given)
+}
+
 /// HMAC-SHA256 under `key` of `parts`, one after the other (Mailgun, Meta and Standard
 /// Webhooks sign this way, over different parts).
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {

@@ -175,7 +175,10 @@ mod tests {
     use super::*;
     use crate::classify::Action;
     use crate::event::derived_event_id;
-    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
+    use crate::providers::testkit::{
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status,
+        identity, merged, without,
+    };
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
@@ -193,16 +196,8 @@ mod tests {
     }
 
     fn status(code: &str) -> Option<EventKind> {
-        Some(EventKind::DeliveryStatus {
-            status: "failed".into(),
-            error_code: Some(code.into()),
-        })
+        delivery_status("failed", code)
     }
-
-    const UNSUB: Option<EventKind> = Some(EventKind::Preference {
-        marketing_only: false,
-        opt_out: true,
-    });
 
     #[test]
     fn event_table() {
@@ -260,12 +255,11 @@ mod tests {
             (json!({"event": "rejected"}), None),
             (json!({"event": "stored"}), None),
         ];
-        for (fields, want) in cases {
-            let got = normalise(&data(fields.clone()), RECEIVED)
+        assert_kinds(&cases, |fields| {
+            normalise(&data(fields.clone()), RECEIVED)
                 .unwrap_or_else(|e| panic!("{fields}: {e}"))
-                .map(|e| e.kind);
-            assert_eq!(got, want, "{fields}");
-        }
+                .map(|e| e.kind)
+        });
     }
 
     #[test]
@@ -324,13 +318,17 @@ mod tests {
         let e = normalise(&data(json!({"event": "complained"})), RECEIVED)
             .unwrap()
             .unwrap();
-        assert_eq!(e.provider, SOURCE);
-        assert_eq!(e.channel, Channel::Email);
-        assert_eq!(e.address.as_str(), "bob@example.org");
-        assert_eq!(e.event_id, "G9Bn5sl1TC6nu79C8C0bwg");
-        assert_eq!(e.event_time_ms, 1_700_000_000_250);
-        let mut no_time = data(json!({"event": "complained"}));
-        no_time.as_object_mut().unwrap().remove("timestamp");
+        assert_eq!(
+            identity(&e),
+            (
+                SOURCE,
+                Channel::Email,
+                "bob@example.org",
+                "G9Bn5sl1TC6nu79C8C0bwg",
+                1_700_000_000_250
+            )
+        );
+        let no_time = without(data(json!({"event": "complained"})), "timestamp");
         assert_eq!(
             normalise(&no_time, RECEIVED)
                 .unwrap()

@@ -671,13 +671,8 @@ fn messaging_event(
     };
     let raw_time = positive_int(event.get("timestamp"));
     let event_time_ms = raw_time.unwrap_or(received_ms);
-    let make = |event_id: String, address: Address, kind: EventKind| ChannelEvent {
-        provider: SOURCE,
-        event_id,
-        event_time_ms,
-        channel,
-        address,
-        kind,
+    let make = |event_id: String, address: Address, kind: EventKind| {
+        ChannelEvent::new(SOURCE, event_id, event_time_ms, channel, address, kind)
     };
 
     if let Some(message) = event.get("message") {
@@ -826,6 +821,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::providers::testkit::secrets as tokens;
     use crate::providers::testkit::merged;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -1687,10 +1683,6 @@ mod tests {
         let messenger = run(body_of("derived Messenger inbound text").as_bytes());
         assert!(messenger.events.is_empty());
         assert_eq!(messenger.rejected.len(), 1);
-    }
-
-    fn tokens(list: &[&str]) -> Vec<Secret> {
-        list.iter().map(|t| Secret::new(*t)).collect()
     }
 
     #[test]

@@ -32,7 +32,7 @@
 use serde_json::{Map, Value};
 
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
@@ -272,12 +272,6 @@ fn time(record: &Map<String, Value>, fields: &[&str], received_ms: i64) -> i64 {
         .iter()
         .find_map(|f| text(record, f).and_then(crate::time::parse_rfc3339_ms))
         .unwrap_or(received_ms)
-}
-
-/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]

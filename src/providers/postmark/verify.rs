@@ -92,12 +92,9 @@ fn decode_basic_auth(header: Option<&str>) -> Result<Vec<u8>, SignatureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::secrets;
 
     const GOOD: &str = "pm_hook_user:pm_hook_pass_123";
-
-    fn secrets(values: &[&str]) -> Vec<Secret> {
-        values.iter().map(|v| Secret::new(*v)).collect()
-    }
 
     /// The postmark entries of research/vectors.json, copied into
     /// tests/providers/postmark/vectors.json.

@@ -210,7 +210,10 @@ fn classification_word(class: &str) -> String {
 mod tests {
     use super::*;
     use crate::classify::Action;
-    use crate::providers::testkit::{PERM, TEMP, assert_decisions, assert_refusals, merged};
+    use crate::providers::testkit::{
+        PERM, TEMP, UNSUB, assert_decisions, assert_kinds, assert_refusals, delivery_status,
+        identity, merged, without,
+    };
     use serde_json::json;
 
     const RECEIVED: i64 = 1_700_000_999_000;
@@ -235,16 +238,8 @@ mod tests {
     }
 
     fn status(code: &str, word: &str) -> Option<EventKind> {
-        Some(EventKind::DeliveryStatus {
-            status: word.into(),
-            error_code: Some(code.into()),
-        })
+        delivery_status(word, code)
     }
-
-    const UNSUB: Option<EventKind> = Some(EventKind::Preference {
-        marketing_only: false,
-        opt_out: true,
-    });
 
     /// Every event type and bounce/drop variant, to the event it becomes.
     #[test]
@@ -358,9 +353,7 @@ mod tests {
             (json!({"event": "click", "url": "https://x"}), None),
             (json!({"event": "something_new"}), None),
         ];
-        for (fields, want) in cases {
-            assert_eq!(kind_of(fields.clone()), want, "{fields}");
-        }
+        assert_kinds(&cases, |fields| kind_of(fields.clone()));
     }
 
     /// From the event to the decision through the shipped table: the product rules.
@@ -447,14 +440,18 @@ mod tests {
         let e = normalise_event(&event(json!({"event": "spamreport"})), RECEIVED)
             .unwrap()
             .unwrap();
-        assert_eq!(e.provider, SOURCE);
-        assert_eq!(e.channel, Channel::Email);
-        assert_eq!(e.address.as_str(), "alice@example.com");
-        assert_eq!(e.event_id, "ZXZlbnQtaWQ");
-        assert_eq!(e.event_time_ms, 1_700_000_000_000);
+        assert_eq!(
+            identity(&e),
+            (
+                SOURCE,
+                Channel::Email,
+                "alice@example.com",
+                "ZXZlbnQtaWQ",
+                1_700_000_000_000
+            )
+        );
 
-        let mut no_time = event(json!({"event": "spamreport"}));
-        no_time.as_object_mut().unwrap().remove("timestamp");
+        let no_time = without(event(json!({"event": "spamreport"})), "timestamp");
         let e = normalise_event(&no_time, RECEIVED).unwrap().unwrap();
         assert_eq!(e.event_time_ms, RECEIVED);
     }

@@ -25,7 +25,7 @@
 use serde_json::{Map, Value};
 
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind};
 use super::SOURCE;
 
@@ -209,12 +209,6 @@ fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind
     ChannelEvent::email(SOURCE, event_id, event_time_ms, address, kind)
 }
 
-/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,14 +241,7 @@ mod tests {
     }
 
     fn decide(body: &Value) -> Vec<(String, Action, String)> {
-        run(body)
-            .events
-            .iter()
-            .map(|e| {
-                let (action, reason) = testkit::decide::<super::super::StandardWebhooks>(e);
-                (e.address.as_str().to_string(), action, reason)
-            })
-            .collect()
+        testkit::decide_each::<super::super::StandardWebhooks>(&run(body).events)
     }
 
     #[test]

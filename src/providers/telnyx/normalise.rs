@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 
 use super::SOURCE;
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
 
 /// Most recipients read from one status; a group MMS names a handful, and the bound
@@ -270,23 +270,15 @@ fn rejected(why: impl Into<String>) -> Normalised {
     }
 }
 
-/// A value for a message, quoted and cut short so a hostile payload cannot flood a log.
-fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(64).collect();
-    format!("{cut:?}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{self, Action, KeywordPolicy, Permanence};
+    use crate::classify::Action;
     use crate::error::Kind;
-    use crate::road::Road;
+    use crate::providers::testkit::{self, PERM, TEMP};
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000_000;
-    const PERM: Action = Action::Block(Permanence::Permanent);
-    const TEMP: Action = Action::Block(Permanence::Temporary);
 
     fn webhook(event_type: &str, payload: Value) -> Value {
         json!({
@@ -302,16 +294,13 @@ mod tests {
     }
 
     fn received(text: Value, extra: Value) -> Value {
-        let mut payload = json!({
+        let payload = json!({
             "direction": "inbound", "type": "SMS", "id": "84cca175-9755-4859-b67f-4730d7f58aa3",
             "from": {"phone_number": "+13125550100", "carrier": "T-Mobile USA", "line_type": "long_code"},
             "to": [{"phone_number": "+17735550100", "status": "webhook_delivered"}],
             "text": text, "media": [], "errors": []
         });
-        for (k, v) in extra.as_object().unwrap() {
-            payload[k] = v.clone();
-        }
-        webhook("message.received", payload)
+        webhook("message.received", testkit::merged(payload, extra))
     }
 
     fn finalized(to: Value, errors: Value) -> Value {
@@ -331,15 +320,23 @@ mod tests {
     /// Each event's address, and the shared classifier's action and reason under the
     /// default keywords and the embedded table.
     fn decide(body: &Value) -> Vec<(String, Action, String)> {
-        let table = super::super::Telnyx::ABOUT.table();
-        run(body)
-            .events
-            .iter()
-            .map(|e| {
-                let d = classify::classify(e, &KeywordPolicy::default(), &table);
-                (e.address.as_str().to_string(), d.action, d.reason)
-            })
-            .collect()
+        testkit::decide_each::<super::super::Telnyx>(&run(body).events)
+    }
+
+    /// Each (a, b, action, reason): `body(a, b)` makes one event, for `address`, decided
+    /// so.
+    fn assert_one_decision_each(
+        address: &str,
+        cases: Vec<(Value, Value, Action, &str)>,
+        body: impl Fn(Value, Value) -> Value,
+    ) {
+        for (a, b, action, reason) in cases {
+            assert_eq!(
+                decide(&body(a.clone(), b.clone())),
+                vec![(address.to_string(), action, reason.to_string())],
+                "{a} {b}"
+            );
+        }
     }
 
     #[test]
@@ -385,14 +382,7 @@ mod tests {
             (json!("STOP"), json!({"autoresponse_type": "custom"}), PERM, "keyword:STOP"),
             (json!("hello"), json!({"autoresponse_type": "custom"}), Action::Reachable, "inbound"),
         ];
-        for (text, extra, action, reason) in cases {
-            let body = received(text.clone(), extra.clone());
-            assert_eq!(
-                decide(&body),
-                vec![("+13125550100".to_string(), action, reason.to_string())],
-                "{text} {extra}"
-            );
-        }
+        assert_one_decision_each("+13125550100", cases, received);
     }
 
     #[test]
@@ -431,14 +421,7 @@ mod tests {
             (to("delivery_unconfirmed"), err(json!("40300")), Action::None, "status:delivery_unconfirmed"),
             (to("delivered"), err(json!("40001")), Action::None, "status:delivered"),
         ];
-        for (to, errors, action, reason) in cases {
-            let body = finalized(to.clone(), errors.clone());
-            assert_eq!(
-                decide(&body),
-                vec![("+13125550199".to_string(), action, reason.to_string())],
-                "{to} {errors}"
-            );
-        }
+        assert_one_decision_each("+13125550199", cases, finalized);
     }
 
     #[test]

@@ -394,14 +394,14 @@ fn event_streams_event(
     let channel = phone_channel(raw, false);
     let address = Address::parse(channel, raw)
         .map_err(|e| format!("data.{contact_field} is not a valid {channel} address: {e}"))?;
-    Ok(Some(ChannelEvent {
-        provider: SOURCE,
+    Ok(Some(ChannelEvent::new(
+        SOURCE,
         event_id,
         event_time_ms,
         channel,
         address,
         kind,
-    }))
+    )))
 }
 
 #[cfg(test)]
