@@ -298,6 +298,47 @@ pub enum EventKind {
 /// only grow the dedup marker key.
 pub const MAX_EVENT_ID_LEN: usize = 256;
 
+/// The recipients of one provider record, each read once: at most `max` are read (the
+/// rest noted in `rejected` as not read), one that `read` refuses is noted as
+/// `recipient INDEX: WHY`, and an address named twice counts once. Each address comes
+/// back with what `read` gave beside it and the event id it takes: `id` alone when the
+/// record has one recipient, `id:ADDRESS` when it has several, so that each is its own
+/// event and deduplicated on its own.
+pub fn recipients<T, X>(
+    items: impl IntoIterator<Item = T>,
+    max: usize,
+    id: &str,
+    rejected: &mut Vec<String>,
+    mut read: impl FnMut(T) -> Result<(Address, X), String>,
+) -> Vec<(String, Address, X)> {
+    let mut found: Vec<(Address, X)> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        if index >= max {
+            rejected.push(format!("recipients after the first {max} were not read"));
+            break;
+        }
+        match read(item) {
+            Ok((address, x)) if !found.iter().any(|(a, _)| *a == address) => {
+                found.push((address, x))
+            }
+            Ok(_) => {} // the same recipient twice: one event
+            Err(why) => rejected.push(format!("recipient {index}: {why}")),
+        }
+    }
+    let several = found.len() > 1;
+    found
+        .into_iter()
+        .map(|(address, x)| {
+            let event_id = if several {
+                format!("{id}:{}", address.as_str())
+            } else {
+                id.to_string()
+            };
+            (event_id, address, x)
+        })
+        .collect()
+}
+
 /// The dedup key of `record`: the provider's own id (`given`; empty is none), else
 /// the [`derived_event_id`] of its content. `None` when the given id is longer than
 /// [`MAX_EVENT_ID_LEN`].
@@ -351,4 +392,56 @@ pub fn derived_event_id(record: &serde_json::Value) -> String {
     let mut bytes = Vec::new();
     canonical(record, &mut bytes);
     format!("sha256:{}", hex::encode(&Sha256::digest(&bytes)[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(text: &str) -> Result<(Address, usize), String> {
+        let address = Address::parse(Channel::Email, text).map_err(|e| e.to_string())?;
+        Ok((address, text.len()))
+    }
+
+    /// (items, max, expected event ids with what read gave, expected rejected lines)
+    type RecipientCase<'a> = (&'a [&'a str], usize, &'a [(&'a str, usize)], &'a [&'a str]);
+
+    #[test]
+    fn recipients_are_capped_read_once_and_named_in_the_event_id() {
+        let cases: [RecipientCase<'_>; 4] = [
+            (&["a@x.io"], 10, &[("m1", 6)], &[]),
+            (
+                &["a@x.io", "b@x.io", "A@X.IO"],
+                10,
+                &[("m1:a@x.io", 6), ("m1:b@x.io", 6)],
+                &[],
+            ),
+            (
+                &["a@x.io", "not an address", "b@x.io"],
+                10,
+                &[("m1:a@x.io", 6), ("m1:b@x.io", 6)],
+                &["recipient 1: "],
+            ),
+            (
+                &["a@x.io", "b@x.io", "c@x.io"],
+                2,
+                &[("m1:a@x.io", 6), ("m1:b@x.io", 6)],
+                &["recipients after the first 2 were not read"],
+            ),
+        ];
+        for (items, max, want, want_rejected) in cases {
+            let mut rejected = Vec::new();
+            let got = recipients(items.iter().copied(), max, "m1", &mut rejected, email);
+            let got: Vec<(&str, usize)> = got.iter().map(|(id, _, n)| (id.as_str(), *n)).collect();
+            assert_eq!(got, want, "{items:?}");
+            assert_eq!(
+                rejected.len(),
+                want_rejected.len(),
+                "{items:?}: {rejected:?}"
+            );
+            for (line, start) in rejected.iter().zip(want_rejected) {
+                assert!(line.starts_with(start), "{line:?} should start {start:?}");
+            }
+        }
+    }
 }

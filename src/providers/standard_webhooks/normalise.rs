@@ -165,35 +165,19 @@ fn per_recipient(
         ));
     }
     let mut out = Normalised::default();
-    let mut addresses = Vec::new();
-    for (index, raw) in recipients.iter().enumerate() {
-        if index >= MAX_RECIPIENTS {
-            out.rejected.push(format!(
-                "recipients after the first {MAX_RECIPIENTS} were not read"
-            ));
-            break;
-        }
-        let parsed = raw
-            .as_str()
-            .ok_or_else(|| "not a string".to_string())
-            .and_then(|s| Address::parse(Channel::Email, s).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(address) if !addresses.contains(&address) => addresses.push(address),
-            Ok(_) => {} // the same recipient twice: one event
-            Err(why) => out.rejected.push(format!("recipient {index}: {why}")),
-        }
-    }
-    let several = addresses.len() > 1;
-    out.events = addresses
-        .into_iter()
-        .map(|address| {
-            let id = if several {
-                format!("{message_id}:{}", address.as_str())
-            } else {
-                message_id.to_string()
-            };
-            event(id, event_ms, address, kind.clone())
-        })
+    out.events = crate::event::recipients(
+        recipients,
+        MAX_RECIPIENTS,
+        message_id,
+        &mut out.rejected,
+        |raw| {
+            let text = raw.as_str().ok_or_else(|| "not a string".to_string())?;
+            let address = Address::parse(Channel::Email, text).map_err(|e| e.to_string())?;
+            Ok((address, ()))
+        },
+    )
+    .into_iter()
+    .map(|(id, address, ())| event(id, event_ms, address, kind.clone()))
         .collect();
     Ok(out)
 }

@@ -150,42 +150,28 @@ impl Message<'_> {
         }
         let code = first_error_code(payload);
         let mut out = Normalised::default();
-        let mut read: Vec<(Address, String)> = Vec::new();
-        for (index, recipient) in recipients.iter().enumerate() {
-            if index >= MAX_RECIPIENTS {
-                out.rejected.push(format!(
-                    "recipients after the first {MAX_RECIPIENTS} were not read"
-                ));
-                break;
-            }
-            let status = recipient
-                .get("status")
-                .and_then(Value::as_str)
-                .map(|s| s.trim().to_ascii_lowercase())
-                .unwrap_or_default();
-            match phone(recipient.get("phone_number")) {
-                Ok(address) if !read.iter().any(|(a, _)| *a == address) => {
-                    read.push((address, status))
-                }
-                Ok(_) => {} // the same recipient twice: one event
-                Err(why) => out.rejected.push(format!("recipient {index}: {why}")),
-            }
-        }
-        let several = read.len() > 1;
-        out.events = read
-            .into_iter()
-            .map(|(address, status)| {
-                let id = if several {
-                    format!("{}:{}", self.id, address.as_str())
-                } else {
-                    self.id.to_string()
-                };
-                let error_code = FAILED
-                    .contains(&status.as_str())
-                    .then(|| code.clone())
-                    .flatten();
-                self.event(id, address, EventKind::DeliveryStatus { status, error_code })
-            })
+        out.events = crate::event::recipients(
+            recipients,
+            MAX_RECIPIENTS,
+            self.id,
+            &mut out.rejected,
+            |recipient| {
+                let status = recipient
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .unwrap_or_default();
+                Ok((phone(recipient.get("phone_number"))?, status))
+            },
+        )
+        .into_iter()
+        .map(|(id, address, status)| {
+            let error_code = FAILED
+                .contains(&status.as_str())
+                .then(|| code.clone())
+                .flatten();
+            self.event(id, address, EventKind::DeliveryStatus { status, error_code })
+        })
             .collect();
         out
     }
