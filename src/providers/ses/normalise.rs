@@ -403,6 +403,26 @@ mod tests {
     /// recipients are rejected, and whether it is ignored by design.
     type Row = (Value, Vec<(&'static str, EventKind)>, usize, bool);
 
+    /// Normalise each row's notification and check it against the row; what each gave,
+    /// for the caller's own checks.
+    fn check_rows(rows: Vec<Row>) -> Vec<Normalised> {
+        let mut out = Vec::new();
+        for (message, want, rejected, ignored) in rows {
+            let got = normalise(&envelope(&message), 0).unwrap();
+            let events: Vec<(&str, EventKind)> = got
+                .events
+                .iter()
+                .map(|e| (e.event_id.as_str(), e.kind.clone()))
+                .collect();
+            assert_eq!(events, want, "{message}");
+            let lines = &got.rejected;
+            assert_eq!(lines.len(), rejected, "{message}: {lines:?}");
+            assert_eq!(got.ignored.is_some(), ignored, "{message}");
+            out.push(got);
+        }
+        out
+    }
+
     #[test]
     fn notifications_table() {
         let bounce = |t: &str, s: &str, to: &[&str]| {
@@ -476,21 +496,7 @@ mod tests {
                 true,
             ),
         ];
-        for (message, want, rejected, ignored) in cases {
-            let got = normalise(&envelope(&message), 0).unwrap();
-            let events: Vec<(&str, EventKind)> = got
-                .events
-                .iter()
-                .map(|e| (e.event_id.as_str(), e.kind.clone()))
-                .collect();
-            assert_eq!(events, want, "{message}");
-            assert_eq!(
-                got.rejected.len(),
-                rejected,
-                "{message}: {:?}",
-                got.rejected
-            );
-            assert_eq!(got.ignored.is_some(), ignored, "{message}");
+        for got in check_rows(cases) {
             for e in &got.events {
                 assert_eq!((e.provider, e.channel), (SOURCE, Channel::Email));
             }
@@ -581,16 +587,7 @@ mod tests {
                 true,
             ),
         ];
-        for (message, want, rejected, ignored) in cases {
-            let got = normalise(&envelope(&message), 0).unwrap();
-            let events: Vec<(&str, EventKind)> = got
-                .events
-                .iter()
-                .map(|e| (e.event_id.as_str(), e.kind.clone()))
-                .collect();
-            assert_eq!(events, want, "{message}");
-            assert_eq!(got.rejected.len(), rejected, "{message}");
-            assert_eq!(got.ignored.is_some(), ignored, "{message}");
+        for got in check_rows(cases) {
             for e in &got.events {
                 assert_eq!(e.event_time_ms, 1_641_949_217_910, "the change's own time");
             }
