@@ -413,7 +413,7 @@ impl Config {
         for (key, table) in raw.rest {
             if Provider::ALL
                 .iter()
-                .any(|p| p.settings_key() == Some(key.as_str()))
+                .any(|p| p.about().settings == Some(key.as_str()))
             {
                 raw_providers.settings.insert(key, table);
             } else {

@@ -70,17 +70,25 @@ impl WebhookRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Refuse (415) a body whose media type is not one of `accepted`; `posts` says
-    /// what the provider sends, for the one-line error ("Postmark posts
-    /// application/json").
-    pub fn require_content_type(&self, accepted: &[&str], posts: &str) -> Result<(), Error> {
+    /// Refuse (415) a body whose media type is not one `about` accepts, in one line
+    /// that says what the provider sends ("content type text/plain is not accepted:
+    /// telnyx posts application/json").
+    pub fn require_content_type(&self, about: &About) -> Result<(), Error> {
         match self.content_type.as_deref() {
-            Some(t) if accepted.contains(&t) => Ok(()),
+            Some(t) if about.accepts.contains(&t) => Ok(()),
             other => Err(Error::new(
                 Kind::UnsupportedMediaType,
                 format!(
-                    "content type {} is not accepted: {posts}",
-                    other.unwrap_or("(none)")
+                    "content type {} is not accepted: {} posts {}{}{}",
+                    other.unwrap_or("(none)"),
+                    about.name,
+                    about.accepts.join(" or "),
+                    if about.accepts_note.is_empty() {
+                        ""
+                    } else {
+                        "; "
+                    },
+                    about.accepts_note,
                 ),
             )),
         }
@@ -379,50 +387,6 @@ impl<'a> ConfigCx<'a> {
         self.secrets(at, specs)
     }
 
-    /// The list `key` of the section at `at` (empty when absent); any other key of
-    /// the section is a problem (most likely a typo).
-    pub fn list(&mut self, at: &str, mut raw: Lists, key: &str) -> Vec<String> {
-        let list = raw.remove(key).unwrap_or_default();
-        for other in raw.keys() {
-            self.problem(format!("{at}: unknown key {other:?} (expected {key})"));
-        }
-        list
-    }
-
-    /// The signing secrets of list `key` of the section at `at`, resolved; an empty
-    /// list is a problem, since no webhook could be verified.
-    pub fn signing_secrets(&mut self, at: &str, raw: Lists, key: &str) -> Secrets {
-        let specs = self.list(at, raw, key);
-        let at = format!("{at}.{key}");
-        Secrets(self.required_secrets(&at, &specs, "its webhooks cannot be verified"))
-    }
-
-    /// The public verification keys of list `key` of the section at `at`, each read by
-    /// `parse` (one problem per key it refuses, naming its index); an empty list is a
-    /// problem, since no webhook could be verified. Public keys are written as they are
-    /// (no `env:` or `file:`): they are not secret.
-    pub fn public_keys<K>(
-        &mut self,
-        at: &str,
-        raw: Lists,
-        key: &str,
-        parse: impl Fn(&str) -> Result<K, String>,
-    ) -> Vec<K> {
-        let keys = self.list(at, raw, key);
-        let at = format!("{at}.{key}");
-        if keys.is_empty() {
-            self.problem(format!("{at} is empty: its webhooks cannot be verified"));
-        }
-        keys.iter()
-            .enumerate()
-            .filter_map(|(i, text)| {
-                parse(text)
-                    .map_err(|e| self.problem(format!("{at}[{i}]: {e}")))
-                    .ok()
-            })
-            .collect()
-    }
-
     /// Record that `key` (an account id, a topic ARN) belongs to `tenant`; the tenant
     /// that claimed it first, if another one did.
     pub fn claim(&mut self, key: String, tenant: &str) -> Option<String> {
@@ -434,6 +398,109 @@ impl<'a> ConfigCx<'a> {
                 None
             }
         }
+    }
+}
+
+/// One tenant's section of one provider, being read: what [`Road::section`] is
+/// given. The section is read once, into a serde type ([`Self::read`]) or as the
+/// provider's one list of keys ([`Self::signing_secrets`], [`Self::public_keys`],
+/// [`Self::list`]); every problem is reported through the context, naming the
+/// setting.
+pub struct SectionCx<'s, 'c> {
+    /// The tenant whose section it is.
+    pub tenant: &'s str,
+    /// Where it is written (`tenants.ID.<section>`), for problems.
+    pub at: &'s str,
+    value: Option<toml::Value>,
+    /// The whole configuration's context.
+    pub cx: &'s mut ConfigCx<'c>,
+}
+
+impl<'s, 'c> SectionCx<'s, 'c> {
+    /// Tenant `tenant`'s section `value`, written at `at`.
+    pub fn new(
+        tenant: &'s str,
+        at: &'s str,
+        value: toml::Value,
+        cx: &'s mut ConfigCx<'c>,
+    ) -> SectionCx<'s, 'c> {
+        SectionCx {
+            tenant,
+            at,
+            value: Some(value),
+            cx,
+        }
+    }
+
+    /// The section read into `T` (unknown keys refused by `T`'s attributes); `None`
+    /// after reporting why not.
+    ///
+    /// # Panics
+    ///
+    /// When the section was read already: a road reads its section once.
+    pub fn read<T: DeserializeOwned>(&mut self) -> Option<T> {
+        let value = self.value.take().expect("a road reads its section once");
+        self.cx.table(self.at, value)
+    }
+
+    /// The section's one list `key` (empty when absent); any other key of the section
+    /// is a problem (most likely a typo).
+    pub fn list(&mut self, key: &str) -> Option<Vec<String>> {
+        let mut lists: Lists = self.read()?;
+        let list = lists.remove(key).unwrap_or_default();
+        for other in lists.keys() {
+            self.problem(format!(
+                "{}: unknown key {other:?} (expected {key})",
+                self.at
+            ));
+        }
+        Some(list)
+    }
+
+    /// The signing secrets of the section's one list `key`, resolved; an empty list
+    /// is a problem, since no webhook could be verified.
+    pub fn signing_secrets(&mut self, key: &str) -> Option<Secrets> {
+        let specs = self.list(key)?;
+        let at = format!("{}.{key}", self.at);
+        let why = "its webhooks cannot be verified";
+        Some(Secrets(self.cx.required_secrets(&at, &specs, why)))
+    }
+
+    /// The public verification keys of the section's one list `key`, each read by
+    /// `parse` (one problem per key it refuses, naming its index); an empty list is a
+    /// problem, since no webhook could be verified. Public keys are written as they
+    /// are (no `env:` or `file:`): they are not secret.
+    pub fn public_keys<K>(
+        &mut self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<K, String>,
+    ) -> Option<Vec<K>> {
+        let keys = self.list(key)?;
+        let at = format!("{}.{key}", self.at);
+        if keys.is_empty() {
+            self.problem(format!("{at} is empty: its webhooks cannot be verified"));
+        }
+        let parsed = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                parse(text)
+                    .map_err(|e| self.problem(format!("{at}[{i}]: {e}")))
+                    .ok()
+            })
+            .collect();
+        Some(parsed)
+    }
+
+    /// Report a problem (one line, naming the setting).
+    pub fn problem(&mut self, line: impl Into<String>) {
+        self.cx.problem(line);
+    }
+
+    /// Claim `key` (an account id, a topic ARN) for this tenant; the tenant that
+    /// claimed it first, if another one did.
+    pub fn claim(&mut self, key: String) -> Option<String> {
+        self.cx.claim(key, self.tenant)
     }
 }
 
@@ -453,6 +520,11 @@ pub struct About {
     pub settings: Option<&'static str>,
     /// Its error-code table, embedded from `providers/<name>.toml`.
     pub codes: &'static str,
+    /// The media types its webhooks post (`application/json` unless set); anything
+    /// else is refused with 415 before the road starts.
+    pub accepts: &'static [&'static str],
+    /// Said after the accepted types when one is refused (empty for nothing).
+    pub accepts_note: &'static str,
 }
 
 impl About {
@@ -464,6 +536,18 @@ impl About {
             section: name,
             settings: None,
             codes,
+            accepts: &["application/json"],
+            accepts_note: "",
+        }
+    }
+
+    /// Accepting these media types (the first is what it usually sends), with `note`
+    /// said when one is refused.
+    pub const fn accepts(self, accepts: &'static [&'static str], note: &'static str) -> About {
+        About {
+            accepts,
+            accepts_note: note,
+            ..self
         }
     }
 
@@ -544,8 +628,6 @@ pub trait Road: Sized + 'static {
 
     /// Gateway-wide settings (`()` for a provider without a top-level table).
     type Settings: fmt::Debug + Clone + Default + Send + Sync;
-    /// A tenant's section as written (serde; unknown keys refused by its attributes).
-    type Raw: DeserializeOwned;
     /// A tenant's section, checked.
     type Section: fmt::Debug + Clone + Send + Sync;
 
@@ -555,14 +637,8 @@ pub trait Road: Sized + 'static {
         Self::Settings::default()
     }
 
-    /// Check tenant `tenant`'s section, written at `at` (`tenants.ID.<section>`, for
-    /// problems); `None` after reporting its problems.
-    fn section(
-        tenant: &str,
-        at: &str,
-        raw: Self::Raw,
-        cx: &mut ConfigCx<'_>,
-    ) -> Option<Self::Section>;
+    /// Read and check one tenant's section; `None` after reporting its problems.
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Self::Section>;
 
     /// Checks across the whole configuration, once every section is read (a tenant
     /// section that needs the gateway-wide table, say).

@@ -17,7 +17,9 @@ use std::str::FromStr;
 use crate::classify::ErrorTable;
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{Answer, ConfigCx, Delivery, Host, ProviderConfig, Road, Trip, WebhookRequest};
+use crate::road::{
+    About, Answer, ConfigCx, Delivery, Host, ProviderConfig, Road, SectionCx, Trip, WebhookRequest,
+};
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -41,39 +43,26 @@ macro_rules! registry {
             /// Every provider, in registry order.
             pub const ALL: &'static [Provider] = &[$(Provider::$variant,)*];
 
+            /// What names the provider: its [`About`](crate::road::About).
+            pub const fn about(self) -> About {
+                match self {
+                    $(Provider::$variant => <$folder::$road as Road>::ABOUT,)*
+                }
+            }
+
             /// The name in routes, metrics, audit entries and the spool.
             pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Provider::$variant => <$folder::$road as Road>::ABOUT.name,)*
-                }
+                self.about().name
             }
 
             /// Other route names of the provider.
             pub const fn aliases(self) -> &'static [&'static str] {
-                match self {
-                    $(Provider::$variant => <$folder::$road as Road>::ABOUT.aliases,)*
-                }
+                self.about().aliases
             }
 
             /// The key of its tenant section and of its `[providers.<key>]` table.
             pub const fn section(self) -> &'static str {
-                match self {
-                    $(Provider::$variant => <$folder::$road as Road>::ABOUT.section,)*
-                }
-            }
-
-            /// The key of its gateway-wide table, if it has one.
-            pub const fn settings_key(self) -> Option<&'static str> {
-                match self {
-                    $(Provider::$variant => <$folder::$road as Road>::ABOUT.settings,)*
-                }
-            }
-
-            /// Its embedded error-code table (the text of `providers/<name>.toml`).
-            pub const fn embedded_codes(self) -> &'static str {
-                match self {
-                    $(Provider::$variant => <$folder::$road as Road>::ABOUT.codes,)*
-                }
+                self.about().section
             }
         }
 
@@ -160,7 +149,7 @@ impl Provider {
 
     /// Its embedded error-code table, read.
     pub fn embedded_table(self) -> ErrorTable {
-        ErrorTable::from_toml(self.as_str(), self.embedded_codes())
+        ErrorTable::from_toml(self.as_str(), self.about().codes)
             .unwrap_or_else(|e| panic!("the embedded table of {self} is valid (tested): {e}"))
     }
 
@@ -232,7 +221,7 @@ pub struct RawProviders {
     pub error_codes_files: BTreeMap<String, std::path::PathBuf>,
 }
 
-/// Walk one provider's road.
+/// Walk one provider's road: refuse a media type it never posts, then its own steps.
 async fn walk<R: Road>(
     config: &ProviderConfig<R>,
     req: &WebhookRequest,
@@ -244,7 +233,10 @@ async fn walk<R: Road>(
         host,
         out: Delivery::default(),
     };
-    let result = R::handle(&mut trip).await;
+    let result = match req.require_content_type(&R::ABOUT) {
+        Ok(()) => R::handle(&mut trip).await,
+        Err(refused) => Err(refused),
+    };
     (trip.out, result)
 }
 
@@ -262,10 +254,7 @@ fn read<R: Road>(
             continue;
         };
         let at = format!("tenants.{tenant}.{}", about.section);
-        if let Some(section) = cx
-            .table::<R::Raw>(&at, section)
-            .and_then(|raw| R::section(tenant, &at, raw, cx))
-        {
+        if let Some(section) = R::section(&mut SectionCx::new(tenant, &at, section, cx)) {
             tenants.insert(tenant.clone(), section);
         }
     }
@@ -325,8 +314,62 @@ mod tests {
     #[test]
     fn every_embedded_table_is_valid() {
         for p in Provider::ALL {
-            ErrorTable::from_toml(p.as_str(), p.embedded_codes())
+            ErrorTable::from_toml(p.as_str(), p.about().codes)
                 .unwrap_or_else(|e| panic!("{p}: {e}"));
+        }
+    }
+
+    /// A host for roads that must stop before they reach it.
+    struct Unreached;
+
+    impl Host for Unreached {
+        fn public_url(&self) -> &str {
+            "https://dnd.example.com"
+        }
+        fn dedup_ttl(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(60)
+        }
+        fn has_tenant(&self, _: &str) -> bool {
+            panic!("the media type is checked before any tenant lookup")
+        }
+        fn fetch(&self) -> &dyn crate::fetch::Fetch {
+            panic!("the media type is checked before any fetch")
+        }
+        fn claim_once<'a>(&'a self, _: crate::road::Once<'a>) -> crate::road::HostFuture<'a, bool> {
+            panic!("the media type is checked before any token is claimed")
+        }
+    }
+
+    /// The skeleton refuses a media type a provider never posts, for every provider,
+    /// before its road looks at a tenant, a header or the body, in one line that
+    /// names what the provider posts; and lets the ones it posts through to the road.
+    #[tokio::test]
+    async fn every_road_refuses_a_foreign_media_type_first() {
+        let mut problems = Vec::new();
+        let mut cx = ConfigCx::new(std::path::Path::new("."), &mut problems);
+        let providers = Providers::parse(RawProviders::default(), &mut cx);
+        assert!(problems.is_empty(), "{problems:?}");
+        for p in Provider::ALL {
+            let about_accepts = p.about().accepts;
+            assert!(!about_accepts.is_empty(), "{p} accepts nothing");
+            for content_type in [Some("text/csv"), None] {
+                let req = WebhookRequest {
+                    provider: p.as_str().to_string(),
+                    tenant: Some("nosuch".to_string()),
+                    path_and_query: format!("/webhooks/{p}/nosuch"),
+                    content_type: content_type.map(str::to_string),
+                    headers: Vec::new(),
+                    body: b"not even json".to_vec(),
+                };
+                let (delivery, result) = providers.handle(*p, &req, &Unreached).await;
+                let e = result.expect_err("a foreign media type is refused");
+                assert_eq!(e.kind, crate::error::Kind::UnsupportedMediaType, "{p}: {e}");
+                let text = e.to_string();
+                assert!(text.contains(about_accepts[0]), "{p}: {text}");
+                assert!(text.contains(&format!("{p} posts")), "{p}: {text}");
+                assert!(!text.contains('\n'), "{p}: {text}");
+                assert_eq!(delivery.tenant, None, "{p}");
+            }
         }
     }
 }

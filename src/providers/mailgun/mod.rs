@@ -1,6 +1,7 @@
 //! Mailgun's webhooks, on `POST /webhooks/mailgun/{tenant}`.
 //!
-//! The road: tenant section from the path -> content type -> the tenant's signing keys ->
+//! The road: content type (the registry's first step) -> tenant section from the path ->
+//! the tenant's signing keys ->
 //! HMAC over the body's timestamp and token -> refuse a timestamp older than the token
 //! memory -> claim the one-time token -> normalise `event-data`.
 //!
@@ -15,7 +16,7 @@ use sha2::Digest;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Lists, Once, ProviderConfig, Road, Secrets, Trip};
+use crate::road::{About, Once, ProviderConfig, Road, Secrets, SectionCx, Trip};
 use verify::{signing_key_fingerprint, verify_mailgun_key};
 
 pub mod normalise;
@@ -34,14 +35,17 @@ const FUTURE_SKEW: Duration = Duration::from_secs(300);
 pub struct Mailgun;
 
 impl Road for Mailgun {
-    const ABOUT: About = About::new("mailgun", include_str!("../../../providers/mailgun.toml"));
+    const ABOUT: About = About::new("mailgun", include_str!("../../../providers/mailgun.toml"))
+        .accepts(
+            &["application/json"],
+            "legacy form-encoded webhooks are not served",
+        );
     type Settings = ();
-    type Raw = Lists;
     /// The webhook signing keys (`signing_keys`).
     type Section = Secrets;
 
-    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Secrets> {
-        Some(cx.signing_secrets(at, raw, "signing_keys"))
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Secrets> {
+        section.signing_secrets("signing_keys")
     }
 
     /// Tenants that share a signing key: Mailgun's key is account-wide.
@@ -70,10 +74,6 @@ impl Road for Mailgun {
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let (tenant, section) = trip.path_tenant()?;
         let req = trip.req;
-        req.require_content_type(
-            &["application/json"],
-            "Mailgun webhooks post application/json (legacy form-encoded webhooks are not served)",
-        )?;
         // The signature is inside the body: a body without a readable triple is
         // unsigned (401), not unparseable (400, which is for bodies that verify).
         let webhook = normalise::parse(&req.body)

@@ -2,9 +2,9 @@
 //! URL for every tenant, `POST /webhooks/meta` (and `GET` for the subscription
 //! handshake).
 //!
-//! The road: content type -> signature over the raw body with the app secret -> parse
-//! -> for each entry, normalise, and route each event to the tenant that owns the
-//! event's own account.
+//! The road: content type (the registry's first step) -> signature over the raw body
+//! with the app secret -> parse -> for each entry, normalise, and route each event to
+//! the tenant that owns the event's own account.
 //!
 //! Why this order: the app secret is the gateway's, not a tenant's, so the signature is
 //! checked before anything of the body is read. Routing is per event
@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, Answer, ConfigCx, ProviderConfig, Road, Trip};
+use crate::road::{About, Answer, ConfigCx, ProviderConfig, Road, SectionCx, Trip};
 use crate::secret::Secret;
 use normalise::AccountId;
 
@@ -100,7 +100,6 @@ impl Road for Meta {
     const ABOUT: About =
         About::new("meta", include_str!("../../../providers/meta.toml")).settings("meta");
     type Settings = App;
-    type Raw = Section;
     type Section = Section;
 
     fn settings(raw: Option<toml::Value>, cx: &mut ConfigCx<'_>) -> App {
@@ -114,15 +113,16 @@ impl Road for Meta {
         }
     }
 
-    fn section(tenant: &str, at: &str, raw: Section, cx: &mut ConfigCx<'_>) -> Option<Section> {
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Section> {
+        let raw: Section = section.read()?;
         for (field, ids) in raw.lists() {
-            let at = format!("{at}.{field}");
+            let at = format!("{}.{field}", section.at);
             for account in ids {
                 if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
-                    cx.problem(format!("{at}: {account:?} is not a Meta id (digits only)"));
+                    section.problem(format!("{at}: {account:?} is not a Meta id (digits only)"));
                 }
-                if let Some(other) = cx.claim(format!("{field}:{account}"), tenant) {
-                    cx.problem(format!("{at}: {account} is also configured for tenant {other}"));
+                if let Some(other) = section.claim(format!("{field}:{account}")) {
+                    section.problem(format!("{at}: {account} is also configured for tenant {other}"));
                 }
             }
         }
@@ -166,7 +166,6 @@ impl Road for Meta {
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let app = app(trip.config)?;
         let req = trip.req;
-        req.require_content_type(&["application/json"], "Meta posts application/json")?;
         let signature = req.header("x-hub-signature-256");
         verify::verify_meta(&req.body, signature, &app.app_secrets)?;
         let webhook = normalise::parse(&req.body)?;

@@ -1,7 +1,8 @@
 //! SendGrid's Event Webhook: batches of email events, signed, on
 //! `POST /webhooks/sendgrid/{tenant}`.
 //!
-//! The road: tenant section from the path -> content type -> ECDSA (P-256) over the
+//! The road: content type (the registry's first step) -> tenant section from the path ->
+//! ECDSA (P-256) over the
 //! timestamp header and the raw body, with the tenant's verification keys -> parse the
 //! batch -> normalise each event.
 //!
@@ -15,7 +16,7 @@ pub mod verify;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Lists, Road, Trip};
+use crate::road::{About, Road, SectionCx, Trip};
 use crate::signature::SignatureError;
 use verify::{SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER, verify_sendgrid};
 
@@ -37,21 +38,16 @@ pub struct Section {
 impl Road for Sendgrid {
     const ABOUT: About = About::new("sendgrid", include_str!("../../../providers/sendgrid.toml"));
     type Settings = ();
-    type Raw = Lists;
     type Section = Section;
 
-    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let public_keys = cx.public_keys(at, raw, "public_keys", verify::parse_p256_key);
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Section> {
+        let public_keys = section.public_keys("public_keys", verify::parse_p256_key)?;
         Some(Section { public_keys })
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let (tenant, section) = trip.path_tenant()?;
         let req = trip.req;
-        req.require_content_type(
-            &["application/json"],
-            "the SendGrid Event Webhook posts application/json",
-        )?;
         let signature = req.header(&SENDGRID_SIGNATURE_HEADER.to_ascii_lowercase());
         let timestamp = req.header(&SENDGRID_TIMESTAMP_HEADER.to_ascii_lowercase());
         verify_sendgrid(&req.body, signature, timestamp, &section.public_keys).map_err(|e| match e {

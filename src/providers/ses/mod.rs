@@ -2,10 +2,10 @@
 //! comes from the `TopicArn`) or `POST /webhooks/ses/{tenant}` (the `TopicArn` must be
 //! one of that tenant's).
 //!
-//! The road: content type -> no raw delivery -> envelope -> topic allow-list (the
-//! tenant) -> signature (the certificate fetched, checked, cached) -> message age ->
-//! by message type: confirm a subscription, note an unsubscription, or normalise a
-//! notification.
+//! The road: content type (the registry's first step) -> no raw delivery -> envelope ->
+//! topic allow-list (the tenant) -> signature (the certificate fetched, checked,
+//! cached) -> message age -> by message type: confirm a subscription, note an
+//! unsubscription, or normalise a notification.
 //!
 //! Why this order: the signature's certificate is the first thing fetched, and only
 //! for a topic a tenant lists. A sender that does not
@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Kind};
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Lists, ProviderConfig, Reply, Road, Trip};
+use crate::road::{About, ConfigCx, ProviderConfig, Reply, Road, SectionCx, Trip};
 use normalise::{Envelope, MESSAGE_TYPE_HEADER, MessageType};
 
 pub mod normalise;
@@ -88,9 +88,12 @@ struct RawSns {
 
 impl Road for Ses {
     const ABOUT: About =
-        About::new("ses", include_str!("../../../providers/ses.toml")).settings("sns");
+        About::new("ses", include_str!("../../../providers/ses.toml"))
+            .settings("sns")
+            // SNS sends text/plain unless the subscription's delivery policy sets
+            // headerContentType; application/json is the other value AWS allows.
+            .accepts(&["text/plain", "application/json"], "");
     type Settings = SnsSettings;
-    type Raw = Lists;
     type Section = Section;
 
     fn settings(raw: Option<toml::Value>, cx: &mut ConfigCx<'_>) -> SnsSettings {
@@ -115,20 +118,20 @@ impl Road for Ses {
         }
     }
 
-    fn section(tenant: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let topic_arns = cx.list(at, raw, "topic_arns");
-        let at = format!("{at}.topic_arns");
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Section> {
+        let topic_arns = section.list("topic_arns")?;
+        let at = format!("{}.topic_arns", section.at);
         if topic_arns.is_empty() {
-            cx.problem(format!("{at} is empty: every SNS message would be refused"));
+            section.problem(format!("{at} is empty: every SNS message would be refused"));
         }
         for arn in &topic_arns {
             if !(arn.starts_with("arn:aws") && arn.split(':').count() == 6) {
-                cx.problem(format!(
+                section.problem(format!(
                     "{at}: {arn:?} is not a topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
                 ));
             }
-            if let Some(other) = cx.claim(format!("ses:{arn}"), tenant) {
-                cx.problem(format!("{at}: {arn} is also configured for tenant {other}"));
+            if let Some(other) = section.claim(format!("ses:{arn}")) {
+                section.problem(format!("{at}: {arn} is also configured for tenant {other}"));
             }
         }
         Some(Section { topic_arns })
@@ -136,12 +139,6 @@ impl Road for Ses {
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let req = trip.req;
-        // SNS sends text/plain unless the delivery policy's headerContentType says
-        // otherwise; application/json is the other value AWS allows for JSON bodies.
-        req.require_content_type(
-            &["text/plain", "application/json"],
-            "SNS posts text/plain (or application/json)",
-        )?;
         if req
             .header("x-amz-sns-rawdelivery")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))

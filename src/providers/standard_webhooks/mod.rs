@@ -2,8 +2,8 @@
 //! complaints and unsubscribes, one event per recipient, on
 //! `POST /webhooks/standard-webhooks/{tenant}` and its alias `/webhooks/resend/{tenant}`.
 //!
-//! The road: tenant section from the path -> signature and timestamp window -> content
-//! type -> parse and normalise.
+//! The road: content type (the registry's first step) -> tenant section from the path ->
+//! signature and timestamp window -> parse and normalise.
 //!
 //! Why this order: the signature covers the message id, the timestamp and the raw body,
 //! so nothing of the body is read before it verifies; a timestamp more than five minutes
@@ -16,7 +16,7 @@ pub mod verify;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Lists, Road, Secrets, Trip};
+use crate::road::{About, Road, Secrets, SectionCx, Trip};
 use crate::secret::Secret;
 use verify::{SignedHeaders, verify_standard_webhooks};
 
@@ -35,18 +35,18 @@ impl Road for StandardWebhooks {
     .aliases(&["resend"])
     .section("standard_webhooks");
     type Settings = ();
-    type Raw = Lists;
     /// The signing secrets (`secrets`, each `whsec_...`).
     type Section = Secrets;
 
-    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Secrets> {
-        let secrets = cx.signing_secrets(at, raw, "secrets");
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Secrets> {
+        let secrets = section.signing_secrets("secrets")?;
         let unreadable = |c: &Secret| {
             !c.expose().starts_with(verify::SECRET_PREFIX)
                 || verify::decode_secret(c.expose()).is_none()
         };
         if secrets.0.iter().any(unreadable) {
-            cx.problem(format!(
+            let at = section.at;
+            section.problem(format!(
                 "{at}.secrets: each is whsec_ and base64 (copy it whole from the sender's dashboard)"
             ));
         }
@@ -60,10 +60,6 @@ impl Road for StandardWebhooks {
         let received_ms = trip.receive();
         let now_s = received_ms.div_euclid(1000);
         let message_id = verify_standard_webhooks(&headers, &req.body, &section.0, now_s)?;
-        req.require_content_type(
-            &["application/json"],
-            "Standard Webhooks senders post application/json",
-        )?;
         let normalised = normalise::normalise(message_id, &req.body, received_ms)?;
         trip.out.rejected.extend(normalised.rejected);
         trip.out.skipped.extend(normalised.ignored);

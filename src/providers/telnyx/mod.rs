@@ -1,13 +1,14 @@
 //! Telnyx Messaging (SMS and MMS): inbound messages and delivery statuses, on
 //! `POST /webhooks/telnyx/{tenant}` (the Messaging Profile's webhook URL).
 //!
-//! The road: tenant section from the path -> content type -> the clock, read once ->
+//! The road: content type (the registry's first step) -> tenant section from the path ->
+//! the clock, read once ->
 //! Ed25519 signature over `telnyx-timestamp|raw body` with the tenant's public keys,
 //! the timestamp within five minutes either way -> parse and normalise.
 //!
 //! Why this order is safe: the public keys are per tenant, so the tenant comes first,
 //! and only from the path (nothing of an unverified body chooses which keys verify it).
-//! The content type is checked before any work, from the header alone. The signature
+//! The content type is checked before any of this, from the header alone. The signature
 //! covers the timestamp and the raw bytes, so nothing of the body is parsed before it
 //! verifies, and a request outside the window is refused (401) before any signature is
 //! computed. A replay inside the window, and Telnyx's own retries (each signed anew,
@@ -25,7 +26,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Lists, Road, Trip};
+use crate::road::{About, Road, SectionCx, Trip};
 use verify::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_telnyx};
 
 /// The source Telnyx's events carry.
@@ -46,18 +47,16 @@ pub struct Section {
 impl Road for Telnyx {
     const ABOUT: About = About::new("telnyx", include_str!("../../../providers/telnyx.toml"));
     type Settings = ();
-    type Raw = Lists;
     type Section = Section;
 
-    fn section(_: &str, at: &str, raw: Lists, cx: &mut ConfigCx<'_>) -> Option<Section> {
-        let public_keys = cx.public_keys(at, raw, "public_keys", verify::parse_public_key);
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Section> {
+        let public_keys = section.public_keys("public_keys", verify::parse_public_key)?;
         Some(Section { public_keys })
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let (tenant, section) = trip.path_tenant()?;
         let req = trip.req;
-        req.require_content_type(&["application/json"], "Telnyx posts application/json")?;
         let received_ms = trip.receive();
         verify_telnyx(
             &req.body,

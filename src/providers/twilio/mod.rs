@@ -2,10 +2,10 @@
 //! and status callbacks, on `POST /webhooks/twilio` (the tenant by `AccountSid`) or
 //! `POST /webhooks/twilio/{tenant}`.
 //!
-//! The road: content type -> decode the form (not for JSON) -> the tenant (by the path,
-//! else by the form's `AccountSid`) -> JSON only for a tenant that takes Event Streams
-//! -> signature over the public URL and the form (or the URL's `bodySHA256` for JSON)
-//! -> normalise.
+//! The road: content type (the registry's first step) -> decode the form (not for JSON)
+//! -> the tenant (by the path, else by the form's `AccountSid`) -> JSON only for a
+//! tenant that takes Event Streams -> signature over the public URL and the form (or
+//! the URL's `bodySHA256` for JSON) -> normalise.
 //!
 //! Why this order: Twilio signs the decoded form parameters, and the shared URL names
 //! its tenant by `AccountSid`, so the form is decoded before the tenant is known (the
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::classify::{self, Action};
 use crate::error::{Error, Kind};
 use crate::event::Source;
-use crate::road::{About, ConfigCx, Reply, Road, Trip};
+use crate::road::{About, Reply, Road, SectionCx, Trip};
 use crate::secret::Secret;
 use normalise::CallbackKind;
 use verify::TwilioSigned;
@@ -60,22 +60,28 @@ pub struct RawSection {
 }
 
 impl Road for Twilio {
-    const ABOUT: About = About::new("twilio", include_str!("../../../providers/twilio.toml"));
+    const ABOUT: About = About::new("twilio", include_str!("../../../providers/twilio.toml"))
+        .accepts(
+            &["application/x-www-form-urlencoded", "application/json"],
+            "application/json comes from Event Streams",
+        );
     type Settings = ();
-    type Raw = RawSection;
     type Section = Section;
 
-    fn section(tenant: &str, at: &str, raw: RawSection, cx: &mut ConfigCx<'_>) -> Option<Section> {
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Section> {
+        let raw: RawSection = section.read()?;
+        let at = section.at;
         let why = "Twilio webhooks cannot be verified";
-        let auth_tokens = cx.required_secrets(&format!("{at}.auth_tokens"), &raw.auth_tokens, why);
+        let tokens_at = format!("{at}.auth_tokens");
+        let auth_tokens = section.cx.required_secrets(&tokens_at, &raw.auth_tokens, why);
         for sid in &raw.account_sids {
             if !(sid.len() == 34 && sid.starts_with("AC")) {
-                cx.problem(format!(
+                section.problem(format!(
                     "{at}.account_sids: {sid:?} is not an account SID (AC and 32 hex digits)"
                 ));
             }
-            if let Some(other) = cx.claim(format!("twilio:{sid}"), tenant) {
-                cx.problem(format!(
+            if let Some(other) = section.claim(format!("twilio:{sid}")) {
+                section.problem(format!(
                     "{at}.account_sids: {sid} is also configured for tenant {other}"
                 ));
             }
@@ -91,13 +97,7 @@ impl Road for Twilio {
         let req = trip.req;
         let form = match req.content_type.as_deref() {
             Some("application/json") => None,
-            _ => {
-                req.require_content_type(
-                    &["application/x-www-form-urlencoded"],
-                    "Twilio posts application/x-www-form-urlencoded (or application/json from Event Streams)",
-                )?;
-                Some(normalise::parse_form(&req.body)?)
-            }
+            _ => Some(normalise::parse_form(&req.body)?),
         };
         let (tenant, section) = match &req.tenant {
             Some(_) => trip.path_tenant()?,
