@@ -427,6 +427,15 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
             None
         }
     };
+    // Events out (issue 14): workers for every enabled endpoint, and the audit
+    // stream's retention.
+    let outbound = match crate::outbound::Outbound::start(store.clone(), config.clone()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dndgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let gateway = Gateway {
         config,
         store,
@@ -440,6 +449,7 @@ async fn run_gateway(config: Config, strict: bool) -> ExitCode {
         spool: spool.clone(),
     };
     crate::server::run_with_admin(gateway, listener, admin, shutdown).await;
+    outbound.shutdown().await;
     if let Some(spool) = spool {
         spool.shutdown().await;
     }

@@ -23,6 +23,9 @@ pub const DEFAULT_TEMPORARY_TTL: Duration = Duration::from_secs(72 * 3600);
 /// How long the dedup marker of an applied event is kept: a provider retrying the same
 /// event within this time is applied once.
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long audit entries are kept by default (`audit_retention`).
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The shortest `dedup_ttl` accepted: the longest replay window a scheme is given
 /// (SNS messages up to two hours old, Standard Webhooks five minutes). A shorter
 /// memory would forget an event while a replay of it is still accepted.
@@ -72,8 +75,13 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// How long dedup markers are kept.
     pub dedup_ttl: Duration,
-    /// Most recent entries kept per audit stream shard (approximate trimming).
-    pub audit_max_len: u64,
+    /// How long audit entries are kept: older ones are trimmed, but never one that an
+    /// enabled endpoint has not yet had delivered or dead-lettered.
+    pub audit_retention: Duration,
+    /// How events out are retried (`[events_out]`).
+    pub events_out: crate::outbound::schedule::Schedule,
+    /// Set when the configuration still has `audit_max_len`, which no longer trims.
+    pub audit_max_len_ignored: bool,
     /// Tenants by id.
     pub tenants: BTreeMap<String, Tenant>,
     /// Every provider's configuration: gateway-wide settings, tenant sections and
@@ -140,6 +148,8 @@ pub struct Tenant {
     pub keywords: KeywordPolicy,
     /// The DND state policy.
     pub policy: Policy,
+    /// Where its DND-change events go.
+    pub endpoints: Vec<crate::outbound::Endpoint>,
 }
 
 /// A tenant's DND state policy (SPEC section 6), each setting with a default.
@@ -238,6 +248,8 @@ struct RawConfig {
     redis_timeout: Option<String>,
     dedup_ttl: Option<String>,
     audit_max_len: Option<u64>,
+    audit_retention: Option<String>,
+    events_out: Option<RawEventsOut>,
     spool_dir: Option<String>,
     managed_redis: Option<RawManaged>,
     #[serde(default)]
@@ -299,6 +311,8 @@ struct RawProviderPolicy {
 struct RawTenant {
     #[serde(default)]
     api_tokens: Vec<String>,
+    #[serde(default)]
+    endpoints: Vec<crate::outbound::RawEndpoint>,
     page: Option<RawPage>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
@@ -312,6 +326,15 @@ struct RawTenant {
     keywords: Option<RawKeywords>,
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
+}
+
+/// `[events_out]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventsOut {
+    retry_delays: Option<Vec<String>>,
+    timeout: Option<String>,
+    disable_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -463,7 +486,45 @@ impl Config {
             }),
         };
         let redis_timeout = duration("redis_timeout", raw.redis_timeout, Duration::from_secs(2));
+        let audit_retention = duration(
+            "audit_retention",
+            raw.audit_retention,
+            DEFAULT_AUDIT_RETENTION,
+        );
+        let mut delay_problems = Vec::new();
+        let events_out = {
+            let defaults = crate::outbound::schedule::Schedule::default();
+            let raw_out = raw.events_out.unwrap_or(RawEventsOut {
+                retry_delays: None,
+                timeout: None,
+                disable_after: None,
+            });
+            let retry_delays = match raw_out.retry_delays {
+                None => defaults.retry_delays.clone(),
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, d)| {
+                        parse_duration(d)
+                            .map_err(|e| {
+                                delay_problems.push(format!("events_out.retry_delays[{i}]: {e}"))
+                            })
+                            .ok()
+                    })
+                    .collect(),
+            };
+            crate::outbound::schedule::Schedule {
+                retry_delays,
+                timeout: duration("events_out.timeout", raw_out.timeout, defaults.timeout),
+                disable_after: duration(
+                    "events_out.disable_after",
+                    raw_out.disable_after,
+                    defaults.disable_after,
+                ),
+            }
+        };
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
+        problems.extend(delay_problems);
         if dedup_ttl < MIN_DEDUP_TTL {
             problems.push(format!(
                 "dedup_ttl: {} is shorter than {}: SNS messages are accepted for two hours, and an event forgotten sooner could be replayed inside that window",
@@ -562,6 +623,7 @@ impl Config {
                 }
             }
             raw_providers.sections.insert(id.clone(), t.sections);
+            let endpoints = crate::outbound::read_endpoints(&id, t.endpoints, base, &mut problems);
             let page = {
                 let defaults = crate::links::page::PageSettings {
                     name: id.clone(),
@@ -652,6 +714,7 @@ impl Config {
                     page,
                     keywords,
                     policy,
+                    endpoints,
                 },
             );
         }
@@ -670,7 +733,9 @@ impl Config {
                 max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
                 redis_timeout,
                 dedup_ttl,
-                audit_max_len: raw.audit_max_len.unwrap_or(100_000),
+                audit_retention,
+                events_out,
+                audit_max_len_ignored: raw.audit_max_len.is_some(),
                 tenants,
                 providers,
                 links,
@@ -689,7 +754,6 @@ impl Config {
         crate::store::StoreOptions {
             timeout: self.redis_timeout,
             dedup_ttl: self.dedup_ttl,
-            audit_max_len: self.audit_max_len,
         }
     }
 
@@ -702,7 +766,14 @@ impl Config {
     /// WhatsApp business account ids but no phone number ids: WhatsApp messages are
     /// routed by their phone number id alone, so none would reach them.
     pub fn warnings(&self) -> Vec<String> {
-        self.providers.warnings()
+        let mut warnings = self.providers.warnings();
+        if self.audit_max_len_ignored {
+            warnings.push(format!(
+                "audit_max_len is ignored: the audit stream is trimmed by age (audit_retention, now {}), and never past an entry an enabled endpoint has not had; remove the setting",
+                format_duration(self.audit_retention)
+            ));
+        }
+        warnings
     }
 }
 

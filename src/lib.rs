@@ -47,6 +47,7 @@ pub mod fetch;
 pub mod links;
 pub mod lookup;
 pub mod managed;
+pub mod outbound;
 pub mod pipeline;
 pub mod providers;
 pub mod redact;

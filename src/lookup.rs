@@ -79,7 +79,6 @@ impl Lookup {
             StoreOptions {
                 timeout,
                 dedup_ttl: DEFAULT_DEDUP_TTL,
-                audit_max_len: 100_000,
             },
         )?;
         Ok(Lookup { store, spool: None })

@@ -6,6 +6,7 @@
 //! signs it, in constant time, with every configured secret tried (rotation).
 
 use crate::error::Error;
+use base64::Engine as _;
 
 /// Why a request's signature was refused. Every variant ends in 401; the variants exist
 /// so the log says which check failed. No message ever contains a secret.
@@ -205,6 +206,41 @@ pub fn within_window(
         });
     }
     Ok(seconds)
+}
+
+/// The prefix of a Standard Webhooks signing secret (`whsec_` and base64 of the key).
+/// The scheme is shared: Standard Webhooks senders sign what dndgate receives, and
+/// dndgate signs the events it sends to automations the same way.
+pub const WHSEC_PREFIX: &str = "whsec_";
+
+/// The HMAC key of a Standard Webhooks secret: the base64 decoding of what follows
+/// `whsec_` (or of the whole secret when it has no prefix). `None` when that is not
+/// base64 or is empty, so a configuration check can refuse such a secret.
+pub fn decode_whsec(secret: &str) -> Option<Vec<u8>> {
+    let b64 = secret.strip_prefix(WHSEC_PREFIX).unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()
+        .filter(|key| !key.is_empty())
+}
+
+/// Standard Webhooks v1: HMAC-SHA256 of `<id>.<timestamp>.<body>` under `key`.
+pub fn whsec_hmac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
+    hmac_sha256(
+        key,
+        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+    )
+}
+
+/// The `webhook-signature` entry a sender sends: `v1,<base64>`. `secret` is a `whsec_`
+/// secret (or its base64 key alone); `None` when the key is not base64.
+pub fn sign_whsec(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
+    let key = decode_whsec(secret)?;
+    let sig = whsec_hmac(&key, id, timestamp, body);
+    Some(format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    ))
 }
 
 #[cfg(test)]

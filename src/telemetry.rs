@@ -30,6 +30,27 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// An endpoint of events out.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// The endpoint id.
+    pub endpoint: String,
+}
+
+/// One try of an event out, by how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// The endpoint id.
+    pub endpoint: String,
+    /// `delivered`, `retry`, `dead` (refused, or retries spent), `filtered` (no event
+    /// for the endpoint).
+    pub result: &'static str,
+}
+
 /// A route family, for latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
@@ -148,6 +169,16 @@ pub struct Metrics {
     pub spool_max_records: Gauge,
     /// The spool's overall caps.
     pub spool_max_bytes: Gauge,
+    /// Events out, by endpoint and how each try ended.
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Audit entries an endpoint has not finished (pending or not yet read).
+    pub endpoint_lag: Family<EndpointLabels, Gauge>,
+    /// Age of the oldest entry an endpoint has not finished (0 when none).
+    pub endpoint_oldest_seconds: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    /// 1 when an endpoint is disabled for failing too long.
+    pub endpoint_disabled: Family<EndpointLabels, Gauge>,
+    /// Audit entries trimmed for age.
+    pub audit_trimmed: Counter,
 }
 
 impl Metrics {
@@ -174,6 +205,11 @@ impl Metrics {
             spool_full: Gauge::default(),
             spool_max_records: Gauge::default(),
             spool_max_bytes: Gauge::default(),
+            deliveries: Family::default(),
+            endpoint_lag: Family::default(),
+            endpoint_oldest_seconds: Family::default(),
+            endpoint_disabled: Family::default(),
+            audit_trimmed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -240,6 +276,31 @@ impl Metrics {
             "spool_oldest_age_seconds",
             "Age of the oldest spooled event not yet applied (0 when none)",
             m.spool_oldest_age_seconds.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Tries of events out, by tenant, endpoint and result (delivered, retry, dead, filtered)",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "endpoint_lag",
+            "Audit entries an endpoint has not finished yet (pending or unread)",
+            m.endpoint_lag.clone(),
+        );
+        registry.register(
+            "endpoint_oldest_undelivered_seconds",
+            "Age of the oldest audit entry an endpoint has not finished (0 when none)",
+            m.endpoint_oldest_seconds.clone(),
+        );
+        registry.register(
+            "endpoint_disabled",
+            "1 when an endpoint was disabled for failing too long",
+            m.endpoint_disabled.clone(),
+        );
+        registry.register(
+            "audit_trimmed",
+            "Audit entries trimmed for age (audit_retention)",
+            m.audit_trimmed.clone(),
         );
         registry.register(
             "spool_appended",

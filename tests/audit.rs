@@ -34,7 +34,6 @@ fn env() -> Env {
         StoreOptions {
             timeout: Duration::from_secs(2),
             dedup_ttl: config.dedup_ttl,
-            audit_max_len: config.audit_max_len,
         },
     )
     .unwrap();

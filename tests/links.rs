@@ -71,7 +71,6 @@ async fn api_and_cli_mint_the_same_verifiable_link() {
         dndgate::store::StoreOptions {
             timeout: std::time::Duration::from_secs(1),
             dedup_ttl: std::time::Duration::from_secs(60),
-            audit_max_len: 100,
         },
     )
     .unwrap();

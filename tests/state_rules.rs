@@ -38,7 +38,6 @@ fn world(extra: &str) -> World {
         StoreOptions {
             timeout: config.redis_timeout,
             dedup_ttl: config.dedup_ttl,
-            audit_max_len: config.audit_max_len,
         },
     )
     .unwrap();

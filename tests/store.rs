@@ -18,7 +18,6 @@ fn store(redis: &RedisServer) -> Store {
         StoreOptions {
             timeout: Duration::from_secs(2),
             dedup_ttl: Duration::from_secs(3600),
-            audit_max_len: 10_000,
         },
     )
     .unwrap()

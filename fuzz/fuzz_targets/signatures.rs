@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
                 Err(e) => refused(&e),
             }
             let ts = NOW_SECS.to_string();
-            let good = sw::sign_standard_webhooks(SW_SECRET, a.trim(), &ts, body)
+            let good = sw::sign_whsec(SW_SECRET, a.trim(), &ts, body)
                 .expect("the secret decodes");
             let signed = SignedHeaders {
                 names: UNBRANDED,

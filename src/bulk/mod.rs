@@ -89,7 +89,6 @@ async fn read_store(settings: &RedisSettings) -> Result<Store, String> {
         StoreOptions {
             timeout: settings.timeout,
             dedup_ttl: crate::config::DEFAULT_DEDUP_TTL,
-            audit_max_len: 100_000,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -198,7 +198,7 @@ for i, field in ipairs(c.fields) do
         entry[#entry + 1] = c[k]
       end
     end
-    redis.call('XADD', audit, 'MAXLEN', '~', c.audit_max_len, '*', unpack(entry))
+    redis.call('XADD', audit, '*', unpack(entry))
   end
   results[#results + 1] = {field, outcome, after or before or ''}
 end

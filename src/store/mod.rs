@@ -337,7 +337,7 @@ pub struct Change<'a> {
 impl Change<'_> {
     /// The JSON the apply script reads. Times go as decimal strings: Lua numbers are
     /// doubles and print in exponent form.
-    fn script_arg(&self, dedup_ttl: Duration, audit_max_len: u64) -> String {
+    fn script_arg(&self, dedup_ttl: Duration) -> String {
         let arg = ScriptArg {
             action: self.action.as_str(),
             event_ms: Decimal(self.event_ms as i128),
@@ -358,7 +358,6 @@ impl Change<'_> {
             provider: self.provider.as_str(),
             event_id: self.event_id,
             dedup_ttl_s: Decimal(dedup_ttl.as_secs().max(1) as i128),
-            audit_max_len: Decimal(audit_max_len as i128),
             address: self.address.as_str(),
             tenant: self.tenant,
             fields: self
@@ -402,7 +401,6 @@ struct ScriptArg<'a> {
     provider: &'static str,
     event_id: &'a str,
     dedup_ttl_s: Decimal,
-    audit_max_len: Decimal,
     address: &'a str,
     tenant: &'a str,
     fields: Vec<String>,
@@ -534,8 +532,6 @@ pub struct StoreOptions {
     pub timeout: Duration,
     /// How long dedup markers live.
     pub dedup_ttl: Duration,
-    /// Approximate length each audit stream shard is trimmed to.
-    pub audit_max_len: u64,
 }
 
 /// A handle on the DND store; cheap to clone, shared by every request.
@@ -543,6 +539,9 @@ pub struct StoreOptions {
 pub struct Store {
     conn: Connection,
     script: Script,
+    /// Counts the changes this store (and its clones) applied, so the delivery of
+    /// events out in this process wakes at once instead of at its next poll.
+    applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     options: StoreOptions,
 }
 
@@ -566,6 +565,7 @@ impl Store {
         Ok(Store {
             conn,
             script: Script::new(APPLY_LUA),
+            applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             options,
         })
     }
@@ -616,12 +616,18 @@ impl Store {
                 field(*scope, change.address)
             ));
         }
-        invocation.arg(change.script_arg(self.options.dedup_ttl, self.options.audit_max_len));
+        invocation.arg(change.script_arg(self.options.dedup_ttl));
         let mut conn = self.conn.clone();
         let reply: Value = self
             .with_timeout(invocation.invoke_async(&mut conn))
             .await?;
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
         parse_applied(reply, change.scopes)
+    }
+
+    /// Changes as this store applies them: `changed()` completes after the next one.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// May `address` be sent to on `channel` at `now_ms`? One HMGET on one key: the
@@ -1196,3 +1202,6 @@ mod tests {
 
 mod durability;
 pub use durability::Durability;
+
+mod outbox;
+pub use outbox::{DeadLetter, Dying, GroupState, Health, OutShard, Retry, id_ms};

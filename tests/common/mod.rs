@@ -452,6 +452,7 @@ pub struct TestGateway {
     pub admin_addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    outbound: Option<dndgate::outbound::Outbound>,
 }
 
 impl TestGateway {
@@ -472,8 +473,11 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let gateway =
-            dndgate::pipeline::Gateway::new(std::sync::Arc::new(config), store, fetch, None);
+        let config = std::sync::Arc::new(config);
+        // Events out and the audit retention, as `serve` runs them.
+        let outbound = dndgate::outbound::Outbound::start(store.clone(), config.clone())
+            .expect("the events-out client");
+        let gateway = dndgate::pipeline::Gateway::new(config, store, fetch, None);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(dndgate::server::run_with_admin(
             gateway,
@@ -488,6 +492,7 @@ impl TestGateway {
             admin_addr,
             stop: Some(stop),
             task: Some(task),
+            outbound: Some(outbound),
         }
     }
 
@@ -502,6 +507,9 @@ impl TestGateway {
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap();
+        }
+        if let Some(o) = self.outbound.take() {
+            o.shutdown().await;
         }
     }
 }

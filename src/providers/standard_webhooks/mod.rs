@@ -41,8 +41,8 @@ impl Road for StandardWebhooks {
     fn section(section: &mut SectionCx<'_, '_>) -> Option<Secrets> {
         let secrets = section.signing_secrets("secrets")?;
         let unreadable = |c: &Secret| {
-            !c.expose().starts_with(verify::SECRET_PREFIX)
-                || verify::decode_secret(c.expose()).is_none()
+            !c.expose().starts_with(verify::WHSEC_PREFIX)
+                || verify::decode_whsec(c.expose()).is_none()
         };
         if secrets.0.iter().any(unreadable) {
             let at = section.at;

@@ -16,16 +16,14 @@
 
 use base64::Engine as _;
 
-use crate::signature::{SignatureError, hmac_sha256, within_window};
+pub use crate::signature::{WHSEC_PREFIX, decode_whsec, sign_whsec};
+use crate::signature::{SignatureError, whsec_hmac, within_window};
 use crate::secret::{Secret, constant_time_eq};
 
 /// How far a request's signed timestamp may be from our clock, either way, in seconds:
 /// five minutes, as the Standard Webhooks specification and Svix's libraries use.
 /// Senders retry with a fresh timestamp, so a late retry is never refused for age.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
-
-/// The prefix of a Standard Webhooks signing secret.
-pub const SECRET_PREFIX: &str = "whsec_";
 
 /// Header names without a prefix: `webhook-id`, `webhook-timestamp`,
 /// `webhook-signature`.
@@ -148,10 +146,10 @@ pub fn verify_standard_webhooks<'a>(
     // Every secret against every entry, without stopping at a match: the time taken
     // says nothing about which one matched.
     let matched = secrets.iter().fold(false, |found, secret| {
-        let Some(key) = decode_secret(secret.expose()) else {
+        let Some(key) = decode_whsec(secret.expose()) else {
             return found;
         };
-        let expected = hmac(&key, id, timestamp, body);
+        let expected = whsec_hmac(&key, id, timestamp, body);
         given
             .iter()
             .fold(found, |found, sig| constant_time_eq(&expected, sig) | found)
@@ -163,40 +161,6 @@ pub fn verify_standard_webhooks<'a>(
     }
 }
 
-/// The signature header value a sender would send: `v1,<base64>`. `secret` is a
-/// `whsec_` secret (or its base64 key alone); `None` when the key is not base64. For
-/// tests and tools that sign like a sender.
-pub fn sign_standard_webhooks(
-    secret: &str,
-    id: &str,
-    timestamp: &str,
-    body: &[u8],
-) -> Option<String> {
-    let key = decode_secret(secret)?;
-    let sig = hmac(&key, id, timestamp, body);
-    Some(format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(sig)
-    ))
-}
-
-/// The HMAC key of a secret: the base64 decoding of what follows `whsec_` (or of the
-/// whole secret when it has no prefix). `None` when that is not base64, so the
-/// configuration check can refuse such a secret.
-pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    let b64 = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()
-        .filter(|key| !key.is_empty())
-}
-
-fn hmac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
-    hmac_sha256(
-        key,
-        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
-    )
-}
 
 /// The decoded signatures of the `v1` entries of a signature header. Entries of other
 /// versions, and `v1` entries that are not base64 of 32 bytes, are skipped: they can
@@ -265,7 +229,7 @@ mod tests {
                 let ts = headers.timestamp.unwrap();
                 let id = headers.id.unwrap();
                 assert_eq!(
-                    sign_standard_webhooks(secret, id, ts, body).as_deref(),
+                    sign_whsec(secret, id, ts, body).as_deref(),
                     Some(expected),
                     "{name}"
                 );
@@ -276,7 +240,7 @@ mod tests {
 
     #[test]
     fn sign_then_verify_and_tamper() {
-        let sig = sign_standard_webhooks(SECRET, ID, TS, BODY).unwrap();
+        let sig = sign_whsec(SECRET, ID, TS, BODY).unwrap();
         assert_eq!(sig, SIG);
         assert_eq!(verify(&sig, NOW), Ok(ID));
         let s = secrets(&[SECRET]);
@@ -290,7 +254,7 @@ mod tests {
     #[test]
     fn rotation_tries_every_secret() {
         let new = "whsec_bmV3LXNlY3JldC1rZXktZm9yLXJvdGF0aW9u";
-        let sig_new = sign_standard_webhooks(new, ID, TS, BODY).unwrap();
+        let sig_new = sign_whsec(new, ID, TS, BODY).unwrap();
         let both = secrets(&[SECRET, new]);
         for sig in [SIG, sig_new.as_str()] {
             assert_eq!(
@@ -443,9 +407,9 @@ mod tests {
 
     #[test]
     fn secret_decoding() {
-        assert_eq!(decode_secret("whsec_aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(decode_secret("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(decode_secret("whsec_"), None);
-        assert_eq!(decode_secret("whsec_***"), None);
+        assert_eq!(decode_whsec("whsec_aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(decode_whsec("aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(decode_whsec("whsec_"), None);
+        assert_eq!(decode_whsec("whsec_***"), None);
     }
 }

@@ -1,0 +1,505 @@
+//! The delivery workers and the retention pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::event::OutEvent;
+use super::schedule::{self, Verdict};
+use super::{Endpoint, signed_headers};
+use crate::audit::{AuditEntry, entry as parse_delivery, read_reply};
+use crate::config::Config;
+use crate::store::{Dying, OutShard, Retry, Store, id_ms};
+use crate::telemetry::{DeliveryLabels, EndpointLabels, metrics};
+
+/// How long a lease lasts without renewal. A worker renews it on every step, so a
+/// dead instance's shards move to another within this time.
+const LEASE_MS: u64 = 15_000;
+
+/// Entries read at once for delivery (each stays pending until finished).
+const BATCH: usize = 32;
+
+/// The longest wait between two looks at a shard when nothing wakes the worker
+/// (another instance applied a change; a lease to take over).
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+/// How often the retention pass runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// The running delivery of events out: workers for every enabled endpoint's shards
+/// and the retention pass.
+pub struct Outbound {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// What a worker shares.
+struct Ctx {
+    store: Store,
+    client: reqwest::Client,
+    /// This instance's name in leases.
+    holder: String,
+    /// Retries, timeout, disabling.
+    schedule: schedule::Schedule,
+    /// When this instance started (ms): a new endpoint's groups start there.
+    started_ms: i64,
+}
+
+/// What a step found.
+enum Next {
+    /// More may be waiting: look again at once.
+    Busy,
+    /// Nothing to do (or another instance holds the lease).
+    Idle,
+    /// The head waits for its retry time.
+    Until(i64),
+}
+
+/// A number from a per-process random seed and a counter: jitter and instance names
+/// need spread, not secrecy.
+fn random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(Default::default);
+    let mut h = SEED.build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Outbound {
+    /// Start delivering for every enabled endpoint of `config`, and the retention pass.
+    /// Fails only when the HTTP client cannot be set up.
+    pub fn start(store: Store, config: Arc<Config>) -> Result<Outbound, String> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(config.events_out.timeout)
+            .user_agent(concat!("dndgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client for events out: {e}"))?;
+        let holder = format!(
+            "{}-{}-{:x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "dndgate".into()),
+            std::process::id(),
+            (random() * u32::MAX as f64) as u32
+        );
+        let ctx = Arc::new(Ctx {
+            store,
+            client,
+            holder,
+            schedule: config.events_out.clone(),
+            // With the skew between this host's clock and Redis's allowed for: a new
+            // endpoint may get a few minutes of earlier changes, never miss one.
+            started_ms: crate::time::now_ms() - crate::time::MAX_SKEW_MS,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for tenant in config.tenants.values() {
+            for endpoint in tenant.endpoints.iter().filter(|e| e.enabled) {
+                let endpoint = Arc::new(endpoint.clone());
+                for shard in 0..16u8 {
+                    let s = OutShard {
+                        tenant: tenant.id.clone(),
+                        shard,
+                        endpoint: endpoint.id.clone(),
+                    };
+                    tasks.spawn(work(ctx.clone(), s, endpoint.clone(), stopped.clone()));
+                }
+            }
+        }
+        tasks.spawn(retain(ctx.clone(), config, stopped));
+        Ok(Outbound { stop, tasks })
+    }
+
+    /// Stop the workers (each finishes the try in flight) and let their leases go.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// One (endpoint, shard) worker, until stopped.
+async fn work(
+    ctx: Arc<Ctx>,
+    s: OutShard,
+    endpoint: Arc<Endpoint>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut applied = ctx.store.applied();
+    let mut prepared = false;
+    let mut idle = Duration::from_millis(20);
+    while !*stop.borrow() {
+        let next = step(&ctx, &s, &endpoint, &mut prepared).await;
+        let wait = match next {
+            Ok(Next::Busy) => {
+                idle = Duration::from_millis(20);
+                continue;
+            }
+            Ok(Next::Idle) => {
+                idle = (idle * 2).min(MAX_IDLE);
+                idle
+            }
+            Ok(Next::Until(ms)) => {
+                let left = (ms - crate::time::now_ms()).max(0) as u64;
+                Duration::from_millis(left).min(MAX_IDLE)
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, shard = s.shard, error = %e, "events out: redis");
+                MAX_IDLE
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = applied.changed() => { idle = Duration::from_millis(20); }
+            _ = stop.changed() => {}
+        }
+    }
+    let _ = ctx.store.out_release(&s, &ctx.holder).await;
+}
+
+fn count(s: &OutShard, result: &'static str) {
+    metrics()
+        .deliveries
+        .get_or_create(&DeliveryLabels {
+            tenant: s.tenant.clone(),
+            endpoint: s.endpoint.clone(),
+            result,
+        })
+        .inc();
+}
+
+/// Look at the shard once: deliver what is due, in order, until the head must wait.
+async fn step(
+    ctx: &Ctx,
+    s: &OutShard,
+    endpoint: &Endpoint,
+    prepared: &mut bool,
+) -> Result<Next, crate::store::StoreError> {
+    let store = &ctx.store;
+    if !store.out_lease(s, &ctx.holder, LEASE_MS).await? {
+        return Ok(Next::Idle);
+    }
+    if !*prepared {
+        store.out_prepare(s, ctx.started_ms).await?;
+        *prepared = true;
+    }
+    // What was read before and not finished comes first (a crash, a lost lease);
+    // then new entries.
+    let mut entries = read(store, s, true).await?;
+    if entries.is_empty() {
+        entries = read(store, s, false).await?;
+    }
+    if entries.is_empty() {
+        return Ok(Next::Idle);
+    }
+    let health = store.out_health(&s.tenant, &s.endpoint).await?;
+    if health.disabled_ms.is_some() {
+        return Ok(Next::Idle);
+    }
+    let mut retry = store.out_retry(s).await?;
+    for (id, entry) in entries {
+        let now = crate::time::now_ms();
+        let event = match entry {
+            Ok(entry) => match OutEvent::of(&entry, s.shard) {
+                Some(e) if endpoint.wants(e.kind, entry.scope.as_str()) => e,
+                _ => {
+                    if !store.out_done(s, &ctx.holder, &id).await? {
+                        return Ok(Next::Idle);
+                    }
+                    count(s, "filtered");
+                    continue;
+                }
+            },
+            Err(why) => {
+                // Nothing can be sent for an entry that cannot be read; it is kept as
+                // a dead letter with its fields, not dropped.
+                tracing::error!(tenant = %s.tenant, endpoint = %s.endpoint, id = %id, error = %why, "events out: unreadable audit entry dead-lettered");
+                if !store
+                    .out_dead(
+                        s,
+                        &ctx.holder,
+                        &id,
+                        Dying {
+                            event: &why,
+                            tries: 0,
+                            error: "unreadable audit entry",
+                            now_ms: now,
+                        },
+                    )
+                    .await?
+                {
+                    return Ok(Next::Idle);
+                }
+                count(s, "dead");
+                continue;
+            }
+        };
+        let tries_before = match &retry {
+            Some(r) if r.id == id => {
+                if now < r.next_ms {
+                    return Ok(Next::Until(r.next_ms));
+                }
+                r.tries
+            }
+            _ => 0,
+        };
+        // Keep the lease through the try: the next holder would send it again.
+        if !store.out_lease(s, &ctx.holder, LEASE_MS).await? {
+            return Ok(Next::Idle);
+        }
+        let (verdict, error) = send(ctx, endpoint, &event).await;
+        let tries = tries_before + 1;
+        let now = crate::time::now_ms();
+        match verdict {
+            Verdict::Delivered => {
+                if !store.out_done(s, &ctx.holder, &id).await? {
+                    return Ok(Next::Idle);
+                }
+                store
+                    .out_health_note(&s.tenant, &s.endpoint, true, now)
+                    .await?;
+                count(s, "delivered");
+                retry = None;
+            }
+            Verdict::Refused => {
+                tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, error = %error, "events out: the endpoint refused an event; dead-lettered");
+                if !store
+                    .out_dead(
+                        s,
+                        &ctx.holder,
+                        &id,
+                        Dying {
+                            event: &event.body,
+                            tries,
+                            error: &error,
+                            now_ms: now,
+                        },
+                    )
+                    .await?
+                {
+                    return Ok(Next::Idle);
+                }
+                count(s, "dead");
+                retry = None;
+            }
+            Verdict::Retry => {
+                count(s, "retry");
+                store
+                    .out_health_note(&s.tenant, &s.endpoint, false, now)
+                    .await?;
+                match ctx.schedule.next_try_ms(tries, now, random()) {
+                    Some(next_ms) => {
+                        tracing::info!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, retry_in_ms = next_ms - now, "events out: will retry");
+                        let r = Retry {
+                            id: id.clone(),
+                            tries,
+                            next_ms,
+                            error,
+                        };
+                        store.out_set_retry(s, &r).await?;
+                        disable_if_failing_too_long(ctx, s, now).await?;
+                        return Ok(Next::Until(next_ms));
+                    }
+                    None => {
+                        tracing::error!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, "events out: retries spent; dead-lettered");
+                        if !store
+                            .out_dead(
+                                s,
+                                &ctx.holder,
+                                &id,
+                                Dying {
+                                    event: &event.body,
+                                    tries,
+                                    error: &error,
+                                    now_ms: now,
+                                },
+                            )
+                            .await?
+                        {
+                            return Ok(Next::Idle);
+                        }
+                        count(s, "dead");
+                        retry = None;
+                        disable_if_failing_too_long(ctx, s, now).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Next::Busy)
+}
+
+/// Disable the endpoint when it has failed without a success for
+/// the schedule's `disable_after`.
+async fn disable_if_failing_too_long(
+    ctx: &Ctx,
+    s: &OutShard,
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
+    let store = &ctx.store;
+    let health = store.out_health(&s.tenant, &s.endpoint).await?;
+    let limit = ctx.schedule.disable_after.as_millis() as i64;
+    if let Some(since) = health.failing_since_ms
+        && health.disabled_ms.is_none()
+        && now - since >= limit
+    {
+        let why = format!(
+            "no delivery succeeded for {} days",
+            (now - since) / 86_400_000
+        );
+        store.out_disable(&s.tenant, &s.endpoint, now, &why).await?;
+        tracing::error!(tenant = %s.tenant, endpoint = %s.endpoint, reason = %why, "events out: endpoint disabled; enable it through the operator API once it is fixed");
+    }
+    Ok(())
+}
+
+/// Entries read for delivery, each as its id and the entry (or, for one that cannot be
+/// read, its fields as JSON text, kept in the dead letter).
+async fn read(
+    store: &Store,
+    s: &OutShard,
+    pending: bool,
+) -> Result<Vec<(String, Result<AuditEntry, String>)>, crate::store::StoreError> {
+    let reply = store.out_read(s, pending, BATCH).await?;
+    let streams =
+        read_reply(reply).map_err(|e| crate::store::StoreError::Protocol(e.to_string()))?;
+    Ok(streams
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .map(|(id, fields)| {
+            let parsed = parse_delivery(id.clone(), fields).map_err(|bad| {
+                serde_json::json!({
+                    "error": bad.error.to_string(),
+                    "fields": bad.fields.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                })
+                .to_string()
+            });
+            (id, parsed)
+        })
+        .collect())
+}
+
+/// One try: POST the signed event; the verdict and, when it failed, why.
+async fn send(ctx: &Ctx, endpoint: &Endpoint, event: &OutEvent) -> (Verdict, String) {
+    let now_s = crate::time::now_ms().div_euclid(1000);
+    let mut request = ctx
+        .client
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .body(event.body.clone());
+    for (name, value) in signed_headers(&endpoint.secrets, &event.id, now_s, &event.body) {
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            let verdict = schedule::verdict(Some(status));
+            (verdict, format!("HTTP {status}"))
+        }
+        Err(e) => {
+            let why = if e.is_timeout() {
+                format!("no answer within {:?}", ctx.schedule.timeout)
+            } else {
+                // Without the URL: it may carry credentials.
+                format!("cannot reach the endpoint: {}", e.without_url())
+            };
+            (schedule::verdict(None), why)
+        }
+    }
+}
+
+/// The retention pass, every [`RETENTION_EVERY`] until stopped.
+async fn retain(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if let Err(e) = retention_pass(&ctx.store, &config, crate::time::now_ms()).await {
+            tracing::warn!(error = %e, "audit retention: redis");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Trim every tenant's audit shards below what is older than `audit_retention` and
+/// no enabled endpoint still needs; update each endpoint's lag, oldest-undelivered
+/// and disabled metrics. An endpoint disabled (in the configuration, or for failing
+/// too long) holds nothing: its undelivered entries go with their age. Returns how
+/// many entries were trimmed.
+pub async fn retention_pass(
+    store: &Store,
+    config: &Config,
+    now_ms: i64,
+) -> Result<u64, crate::store::StoreError> {
+    let cutoff_ms = now_ms - config.audit_retention.as_millis() as i64;
+    let mut trimmed = 0;
+    for tenant in config.tenants.values() {
+        let mut holders = Vec::new();
+        for e in tenant.endpoints.iter().filter(|e| e.enabled) {
+            let health = store.out_health(&tenant.id, &e.id).await?;
+            let labels = EndpointLabels {
+                tenant: tenant.id.clone(),
+                endpoint: e.id.clone(),
+            };
+            let disabled = health.disabled_ms.is_some();
+            metrics()
+                .endpoint_disabled
+                .get_or_create(&labels)
+                .set(disabled as i64);
+            if !disabled {
+                holders.push((e.id.clone(), labels));
+            }
+        }
+        let mut lag = vec![0u64; holders.len()];
+        let mut oldest = vec![None::<i64>; holders.len()];
+        for shard in 0..16u8 {
+            let mut floor_ms = cutoff_ms;
+            let mut floor_id = format!("{cutoff_ms}-0");
+            for (i, (endpoint, _)) in holders.iter().enumerate() {
+                let s = OutShard {
+                    tenant: tenant.id.clone(),
+                    shard,
+                    endpoint: endpoint.clone(),
+                };
+                // An endpoint whose worker has not yet created its group holds the
+                // whole shard until it has.
+                let Some(g) = store.out_group(&s).await? else {
+                    floor_ms = i64::MIN;
+                    continue;
+                };
+                lag[i] += g.pending + g.lag;
+                if let Some(ms) = g.oldest.as_deref().and_then(id_ms) {
+                    oldest[i] = Some(oldest[i].map_or(ms, |o: i64| o.min(ms)));
+                }
+                if let Some(ms) = id_ms(&g.floor)
+                    && ms <= floor_ms
+                {
+                    floor_ms = ms;
+                    floor_id = g.floor.clone();
+                }
+            }
+            if floor_ms > 0 {
+                let n = store.trim_audit(&tenant.id, shard, &floor_id).await?;
+                trimmed += n;
+                metrics().audit_trimmed.inc_by(n);
+            }
+        }
+        for (i, (_, labels)) in holders.iter().enumerate() {
+            metrics()
+                .endpoint_lag
+                .get_or_create(labels)
+                .set(lag[i] as i64);
+            let age = oldest[i].map_or(0.0, |ms| ((now_ms - ms).max(0)) as f64 / 1000.0);
+            metrics()
+                .endpoint_oldest_seconds
+                .get_or_create(labels)
+                .set(age);
+        }
+    }
+    Ok(trimmed)
+}

@@ -1,0 +1,335 @@
+//! Events out, end to end: signed Twilio webhooks into running gateways, a real
+//! redis-server, and a receiver that verifies every delivery with the official
+//! Standard Webhooks library (Python, `tests/receiver/`, installed into
+//! `target/receiver-venv` on first use).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The venv with the official library, made once per machine.
+fn python() -> String {
+    static MADE: Mutex<bool> = Mutex::new(false);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/receiver-venv");
+    let py = venv.join("bin/python");
+    let mut made = MADE.lock().unwrap();
+    if !*made {
+        let ok = std::process::Command::new(&py)
+            .args(["-c", "import standardwebhooks"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            let venv_ok = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(venv_ok.success(), "python3 -m venv failed");
+            let pip = std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "-r"])
+                .arg(root.join("tests/receiver/requirements.txt"))
+                .status()
+                .expect("pip runs");
+            assert!(
+                pip.success(),
+                "installing the Standard Webhooks library failed"
+            );
+        }
+        *made = true;
+    }
+    py.display().to_string()
+}
+
+/// A running receiver and what it printed.
+struct Receiver {
+    port: u16,
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Receiver {
+    async fn start(port: u16, extra: &[&str]) -> Receiver {
+        let mut child = tokio::process::Command::new(python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/receiver/receiver.py"
+            ))
+            .arg(SECRET)
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the receiver starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+            .await
+            .expect("the receiver says its port")
+            .unwrap()
+            .expect("a line");
+        let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Receiver {
+            port,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait until `done` holds over every request seen, or panic after `within`.
+    async fn until(&mut self, within: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                _ => panic!("not done within {within:?}; seen: {:#?}", self.seen),
+            }
+        }
+        self.seen.clone()
+    }
+
+    /// The 2xx-answered deliveries seen.
+    fn delivered(&self) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|l| {
+                l["status"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+            })
+            .cloned()
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The test configuration with one endpoint for acme at `port`, and fast retries.
+fn config_with_endpoint(redis_url: &str, port: u16, retry_delays: &str) -> String {
+    format!(
+        r#"{}
+[events_out]
+retry_delays = {retry_delays}
+timeout = "2s"
+
+[[tenants.acme.endpoints]]
+id = "crm"
+url = "http://127.0.0.1:{port}/dnd"
+secrets = ["{SECRET}"]
+"#,
+        config_text(redis_url)
+    )
+}
+
+fn sid(n: usize) -> String {
+    format!("SM{n:032}")
+}
+
+async fn text(gw: &TestGateway, n: usize, from: &str, body: &str) {
+    let sid = sid(n);
+    let r = gw
+        .twilio(
+            "/webhooks/twilio/acme",
+            TWILIO_TOKEN,
+            &inbound_sms(&sid, from, body),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn stop_then_start_reach_the_receiver_signed_within_a_second() {
+    let redis = RedisServer::start();
+    let mut rx = Receiver::start(0, &[]).await;
+    let gw = TestGateway::start(&config_with_endpoint(&redis.url(), rx.port, "[\"1s\"]")).await;
+
+    let sent = Instant::now();
+    text(&gw, 1, "+14155550101", "STOP").await;
+    let seen = rx.until(Duration::from_secs(5), |s| !s.is_empty()).await;
+    let took = sent.elapsed();
+    let first = &seen[0];
+    assert_eq!(first["verified"], true, "{first}");
+    assert_eq!(first["type"], "dnd.enabled", "{first}");
+    assert_eq!(first["address"], "+14155550101");
+    assert_eq!(
+        first["id"], first["body_id"],
+        "webhook-id is the event's id"
+    );
+    assert!(took < Duration::from_secs(1), "dnd.enabled took {took:?}");
+
+    text(&gw, 2, "+14155550101", "START").await;
+    // STOP also covers voice by default: enabled for sms and voice, then disabled
+    // for both.
+    let seen = rx
+        .until(Duration::from_secs(5), |s| {
+            s.iter().filter(|l| l["type"] == "dnd.disabled").count() == 2
+        })
+        .await;
+    assert!(seen.iter().all(|l| l["verified"] == true), "{seen:#?}");
+    let kinds: Vec<(String, String)> = seen
+        .iter()
+        .map(|l| {
+            (
+                l["channel"].as_str().unwrap().into(),
+                l["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for channel in ["sms", "voice"] {
+        let mine: Vec<&str> = kinds
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        assert_eq!(
+            mine,
+            ["dnd.enabled", "dnd.disabled"],
+            "{channel}: {seen:#?}"
+        );
+    }
+    gw.stop().await;
+    rx.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_three_times_gets_the_event_again_with_the_same_id() {
+    let redis = RedisServer::start();
+    let mut rx = Receiver::start(0, &["--fail-first", "3"]).await;
+    let delays = "[\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"]";
+    let gw = TestGateway::start(&config_with_endpoint(&redis.url(), rx.port, delays)).await;
+
+    text(&gw, 1, "+14155550102", "STOP").await;
+    // Two events (sms and voice), each answered 500 three times and then 200.
+    let seen = rx
+        .until(Duration::from_secs(10), |s| {
+            s.iter().filter(|l| l["status"] == 200).count() == 2
+        })
+        .await;
+    let mut by_id: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for l in &seen {
+        assert_eq!(l["verified"], true, "{l}");
+        by_id
+            .entry(l["id"].as_str().unwrap().into())
+            .or_default()
+            .push(l["status"].as_u64().unwrap());
+    }
+    assert_eq!(by_id.len(), 2, "{by_id:?}");
+    for (id, statuses) in &by_id {
+        assert_eq!(statuses, &[500, 500, 500, 200], "{id}");
+    }
+    // Nothing more comes once it was taken.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    if let Ok(l) = rx.lines.try_recv() {
+        panic!("a delivered event came again: {l}");
+    }
+    gw.stop().await;
+    rx.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_a_while_gets_every_event_afterwards_in_order_per_address() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let delays = format!("[{}]", vec!["\"200ms\""; 60].join(", "));
+    let gw = TestGateway::start(&config_with_endpoint(&redis.url(), port, &delays)).await;
+
+    // Nobody listens yet: three changes on each of four addresses.
+    let addresses = [
+        "+14155550111",
+        "+14155550112",
+        "+14155550113",
+        "+14155550114",
+    ];
+    let mut n = 0;
+    for body in ["STOP", "START", "STOP"] {
+        for a in addresses {
+            n += 1;
+            text(&gw, n, a, body).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut rx = Receiver::start(port, &[]).await;
+    // Per address and channel (sms, voice): enabled, disabled, enabled.
+    let want = addresses.len() * 2 * 3;
+    let seen = rx
+        .until(Duration::from_secs(15), |s| {
+            s.iter().filter(|l| l["status"] == 200).count() >= want
+        })
+        .await;
+    let delivered = rx.delivered();
+    assert_eq!(delivered.len(), want, "{seen:#?}");
+    let ids: HashSet<&str> = delivered
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), want, "each event once");
+    for a in addresses {
+        for channel in ["sms", "voice"] {
+            let kinds: Vec<&str> = delivered
+                .iter()
+                .filter(|l| l["address"] == a && l["channel"] == channel)
+                .map(|l| l["type"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                kinds,
+                ["dnd.enabled", "dnd.disabled", "dnd.enabled"],
+                "{a} {channel}"
+            );
+        }
+    }
+    gw.stop().await;
+    rx.stop().await;
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_redis_deliver_each_event_once() {
+    let redis = RedisServer::start();
+    let mut rx = Receiver::start(0, &[]).await;
+    let config = config_with_endpoint(&redis.url(), rx.port, "[\"200ms\"]");
+    let one = TestGateway::start(&config).await;
+    let two = TestGateway::start(&config).await;
+
+    let count = 40;
+    for n in 0..count {
+        let gw = if n % 2 == 0 { &one } else { &two };
+        text(gw, n, &format!("+1415555{n:04}"), "STOP").await;
+    }
+    let want = count * 2;
+    rx.until(Duration::from_secs(15), |s| s.len() >= want).await;
+    // Anything sent twice would arrive within a few polls.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Ok(l) = rx.lines.try_recv() {
+        rx.seen.push(l);
+    }
+    let ids: Vec<&str> = rx.seen.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), want, "deliveries");
+    assert_eq!(unique.len(), want, "each event once");
+    one.stop().await;
+    two.stop().await;
+    rx.stop().await;
+}
