@@ -541,3 +541,71 @@ pub fn fuzz_request_bodies(body: &[u8], now_ms: i64) -> Vec<Result<(), Error>> {
     };
     vec![check(), set(), clear(), contact(), link()]
 }
+
+/// The endpoint routes under `/v1/tenants/{t}/endpoints` (events out): `rest` is the
+/// path after `endpoints`.
+pub async fn endpoints(
+    gw: &Gateway,
+    tenant_id: &str,
+    method: &str,
+    rest: &[&str],
+    body: &[u8],
+) -> Result<Answer, Error> {
+    use crate::outbound::manage;
+    let tenant = tenant(gw, tenant_id)?;
+    let store = &gw.store;
+    let value = match (method, rest) {
+        ("GET", []) => manage::list(store, tenant).await?,
+        ("POST", []) => {
+            let raw: crate::outbound::RawEndpoint = json_body(
+                body,
+                r#"{"id": "crm", "url": "https://crm.example.com/dnd", "events": ["dnd.enabled"]}"#,
+            )?;
+            let made = manage::create(store, tenant, raw).await?;
+            return Ok(Answer::json(201, &made));
+        }
+        ("DELETE", [id]) => manage::delete(store, tenant, id).await?,
+        ("POST", [id, "rotate"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Rotate {
+                secret: Option<String>,
+            }
+            let r: Rotate = json_body(body, r#"{} or {"secret": "whsec_..."}"#)?;
+            manage::rotate(store, tenant, id, r.secret).await?
+        }
+        ("POST", [id, "disable"]) => manage::set_enabled(store, tenant, id, false, "api").await?,
+        ("POST", [id, "enable"]) => manage::set_enabled(store, tenant, id, true, "api").await?,
+        ("POST", [id, "test"]) => manage::test(store, &gw.config, tenant, id).await?,
+        ("GET", [id, "dead"]) => manage::dead_letters(store, tenant, id).await?,
+        ("POST", [id, "dead", "replay"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Replay {
+                dead: Option<Vec<String>>,
+            }
+            let r: Replay = json_body(body, r#"{} or {"dead": ["3/1718000000415-0"]}"#)?;
+            manage::replay(store, &gw.config, tenant, id, r.dead).await?
+        }
+        _ => {
+            return Err(Error::new(
+                Kind::MethodNotAllowed,
+                format!("{method} is not allowed here"),
+            ));
+        }
+    };
+    Ok(Answer::json(200, &value))
+}
+
+/// The methods each endpoint route takes (for 405 and `Allow`), or `None` when there
+/// is no such route.
+pub fn endpoint_methods(rest: &[&str]) -> Option<&'static str> {
+    match rest {
+        [] => Some("GET, POST"),
+        [_] => Some("DELETE"),
+        [_, "rotate" | "disable" | "enable" | "test"] => Some("POST"),
+        [_, "dead"] => Some("GET"),
+        [_, "dead", "replay"] => Some("POST"),
+        _ => None,
+    }
+}

@@ -490,6 +490,9 @@ async fn api_route(
         ["history", _] => "GET",
         ["contacts", _] => "GET, PUT",
         ["links"] => "POST",
+        ["endpoints", tail @ ..] if api::endpoint_methods(tail).is_some() => {
+            api::endpoint_methods(tail).unwrap_or("GET")
+        }
         _ => {
             return respond(api::error_answer(&Error::not_found(format!(
                 "no API route {}",
@@ -530,6 +533,9 @@ async fn api_route(
             (Method::POST, ["links"]) => api::post_link(gw, &tenant, &body).await,
             (Method::PUT, ["contacts", id]) => {
                 api::put_contact(gw, &tenant, &decode(id)?, &body).await
+            }
+            (method, ["endpoints", tail @ ..]) => {
+                api::endpoints(gw, &tenant, method.as_str(), tail, &body).await
             }
             (method, _) => Err(Error::new(
                 Kind::MethodNotAllowed,

@@ -60,12 +60,16 @@ struct Receiver {
 
 impl Receiver {
     async fn start(port: u16, extra: &[&str]) -> Receiver {
+        Self::start_with_secret(SECRET, port, extra).await
+    }
+
+    async fn start_with_secret(secret: &str, port: u16, extra: &[&str]) -> Receiver {
         let mut child = tokio::process::Command::new(python())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/receiver/receiver.py"
             ))
-            .arg(SECRET)
+            .arg(secret)
             .args(["--port", &port.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
@@ -332,4 +336,171 @@ async fn two_gateways_on_one_redis_deliver_each_event_once() {
     one.stop().await;
     two.stop().await;
     rx.stop().await;
+}
+
+/// A call to the operator API of tenant acme.
+async fn api(gw: &TestGateway, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let auth = format!("Bearer {API_TOKEN}");
+    let r = http(
+        gw.addr,
+        method,
+        &format!("/v1/tenants/acme/{path}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    let v = serde_json::from_str(&r.body).unwrap_or_else(|_| Value::String(r.body.clone()));
+    (r.status, v)
+}
+
+#[tokio::test]
+async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_endpoint() {
+    let redis = RedisServer::start();
+    // The configured endpoint refuses everything, so the API's endpoint is what the
+    // test watches; a refusal dead-letters at once.
+    let refusing = Receiver::start(0, &["--status", "400"]).await;
+    let gw = TestGateway::start(&config_with_endpoint(
+        &redis.url(),
+        refusing.port,
+        "[\"100ms\"]",
+    ))
+    .await;
+
+    // Create: with the secret given; a bad URL or a taken id is refused in one line.
+    let port = free_port();
+    let (status, bad) = api(
+        &gw,
+        "POST",
+        "endpoints",
+        r#"{"id": "hooks", "url": "http://crm.example.com/x"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().starts_with("url:"), "{bad}");
+    let (status, taken) = api(
+        &gw,
+        "POST",
+        "endpoints",
+        r#"{"id": "crm", "url": "https://a.example.com"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{taken}");
+    let body = format!(
+        r#"{{"id": "hooks", "url": "http://127.0.0.1:{port}/in", "secrets": ["{SECRET}"]}}"#
+    );
+    let (status, made) = api(&gw, "POST", "endpoints", &body).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["secret"], SECRET);
+    assert_eq!(made["origin"], "api");
+    let (status, again) = api(&gw, "POST", "endpoints", &body).await;
+    assert_eq!(status, 409, "{again}");
+    let (_, listed) = api(&gw, "GET", "endpoints", "").await;
+    let ids: Vec<&str> = listed["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["crm", "hooks"], "{listed}");
+    assert!(
+        listed.to_string().find(SECRET).is_none(),
+        "a listing never shows a secret"
+    );
+
+    // A test event, verified by the official library.
+    let mut rx = Receiver::start(port, &[]).await;
+    let (status, tested) = api(&gw, "POST", "endpoints/hooks/test", "").await;
+    assert_eq!(
+        (status, &tested["delivered"]),
+        (200, &Value::Bool(true)),
+        "{tested}"
+    );
+    let seen = rx.until(Duration::from_secs(5), |s| !s.is_empty()).await;
+    assert_eq!(seen[0]["type"], "endpoint.test");
+    assert_eq!(seen[0]["verified"], true);
+
+    // Rotate: the new secret signs beside the old one, so a receiver that knows only
+    // the new one verifies the next event.
+    let (status, rotated) = api(&gw, "POST", "endpoints/hooks/rotate", "").await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_string();
+    assert!(new_secret.starts_with("whsec_") && new_secret != SECRET);
+    assert_eq!(rotated["secrets"], 2);
+    rx.stop().await;
+    let mut rx = Receiver::start_with_secret(&new_secret, port, &["--status", "400"]).await;
+
+    // The endpoint refuses (400): the STOP's events are dead letters at once.
+    text(&gw, 1, "+14155550131", "STOP").await;
+    rx.until(Duration::from_secs(5), |s| s.len() >= 2).await;
+    assert!(
+        rx.seen.iter().all(|l| l["verified"] == true),
+        "{:#?}",
+        rx.seen
+    );
+    let dead = loop {
+        let (_, d) = api(&gw, "GET", "endpoints/hooks/dead", "").await;
+        if d["dead"].as_array().unwrap().len() == 2 {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        dead["dead"][0]["error"].as_str().unwrap().contains("400"),
+        "{dead}"
+    );
+    rx.stop().await;
+
+    // Replay once the receiver takes them: both delivered, the list empties.
+    let mut rx = Receiver::start_with_secret(&new_secret, port, &[]).await;
+    let (status, replayed) = api(&gw, "POST", "endpoints/hooks/dead/replay", "").await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(
+        replayed["delivered"].as_array().unwrap().len(),
+        2,
+        "{replayed}"
+    );
+    let (_, dead) = api(&gw, "GET", "endpoints/hooks/dead", "").await;
+    assert_eq!(dead["dead"].as_array().unwrap().len(), 0, "{dead}");
+    let seen = rx.until(Duration::from_secs(5), |s| s.len() >= 2).await;
+    assert!(
+        seen.iter()
+            .all(|l| l["verified"] == true && l["type"] == "dnd.enabled"),
+        "{seen:#?}"
+    );
+
+    // Disabled: nothing is sent; enabled again: what waited arrives.
+    let (status, off) = api(&gw, "POST", "endpoints/hooks/disable", "").await;
+    assert_eq!(
+        (status, &off["enabled"]),
+        (200, &Value::Bool(false)),
+        "{off}"
+    );
+    text(&gw, 2, "+14155550131", "START").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        rx.lines.try_recv().is_err(),
+        "a disabled endpoint got an event"
+    );
+    let (_, on) = api(&gw, "POST", "endpoints/hooks/enable", "").await;
+    assert_eq!(on["enabled"], true, "{on}");
+    let seen = rx
+        .until(Duration::from_secs(5), |s| {
+            s.iter().filter(|l| l["type"] == "dnd.disabled").count() == 2
+        })
+        .await;
+    assert!(seen.iter().all(|l| l["verified"] == true));
+
+    // Deleted: gone from the list; a configuration endpoint cannot be deleted here.
+    let (status, _) = api(&gw, "DELETE", "endpoints/hooks", "").await;
+    assert_eq!(status, 200);
+    let (status, _) = api(&gw, "DELETE", "endpoints/crm", "").await;
+    assert_eq!(status, 409);
+    let (_, listed) = api(&gw, "GET", "endpoints", "").await;
+    assert_eq!(listed["endpoints"].as_array().unwrap().len(), 1, "{listed}");
+    gw.stop().await;
+    rx.stop().await;
+    refusing.stop().await;
 }

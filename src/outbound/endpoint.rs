@@ -44,18 +44,27 @@ impl Endpoint {
     }
 }
 
-/// `[[tenants.ID.endpoints]]` as written.
-#[derive(Debug, Deserialize)]
+/// `[[tenants.ID.endpoints]]` as written, and an endpoint made through the operator
+/// API as it is stored.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
-    id: String,
-    url: String,
+    /// The id.
+    pub id: String,
+    /// The URL.
+    pub url: String,
+    /// The secrets as written (`whsec_...`, or `env:`/`file:` in the configuration).
     #[serde(default)]
-    secrets: Vec<String>,
-    events: Option<Vec<String>>,
-    channels: Option<Vec<String>>,
+    pub secrets: Vec<String>,
+    /// Event type names; absent for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// Channel names; absent for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    /// On or off.
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
 }
 
 fn yes() -> bool {

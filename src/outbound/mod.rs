@@ -22,6 +22,7 @@
 
 pub mod endpoint;
 pub mod event;
+pub mod manage;
 pub mod schedule;
 mod worker;
 

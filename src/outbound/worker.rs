@@ -74,14 +74,7 @@ impl Outbound {
     /// Start delivering for every enabled endpoint of `config`, and the retention pass.
     /// Fails only when the HTTP client cannot be set up.
     pub fn start(store: Store, config: Arc<Config>) -> Result<Outbound, String> {
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(config.events_out.timeout)
-            .user_agent(concat!("dndgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client for events out: {e}"))?;
+        let client = client(config.events_out.timeout)?;
         let holder = format!(
             "{}-{}-{:x}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "dndgate".into()),
@@ -99,19 +92,7 @@ impl Outbound {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for tenant in config.tenants.values() {
-            for endpoint in tenant.endpoints.iter().filter(|e| e.enabled) {
-                let endpoint = Arc::new(endpoint.clone());
-                for shard in 0..16u8 {
-                    let s = OutShard {
-                        tenant: tenant.id.clone(),
-                        shard,
-                        endpoint: endpoint.id.clone(),
-                    };
-                    tasks.spawn(work(ctx.clone(), s, endpoint.clone(), stopped.clone()));
-                }
-            }
-        }
+        tasks.spawn(supervise(ctx.clone(), config.clone(), stopped.clone()));
         tasks.spawn(retain(ctx.clone(), config, stopped));
         Ok(Outbound { stop, tasks })
     }
@@ -123,17 +104,96 @@ impl Outbound {
     }
 }
 
-/// One (endpoint, shard) worker, until stopped.
-async fn work(
-    ctx: Arc<Ctx>,
-    s: OutShard,
-    endpoint: Arc<Endpoint>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// The HTTP client of events out: no redirects (the URL is what the operator set),
+/// `timeout` for a whole try.
+pub(super) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
+        .user_agent(concat!("dndgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client for events out: {e}"))
+}
+
+/// The endpoints being delivered to, by (tenant, endpoint id): what the workers read
+/// on every step, so a rotated secret or a changed URL applies at once and a removed
+/// endpoint's workers stop.
+type Live = std::sync::RwLock<std::collections::BTreeMap<(String, String), Arc<Endpoint>>>;
+
+/// How often the set of endpoints is read again (the API's are in Redis).
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// Keep one worker per shard for every enabled endpoint, the configuration's and the
+/// API's, until stopped; then wait for the workers.
+async fn supervise(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+    let live: Arc<Live> = Arc::default();
+    let mut running = std::collections::BTreeMap::new();
+    while !*stop.borrow() {
+        let mut now = std::collections::BTreeMap::new();
+        for tenant in config.tenants.values() {
+            match super::manage::endpoints(&ctx.store, tenant).await {
+                Ok(eps) => {
+                    for (e, _) in eps.into_iter().filter(|(e, _)| e.enabled) {
+                        now.insert((tenant.id.clone(), e.id.clone()), Arc::new(e));
+                    }
+                }
+                Err(e) => {
+                    // Keep the tenant's endpoints as they were until Redis answers.
+                    let was = live.read().expect("not poisoned");
+                    for (k, v) in was.iter().filter(|((t, _), _)| t == &tenant.id) {
+                        now.insert(k.clone(), v.clone());
+                    }
+                    tracing::warn!(tenant = %tenant.id, error = %e, "events out: cannot read the endpoints");
+                }
+            }
+        }
+        let wanted: Vec<(String, String)> = now.keys().cloned().collect();
+        *live.write().expect("not poisoned") = now;
+        // One set of workers per endpoint: a set still finishing (its endpoint was
+        // removed and made again within a refresh) is waited for, not doubled.
+        running.retain(|_, set: &mut Vec<tokio::task::JoinHandle<()>>| {
+            !set.iter().all(|h| h.is_finished())
+        });
+        for (tenant, endpoint) in wanted {
+            if running.contains_key(&(tenant.clone(), endpoint.clone())) {
+                continue;
+            }
+            let set = (0..16u8)
+                .map(|shard| {
+                    let s = OutShard {
+                        tenant: tenant.clone(),
+                        shard,
+                        endpoint: endpoint.clone(),
+                    };
+                    tokio::spawn(work(ctx.clone(), s, live.clone(), stop.clone()))
+                })
+                .collect();
+            running.insert((tenant, endpoint), set);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    for (_, set) in running {
+        for worker in set {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// One (endpoint, shard) worker, until stopped or its endpoint is gone.
+async fn work(ctx: Arc<Ctx>, s: OutShard, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     let mut applied = ctx.store.applied();
     let mut prepared = false;
     let mut idle = Duration::from_millis(20);
+    let key = (s.tenant.clone(), s.endpoint.clone());
     while !*stop.borrow() {
+        let Some(endpoint) = live.read().expect("not poisoned").get(&key).cloned() else {
+            break;
+        };
         let next = step(&ctx, &s, &endpoint, &mut prepared).await;
         let wait = match next {
             Ok(Next::Busy) => {
@@ -252,7 +312,7 @@ async fn step(
         if !store.out_lease(s, &ctx.holder, LEASE_MS).await? {
             return Ok(Next::Idle);
         }
-        let (verdict, error) = send(ctx, endpoint, &event).await;
+        let (verdict, error) = post(&ctx.client, endpoint, &event.id, &event.body).await;
         let tries = tries_before + 1;
         let now = crate::time::now_ms();
         match verdict {
@@ -384,26 +444,30 @@ async fn read(
         .collect())
 }
 
-/// One try: POST the signed event; the verdict and, when it failed, why.
-async fn send(ctx: &Ctx, endpoint: &Endpoint, event: &OutEvent) -> (Verdict, String) {
+/// One try: POST `body`, signed as event `id`, to `endpoint`; the verdict and what
+/// happened (`HTTP 503`, a timeout, a refused connection).
+pub(super) async fn post(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    id: &str,
+    body: &str,
+) -> (Verdict, String) {
     let now_s = crate::time::now_ms().div_euclid(1000);
-    let mut request = ctx
-        .client
+    let mut request = client
         .post(&endpoint.url)
         .header("content-type", "application/json")
-        .body(event.body.clone());
-    for (name, value) in signed_headers(&endpoint.secrets, &event.id, now_s, &event.body) {
+        .body(body.to_string());
+    for (name, value) in signed_headers(&endpoint.secrets, id, now_s, body) {
         request = request.header(name, value);
     }
     match request.send().await {
         Ok(answer) => {
             let status = answer.status().as_u16();
-            let verdict = schedule::verdict(Some(status));
-            (verdict, format!("HTTP {status}"))
+            (schedule::verdict(Some(status)), format!("HTTP {status}"))
         }
         Err(e) => {
             let why = if e.is_timeout() {
-                format!("no answer within {:?}", ctx.schedule.timeout)
+                "no answer in time".to_string()
             } else {
                 // Without the URL: it may carry credentials.
                 format!("cannot reach the endpoint: {}", e.without_url())
@@ -440,7 +504,8 @@ pub async fn retention_pass(
     let mut trimmed = 0;
     for tenant in config.tenants.values() {
         let mut holders = Vec::new();
-        for e in tenant.endpoints.iter().filter(|e| e.enabled) {
+        let endpoints = super::manage::endpoints(store, tenant).await?;
+        for (e, _) in endpoints.iter().filter(|(e, _)| e.enabled) {
             let health = store.out_health(&tenant.id, &e.id).await?;
             let labels = EndpointLabels {
                 tenant: tenant.id.clone(),

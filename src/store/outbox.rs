@@ -14,6 +14,8 @@
 //!   `error`, `dead_ms`).
 //! - `dnd:{T}:out:E`: hash `failing_since_ms`, `last_ok_ms`, `disabled_ms`,
 //!   `disabled_why`.
+//! - `dnd:{T}:endpoints`: hash, endpoint id -> the endpoint made through the operator
+//!   API, as JSON (its URL, secrets, filters).
 
 use redis::{Script, Value};
 
@@ -151,6 +153,10 @@ impl OutShard {
 /// The consumer group of endpoint `endpoint`.
 fn group_name(endpoint: &str) -> String {
     format!("out:{endpoint}")
+}
+
+fn api_endpoints_key(tenant: &str) -> String {
+    format!("dnd:{{{tenant}}}:endpoints")
 }
 
 fn health_key(tenant: &str, endpoint: &str) -> String {
@@ -503,5 +509,50 @@ impl Store {
             disabled_ms: int(m.get("disabled_ms")),
             disabled_why: m.get("disabled_why").cloned(),
         })
+    }
+
+    /// The endpoints made through the operator API for `tenant`: id -> JSON.
+    pub async fn api_endpoints(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(api_endpoints_key(tenant));
+        self.run(&cmd).await
+    }
+
+    /// Store (create or replace) an API endpoint; `only_new`: refuse (`false`) when
+    /// one by that id exists.
+    pub async fn put_api_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        json: &str,
+        only_new: bool,
+    ) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd(if only_new { "HSETNX" } else { "HSET" });
+        cmd.arg(api_endpoints_key(tenant)).arg(id).arg(json);
+        let n: i64 = self.run(&cmd).await?;
+        Ok(!only_new || n == 1)
+    }
+
+    /// Remove an API endpoint and its health; whether it existed. Its groups, leases
+    /// and dead letters stay until the audit streams go (they are small).
+    pub async fn delete_api_endpoint(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(api_endpoints_key(tenant)).arg(id);
+        let n: i64 = self.run(&cmd).await?;
+        let mut health = redis::cmd("DEL");
+        health.arg(health_key(tenant, id));
+        self.run::<Value>(&health).await?;
+        Ok(n == 1)
+    }
+
+    /// Remove dead letter `id` of the shard (replayed); whether it was there.
+    pub async fn out_dead_remove(&self, s: &OutShard, id: &str) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(s.key("dead")).arg(id);
+        let n: i64 = self.run(&cmd).await?;
+        Ok(n == 1)
     }
 }

@@ -38,8 +38,8 @@ class Handler(BaseHTTPRequestHandler):
             event = hook.verify(body, headers)
             line["verified"] = True
             line["type"] = event["type"]
-            line["channel"] = event["data"]["channel"]
-            line["address"] = event["data"]["address"]
+            line["channel"] = event["data"].get("channel")
+            line["address"] = event["data"].get("address")
             line["timestamp"] = event["timestamp"]
             line["body_id"] = event["id"]
             status = opts.status
