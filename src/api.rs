@@ -557,7 +557,7 @@ pub async fn endpoints(
     let value = match (method, rest) {
         ("GET", []) => manage::list(store, tenant).await?,
         ("POST", []) => {
-            let raw: crate::outbound::RawEndpoint = json_body(
+            let raw: crate::endpoint::RawEndpoint = json_body(
                 body,
                 r#"{"id": "crm", "url": "https://crm.example.com/dnd", "events": ["dnd.enabled"]}"#,
             )?;

@@ -107,7 +107,7 @@ pub enum EntryError {
         /// The value found (lossily decoded when it was not UTF-8).
         value: String,
     },
-    /// The entry was trimmed from the stream (MAXLEN) while it was still pending:
+    /// The entry was trimmed from the stream (for age) while it was still pending:
     /// only its id is left. Acknowledge it; it cannot be read any more.
     #[error("audit entry was trimmed from the stream before it was acknowledged")]
     Trimmed,

@@ -79,7 +79,7 @@ pub struct Config {
     /// enabled endpoint has not yet had delivered or dead-lettered.
     pub audit_retention: Duration,
     /// How events out are retried (`[events_out]`).
-    pub events_out: crate::outbound::schedule::Schedule,
+    pub events_out: crate::endpoint::schedule::Schedule,
     /// Set when the configuration still has `audit_max_len`, which no longer trims.
     pub audit_max_len_ignored: bool,
     /// Tenants by id.
@@ -149,7 +149,7 @@ pub struct Tenant {
     /// The DND state policy.
     pub policy: Policy,
     /// Where its DND-change events go.
-    pub endpoints: Vec<crate::outbound::Endpoint>,
+    pub endpoints: Vec<crate::endpoint::Endpoint>,
 }
 
 /// A tenant's DND state policy (SPEC section 6), each setting with a default.
@@ -312,7 +312,7 @@ struct RawTenant {
     #[serde(default)]
     api_tokens: Vec<String>,
     #[serde(default)]
-    endpoints: Vec<crate::outbound::RawEndpoint>,
+    endpoints: Vec<crate::endpoint::RawEndpoint>,
     page: Option<RawPage>,
     temporary_ttl: Option<String>,
     escalate_after: Option<u32>,
@@ -493,7 +493,7 @@ impl Config {
         );
         let mut delay_problems = Vec::new();
         let events_out = {
-            let defaults = crate::outbound::schedule::Schedule::default();
+            let defaults = crate::endpoint::schedule::Schedule::default();
             let raw_out = raw.events_out.unwrap_or(RawEventsOut {
                 retry_delays: None,
                 timeout: None,
@@ -513,7 +513,7 @@ impl Config {
                     })
                     .collect(),
             };
-            crate::outbound::schedule::Schedule {
+            crate::endpoint::schedule::Schedule {
                 retry_delays,
                 timeout: duration("events_out.timeout", raw_out.timeout, defaults.timeout),
                 disable_after: duration(
@@ -525,6 +525,12 @@ impl Config {
         };
         let dedup_ttl = duration("dedup_ttl", raw.dedup_ttl, DEFAULT_DEDUP_TTL);
         problems.extend(delay_problems);
+        if events_out.retry_delays.is_empty() {
+            problems.push(
+                "events_out.retry_delays is empty: give at least one wait (the default schedule has nine, about three days in all)"
+                    .to_string(),
+            );
+        }
         if dedup_ttl < MIN_DEDUP_TTL {
             problems.push(format!(
                 "dedup_ttl: {} is shorter than {}: SNS messages are accepted for two hours, and an event forgotten sooner could be replayed inside that window",
@@ -623,7 +629,7 @@ impl Config {
                 }
             }
             raw_providers.sections.insert(id.clone(), t.sections);
-            let endpoints = crate::outbound::read_endpoints(&id, t.endpoints, base, &mut problems);
+            let endpoints = crate::endpoint::read(&id, t.endpoints, base, &mut problems);
             let page = {
                 let defaults = crate::links::page::PageSettings {
                     name: id.clone(),

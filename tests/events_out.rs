@@ -504,3 +504,40 @@ async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_
     rx.stop().await;
     refusing.stop().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_everything_is_disabled_in_time_and_says_why() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(0, &["--status", "401"]).await;
+    let config = config_with_endpoint(&redis.url(), rx.port, "[\"100ms\"]").replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\ndisable_after = \"500ms\"",
+    );
+    let gw = TestGateway::start(&config).await;
+    text(&gw, 1, "+14155550141", "STOP").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    text(&gw, 2, "+14155550142", "STOP").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let crm = loop {
+        let (_, listed) = api(&gw, "GET", "endpoints", "").await;
+        let crm = listed["endpoints"][0].clone();
+        if crm["enabled"] == false || Instant::now() > deadline {
+            break crm;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(crm["enabled"], false, "{crm}");
+    assert!(
+        crm["disabled_why"]
+            .as_str()
+            .unwrap()
+            .contains("no delivery succeeded"),
+        "{crm}"
+    );
+    // Enabled again by the operator: the failing streak starts over.
+    let (_, on) = api(&gw, "POST", "endpoints/crm/enable", "").await;
+    assert_eq!(on["enabled"], true, "{on}");
+    assert_eq!(on["failing_since_ms"], Value::Null, "{on}");
+    gw.stop().await;
+    rx.stop().await;
+}

@@ -3,59 +3,25 @@
 //! `data`), with a stable id.
 
 use crate::audit::AuditEntry;
+use crate::endpoint::EventType;
 use crate::store::{Outcome, Record};
 use serde_json::{Value, json};
 
-/// The kinds of event an endpoint can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// The contact is now on DND on the scope (the record blocks and did not).
-    Enabled,
-    /// The contact is off DND on the scope (the record blocked and does not).
-    Disabled,
-    /// The record changed but the contact's DND did not (a temporary block made
-    /// permanent, a permanent block refreshed).
-    Updated,
-    /// A lift was refused: an operator clear of a permanent record without consent
-    /// evidence, or an own unblock of a record something else set.
-    Refused,
-    /// A possible opt-out ("please stop texting me") set aside for a human.
-    Review,
-    /// A help request (HELP, INFO).
-    Help,
-}
-
-crate::event::names! {
-    /// The event's `type`.
-    EventType {
-        Enabled => "dnd.enabled",
-        Disabled => "dnd.disabled",
-        Updated => "dnd.updated",
-        Refused => "dnd.refused",
-        Review => "dnd.review",
-        Help => "dnd.help",
-    }
-}
-
-impl EventType {
-    /// The event an audit entry makes, or `None` for an entry no automation acts on
-    /// (superseded, kept permanent, refused for its time, nothing to do).
-    pub fn of(entry: &AuditEntry) -> Option<EventType> {
-        match entry.outcome {
-            Outcome::Refused => Some(EventType::Refused),
-            Outcome::Review => Some(EventType::Review),
-            Outcome::Help => Some(EventType::Help),
-            Outcome::Applied | Outcome::Escalated => Some(if entry.dnd_enabled() {
-                EventType::Enabled
-            } else if entry.dnd_disabled() {
-                EventType::Disabled
-            } else {
-                EventType::Updated
-            }),
-            Outcome::Superseded | Outcome::KeptPermanent | Outcome::RefusedTime | Outcome::Noop => {
-                None
-            }
-        }
+/// The event an audit entry makes, or `None` for an entry no automation acts on
+/// (superseded, kept permanent, refused for its time, nothing to do).
+pub fn event_type(entry: &AuditEntry) -> Option<EventType> {
+    match entry.outcome {
+        Outcome::Refused => Some(EventType::Refused),
+        Outcome::Review => Some(EventType::Review),
+        Outcome::Help => Some(EventType::Help),
+        Outcome::Applied | Outcome::Escalated => Some(if entry.dnd_enabled() {
+            EventType::Enabled
+        } else if entry.dnd_disabled() {
+            EventType::Disabled
+        } else {
+            EventType::Updated
+        }),
+        Outcome::Superseded | Outcome::KeptPermanent | Outcome::RefusedTime | Outcome::Noop => None,
     }
 }
 
@@ -88,9 +54,9 @@ fn record_json(record: Option<&Record>, at_ms: i64) -> Value {
 
 impl OutEvent {
     /// The event of `entry` (read from audit shard `shard`), or `None` when the entry
-    /// makes none ([`EventType::of`]).
+    /// makes none ([`event_type`]).
     pub fn of(entry: &AuditEntry, shard: u8) -> Option<OutEvent> {
-        let kind = EventType::of(entry)?;
+        let kind = event_type(entry)?;
         let id = format!("evt_{shard:x}_{}", entry.id);
         let body = json!({
             "id": id,
@@ -172,11 +138,7 @@ mod tests {
         ];
         for (outcome, before, after, want) in rows {
             let e = entry(outcome, before, after, now);
-            assert_eq!(
-                EventType::of(&e),
-                *want,
-                "{outcome} {before:?} -> {after:?}"
-            );
+            assert_eq!(event_type(&e), *want, "{outcome} {before:?} -> {after:?}");
         }
     }
 

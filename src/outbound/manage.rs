@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::endpoint::{Endpoint, RawEndpoint, read};
-use super::schedule::Verdict;
 use crate::config::{Config, Tenant};
+use crate::endpoint::schedule::Verdict;
+use crate::endpoint::{Endpoint, RawEndpoint, read};
 use crate::error::{Error, Kind};
 use crate::store::{OutShard, Store};
 

@@ -16,18 +16,16 @@
 //! - The head entry of a shard is finished (acknowledged) only when delivered, refused
 //!   or dead-lettered; the entries behind it wait. An address's entries are all in
 //!   one shard, so they arrive in the order they were applied.
-//! - [`schedule`] says what an answer means and when to try again.
+//! - [`crate::endpoint::schedule`] says what an answer means and when to try again.
 //! - Retention ([`retention`]) trims each shard below the oldest entry an enabled
 //!   endpoint still needs, and below `audit_retention` in age.
 
-pub mod endpoint;
 pub mod event;
 pub mod manage;
-pub mod schedule;
 mod worker;
 
-pub use endpoint::{Endpoint, RawEndpoint, read as read_endpoints};
-pub use event::{EventType, OutEvent};
+pub use crate::endpoint::{Endpoint, EventType, RawEndpoint};
+pub use event::OutEvent;
 pub use worker::{Outbound, retention_pass};
 
 /// Sign `body` for an endpoint: the three Standard Webhooks headers, the signature

@@ -7,10 +7,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::event::OutEvent;
-use super::schedule::{self, Verdict};
-use super::{Endpoint, signed_headers};
+use super::signed_headers;
 use crate::audit::{AuditEntry, entry as parse_delivery, read_reply};
 use crate::config::Config;
+use crate::endpoint::Endpoint;
+use crate::endpoint::schedule::{self, Verdict};
 use crate::store::{Dying, OutShard, Retry, Store, id_ms};
 use crate::telemetry::{DeliveryLabels, EndpointLabels, metrics};
 
@@ -248,6 +249,16 @@ async fn step(
         store.out_prepare(s, ctx.started_ms).await?;
         *prepared = true;
     }
+    // A disabled endpoint reads nothing: what it has not read is not held pending,
+    // and retention may trim it (disabled endpoints hold no retention).
+    if store
+        .out_health(&s.tenant, &s.endpoint)
+        .await?
+        .disabled_ms
+        .is_some()
+    {
+        return Ok(Next::Idle);
+    }
     // What was read before and not finished comes first (a crash, a lost lease);
     // then new entries.
     let mut entries = read(store, s, true).await?;
@@ -255,10 +266,6 @@ async fn step(
         entries = read(store, s, false).await?;
     }
     if entries.is_empty() {
-        return Ok(Next::Idle);
-    }
-    let health = store.out_health(&s.tenant, &s.endpoint).await?;
-    if health.disabled_ms.is_some() {
         return Ok(Next::Idle);
     }
     let mut retry = store.out_retry(s).await?;
@@ -328,6 +335,12 @@ async fn step(
             }
             Verdict::Refused => {
                 tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, error = %error, "events out: the endpoint refused an event; dead-lettered");
+                // A refusal is a failure of the endpoint too: one that refuses
+                // everything (a wrong secret, a moved URL) is disabled in time.
+                store
+                    .out_health_note(&s.tenant, &s.endpoint, false, now)
+                    .await?;
+                disable_if_failing_too_long(ctx, s, now).await?;
                 if !store
                     .out_dead(
                         s,
@@ -494,7 +507,8 @@ async fn retain(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bo
 /// no enabled endpoint still needs; update each endpoint's lag, oldest-undelivered
 /// and disabled metrics. An endpoint disabled (in the configuration, or for failing
 /// too long) holds nothing: its undelivered entries go with their age. Returns how
-/// many entries were trimmed.
+/// many audit entries and dead letters were trimmed (dead letters go with the
+/// audit entries of their age).
 pub async fn retention_pass(
     store: &Store,
     config: &Config,
@@ -503,45 +517,56 @@ pub async fn retention_pass(
     let cutoff_ms = now_ms - config.audit_retention.as_millis() as i64;
     let mut trimmed = 0;
     for tenant in config.tenants.values() {
-        let mut holders = Vec::new();
-        let endpoints = super::manage::endpoints(store, tenant).await?;
-        for (e, _) in endpoints.iter().filter(|(e, _)| e.enabled) {
-            let health = store.out_health(&tenant.id, &e.id).await?;
+        // (id, labels, holds retention): every endpoint on in its definition is
+        // watched; only those not disabled hold the streams.
+        let mut watched = Vec::new();
+        for (e, _) in super::manage::endpoints(store, tenant).await? {
+            if !e.enabled {
+                continue;
+            }
+            let disabled = store
+                .out_health(&tenant.id, &e.id)
+                .await?
+                .disabled_ms
+                .is_some();
             let labels = EndpointLabels {
                 tenant: tenant.id.clone(),
                 endpoint: e.id.clone(),
             };
-            let disabled = health.disabled_ms.is_some();
             metrics()
                 .endpoint_disabled
                 .get_or_create(&labels)
                 .set(disabled as i64);
-            if !disabled {
-                holders.push((e.id.clone(), labels));
-            }
+            watched.push((e.id, labels, !disabled));
         }
-        let mut lag = vec![0u64; holders.len()];
-        let mut oldest = vec![None::<i64>; holders.len()];
+        let mut lag = vec![0u64; watched.len()];
+        let mut oldest = vec![None::<i64>; watched.len()];
         for shard in 0..16u8 {
             let mut floor_ms = cutoff_ms;
             let mut floor_id = format!("{cutoff_ms}-0");
-            for (i, (endpoint, _)) in holders.iter().enumerate() {
+            for (i, (endpoint, _, holds)) in watched.iter().enumerate() {
                 let s = OutShard {
                     tenant: tenant.id.clone(),
                     shard,
                     endpoint: endpoint.clone(),
                 };
+                // Dead letters are kept as long as the audit entries they came from.
+                let n = store.out_trim_dead(&s, &format!("{cutoff_ms}-0")).await?;
+                trimmed += n;
                 // An endpoint whose worker has not yet created its group holds the
                 // whole shard until it has.
                 let Some(g) = store.out_group(&s).await? else {
-                    floor_ms = i64::MIN;
+                    if *holds {
+                        floor_ms = i64::MIN;
+                    }
                     continue;
                 };
                 lag[i] += g.pending + g.lag;
                 if let Some(ms) = g.oldest.as_deref().and_then(id_ms) {
                     oldest[i] = Some(oldest[i].map_or(ms, |o: i64| o.min(ms)));
                 }
-                if let Some(ms) = id_ms(&g.floor)
+                if *holds
+                    && let Some(ms) = id_ms(&g.floor)
                     && ms <= floor_ms
                 {
                     floor_ms = ms;
@@ -554,7 +579,7 @@ pub async fn retention_pass(
                 metrics().audit_trimmed.inc_by(n);
             }
         }
-        for (i, (_, labels)) in holders.iter().enumerate() {
+        for (i, (_, labels, _)) in watched.iter().enumerate() {
             metrics()
                 .endpoint_lag
                 .get_or_create(labels)

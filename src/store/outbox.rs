@@ -548,6 +548,14 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Trim the shard's dead letters below `min_id` (they go with the audit entries
+    /// they came from). How many went.
+    pub async fn out_trim_dead(&self, s: &OutShard, min_id: &str) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("XTRIM");
+        cmd.arg(s.key("dead")).arg("MINID").arg("~").arg(min_id);
+        self.run(&cmd).await
+    }
+
     /// Remove dead letter `id` of the shard (replayed); whether it was there.
     pub async fn out_dead_remove(&self, s: &OutShard, id: &str) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("XDEL");

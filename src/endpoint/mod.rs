@@ -1,13 +1,47 @@
-//! A tenant's endpoints: where its DND-change events go (`[[tenants.ID.endpoints]]`).
+//! The vocabulary of events out, shared by the configuration and the delivery
+//! (`crate::outbound`): a tenant's endpoints (`[[tenants.ID.endpoints]]`), the event
+//! types they subscribe to, and the retry schedule ([`schedule`]).
+
+pub mod schedule;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::event::EventType;
 use crate::event::Channel;
 use crate::secret::Secret;
+
+/// The kinds of event an endpoint can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// The contact is now on DND on the scope (the record blocks and did not).
+    Enabled,
+    /// The contact is off DND on the scope (the record blocked and does not).
+    Disabled,
+    /// The record changed but the contact's DND did not (a temporary block made
+    /// permanent, a permanent block refreshed).
+    Updated,
+    /// A lift was refused: an operator clear of a permanent record without consent
+    /// evidence, or an own unblock of a record something else set.
+    Refused,
+    /// A possible opt-out ("please stop texting me") set aside for a human.
+    Review,
+    /// A help request (HELP, INFO).
+    Help,
+}
+
+crate::event::names! {
+    /// The event's `type`.
+    EventType {
+        Enabled => "dnd.enabled",
+        Disabled => "dnd.disabled",
+        Updated => "dnd.updated",
+        Refused => "dnd.refused",
+        Review => "dnd.review",
+        Help => "dnd.help",
+    }
+}
 
 /// One endpoint, checked.
 #[derive(Debug, Clone)]
@@ -134,8 +168,9 @@ pub fn read(
         let mut secrets = Vec::new();
         for (j, spec) in e.secrets.iter().enumerate() {
             match crate::secret::resolve(spec, base) {
-                Ok(s) if crate::signature::decode_whsec(s.expose()).is_some()
-                    && s.expose().starts_with(crate::signature::WHSEC_PREFIX) =>
+                Ok(s)
+                    if crate::signature::decode_whsec(s.expose()).is_some_and(|k| k.len() >= 24)
+                        && s.expose().starts_with(crate::signature::WHSEC_PREFIX) =>
                 {
                     secrets.push(s)
                 }
@@ -255,7 +290,7 @@ mod tests {
                 [[endpoints]]
                 id = "CRM!"
                 url = "http://crm.example.com/dnd"
-                secrets = ["not-a-secret"]
+                secrets = ["whsec_c2hvcnQ="]
                 events = ["dnd.enabeld"]
                 channels = ["fax"]
 
