@@ -299,7 +299,9 @@ pub async fn delete_dnd(gw: &Gateway, path: DndPath<'_>, body: &[u8]) -> Result<
 }
 
 /// `GET /v1/tenants/{t}/history/{address}`: the audit entries of the address, oldest
-/// first (every scope; the address's shard stream as far back as it is kept).
+/// first (every scope; the address's shard stream as far back as it is kept), and
+/// where that window starts (`window_start`: older entries were trimmed after
+/// `audit_retention`, or are past the scan).
 pub async fn get_history(
     gw: &Gateway,
     tenant_id: &str,
@@ -307,9 +309,9 @@ pub async fn get_history(
 ) -> Result<Answer, Error> {
     let tenant = tenant(gw, tenant_id)?;
     let address = Address::parse_any(raw_address).map_err(|e| Error::bad_request(e.to_string()))?;
-    let entries = gw
+    let (entries, window_start) = gw
         .store
-        .history(&tenant.id, &address, HISTORY_SCAN)
+        .history_window(&tenant.id, &address, HISTORY_SCAN)
         .await
         .map_err(Error::from)?;
     let entries: Vec<serde_json::Value> = entries
@@ -329,7 +331,13 @@ pub async fn get_history(
         .collect();
     Ok(Answer::json(
         200,
-        &json!({ "tenant": tenant.id, "address": address.as_str(), "entries": entries }),
+        &json!({
+            "tenant": tenant.id,
+            "address": address.as_str(),
+            "window_start": window_start.map(crate::time::format_rfc3339_ms),
+            "window_start_ms": window_start,
+            "entries": entries,
+        }),
     ))
 }
 

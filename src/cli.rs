@@ -673,12 +673,20 @@ async fn history(path: &Path, tenant: &str, raw: &str) -> ExitCode {
         }
         let address = crate::address::Address::parse_any(raw).map_err(|e| e.to_string())?;
         store
-            .history(tenant, &address, crate::api::HISTORY_SCAN)
+            .history_window(tenant, &address, crate::api::HISTORY_SCAN)
             .await
             .map_err(|e| e.to_string())
     };
     match run.await {
-        Ok(entries) => {
+        Ok((entries, window_start)) => {
+            // On stderr, so stdout stays one JSON entry a line.
+            match window_start {
+                Some(ms) => eprintln!(
+                    "history kept from {} (older entries are trimmed after audit_retention)",
+                    crate::time::format_rfc3339_ms(ms)
+                ),
+                None => eprintln!("history: nothing kept for this address's shard"),
+            }
             for fields in entries {
                 let object: serde_json::Map<String, serde_json::Value> = fields
                     .into_iter()

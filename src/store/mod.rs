@@ -1011,6 +1011,19 @@ impl Store {
         address: &Address,
         count: usize,
     ) -> Result<Vec<Vec<(String, String)>>, StoreError> {
+        Ok(self.history_window(tenant, address, count).await?.0)
+    }
+
+    /// [`Store::history`], and where its window starts: the time (ms, Redis's clock)
+    /// of the oldest entry it looked at, which is the oldest the shard still keeps
+    /// (`audit_retention` trims older ones) unless `count` stopped the scan first.
+    /// `None` when the shard keeps nothing.
+    pub async fn history_window(
+        &self,
+        tenant: &str,
+        address: &Address,
+        count: usize,
+    ) -> Result<(Vec<Vec<(String, String)>>, Option<i64>), StoreError> {
         let keys = keys(tenant, address);
         let mut conn = self.conn.clone();
         let entries: Vec<(String, Vec<(String, String)>)> = self
@@ -1024,6 +1037,7 @@ impl Store {
                     .query_async(&mut conn),
             )
             .await?;
+        let window_start = entries.last().and_then(|(id, _)| outbox::id_ms(id));
         let mut mine: Vec<Vec<(String, String)>> = entries
             .into_iter()
             .filter(|(_, fields)| {
@@ -1037,7 +1051,7 @@ impl Store {
             })
             .collect();
         mine.reverse();
-        Ok(mine)
+        Ok((mine, window_start))
     }
 }
 
