@@ -358,3 +358,40 @@ async fn without_endpoints_old_entries_go_and_newer_ones_stay() {
     assert_eq!(trimmed, old.len() as u64);
     gw.stop().await;
 }
+
+/// Two endpoints whose oldest unfinished entries are in the same millisecond (an SMS
+/// STOP's `sms` and `voice` entries are): the trim stops at the lower of the two ids,
+/// whatever the order of the endpoints in the configuration.
+#[tokio::test]
+async fn the_lowest_of_two_floors_in_one_millisecond_holds() {
+    let redis = RedisServer::start();
+    redis.cli_each(&["CONFIG", "SET", "stream-node-max-entries", "1"]);
+    let eps = format!(
+        "{}{}",
+        endpoint("a", free_port(), ""),
+        endpoint("b", free_port(), "")
+    );
+    let text = config_with(&redis.url(), &eps);
+    let (config, store) = open(&text);
+    // No gateway: the endpoints' positions are set by hand. Three entries in one
+    // millisecond, 40 days old.
+    let key = audit_key("acme", '0');
+    let ms = now_ms() - 40 * DAY_MS;
+    for seq in 0..3 {
+        let id = format!("{ms}-{seq}");
+        redis.cli(&["XADD", &key, &id, "scope", "sms"]).unwrap();
+    }
+    // a has had nothing (its floor is ms-0); b has finished ms-0 and ms-1 (ms-2).
+    let before = format!("{}-0", ms - 1);
+    let b_at = format!("{ms}-1");
+    redis
+        .cli(&["XGROUP", "CREATE", &key, "out:a", &before])
+        .unwrap();
+    redis
+        .cli(&["XGROUP", "CREATE", &key, "out:b", &b_at])
+        .unwrap();
+
+    retention_pass(&store, &config, now_ms()).await.unwrap();
+    let left = redis.cli(&["XLEN", &key]).unwrap();
+    assert_eq!(left, "3", "an entry endpoint a has not had was trimmed");
+}

@@ -413,6 +413,12 @@ async fn send(ctx: &Ctx, endpoint: &Endpoint, event: &OutEvent) -> (Verdict, Str
     }
 }
 
+/// A stream id as (ms, seq), to compare.
+fn id_at(id: &str) -> Option<(i64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// The retention pass, every [`RETENTION_EVERY`] until stopped.
 async fn retain(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
@@ -458,7 +464,9 @@ pub async fn retention_pass(
         let mut lag = vec![0u64; holders.len()];
         let mut oldest = vec![None::<i64>; holders.len()];
         for shard in 0..16u8 {
-            let mut floor_ms = cutoff_ms;
+            // The lowest id anyone holds, compared as (ms, seq): two floors can be in
+            // one millisecond.
+            let mut floor = (cutoff_ms, 0u64);
             let mut floor_id = format!("{cutoff_ms}-0");
             for (i, (endpoint, _)) in holders.iter().enumerate() {
                 let s = OutShard {
@@ -469,21 +477,21 @@ pub async fn retention_pass(
                 // An endpoint whose worker has not yet created its group holds the
                 // whole shard until it has.
                 let Some(g) = store.out_group(&s).await? else {
-                    floor_ms = i64::MIN;
+                    floor.0 = i64::MIN;
                     continue;
                 };
                 lag[i] += g.pending + g.lag;
                 if let Some(ms) = g.oldest.as_deref().and_then(id_ms) {
                     oldest[i] = Some(oldest[i].map_or(ms, |o: i64| o.min(ms)));
                 }
-                if let Some(ms) = id_ms(&g.floor)
-                    && ms <= floor_ms
+                if let Some(at) = id_at(&g.floor)
+                    && at <= floor
                 {
-                    floor_ms = ms;
+                    floor = at;
                     floor_id = g.floor.clone();
                 }
             }
-            if floor_ms > 0 {
+            if floor.0 > 0 {
                 let n = store.trim_audit(&tenant.id, shard, &floor_id).await?;
                 trimmed += n;
                 metrics().audit_trimmed.inc_by(n);
