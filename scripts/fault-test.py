@@ -13,8 +13,19 @@ Every event is sent once; the generator keeps which got a 2xx and which got an e
 (an error status, a reset or a refused connection). At the end it waits for the spool
 to drain and checks Redis: every acknowledged event applied exactly once (its record
 and one audit entry), and no errored event half-applied (a record without its audit
-entry or the reverse). Prints the numbers; exits 1 when any event was lost or applied
-twice.
+entry or the reverse).
+
+Events out: the script also runs a receiver (a stdlib HTTP server in a thread) for an
+endpoint of tenant acme. It verifies every request's Standard Webhooks signature and
+keeps (webhook-id, data.event_id, data.channel, data.address). At the end it waits (at
+most 60 s) until every acknowledged event's dnd.enabled event has arrived and the
+endpoint's consumer groups have nothing left, and counts deliveries: lost (an
+acknowledged STOP whose event never arrived), doubled (one change under two different
+event ids: a receiver cannot deduplicate that), resent (the same id more than once:
+allowed, at least once) and bad signatures.
+
+Prints the numbers; exits 1 when any event was lost or applied twice, any delivery was
+lost or doubled, or any signature failed.
 
 Usage: scripts/fault-test.py --bin target/debug/dndgate [--seconds 24] [--workers 8]
 """
@@ -24,6 +35,8 @@ import base64
 import hashlib
 import hmac
 import http.client
+import http.server
+import json
 import os
 import re
 import shutil
@@ -40,6 +53,11 @@ TOKEN = "fault-test-twilio-token"
 ACCOUNT = "AC00000000000000000000000000000000"
 PUBLIC_URL = "https://hooks.example.com"
 PATH = "/webhooks/twilio/acme"
+# The endpoint's signing secret (Standard Webhooks: base64 after "whsec_").
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ENDPOINT = "fault"
+# A signature's timestamp may be this far from the receiver's clock (as the library).
+TOLERANCE_S = 5 * 60
 
 
 def free_port():
@@ -114,6 +132,129 @@ class Resp:
     def call(self, *args):
         self.send(*args)
         return self.read()
+
+
+# --- the events-out receiver -----------------------------------------------------------
+
+
+def verify(headers, body):
+    """Does the request carry a valid Standard Webhooks signature for SECRET?"""
+    wid = headers.get("webhook-id")
+    ts = headers.get("webhook-timestamp")
+    sigs = headers.get("webhook-signature")
+    if not (wid and ts and sigs):
+        return False
+    try:
+        if abs(time.time() - int(ts)) > TOLERANCE_S:
+            return False
+    except ValueError:
+        return False
+    key = base64.b64decode(SECRET[len("whsec_"):])
+    signed = b"%s.%s.%s" % (wid.encode(), ts.encode(), body)
+    want = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    for sig in sigs.split(" "):
+        version, _, value = sig.partition(",")
+        if version == "v1" and hmac.compare_digest(value, want):
+            return True
+    return False
+
+
+class Receiver:
+    """Keeps every verified delivery as (webhook-id, type, event_id, channel, address);
+    answers 401 to a request whose signature fails (and counts it)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.deliveries = []
+        self.bad = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                ok = verify(self.headers, body)
+                row = None
+                if ok:
+                    try:
+                        event = json.loads(body)
+                        data = event["data"]
+                        row = (self.headers["webhook-id"], event["type"],
+                               data["event_id"], data["channel"], data["address"])
+                        ok = event["id"] == self.headers["webhook-id"]
+                    except (ValueError, KeyError, TypeError):
+                        ok = False
+                with receiver.lock:
+                    if ok:
+                        receiver.deliveries.append(row)
+                    else:
+                        receiver.bad.append((dict(self.headers), body[:200]))
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # A connection the SIGKILLed gateway left half-way is expected.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.deliveries), len(self.bad)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def groups_finished(port):
+    """Has the endpoint's group finished every entry of every acme shard (nothing
+    pending, nothing after its last-delivered id)? False while Redis cannot say."""
+    try:
+        r = Resp(port)
+    except OSError:
+        return False
+    try:
+        for shard in "0123456789abcdef":
+            key = "dnd:{acme:%s}:audit" % shard
+            mine = None
+            for g in r.call("XINFO", "GROUPS", key):
+                g = dict(zip(g[::2], g[1::2]))
+                if g["name"] == "out:" + ENDPOINT:
+                    mine = g
+            if mine is None or mine["pending"] != 0:
+                return False
+            if r.call("XRANGE", key, "(" + mine["last-delivered-id"], "+", "COUNT", 1):
+                return False
+        return True
+    except (OSError, RuntimeError):
+        return False
+    finally:
+        r.close()
+
+
+def wait_delivered(receiver, redis_port, want, timeout):
+    """Wait until every event id in `want` has a dnd.enabled delivery and the groups are
+    done, for at most `timeout` seconds; whether it finished."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        deliveries, _ = receiver.snapshot()
+        got = {d[2] for d in deliveries if d[1] == "dnd.enabled"}
+        if want <= got and groups_finished(redis_port):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 # --- processes ------------------------------------------------------------------------
@@ -254,6 +395,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dndgate-fault-")
     log = open(os.path.join(work, "processes.log"), "ab")
     redis_port, gw_port, admin_port = free_port(), free_port(), free_port()
+    receiver = Receiver()
+    delays = ", ".join(['"250ms"'] * 20)
     config = os.path.join(work, "dndgate.toml")
     with open(config, "w") as f:
         f.write(f"""listen = "127.0.0.1:{gw_port}"
@@ -263,6 +406,10 @@ redis_url = "redis://127.0.0.1:{redis_port}/"
 redis_timeout = "1s"
 spool_dir = "spool"
 
+[events_out]
+retry_delays = [{delays}]
+timeout = "2s"
+
 [tenants.acme]
 api_tokens = ["fault-test-api-token"]
 sms_opt_out_also = []
@@ -270,6 +417,11 @@ sms_opt_out_also = []
 [tenants.acme.twilio]
 auth_tokens = ["{TOKEN}"]
 account_sids = ["{ACCOUNT}"]
+
+[[tenants.acme.endpoints]]
+id = "{ENDPOINT}"
+url = "http://127.0.0.1:{receiver.port}/dnd"
+secrets = ["{SECRET}"]
 """)
     os.makedirs(os.path.join(work, "redis"))
     redis = Redis(redis_port, os.path.join(work, "redis"), log)
@@ -311,6 +463,11 @@ account_sids = ["{ACCOUNT}"]
         print(f"logs in {work}")
         raise
     say("spool drained")
+    acked_sids = {e[1] for e in load.acked}
+    finished = wait_delivered(receiver, redis_port, acked_sids, 60)
+    say("events out delivered" if finished else "events out NOT all delivered within 60 s")
+    deliveries, bad_signatures = receiver.snapshot()
+    receiver.stop()
 
     # Check Redis against what the generator kept.
     r = Resp(redis_port)
@@ -341,6 +498,18 @@ account_sids = ["{ACCOUNT}"]
     unknown = [k for k in audit if k not in known]
     r.close()
 
+    # Deliveries: per change (event_id, channel, address, type), the ids it came under.
+    ids_of = {}
+    times_of = {}
+    for wid, kind, event_id, channel, address in deliveries:
+        ids_of.setdefault((event_id, channel, address, kind), set()).add(wid)
+        times_of[wid] = times_of.get(wid, 0) + 1
+    enabled = {k[0] for k in ids_of if k[3] == "dnd.enabled"}
+    out_lost = sorted(acked_sids - enabled)
+    doubled = sorted((k, sorted(v)) for k, v in ids_of.items() if len(v) > 1)
+    resent = {wid: n for wid, n in times_of.items() if n > 1}
+    out_unknown = sorted(k for k in ids_of if k[0] not in known)
+
     code = gateway.term()
     print()
     print("fault test: redis killed and restarted twice, gateway SIGKILLed and restarted once")
@@ -367,7 +536,17 @@ account_sids = ["{ACCOUNT}"]
     replayed = sum(int(m) for m in re.findall(
         r"spooled changes applied to redis applied=(\d+)", text))
     print(f"  replayed from the spool:    {replayed}")
-    failed = lost or duplicates or half or unknown or code != 0 or not load.acked
+    print("events out (endpoint %r):" % ENDPOINT)
+    print(f"  deliveries received:        {len(deliveries)}"
+          f"  (distinct event ids: {len(times_of)})")
+    print(f"  lost:                       {len(out_lost)}")
+    print(f"  doubled (two event ids):    {len(doubled)}")
+    print(f"  resent (same id again):     {len(resent)}"
+          f"  ({sum(resent.values()) - len(resent)} extra deliveries; allowed)")
+    print(f"  bad signatures:             {bad_signatures}")
+    print(f"  for unknown events:         {len(out_unknown)}")
+    failed = (lost or duplicates or half or unknown or code != 0 or not load.acked
+              or out_lost or doubled or bad_signatures or out_unknown)
     if failed:
         print(f"fault test FAILED; logs in {work}")
         for e in lost[:10]:
@@ -376,6 +555,12 @@ account_sids = ["{ACCOUNT}"]
             print("  duplicate:", d)
         for h in half[:10]:
             print("  half-applied:", h)
+        for e in out_lost[:10]:
+            print("  delivery lost:", e)
+        for d in doubled[:10]:
+            print("  delivery doubled:", d)
+        for u in out_unknown[:10]:
+            print("  delivery for an unknown event:", u)
         return 1
     if args.keep:
         print(f"  work directory kept: {work}")

@@ -490,6 +490,12 @@ pub(super) async fn post(
     }
 }
 
+/// A stream id as (ms, seq), to compare.
+fn id_at(id: &str) -> Option<(i64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// The retention pass, every [`RETENTION_EVERY`] until stopped.
 async fn retain(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
@@ -542,7 +548,9 @@ pub async fn retention_pass(
         let mut lag = vec![0u64; watched.len()];
         let mut oldest = vec![None::<i64>; watched.len()];
         for shard in 0..16u8 {
-            let mut floor_ms = cutoff_ms;
+            // The lowest id anyone holds, compared as (ms, seq): two floors can be in
+            // one millisecond.
+            let mut floor = (cutoff_ms, 0u64);
             let mut floor_id = format!("{cutoff_ms}-0");
             for (i, (endpoint, _, holds)) in watched.iter().enumerate() {
                 let s = OutShard {
@@ -557,7 +565,7 @@ pub async fn retention_pass(
                 // whole shard until it has.
                 let Some(g) = store.out_group(&s).await? else {
                     if *holds {
-                        floor_ms = i64::MIN;
+                        floor.0 = i64::MIN;
                     }
                     continue;
                 };
@@ -566,14 +574,14 @@ pub async fn retention_pass(
                     oldest[i] = Some(oldest[i].map_or(ms, |o: i64| o.min(ms)));
                 }
                 if *holds
-                    && let Some(ms) = id_ms(&g.floor)
-                    && ms <= floor_ms
+                    && let Some(at) = id_at(&g.floor)
+                    && at <= floor
                 {
-                    floor_ms = ms;
+                    floor = at;
                     floor_id = g.floor.clone();
                 }
             }
-            if floor_ms > 0 {
+            if floor.0 > 0 {
                 let n = store.trim_audit(&tenant.id, shard, &floor_id).await?;
                 trimmed += n;
                 metrics().audit_trimmed.inc_by(n);

@@ -117,8 +117,8 @@ pub struct GroupState {
     pub lag: u64,
     /// The oldest entry not yet finished (pending, or else the first unread), if any.
     pub oldest: Option<String>,
-    /// The id up to which everything is finished: the audit stream may be trimmed
-    /// below it.
+    /// The first id not finished (the oldest pending or unread entry, or else the id
+    /// right after the last one read): the audit stream may be trimmed below it.
     pub floor: String,
 }
 
@@ -165,6 +165,19 @@ fn health_key(tenant: &str, endpoint: &str) -> String {
 
 fn int(v: Option<&String>) -> Option<i64> {
     v.and_then(|s| s.parse().ok())
+}
+
+/// The stream id right after `id` (`5-3` -> `5-4`), or `id` itself when it does
+/// not parse.
+fn after(id: &str) -> String {
+    let parsed = id
+        .split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)));
+    match parsed {
+        Some((ms, u64::MAX)) => format!("{}-0", ms + 1),
+        Some((ms, seq)) => format!("{ms}-{}", seq + 1),
+        None => id.to_string(),
+    }
 }
 
 /// The millisecond part of a stream id.
@@ -418,7 +431,9 @@ impl Store {
             let next: Vec<(String, Value)> = self.run(&cmd).await?;
             next.into_iter().next().map(|(id, _)| id)
         };
-        let floor = oldest.clone().unwrap_or(last);
+        // With nothing left to do, the floor is just past the last entry read: it is
+        // finished too, and `XTRIM MINID ~` keeps the whole node holding the floor's id.
+        let floor = oldest.clone().unwrap_or_else(|| after(&last));
         Ok(Some(GroupState {
             pending,
             lag,
