@@ -478,6 +478,8 @@ async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_
         (200, &Value::Bool(false)),
         "{off}"
     );
+    // Workers read an endpoint's health at most a second old.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     text(&gw, 2, "+14155550131", "START").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(

@@ -187,15 +187,20 @@ async fn supervise(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver
 
 /// One (endpoint, shard) worker, until stopped or its endpoint is gone.
 async fn work(ctx: Arc<Ctx>, s: OutShard, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
-    let mut applied = ctx.store.applied();
-    let mut prepared = false;
+    let mut applied = ctx.store.applied(s.shard);
+    let mut state = ShardState::default();
     let mut idle = Duration::from_millis(20);
     let key = (s.tenant.clone(), s.endpoint.clone());
     while !*stop.borrow() {
         let Some(endpoint) = live.read().expect("not poisoned").get(&key).cloned() else {
             break;
         };
-        let next = step(&ctx, &s, &endpoint, &mut prepared).await;
+        let next = step(&ctx, &s, &endpoint, &mut state).await;
+        if !matches!(next, Ok(Next::Busy)) {
+            // Whatever it left (a head waiting for its retry, a lost lease, an error)
+            // is in the pending list: read it first next time.
+            state.pending_maybe = true;
+        }
         let wait = match next {
             Ok(Next::Busy) => {
                 idle = Duration::from_millis(20);
@@ -234,34 +239,104 @@ fn count(s: &OutShard, result: &'static str) {
         .inc();
 }
 
+/// What a worker remembers between steps, to spare Redis round trips.
+struct ShardState {
+    /// The group exists (created once per worker).
+    prepared: bool,
+    /// The pending list may hold entries (at start, and after any step that did not
+    /// finish all it read): read it before new ones.
+    pending_maybe: bool,
+    /// When the lease was last taken or renewed.
+    lease_at: Option<std::time::Instant>,
+    /// The endpoint's health as last read, and when.
+    health: Option<(std::time::Instant, crate::store::Health)>,
+}
+
+impl Default for ShardState {
+    fn default() -> ShardState {
+        ShardState {
+            prepared: false,
+            pending_maybe: true,
+            lease_at: None,
+            health: None,
+        }
+    }
+}
+
+/// How long health is trusted before it is read again.
+const HEALTH_FRESH: Duration = Duration::from_secs(1);
+
+/// The lease's length: long enough that a try started while at least a timeout and a
+/// margin of it remain ends before it lapses.
+fn lease_ms(ctx: &Ctx) -> u64 {
+    let floor = 2 * ctx.schedule.timeout.as_millis() as u64 + 5_000;
+    LEASE_MS.max(floor)
+}
+
+/// Take or keep the lease, renewing it only when less than a try's timeout and a
+/// margin of it remain.
+async fn hold_lease(
+    ctx: &Ctx,
+    s: &OutShard,
+    state: &mut ShardState,
+) -> Result<bool, crate::store::StoreError> {
+    let lease = lease_ms(ctx);
+    let spare = ctx.schedule.timeout.as_millis() as u64 + 2_000;
+    if let Some(at) = state.lease_at
+        && (at.elapsed().as_millis() as u64) + spare < lease
+    {
+        return Ok(true);
+    }
+    let held = ctx.store.out_lease(s, &ctx.holder, lease).await?;
+    state.lease_at = held.then(std::time::Instant::now);
+    Ok(held)
+}
+
+/// The endpoint's health, read again when older than [`HEALTH_FRESH`].
+async fn health(
+    ctx: &Ctx,
+    s: &OutShard,
+    state: &mut ShardState,
+) -> Result<crate::store::Health, crate::store::StoreError> {
+    if let Some((at, h)) = &state.health
+        && at.elapsed() < HEALTH_FRESH
+    {
+        return Ok(h.clone());
+    }
+    let h = ctx.store.out_health(&s.tenant, &s.endpoint).await?;
+    state.health = Some((std::time::Instant::now(), h.clone()));
+    Ok(h)
+}
+
 /// Look at the shard once: deliver what is due, in order, until the head must wait.
 async fn step(
     ctx: &Ctx,
     s: &OutShard,
     endpoint: &Endpoint,
-    prepared: &mut bool,
+    state: &mut ShardState,
 ) -> Result<Next, crate::store::StoreError> {
     let store = &ctx.store;
-    if !store.out_lease(s, &ctx.holder, LEASE_MS).await? {
+    if !hold_lease(ctx, s, state).await? {
+        state.pending_maybe = true;
         return Ok(Next::Idle);
     }
-    if !*prepared {
+    if !state.prepared {
         store.out_prepare(s, ctx.started_ms).await?;
-        *prepared = true;
+        state.prepared = true;
     }
     // A disabled endpoint reads nothing: what it has not read is not held pending,
     // and retention may trim it (disabled endpoints hold no retention).
-    if store
-        .out_health(&s.tenant, &s.endpoint)
-        .await?
-        .disabled_ms
-        .is_some()
-    {
+    let mut known = health(ctx, s, state).await?;
+    if known.disabled_ms.is_some() {
         return Ok(Next::Idle);
     }
     // What was read before and not finished comes first (a crash, a lost lease);
     // then new entries.
-    let mut entries = read(store, s, true).await?;
+    let mut entries = Vec::new();
+    if state.pending_maybe {
+        entries = read(store, s, true).await?;
+        state.pending_maybe = !entries.is_empty();
+    }
     if entries.is_empty() {
         entries = read(store, s, false).await?;
     }
@@ -316,7 +391,7 @@ async fn step(
             _ => 0,
         };
         // Keep the lease through the try: the next holder would send it again.
-        if !store.out_lease(s, &ctx.holder, LEASE_MS).await? {
+        if !hold_lease(ctx, s, state).await? {
             return Ok(Next::Idle);
         }
         let (verdict, error) = post(&ctx.client, endpoint, &event.id, &event.body).await;
@@ -327,9 +402,17 @@ async fn step(
                 if !store.out_done(s, &ctx.holder, &id).await? {
                     return Ok(Next::Idle);
                 }
-                store
-                    .out_health_note(&s.tenant, &s.endpoint, true, now)
-                    .await?;
+                // The streak ends with the first success; the time of the last one is
+                // kept fresh to a second, not written per event.
+                let stale = known.last_ok_ms.is_none_or(|t| now - t >= 1_000);
+                if known.failing_since_ms.is_some() || stale {
+                    store
+                        .out_health_note(&s.tenant, &s.endpoint, true, now)
+                        .await?;
+                    known.failing_since_ms = None;
+                    known.last_ok_ms = Some(now);
+                    state.health = Some((std::time::Instant::now(), known.clone()));
+                }
                 count(s, "delivered");
                 retry = None;
             }
@@ -340,6 +423,7 @@ async fn step(
                 store
                     .out_health_note(&s.tenant, &s.endpoint, false, now)
                     .await?;
+                state.health = None;
                 disable_if_failing_too_long(ctx, s, now).await?;
                 if !store
                     .out_dead(
@@ -365,6 +449,7 @@ async fn step(
                 store
                     .out_health_note(&s.tenant, &s.endpoint, false, now)
                     .await?;
+                state.health = None;
                 match ctx.schedule.next_try_ms(tries, now, random()) {
                     Some(next_ms) => {
                         tracing::info!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, retry_in_ms = next_ms - now, "events out: will retry");

@@ -104,6 +104,17 @@ pub fn keys(tenant: &str, address: &Address) -> Keys {
     }
 }
 
+impl Keys {
+    /// The shard (0 to 15): the last hex digit of the tag.
+    pub fn shard(&self) -> usize {
+        self.tag
+            .rsplit(':')
+            .next()
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .unwrap_or(0)
+    }
+}
+
 /// The audit streams of a tenant, one per shard (16), in shard order. Automations
 /// read them all (see `docs/AUDIT.md`).
 pub fn audit_keys(tenant: &str) -> Vec<String> {
@@ -539,9 +550,10 @@ pub struct StoreOptions {
 pub struct Store {
     conn: Connection,
     script: Script,
-    /// Counts the changes this store (and its clones) applied, so the delivery of
-    /// events out in this process wakes at once instead of at its next poll.
-    applied: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Counts the changes this store (and its clones) applied, per shard, so the
+    /// delivery of events out in this process wakes the shard's workers at once
+    /// instead of at their next poll.
+    applied: std::sync::Arc<[tokio::sync::watch::Sender<u64>; 16]>,
     options: StoreOptions,
 }
 
@@ -565,7 +577,9 @@ impl Store {
         Ok(Store {
             conn,
             script: Script::new(APPLY_LUA),
-            applied: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            applied: std::sync::Arc::new(std::array::from_fn(|_| {
+                tokio::sync::watch::Sender::new(0)
+            })),
             options,
         })
     }
@@ -621,13 +635,14 @@ impl Store {
         let reply: Value = self
             .with_timeout(invocation.invoke_async(&mut conn))
             .await?;
-        self.applied.send_modify(|n| *n = n.wrapping_add(1));
+        self.applied[keys.shard()].send_modify(|n| *n = n.wrapping_add(1));
         parse_applied(reply, change.scopes)
     }
 
-    /// Changes as this store applies them: `changed()` completes after the next one.
-    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.applied.subscribe()
+    /// Changes as this store applies them to shard `shard` (0 to 15, any tenant):
+    /// `changed()` completes after the next one.
+    pub fn applied(&self, shard: u8) -> tokio::sync::watch::Receiver<u64> {
+        self.applied[usize::from(shard & 0xf)].subscribe()
     }
 
     /// May `address` be sent to on `channel` at `now_ms`? One HMGET on one key: the
@@ -1141,6 +1156,7 @@ mod tests {
         let h = hex::encode(Sha1::digest(b"+14155551234"));
         assert_eq!(k.bucket, format!("dnd:{{acme:{}}}:{}", &h[..1], &h[1..4]));
         assert_eq!(k.audit, format!("dnd:{{acme:{}}}:audit", &h[..1]));
+        assert_eq!(k.shard(), usize::from_str_radix(&h[..1], 16).unwrap());
         assert_eq!(field(Scope::All, &a), "all:+14155551234");
         assert_eq!(bucket_key("acme", &a), k.bucket);
     }
