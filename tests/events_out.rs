@@ -543,3 +543,58 @@ async fn an_endpoint_that_refuses_everything_is_disabled_in_time_and_says_why() 
     gw.stop().await;
     rx.stop().await;
 }
+
+#[tokio::test]
+async fn a_temporary_block_that_runs_out_sends_dnd_expired() {
+    let redis = RedisServer::start();
+    let mut rx = Receiver::start(0, &[]).await;
+    let gw = TestGateway::start(&config_with_endpoint(&redis.url(), rx.port, "[\"1s\"]")).await;
+    // A bounce reported late: its 72 h block ran out an hour ago. The change is
+    // audited (dnd.enabled, judged at its event time), then the gateway's sweep audits
+    // the expiry (dnd.expired).
+    let store = dndgate::store::Store::open(
+        &redis.url(),
+        dndgate::store::StoreOptions {
+            timeout: Duration::from_secs(2),
+            dedup_ttl: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let address =
+        dndgate::address::Address::parse(dndgate::event::Channel::Sms, "+14155550151").unwrap();
+    let at = now_ms() - 73 * 3_600_000;
+    store
+        .apply(&dndgate::store::Change {
+            tenant: "acme",
+            address: &address,
+            scopes: &[dndgate::event::Scope::Channel(dndgate::event::Channel::Sms)],
+            action: dndgate::store::StoreAction::BlockTemporary,
+            reason: "twilio:30003",
+            provider: dndgate::providers::Provider::Twilio.source(),
+            event_id: "SMlate",
+            event_ms: at,
+            received_ms: now_ms(),
+            now_ms: now_ms(),
+            temporary_ttl: Duration::from_secs(72 * 3600),
+            escalate_after: 3,
+            escalate_window: Duration::from_secs(30 * 86400),
+            actor: None,
+            evidence: None,
+            contact: None,
+        })
+        .await
+        .unwrap();
+    let seen = rx
+        .until(Duration::from_secs(10), |s| {
+            s.iter().any(|l| l["type"] == "dnd.expired")
+        })
+        .await;
+    let kinds: Vec<&str> = seen.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["dnd.enabled", "dnd.expired"], "{seen:#?}");
+    assert!(
+        seen.iter()
+            .all(|l| l["verified"] == true && l["address"] == "+14155550151")
+    );
+    gw.stop().await;
+    rx.stop().await;
+}

@@ -329,9 +329,16 @@ async fn rule_2_temporary_lifted_by_operator_inbound_or_expiry_and_escalates() {
         w.blocked(&d, Channel::Sms, T0 + 400 * DAY).await,
         Some(State::Permanent)
     );
+    // Each earlier block had run out (72 h) before the next failure came: its
+    // expiry is audited first, in order.
     let audit = w.audit(&d).await;
+    let outcomes: Vec<&str> = audit.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(
-        audit[2],
+        outcomes,
+        ["applied", "expired", "applied", "expired", "escalated"]
+    );
+    assert_eq!(
+        audit[4],
         ("escalated".into(), "escalated:twilio:30003".into())
     );
     // ...and an ordinary inbound message no longer lifts it.

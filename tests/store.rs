@@ -549,3 +549,177 @@ async fn item_04_an_unreadable_or_pre_1970_record_is_never_no_record() {
         assert_eq!(outcome(&applied), Outcome::KeptPermanent, "{value}");
     }
 }
+
+/// The outcomes in an address's history, oldest first.
+async fn outcomes(store: &Store, address: &Address) -> Vec<String> {
+    store
+        .history("acme", address, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|fields| {
+            fields
+                .into_iter()
+                .find(|(k, _)| k == "outcome")
+                .map(|(_, v)| v)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A temporary record that runs out is audited (`expired`) once, in its shard's
+/// order: by the sweeper when nothing else comes, or by the next write to the address
+/// that finds it first, before that write's own entry.
+#[tokio::test]
+async fn an_expiry_is_audited_once_in_order_by_the_sweeper_or_the_next_write() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let now = dndgate::time::now_ms();
+    let long_ago = now - 100 * HOUR_MS; // its 72 h block ran out 28 h ago
+    let shard = |a: &Address| dndgate::store::keys("acme", a).shard() as u8;
+
+    let a = sms("+15550009101");
+    apply(
+        &store,
+        &a,
+        ev(
+            StoreAction::BlockTemporary,
+            "twilio:30003",
+            "SMx1",
+            long_ago,
+        ),
+    )
+    .await;
+    assert_eq!(outcomes(&store, &a).await, ["applied"]);
+    let swept = store
+        .sweep_expiries("acme", shard(&a), now, 100)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(outcomes(&store, &a).await, ["applied", "expired"]);
+    let entry = store.history("acme", &a, 100).await.unwrap().pop().unwrap();
+    let field = |k: &str| entry.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        field("event_ms"),
+        Some((long_ago + 72 * HOUR_MS).to_string())
+    );
+    assert_eq!(field("before"), field("after"));
+    assert_eq!(field("reason").as_deref(), Some("twilio:30003"));
+    // Once: the record is gone and a second sweep finds nothing.
+    assert_eq!(
+        store
+            .sweep_expiries("acme", shard(&a), now, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &a, now)
+            .await
+            .unwrap()
+            .blocked
+    );
+
+    let b = sms("+15550009102");
+    apply(
+        &store,
+        &b,
+        ev(
+            StoreAction::BlockTemporary,
+            "twilio:30003",
+            "SMy1",
+            long_ago,
+        ),
+    )
+    .await;
+    apply(
+        &store,
+        &b,
+        ev(
+            StoreAction::BlockTemporary,
+            "twilio:30005",
+            "SMy2",
+            now - HOUR_MS,
+        ),
+    )
+    .await;
+    assert_eq!(
+        outcomes(&store, &b).await,
+        ["applied", "expired", "applied"]
+    );
+    // The new block is live: nothing to sweep, and it blocks.
+    assert_eq!(
+        store
+            .sweep_expiries("acme", shard(&b), now, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store
+            .lookup("acme", Channel::Sms, &b, now)
+            .await
+            .unwrap()
+            .blocked
+    );
+    // A permanent block over a live temporary one takes it out of the index: no
+    // expiry is ever audited for it.
+    apply(
+        &store,
+        &b,
+        ev(StoreAction::BlockPermanent, "keyword:STOP", "SMy3", now),
+    )
+    .await;
+    let later = now + 80 * HOUR_MS;
+    assert_eq!(
+        store
+            .sweep_expiries("acme", shard(&b), later, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        outcomes(&store, &b).await,
+        ["applied", "expired", "applied", "applied"]
+    );
+}
+
+/// An expiry found by a change that then writes nothing (a reply on an expired
+/// temporary block) is still audited once: a later change does not audit it again.
+#[tokio::test]
+async fn an_expiry_found_by_a_change_that_writes_nothing_is_audited_once() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let now = dndgate::time::now_ms();
+    let c = sms("+15550009103");
+    apply(
+        &store,
+        &c,
+        ev(
+            StoreAction::BlockTemporary,
+            "twilio:30003",
+            "SMz1",
+            now - 100 * HOUR_MS,
+        ),
+    )
+    .await;
+    apply(
+        &store,
+        &c,
+        ev(StoreAction::Reachable, "inbound", "SMz2", now - HOUR_MS),
+    )
+    .await;
+    apply(
+        &store,
+        &c,
+        ev(StoreAction::Reachable, "inbound", "SMz3", now),
+    )
+    .await;
+    let shard = dndgate::store::keys("acme", &c).shard() as u8;
+    assert_eq!(
+        store.sweep_expiries("acme", shard, now, 100).await.unwrap(),
+        0
+    );
+    assert_eq!(outcomes(&store, &c).await, ["applied", "expired"]);
+}

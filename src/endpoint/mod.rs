@@ -29,6 +29,9 @@ pub enum EventType {
     Review,
     /// A help request (HELP, INFO).
     Help,
+    /// A temporary block ran out: the contact is off DND on the scope again, by time
+    /// alone.
+    Expired,
 }
 
 crate::event::names! {
@@ -40,6 +43,7 @@ crate::event::names! {
         Refused => "dnd.refused",
         Review => "dnd.review",
         Help => "dnd.help",
+        Expired => "dnd.expired",
     }
 }
 

@@ -14,6 +14,7 @@ pub fn event_type(entry: &AuditEntry) -> Option<EventType> {
         Outcome::Refused => Some(EventType::Refused),
         Outcome::Review => Some(EventType::Review),
         Outcome::Help => Some(EventType::Help),
+        Outcome::Expired => Some(EventType::Expired),
         Outcome::Applied | Outcome::Escalated => Some(if entry.dnd_enabled() {
             EventType::Enabled
         } else if entry.dnd_disabled() {
@@ -132,6 +133,8 @@ mod tests {
             ("refused", &p, &p, Some(EventType::Refused)),
             ("review", "", "", Some(EventType::Review)),
             ("help", "", "", Some(EventType::Help)),
+            ("expired", &dead_t, &dead_t, Some(EventType::Expired)),
+            ("expired", &dead_t, &dead_t, Some(EventType::Expired)),
             ("superseded", &p, &p, None),
             ("kept_permanent", &p, &p, None),
             ("refused_time", "", "", None),

@@ -94,6 +94,7 @@ impl Outbound {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(supervise(ctx.clone(), config.clone(), stopped.clone()));
+        tasks.spawn(sweep(ctx.clone(), config.clone(), stopped.clone()));
         tasks.spawn(retain(ctx.clone(), config, stopped));
         Ok(Outbound { stop, tasks })
     }
@@ -579,6 +580,43 @@ pub(super) async fn post(
 fn id_at(id: &str) -> Option<(i64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// How often temporary records that ran out are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Expiries audited per script round before the next shard gets its turn.
+const SWEEP_BATCH: usize = 100;
+
+/// The expiry sweep, every [`SWEEP_EVERY`] until stopped: every temporary record that
+/// ran out is audited (`expired`, hence `dnd.expired`) once, in its shard's order,
+/// by whichever instance finds it first.
+async fn sweep(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        for tenant in config.tenants.keys() {
+            for shard in 0..16u8 {
+                loop {
+                    let now = crate::time::now_ms();
+                    match ctx
+                        .store
+                        .sweep_expiries(tenant, shard, now, SWEEP_BATCH)
+                        .await
+                    {
+                        Ok(n) if n as usize >= SWEEP_BATCH => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(tenant = %tenant, shard, error = %e, "expiry sweep: redis");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// The retention pass, every [`RETENTION_EVERY`] until stopped.

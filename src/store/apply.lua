@@ -4,6 +4,8 @@
 -- KEYS[2]   audit stream         dnd:{TENANT:S}:audit
 -- KEYS[3]   dedup marker         dnd:{TENANT:S}:seen:PROVIDER:EVENT_ID
 -- KEYS[3+i] failure window of the i-th field, dnd:{TENANT:S}:fails:SCOPE:ADDRESS
+-- KEYS[#KEYS] temporary records by expiry  dnd:{TENANT:S}:expiring (zset, member
+--           FIELD\nVALUE, score EXPIRES_MS), so an expiry is audited (`expired`) once
 -- ARGV[1]   the change, as JSON (see store::Change); times are decimal strings of ms.
 --
 -- Record value: STATE|EVENT_MS|EXPIRES_MS|REASON|SOURCE with STATE P (permanent),
@@ -13,9 +15,11 @@
 --
 -- Returns, per field: {field, outcome, after}, or {'duplicate'} when the event was
 -- applied before. Outcomes: applied, escalated, superseded, kept_permanent, refused,
--- refused_time, review, help, noop.
+-- refused_time, review, help, noop. An expiry found on the way (a temporary record
+-- past its EXPIRES_MS) is audited first, as outcome `expired`.
 
 local record, audit, seen = KEYS[1], KEYS[2], KEYS[3]
+local expiring = KEYS[#KEYS]
 local c = cjson.decode(ARGV[1])
 local event_ms_text = c.event_ms
 local event_ms = tonumber(event_ms_text)
@@ -61,6 +65,38 @@ local function record_value(state, expires, reason, source)
   return state .. '|' .. event_ms_text .. '|' .. expires .. '|' .. reason .. '|' .. (source or c.source)
 end
 
+-- The member of the expiry index for FIELD holding VALUE.
+local function expiry_member(field, value)
+  return field .. '\n' .. value
+end
+
+-- Audit that the temporary record VALUE of FIELD ran out (at its EXPIRES_MS), and drop
+-- it from the expiry index. Once per record: the caller drops the record itself, and
+-- the sweeper (expire.lua) audits only a record still in place, so whoever finds it
+-- first audits it.
+local function audit_expiry(field, value)
+  redis.call('ZREM', expiring, expiry_member(field, value))
+  local exp, reason, source = string.match(value, '^T|%-?%d+|(%d+)|([^|]*)|(.*)$')
+  if not exp then return end
+  local scope, address = string.match(field, '^([^:]+):(.*)$')
+  redis.call('XADD', audit, '*',
+    'tenant', c.tenant, 'scope', scope, 'address', address,
+    'action', 'expire', 'outcome', 'expired', 'before', value, 'after', value,
+    'reason', reason, 'provider', source, 'event_id', 'expired:' .. exp,
+    'event_ms', exp, 'received_ms', string.format('%d', clock_ms))
+end
+
+-- Keep the expiry index true to a write of AFTER over BEFORE on FIELD.
+local function index_write(field, before, after)
+  if before and string.sub(before, 1, 2) == 'T|' then
+    redis.call('ZREM', expiring, expiry_member(field, before))
+  end
+  local exp = after and string.match(after, '^T|%-?%d+|(%d+)|')
+  if exp then
+    redis.call('ZADD', expiring, exp, expiry_member(field, after))
+  end
+end
+
 local function temporary_expiry()
   return string.format('%d', event_ms + tonumber(c.ttl_ms))
 end
@@ -101,6 +137,16 @@ local wrote = false
 for i, field in ipairs(c.fields) do
   local fails = KEYS[3 + i]
   local before = redis.call('HGET', record, field)
+  -- A temporary record that ran out before this event arrived: its expiry goes in
+  -- the stream before this change, so readers see them in order.
+  if before and not bad_time then
+    local exp = string.match(before, '^T|%-?%d+|(%d+)|')
+    if exp and tonumber(exp) <= now_ms then
+      -- Audited once: the record goes (it blocks nothing), whatever this change does.
+      audit_expiry(field, before)
+      redis.call('HDEL', record, field)
+    end
+  end
   local state, ev, old_reason, old_source = current(before)
   local outcome, after = 'noop', nil
   local reason = c.reason
@@ -180,6 +226,7 @@ for i, field in ipairs(c.fields) do
   if after then
     wrote = true
     redis.call('HSET', record, field, after)
+    index_write(field, before, after)
     if string.sub(after, 1, 1) == 'C' then
       redis.call('DEL', fails)
     end
@@ -211,6 +258,7 @@ if wrote then
   for j = 1, #all, 2 do
     local exp = string.match(all[j + 1], '^T|%d+|(%d+)|')
     if exp and tonumber(exp) <= now_ms then
+      audit_expiry(all[j], all[j + 1])
       redis.call('HDEL', record, all[j])
     end
   end

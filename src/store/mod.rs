@@ -44,6 +44,9 @@ pub use conn::{
 /// The Lua script that applies one event.
 const APPLY_LUA: &str = include_str!("apply.lua");
 
+/// The Lua script that audits one expiry the sweeper found.
+const EXPIRE_LUA: &str = include_str!("expire.lua");
+
 /// The Redis keys of one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -105,6 +108,11 @@ pub fn keys(tenant: &str, address: &Address) -> Keys {
 }
 
 impl Keys {
+    /// The shard's expiry index: its temporary records by when they run out.
+    pub fn expiring(&self) -> String {
+        format!("dnd:{{{}}}:expiring", self.tag)
+    }
+
     /// The shard (0 to 15): the last hex digit of the tag.
     pub fn shard(&self) -> usize {
         self.tag
@@ -447,6 +455,9 @@ pub enum Outcome {
     Review,
     /// A help request recorded.
     Help,
+    /// A temporary record ran out (at its `EXPIRES_MS`, the entry's event time); it
+    /// blocks nothing any more.
+    Expired,
     /// Nothing to do (e.g. an ordinary message with no temporary record).
     Noop,
 }
@@ -462,6 +473,7 @@ crate::event::names! {
         KeptPermanent => "kept_permanent",
         Review => "review",
         Help => "help",
+        Expired => "expired",
         Noop => "noop",
     }
 }
@@ -630,6 +642,7 @@ impl Store {
                 field(*scope, change.address)
             ));
         }
+        invocation.key(keys.expiring());
         invocation.arg(change.script_arg(self.options.dedup_ttl));
         let mut conn = self.conn.clone();
         let reply: Value = self
@@ -1235,3 +1248,54 @@ pub use durability::Durability;
 
 mod outbox;
 pub use outbox::{DeadLetter, Dying, GroupState, Health, OutShard, Retry, id_ms};
+
+impl Store {
+    /// Audit the temporary records of `tenant`'s shard `shard` that ran out by
+    /// `now_ms` (at most `limit` of them, oldest first), each as an `expired` entry,
+    /// once, and drop them. How many were audited.
+    pub async fn sweep_expiries(
+        &self,
+        tenant: &str,
+        shard: u8,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let tag = format!("{tenant}:{:x}", shard & 0xf);
+        let index = format!("dnd:{{{tag}}}:expiring");
+        let audit = format!("dnd:{{{tag}}}:audit");
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = self
+            .with_timeout(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(now_ms)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit.max(1))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let script = Script::new(EXPIRE_LUA);
+        let mut audited = 0;
+        for member in members {
+            let address = member
+                .split_once('\n')
+                .and_then(|(field, _)| field.split_once(':'))
+                .map(|(_, address)| Address::from_store(address.to_string()));
+            let bucket = match &address {
+                Some(a) => keys(tenant, a).bucket,
+                // Not a member this version wrote: the script drops it.
+                None => format!("dnd:{{{tag}}}:000"),
+            };
+            let mut inv = script.key(bucket);
+            inv.key(&audit).key(&index).arg(&member).arg(tenant);
+            let done: i64 = self.with_timeout(inv.invoke_async(&mut conn)).await?;
+            if done == 1 {
+                audited += 1;
+                self.applied[usize::from(shard & 0xf)].send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        Ok(audited)
+    }
+}
