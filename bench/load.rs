@@ -13,6 +13,10 @@
 //! 30007, 30004, 21610). Every request has its own MessageSid and one of 200,000 numbers,
 //! and is signed as Twilio signs (HMAC-SHA1 over the public URL and the sorted
 //! parameters), so a receiver does the whole job on every request.
+//!
+//! `--mix stop` sends a STOP storm instead: every request an inbound STOP from one of
+//! the 200,000 numbers, so every request writes a DND change (the worst case for
+//! events out, `bench/events_out.sh`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -32,6 +36,8 @@ struct Args {
     seconds: u64,
     warmup: u64,
     run: u64,
+    /// Every request an inbound STOP (`--mix stop`) instead of the campaign's mix.
+    stop_storm: bool,
 }
 
 fn args() -> Args {
@@ -43,6 +49,7 @@ fn args() -> Args {
         seconds: 10,
         warmup: 2,
         run: std::process::id() as u64,
+        stop_storm: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +62,13 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--warmup" => a.warmup = value.parse().expect("--warmup N"),
             "--run" => a.run = value.parse().expect("--run N"),
+            "--mix" => {
+                a.stop_storm = match value.as_str() {
+                    "campaign" => false,
+                    "stop" => true,
+                    other => panic!("--mix campaign|stop, not {other}"),
+                }
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -64,7 +78,7 @@ fn args() -> Args {
 
 /// The form parameters of request `n` (deterministic, so every receiver gets the
 /// same sequence).
-fn params(n: u64, run: u64) -> Vec<(&'static str, String)> {
+fn params(n: u64, run: u64, stop_storm: bool) -> Vec<(&'static str, String)> {
     let sid = format!("SM{run:08x}{n:024x}");
     let number = format!("+1555{:07}", (n.wrapping_mul(2_654_435_761)) % 200_000);
     let ours = "+14155550000".to_string();
@@ -72,6 +86,16 @@ fn params(n: u64, run: u64) -> Vec<(&'static str, String)> {
         "AccountSid",
         "AC00000000000000000000000000000000".to_string(),
     );
+    if stop_storm {
+        return vec![
+            account,
+            ("Body", "STOP".into()),
+            ("From", number),
+            ("MessageSid", sid),
+            ("NumMedia", "0".into()),
+            ("To", ours),
+        ];
+    }
     match n % 100 {
         0..70 => vec![
             account,
@@ -122,7 +146,7 @@ fn params(n: u64, run: u64) -> Vec<(&'static str, String)> {
 }
 
 fn signed(args: &Args, path: &str, n: u64) -> (String, String) {
-    let mut p = params(n, args.run);
+    let mut p = params(n, args.run, args.stop_storm);
     p.sort();
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(args.token.as_bytes()).unwrap();
     mac.update(args.public_url.as_bytes());
