@@ -27,7 +27,8 @@ const BATCH: usize = 32;
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
 /// How often the retention pass runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Also how old the endpoint lag metrics may be: they are computed by the same pass.
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
 
 /// The running delivery of events out: workers for every enabled endpoint's shards
 /// and the retention pass.
