@@ -418,8 +418,7 @@ async fn step(
                 count(s, "delivered");
                 retry = None;
             }
-            Verdict::Refused => {
-                tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, error = %error, "events out: the endpoint refused an event; dead-lettered");
+            Verdict::Refused | Verdict::Retry => {
                 // A refusal is a failure of the endpoint too: one that refuses
                 // everything (a wrong secret, a moved URL) is disabled in time.
                 store
@@ -427,67 +426,41 @@ async fn step(
                     .await?;
                 state.health = None;
                 disable_if_failing_too_long(ctx, s, now).await?;
-                if !store
-                    .out_dead(
-                        s,
-                        &ctx.holder,
-                        &id,
-                        Dying {
-                            event: &event.body,
-                            tries,
-                            error: &error,
-                            now_ms: now,
-                        },
-                    )
-                    .await?
-                {
+                let next = match verdict {
+                    Verdict::Retry => {
+                        count(s, "retry");
+                        ctx.schedule.next_try_ms(tries, now, random())
+                    }
+                    _ => None,
+                };
+                if let Some(next_ms) = next {
+                    tracing::info!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, retry_in_ms = next_ms - now, "events out: will retry");
+                    let r = Retry {
+                        id: id.clone(),
+                        tries,
+                        next_ms,
+                        error,
+                    };
+                    store.out_set_retry(s, &r).await?;
+                    return Ok(Next::Until(next_ms));
+                }
+                let why = if verdict == Verdict::Refused {
+                    "the endpoint refused the event"
+                } else {
+                    "retries spent"
+                };
+                tracing::error!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, "events out: {why}; dead-lettered");
+                let dying = Dying {
+                    event: &event.body,
+                    tries,
+                    error: &error,
+                    now_ms: now,
+                };
+                if !store.out_dead(s, &ctx.holder, &id, dying).await? {
                     return Ok(Next::Idle);
                 }
                 count(s, "dead");
                 retry = None;
-            }
-            Verdict::Retry => {
-                count(s, "retry");
-                store
-                    .out_health_note(&s.tenant, &s.endpoint, false, now)
-                    .await?;
-                state.health = None;
-                match ctx.schedule.next_try_ms(tries, now, random()) {
-                    Some(next_ms) => {
-                        tracing::info!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, retry_in_ms = next_ms - now, "events out: will retry");
-                        let r = Retry {
-                            id: id.clone(),
-                            tries,
-                            next_ms,
-                            error,
-                        };
-                        store.out_set_retry(s, &r).await?;
-                        disable_if_failing_too_long(ctx, s, now).await?;
-                        return Ok(Next::Until(next_ms));
-                    }
-                    None => {
-                        tracing::error!(tenant = %s.tenant, endpoint = %s.endpoint, event = %event.id, tries, error = %error, "events out: retries spent; dead-lettered");
-                        if !store
-                            .out_dead(
-                                s,
-                                &ctx.holder,
-                                &id,
-                                Dying {
-                                    event: &event.body,
-                                    tries,
-                                    error: &error,
-                                    now_ms: now,
-                                },
-                            )
-                            .await?
-                        {
-                            return Ok(Next::Idle);
-                        }
-                        count(s, "dead");
-                        retry = None;
-                        disable_if_failing_too_long(ctx, s, now).await?;
-                    }
-                }
             }
         }
     }
