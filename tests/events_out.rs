@@ -369,6 +369,9 @@ async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_
     ))
     .await;
 
+    // A change made before the endpoint exists is not the new endpoint's.
+    text(&gw, 100, "+14155550130", "STOP").await;
+
     // Create: with the secret given; a bad URL or a taken id is refused in one line.
     let port = free_port();
     let (status, bad) = api(
@@ -421,6 +424,16 @@ async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_
     let seen = rx.until(Duration::from_secs(5), |s| !s.is_empty()).await;
     assert_eq!(seen[0]["type"], "endpoint.test");
     assert_eq!(seen[0]["verified"], true);
+    // Long enough for every gateway to pick the endpoint up and deliver what it has.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    while let Ok(l) = rx.lines.try_recv() {
+        rx.seen.push(l);
+    }
+    assert!(
+        rx.seen.iter().all(|l| l["address"] != "+14155550130"),
+        "a change from before the endpoint existed was sent to it: {:#?}",
+        rx.seen
+    );
 
     // Rotate: the new secret signs beside the old one, so a receiver that knows only
     // the new one verifies the next event.
@@ -429,6 +442,8 @@ async fn the_operator_api_creates_tests_rotates_disables_replays_and_deletes_an_
     let new_secret = rotated["secret"].as_str().unwrap().to_string();
     assert!(new_secret.starts_with("whsec_") && new_secret != SECRET);
     assert_eq!(rotated["secrets"], 2);
+    // Gateways pick a changed endpoint up within 2 s.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     rx.stop().await;
     let mut rx = Receiver::start_with_secret(&new_secret, port, &["--status", "400"]).await;
 

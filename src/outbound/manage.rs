@@ -163,6 +163,18 @@ pub async fn create(store: &Store, tenant: &Tenant, mut raw: RawEndpoint) -> Res
             format!("endpoint {:?} is in the configuration file", endpoint.id),
         ));
     }
+    // Its groups start where the streams end now (before it is stored, so no worker
+    // can make them first): it gets the changes made from its creation on, where a
+    // worker that found no group would start where its gateway started, maybe days
+    // ago. A taken id keeps its groups (they exist already).
+    for shard in 0..16u8 {
+        let s = OutShard {
+            tenant: tenant.id.clone(),
+            shard,
+            endpoint: endpoint.id.clone(),
+        };
+        store.out_prepare_at_end(&s).await?;
+    }
     let json = serde_json::to_string(&raw).expect("an endpoint serialises");
     if !store
         .put_api_endpoint(&tenant.id, &endpoint.id, &json, true)

@@ -210,6 +210,23 @@ impl Store {
         }
     }
 
+    /// Create the endpoint's group on the shard's stream where the stream ends now (by
+    /// Redis's own clock): an endpoint made through the API gets the changes made from
+    /// its creation on, not the gateway's whole run. An existing group keeps its place.
+    pub async fn out_prepare_at_end(&self, s: &OutShard) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
+            .arg(s.audit())
+            .arg(s.group())
+            .arg("$")
+            .arg("MKSTREAM");
+        match self.run::<Value>(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Take or keep the shard's lease for `holder`, for `ttl_ms`; whether it is held.
     pub async fn out_lease(
         &self,
@@ -551,8 +568,9 @@ impl Store {
         Ok(!only_new || n == 1)
     }
 
-    /// Remove an API endpoint and its health; whether it existed. Its groups, leases
-    /// and dead letters stay until the audit streams go (they are small).
+    /// Remove an API endpoint with all its delivery state (health, groups, leases,
+    /// retry states, dead letters), so an endpoint made later with the same id starts
+    /// afresh; whether it existed.
     pub async fn delete_api_endpoint(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(api_endpoints_key(tenant)).arg(id);
@@ -560,6 +578,21 @@ impl Store {
         let mut health = redis::cmd("DEL");
         health.arg(health_key(tenant, id));
         self.run::<Value>(&health).await?;
+        for shard in 0..16u8 {
+            let s = OutShard {
+                tenant: tenant.to_string(),
+                shard,
+                endpoint: id.to_string(),
+            };
+            let mut destroy = redis::cmd("XGROUP");
+            destroy.arg("DESTROY").arg(s.audit()).arg(s.group());
+            self.run::<Value>(&destroy).await?;
+            for what in ["lease", "retry", "dead"] {
+                let mut del = redis::cmd("DEL");
+                del.arg(s.key(what));
+                self.run::<Value>(&del).await?;
+            }
+        }
         Ok(n == 1)
     }
 
