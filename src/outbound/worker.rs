@@ -198,10 +198,9 @@ async fn work(ctx: Arc<Ctx>, s: OutShard, live: Arc<Live>, mut stop: watch::Rece
             break;
         };
         let next = step(&ctx, &s, &endpoint, &mut state).await;
-        if !matches!(next, Ok(Next::Busy)) {
-            // Whatever it left (a head waiting for its retry, a lost lease, an error)
-            // is in the pending list: read it first next time.
-            state.pending_maybe = true;
+        if next.is_ok() && state.redis_failing {
+            state.redis_failing = false;
+            tracing::info!(tenant = %s.tenant, endpoint = %s.endpoint, shard = s.shard, "events out: redis answers again");
         }
         let wait = match next {
             Ok(Next::Busy) => {
@@ -217,7 +216,12 @@ async fn work(ctx: Arc<Ctx>, s: OutShard, live: Arc<Live>, mut stop: watch::Rece
                 Duration::from_millis(left).min(MAX_IDLE)
             }
             Err(e) => {
-                tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, shard = s.shard, error = %e, "events out: redis");
+                // Once per outage, not every poll.
+                if !state.redis_failing {
+                    state.redis_failing = true;
+                    tracing::warn!(tenant = %s.tenant, endpoint = %s.endpoint, shard = s.shard, error = %e, "events out: redis; delivery waits");
+                }
+                state.pending_maybe = true;
                 MAX_IDLE
             }
         };
@@ -252,6 +256,8 @@ struct ShardState {
     lease_at: Option<std::time::Instant>,
     /// The endpoint's health as last read, and when.
     health: Option<(std::time::Instant, crate::store::Health)>,
+    /// The last step failed on Redis (logged once until it answers again).
+    redis_failing: bool,
 }
 
 impl Default for ShardState {
@@ -261,6 +267,7 @@ impl Default for ShardState {
             pending_maybe: true,
             lease_at: None,
             health: None,
+            redis_failing: false,
         }
     }
 }
@@ -345,6 +352,9 @@ async fn step(
     if entries.is_empty() {
         return Ok(Next::Idle);
     }
+    // Until this batch is all finished, what it leaves (a head waiting for its retry,
+    // a lost lease, an error) is in the pending list: read that first next time.
+    state.pending_maybe = true;
     let mut retry = store.out_retry(s).await?;
     for (id, entry) in entries {
         let now = crate::time::now_ms();
@@ -464,6 +474,7 @@ async fn step(
             }
         }
     }
+    state.pending_maybe = false;
     Ok(Next::Busy)
 }
 
@@ -567,7 +578,8 @@ const SWEEP_BATCH: usize = 100;
 /// by whichever instance finds it first.
 async fn sweep(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        for tenant in config.tenants.keys() {
+        // One warning a round when Redis is away, not one per shard.
+        'round: for tenant in config.tenants.keys() {
             for shard in 0..16u8 {
                 loop {
                     let now = crate::time::now_ms();
@@ -579,8 +591,8 @@ async fn sweep(ctx: Arc<Ctx>, config: Arc<Config>, mut stop: watch::Receiver<boo
                         Ok(n) if n as usize >= SWEEP_BATCH => continue,
                         Ok(_) => break,
                         Err(e) => {
-                            tracing::warn!(tenant = %tenant, shard, error = %e, "expiry sweep: redis");
-                            break;
+                            tracing::warn!(tenant = %tenant, shard, error = %e, "expiry sweep: redis; trying again in a second");
+                            break 'round;
                         }
                     }
                 }
