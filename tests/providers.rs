@@ -84,6 +84,9 @@ struct Defaults {
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
+    /// The name `dndgate simulate` replays this case under (`stop`, `hard-bounce`):
+    /// lowercase letters, digits and dashes, unique in the folder.
+    event: Option<String>,
     method: Option<String>,
     path: Option<String>,
     content_type: Option<String>,
@@ -440,7 +443,26 @@ async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
         return fail("cases.toml has no [[case]]: a folder must test something".into());
     }
     let mut failures = Vec::new();
+    let mut events = std::collections::BTreeSet::new();
     for case in &cases.case {
+        if let Some(event) = &case.event {
+            let well_formed = !event.is_empty()
+                && event
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !well_formed {
+                failures.push(format!(
+                    "{name} / {}: event {event:?} is not lowercase letters, digits and dashes",
+                    case.name
+                ));
+            }
+            if !events.insert(event.clone()) {
+                failures.push(format!(
+                    "{name} / {}: event {event:?} names two cases",
+                    case.name
+                ));
+            }
+        }
         if case.expect.is_empty() && !case.writes_nothing {
             failures.push(format!(
                 "{name} / {}: checks no DND outcome (give `expect` or `writes_nothing = true`)",
