@@ -1,4 +1,5 @@
-//! The `dndgate` command line: `serve`, `config check` and `check`.
+//! The `dndgate` command line: `serve`, `config check`, `check`, the operator verbs,
+//! the bulk verbs and `simulate`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,6 +118,11 @@ pub enum Command {
     Export(crate::bulk::ExportArgs),
     /// Read a contacts CSV on stdin and write only the rows that may be sent to.
     Filter(crate::bulk::FilterArgs),
+    /// Sign a provider's webhook as the provider would (with the tenant's configured
+    /// secret), post it to the running gateway, and show its answer and the DND state
+    /// it left. Exit 0: as the fixture expects, 1: something else happened, 2: error.
+    /// `--list` shows every provider's events.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// The configuration file and the tenant, which every per-tenant verb takes.
@@ -215,6 +221,7 @@ pub fn main() -> ExitCode {
             Command::Import(args) => crate::bulk::import_cmd(args).await,
             Command::Export(args) => crate::bulk::export_cmd(args).await,
             Command::Filter(args) => crate::bulk::filter_cmd(args).await,
+            Command::Simulate(args) => crate::simulate::run(args).await,
         }
     })
 }

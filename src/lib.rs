@@ -56,6 +56,7 @@ pub mod road;
 pub mod secret;
 pub mod server;
 pub mod signature;
+pub mod simulate;
 pub mod spool;
 pub mod state;
 pub mod store;

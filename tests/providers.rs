@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use common::sign::{Request, Signer};
+use common::sign::Signer as FixtureSigner;
 use common::*;
 use dndgate::event::Channel;
-use dndgate::store::State;
-use serde::Deserialize;
+use dndgate::simulate::fixture::{self, Case, CaseFile, Vars};
+use dndgate::simulate::sign::{Request, Signer};
 
 /// The folders this suite was written with: a folder that disappears is an error, not
 /// a quietly smaller run. New folders need no entry here.
@@ -56,281 +56,25 @@ api_tokens = ["{GLOBEX_API_TOKEN}"]
     )
 }
 
-/// `cases.toml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseFile {
-    #[serde(default)]
-    defaults: Defaults,
-    #[serde(default)]
-    case: Vec<Case>,
-}
-
-/// What every case of the folder takes unless it says otherwise.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Defaults {
-    method: Option<String>,
-    path: Option<String>,
-    content_type: Option<String>,
-    #[serde(default)]
-    vars: BTreeMap<String, String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    sign: Option<toml::Table>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    /// The name `dndgate simulate` replays this case under (`stop`, `hard-bounce`):
-    /// lowercase letters, digits and dashes, unique in the folder.
-    event: Option<String>,
-    method: Option<String>,
-    path: Option<String>,
-    content_type: Option<String>,
-    /// A payload file in the folder; none for an empty body.
-    body: Option<String>,
-    /// `{{name}}` placeholders of this case.
-    #[serde(default)]
-    vars: BTreeMap<String, String>,
-    /// Set after signing, so they may replace a header the signer set.
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    /// Laid over `defaults.sign` key by key (unless it names another scheme).
-    sign: Option<toml::Table>,
-    /// Changes the body after signing: a tampered twin.
-    tamper: Option<Tamper>,
-    status: u16,
-    answer_contains: Option<String>,
-    /// Redis must be exactly as it was before the request.
-    #[serde(default)]
-    writes_nothing: bool,
-    #[serde(default)]
-    expect: Vec<Expect>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Tamper {
-    replace: String,
-    with: String,
-}
-
-/// The DND outcome for one address, read through the lookup API after the request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Expect {
-    #[serde(default = "acme")]
-    tenant: String,
-    channel: String,
-    address: String,
-    state: Outcome,
-    reason: Option<String>,
-    /// `all`, or the channel's name.
-    scope: Option<String>,
-}
-
-fn acme() -> String {
-    "acme".into()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Outcome {
-    /// Blocked by a record in that state.
-    Permanent,
-    Temporary,
-    Marketing,
-    /// Not blocked; the record is there, lifted.
-    Cleared,
-    /// Not blocked, whatever the record.
-    Allowed,
-    /// Not blocked, and no record at all.
-    None,
-}
-
-/// The values of one case's placeholders.
-struct Vars {
-    now_ms: i64,
-    uuid: String,
-    own: BTreeMap<String, String>,
-}
-
-impl Vars {
-    /// The case's own vars laid over the folder's `[defaults.vars]`.
-    fn new(defaults: &Defaults, case: &Case) -> Result<Vars, String> {
-        let mut vars = Vars {
-            now_ms: now_ms(),
-            uuid: uuid(),
-            own: BTreeMap::new(),
-        };
-        let mut own = BTreeMap::new();
-        let mut all = defaults.vars.clone();
-        all.extend(case.vars.clone());
-        for (name, value) in &all {
-            if vars.builtin(name).is_some() {
-                return Err(format!("vars.{name}: a built-in placeholder's name"));
-            }
-            own.insert(name.clone(), vars.expand(value)?);
-        }
-        vars.own = own;
-        Ok(vars)
-    }
-
-    /// `now_s`, `now_ms`, `now_iso` (each with an optional `+N`/`-N` seconds), `uuid` and
-    /// `uuid_hex` (the same without dashes).
-    fn builtin(&self, name: &str) -> Option<String> {
-        match name {
-            "uuid" => return Some(self.uuid.clone()),
-            "uuid_hex" => return Some(self.uuid.replace('-', "")),
-            _ => {}
-        }
-        let (base, offset_s) = match name.find(['+', '-']) {
-            Some(i) => (
-                &name[..i],
-                name[i..].trim_start_matches('+').parse::<i64>().ok()?,
-            ),
-            None => (name, 0),
-        };
-        let ms = self.now_ms + offset_s * 1000;
-        match base {
-            "now_s" => Some((ms / 1000).to_string()),
-            "now_ms" => Some(ms.to_string()),
-            "now_iso" => Some(dndgate::time::format_rfc3339_ms(ms)),
-            _ => None,
-        }
-    }
-
-    /// `text` with every `{{name}}` replaced; an unknown name is an error.
-    fn expand(&self, text: &str) -> Result<String, String> {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(open) = rest.find("{{") {
-            out.push_str(&rest[..open]);
-            let close = rest[open..]
-                .find("}}")
-                .ok_or_else(|| format!("an unclosed {{{{ in {text:?}"))?;
-            let name = rest[open + 2..open + close].trim();
-            let value = self
-                .builtin(name)
-                .or_else(|| self.own.get(name).cloned())
-                .ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}"))?;
-            out.push_str(&value);
-            rest = &rest[open + close + 2..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
-}
-
-/// A fresh random-looking UUID (version 4 layout), without a UUID crate.
-fn uuid() -> String {
-    use sha2::Digest;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{}-{}-{:?}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-    );
-    let h = hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..16]);
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-/// The folder's signer for `case`: `defaults.sign` with the case's keys laid over it,
-/// `key_file` read into `key`, placeholders expanded.
-fn signer_for(
-    dir: &Path,
-    defaults: Option<&toml::Table>,
-    case: Option<&toml::Table>,
-    vars: &Vars,
-) -> Result<Signer, String> {
-    let mut table = match (defaults, case) {
-        (Some(d), Some(c)) if c.get("scheme").is_none_or(|s| Some(s) == d.get("scheme")) => {
-            let mut t = d.clone();
-            t.extend(c.clone());
-            t
-        }
-        (_, Some(c)) => c.clone(),
-        (Some(d), None) => d.clone(),
-        (None, None) => return Err("no `sign` table (give one, or `scheme = \"none\"`)".into()),
-    };
-    if let Some(file) = table.remove("key_file") {
-        let file = file.as_str().ok_or("sign.key_file: a path")?;
-        let text = std::fs::read_to_string(dir.join(file))
-            .map_err(|e| format!("sign.key_file {file}: {e}"))?;
-        table.insert("key".into(), text.into());
-    }
-    for (name, value) in table.iter_mut() {
-        if let toml::Value::String(s) = value {
-            *s = vars.expand(s).map_err(|e| format!("sign.{name}: {e}"))?;
-        }
-    }
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e| format!("sign: {e}"))
-}
-
 /// Run one case; the list of what did not match (empty: it passed).
 async fn run_case(
     dir: &Path,
-    defaults: &Defaults,
+    cases: &CaseFile,
     case: &Case,
     gw: &TestGateway,
     redis: &RedisServer,
     fetch: &FixtureFetch,
 ) -> Result<Vec<String>, String> {
-    let vars = Vars::new(defaults, case)?;
-    let body = match &case.body {
-        Some(file) => {
-            let text =
-                std::fs::read_to_string(dir.join(file)).map_err(|e| format!("body {file}: {e}"))?;
-            vars.expand(&text)
-                .map_err(|e| format!("body {file}: {e}"))?
-        }
-        None => String::new(),
-    };
-    let method = case
-        .method
-        .as_ref()
-        .or(defaults.method.as_ref())
-        .map_or("POST", String::as_str);
-    let path = vars.expand(
-        case.path
-            .as_ref()
-            .or(defaults.path.as_ref())
-            .ok_or("no path (in the case or in [defaults])")?,
-    )?;
-    let mut req = Request {
-        method: method.to_string(),
-        url: format!("{PUBLIC_URL}{path}"),
-        headers: Vec::new(),
-        body: body.into_bytes(),
-    };
-    if let Some(ct) = case
-        .content_type
-        .as_ref()
-        .or(defaults.content_type.as_ref())
-    {
-        req.set_header("Content-Type", ct);
-    }
-    let signer = signer_for(dir, defaults.sign.as_ref(), case.sign.as_ref(), &vars)?;
-    for served in signer.sign(&mut req)? {
+    let vars = Vars::new(&cases.defaults, case, &BTreeMap::new())?;
+    let folder = dir.to_path_buf();
+    let mut req = cases.request(&folder, case, &vars, PUBLIC_URL)?;
+    let method = req.method.clone();
+    let path = req.url[PUBLIC_URL.len()..].to_string();
+    let table = fixture::resolve_sign_table(&folder, cases.sign_table(case)?, &vars)?;
+    for served in FixtureSigner::from_table(table)?.sign(&mut req)? {
         fetch.serve(&served.url, served.body);
     }
-    for (name, value) in defaults.headers.iter().chain(&case.headers) {
-        req.set_header(name, &vars.expand(value)?);
-    }
+    cases.set_headers(case, &vars, &mut req)?;
     if let Some(t) = &case.tamper {
         let text = String::from_utf8(req.body).map_err(|_| "tamper: the body is not text")?;
         if !text.contains(&t.replace) {
@@ -345,7 +89,7 @@ async fn run_case(
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let answer = http(gw.addr, method, &path, &headers, &req.body).await;
+    let answer = http(gw.addr, &method, &path, &headers, &req.body).await;
 
     let mut wrong = Vec::new();
     let said = answer.body.trim_end();
@@ -385,40 +129,8 @@ async fn run_case(
                 continue;
             }
         };
-        let state = v.record.as_ref().map(|r| r.state);
-        let got = format!(
-            "blocked={} record={:?} scope={:?}",
-            v.blocked,
-            v.record
-                .as_ref()
-                .map(|r| (r.state.as_str(), r.reason.as_str())),
-            v.scope.map(|s| s.as_str())
-        );
-        let state_ok = match e.state {
-            Outcome::Permanent => v.blocked && state == Some(State::Permanent),
-            Outcome::Temporary => v.blocked && state == Some(State::Temporary),
-            Outcome::Marketing => v.blocked && v.marketing_only && state == Some(State::Marketing),
-            Outcome::Cleared => !v.blocked && state == Some(State::Cleared),
-            Outcome::Allowed => !v.blocked,
-            Outcome::None => !v.blocked && v.record.is_none(),
-        };
-        let reason_ok = e
-            .reason
-            .as_ref()
-            .is_none_or(|want| v.record.as_ref().is_some_and(|r| &r.reason == want));
-        let scope_ok = e
-            .scope
-            .as_ref()
-            .is_none_or(|want| v.scope.is_some_and(|s| s.as_str() == want));
-        if !(state_ok && reason_ok && scope_ok) {
-            let mut want = format!("{:?}", e.state).to_lowercase();
-            if let Some(r) = &e.reason {
-                want.push_str(&format!(" reason={r}"));
-            }
-            if let Some(s) = &e.scope {
-                want.push_str(&format!(" scope={s}"));
-            }
-            wrong.push(format!("{what}: expected {want}, got {got}"));
+        if let Some(why) = e.mismatch(&v) {
+            wrong.push(format!("{what}: {why}"));
         }
     }
     Ok(wrong)
@@ -456,6 +168,13 @@ async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
                     case.name
                 ));
             }
+            if !(200..300).contains(&case.status) || case.tamper.is_some() {
+                failures.push(format!(
+                    "{name} / {}: event {event:?} names a refused or tampered case; \
+                     an event is what a user replays, signed as the provider would",
+                    case.name
+                ));
+            }
             if !events.insert(event.clone()) {
                 failures.push(format!(
                     "{name} / {}: event {event:?} names two cases",
@@ -484,7 +203,7 @@ async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
     let fetch = Arc::new(FixtureFetch::default());
     let gw = TestGateway::start_with_fetch(&config, fetch.clone()).await;
     for case in &cases.case {
-        match run_case(dir, &cases.defaults, case, &gw, &redis, &fetch).await {
+        match run_case(dir, &cases, case, &gw, &redis, &fetch).await {
             Ok(wrong) => failures.extend(
                 wrong
                     .into_iter()
