@@ -116,21 +116,29 @@ async fn run_case(
             ));
         }
     }
+    wrong.extend(check_expectations(redis, &case.expect).await?);
+    Ok(wrong)
+}
+
+/// What differs from `expect`, read through the lookup API.
+async fn check_expectations(
+    redis: &RedisServer,
+    expect: &[fixture::Expect],
+) -> Result<Vec<String>, String> {
     let lookup =
         dndgate::lookup::Lookup::connect(&redis.url()).map_err(|e| format!("lookup: {e}"))?;
-    for e in &case.expect {
+    let mut wrong = Vec::new();
+    for e in expect {
         let channel = Channel::from_str(&e.channel)
             .map_err(|_| format!("expect: unknown channel {:?}", e.channel))?;
         let what = format!("{} {} {}", e.tenant, e.channel, e.address);
-        let v = match lookup.check(&e.tenant, channel, &e.address).await {
-            Ok(v) => v,
-            Err(err) => {
-                wrong.push(format!("{what}: lookup failed: {err}"));
-                continue;
+        match lookup.check(&e.tenant, channel, &e.address).await {
+            Ok(v) => {
+                if let Some(why) = e.mismatch(&v) {
+                    wrong.push(format!("{what}: {why}"));
+                }
             }
-        };
-        if let Some(why) = e.mismatch(&v) {
-            wrong.push(format!("{what}: {why}"));
+            Err(err) => wrong.push(format!("{what}: lookup failed: {err}")),
         }
     }
     Ok(wrong)
@@ -530,5 +538,202 @@ fn the_signer_reproduces_published_vectors() {
         };
         assert!(ok.is_ok(), "sns version {version}");
         assert_eq!(envelope["SignatureVersion"], version.to_string());
+    }
+}
+
+/// `dndgate simulate ARGS`: its exit code, stdout and stderr.
+async fn simulate(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dndgate"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .await
+        .expect("run dndgate simulate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A folder's gateway (its `gateway.toml` on the base configuration), and that
+/// configuration written to a file for `dndgate simulate --config`.
+struct Simulated {
+    redis: RedisServer,
+    gw: TestGateway,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Simulated {
+    /// The gateway runs `gateway_toml`; the file simulate reads holds `simulate_toml`.
+    async fn start(gateway_toml: &str, simulate_toml: &str) -> Simulated {
+        let redis = RedisServer::start();
+        let gw =
+            TestGateway::start(&format!("{}\n{gateway_toml}", base_config(&redis.url()))).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("dndgate.toml");
+        std::fs::write(
+            &config,
+            format!("{}\n{simulate_toml}", base_config(&redis.url())),
+        )
+        .unwrap();
+        Simulated {
+            redis,
+            gw,
+            _dir: dir,
+            config,
+        }
+    }
+
+    async fn run(&self, rest: &[&str]) -> (i32, String, String) {
+        let url = format!("http://{}", self.gw.addr);
+        let mut args = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--url",
+            url.as_str(),
+        ];
+        args.extend_from_slice(rest);
+        simulate(&args).await
+    }
+}
+
+fn folder_text(folder: &str, file: &str) -> String {
+    std::fs::read_to_string(fixtures_root().join(folder).join(file)).unwrap()
+}
+
+#[tokio::test]
+async fn every_named_event_replays_through_dndgate_simulate() {
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for dir in folders() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let cases = CaseFile::parse(&folder_text(&name, "cases.toml")).unwrap();
+        if cases.simulate.unsupported.is_some() {
+            continue;
+        }
+        let events: Vec<(&str, &Case)> = cases.events().collect();
+        if events.is_empty() {
+            failures.push(format!(
+                "{name}: no case names an `event` for dndgate simulate"
+            ));
+            continue;
+        }
+        let gateway = folder_text(&name, "gateway.toml");
+        let sim = Simulated::start(&gateway, &gateway).await;
+        for (event, case) in events {
+            ran += 1;
+            let (code, out, err) = sim.run(&[&name, event]).await;
+            let answer = format!("answer: {} ", case.status);
+            if code != 0 || !out.contains(&answer) {
+                failures.push(format!(
+                    "{name} {event}: exit {code}, expected 0 and {answer:?}\n{out}{err}"
+                ));
+            }
+            for wrong in check_expectations(&sim.redis, &case.expect).await.unwrap() {
+                failures.push(format!("{name} {event}: {wrong}"));
+            }
+        }
+        sim.gw.stop().await;
+    }
+    println!("{ran} event(s) replayed");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn simulate_signs_with_the_configured_secret() {
+    let gateway = folder_text("twilio", "gateway.toml");
+    // The file simulate reads holds another auth token than the gateway's: the request
+    // is refused, so the key came from the configuration, not from the fixture.
+    let other = gateway.replace("test_auth_token_0123456789abcdef", "another-token");
+    assert_ne!(other, gateway);
+    let sim = Simulated::start(&gateway, &other).await;
+    let (code, out, _) = sim.run(&["twilio", "stop"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("answer: 401"), "{out}");
+    sim.gw.stop().await;
+
+    // Both hold the other token: accepted.
+    let sim = Simulated::start(&other, &other).await;
+    let (code, out, err) = sim.run(&["twilio", "stop"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("answer: 200"), "{out}");
+    sim.gw.stop().await;
+}
+
+#[tokio::test]
+async fn simulate_takes_an_address_and_prints_a_curl_command() {
+    let gateway = folder_text("twilio", "gateway.toml");
+    let sim = Simulated::start(&gateway, &gateway).await;
+    let (code, out, err) = sim.run(&["twilio", "stop", "+15550199999"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sms +15550199999: permanent"), "{out}");
+    let blocked = check_expectations(
+        &sim.redis,
+        &[fixture::Expect {
+            tenant: "acme".into(),
+            channel: "sms".into(),
+            address: "+15550199999".into(),
+            state: fixture::Outcome::Permanent,
+            reason: None,
+            scope: None,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(blocked.is_empty(), "{blocked:?}");
+
+    let before = sim.redis.snapshot();
+    let (code, out, _) = sim
+        .run(&["--print", "twilio", "stop", "+15550198888"])
+        .await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("curl -sS -X POST"), "{out}");
+    assert!(out.contains("X-Twilio-Signature: "), "{out}");
+    assert!(out.contains("%2B15550198888"), "{out}");
+    assert_eq!(sim.redis.snapshot(), before, "--print posts nothing");
+
+    let (code, _, err) = sim.run(&["twilio", "no-such-event"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("one of stop, start"), "{err}");
+    sim.gw.stop().await;
+}
+
+#[tokio::test]
+async fn simulate_explains_what_it_cannot_sign() {
+    // SendGrid signs with its own key: the tenant must list the simulator's public key.
+    let gateway = folder_text("sendgrid", "gateway.toml");
+    let fixture_key = gateway
+        .lines()
+        .find_map(|l| l.strip_prefix("public_keys = [\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap()
+        .to_string();
+    let other = gateway.replace(
+        &fixture_key,
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==",
+    );
+    let sim = Simulated::start(&gateway, &other).await;
+    let (code, out, err) = sim.run(&["sendgrid", "hard-bounce"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains(&fixture_key), "{err}");
+    assert!(err.contains("tenants.acme.sendgrid.public_keys"), "{err}");
+
+    let (code, _, err) = sim.run(&["ses", "hard-bounce"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("mailbox simulator"), "{err}");
+    sim.gw.stop().await;
+
+    let (code, out, _) = simulate(&["--list"]).await;
+    assert_eq!(code, 0);
+    for p in dndgate::providers::Provider::ALL {
+        assert!(
+            out.lines().any(|l| l == p.as_str()),
+            "{} missing:\n{out}",
+            p.as_str()
+        );
     }
 }

@@ -185,7 +185,15 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     let raw: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
     let base = args.config.parent().unwrap_or(Path::new("."));
 
-    let prepared = prepare(&folder, &cases, case, &raw, base, tenant, args.address.as_deref())?;
+    let prepared = prepare(
+        &folder,
+        &cases,
+        case,
+        &raw,
+        base,
+        tenant,
+        args.address.as_deref(),
+    )?;
     let mut req = prepared.request;
     let public_url = config.public_url.clone();
     let path = req.url[FIXTURE_URL.len()..].to_string();
@@ -207,7 +215,11 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         return Ok(true);
     }
 
-    println!("{} {event} for tenant {tenant}: {}", provider.as_str(), case.name);
+    println!(
+        "{} {event} for tenant {tenant}: {}",
+        provider.as_str(),
+        case.name
+    );
     println!("{} {target}", req.method);
     let (status, answer) = post(&req, &target).await?;
     println!("answer: {status} {}", answer.trim_end());
