@@ -110,3 +110,45 @@ impl Road for Brevo {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::road::ConfigCx;
+
+    /// The section read from `text`, and the problems reported.
+    fn read(text: &str) -> (Option<Section>, Vec<String>) {
+        let mut problems = Vec::new();
+        let value: toml::Value = toml::from_str(text).unwrap();
+        let section = {
+            let mut cx = ConfigCx::new(std::path::Path::new("."), &mut problems);
+            let at = "tenants.acme.brevo";
+            Brevo::section(&mut SectionCx::new("acme", at, value, &mut cx))
+        };
+        (section, problems)
+    }
+
+    #[test]
+    fn a_section_needs_credentials_or_tokens() {
+        let (section, problems) = read("credentials = [\"u:p\"]\ntokens = [\"t1\", \"t2\"]");
+        assert!(problems.is_empty(), "{problems:?}");
+        let section = section.unwrap();
+        assert_eq!((section.credentials.len(), section.tokens.len()), (1, 2));
+        for text in ["credentials = [\"u:p\"]", "tokens = [\"t\"]"] {
+            assert!(read(text).1.is_empty(), "{text}");
+        }
+        // (section, a fragment of the one problem)
+        for (text, want) in [
+            ("", "set credentials"),
+            ("credentials = []\ntokens = []", "set credentials"),
+            ("credentials = [\"nocolon\"]", "write each as user:password"),
+            ("tokens = [\"Bearer abc\"]", "a bearer token has no spaces"),
+            ("token = [\"abc\"]", "unknown field"),
+        ] {
+            let (_, problems) = read(text);
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert!(problems[0].contains(want), "{text}: {problems:?}");
+            assert!(problems[0].starts_with("tenants.acme.brevo"), "{problems:?}");
+        }
+    }
+}
