@@ -1,8 +1,8 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
-//! certificate URL and PEM. The first byte picks the scheme; the rest is split on
-//! newlines into header values and a body.
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, the SNS
+//! certificate URL and PEM, and Brevo's Basic-or-Bearer `Authorization`. The first byte
+//! picks the scheme; the rest is split on newlines into header values and a body.
 //!
 //! Invariants: a refusal is a one-line message; nothing verifies unless it is the
 //! signature the scheme would compute; the signature the scheme computes verifies.
@@ -10,6 +10,7 @@
 
 use base64::Engine as _;
 use dndgate::secret::Secret;
+use dndgate::providers::brevo::verify as brevo;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
 use dndgate::providers::mailgun::verify as mailgun;
 use dndgate::providers::meta::verify as meta;
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 9 {
+    match which % 10 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -151,6 +152,21 @@ fuzz_target!(|data: &[u8]| {
                         .is_err()
                 );
             }
+        }
+        9 => {
+            let creds = [Secret::new("user:password")];
+            let tokens = [Secret::new("brevo-token")];
+            match brevo::verify_brevo(Some(&a), &creds, &tokens) {
+                Ok(()) => {}
+                Err(e) => refused(&e),
+            }
+            let good = basic_auth::basic_auth_header("user:password");
+            assert!(brevo::verify_brevo(Some(&good), &creds, &tokens).is_ok());
+            let bearer = brevo::bearer_header("brevo-token");
+            assert!(brevo::verify_brevo(Some(&bearer), &creds, &tokens).is_ok());
+            // A token is never basic credentials, nor the other way round.
+            assert!(brevo::verify_brevo(Some(&bearer), &creds, &[]).is_err());
+            assert!(brevo::verify_brevo(Some(&good), &[], &tokens).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];
