@@ -337,7 +337,9 @@ fn prepare(
             .ok_or_else(|| format!("the configuration has no {}", path_for(path, tenant)))?;
         let secret = crate::secret::resolve(spec, base)
             .map_err(|e| format!("{}: {e}", path_for(path, tenant)))?;
-        sign.insert("key".into(), secret.expose().into());
+        if sign.contains_key("key") {
+            sign.insert("key".into(), secret.expose().into());
+        }
     }
     if let Some(path) = &sim.provider_key {
         let fixture_config: toml::Table =
