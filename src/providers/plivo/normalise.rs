@@ -18,10 +18,10 @@
 //! `MessageUUID` for an inbound message and `MessageUUID:status` for a status (one
 //! message has several), so Plivo's retries are applied once.
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind, MAX_EVENT_ID_LEN, ProviderVerdict};
-use super::SOURCE;
 
 /// The statuses of a message Plivo could not send or deliver: the only ones whose
 /// `ErrorCode` is read (Plivo defines it for these only; `000` elsewhere means none).
@@ -225,7 +225,10 @@ fn message_uuid(params: &[(String, String)]) -> Result<&str, Error> {
 
 /// The channel of `Type`: `None` for a type Plivo does not document for messages.
 fn channel(params: &[(String, String)]) -> Option<Channel> {
-    match non_empty(params, "Type").map(str::to_ascii_lowercase).as_deref() {
+    match non_empty(params, "Type")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("sms" | "mms") => Some(Channel::Sms),
         Some("whatsapp") => Some(Channel::Whatsapp),
         Some(_) => None,
@@ -318,16 +321,32 @@ mod tests {
             ("Text=HELP", Action::Help, "keyword:HELP"),
             ("Text=see+you+soon", Action::Reachable, "inbound"),
             // Plivo's verdict where ours has none; the opt-out side wins where both do.
-            ("Text=Unsubscribe+me&MessageIntent=optout", PERM, "provider:STOP"),
+            (
+                "Text=Unsubscribe+me&MessageIntent=optout",
+                PERM,
+                "provider:STOP",
+            ),
             ("Text=STOP&MessageIntent=optin", PERM, "keyword:STOP"),
             ("Text=START&MessageIntent=optout", PERM, "provider:STOP"),
-            ("Text=UNSTOP&MessageIntent=optin", Action::Unblock, "provider:START"),
+            (
+                "Text=UNSTOP&MessageIntent=optin",
+                Action::Unblock,
+                "provider:START",
+            ),
             ("Text=what&MessageIntent=", Action::Reachable, "inbound"),
-            ("Type=mms&Body=STOP&MediaCount=1&Media0=https%3A%2F%2Fm", PERM, "keyword:STOP"),
+            (
+                "Type=mms&Body=STOP&MediaCount=1&Media0=https%3A%2F%2Fm",
+                PERM,
+                "keyword:STOP",
+            ),
         ];
         for (extra, action, reason) in cases {
             let e = one(&format!("{INBOUND}&{extra}"));
-            assert_eq!(testkit::decide::<Plivo>(&e), (action, reason.to_string()), "{extra}");
+            assert_eq!(
+                testkit::decide::<Plivo>(&e),
+                (action, reason.to_string()),
+                "{extra}"
+            );
         }
     }
 
@@ -349,15 +368,31 @@ mod tests {
             ("Status=undelivered&ErrorCode=70", TEMP, "plivo:70"),
             ("Status=failed&ErrorCode=30", Action::None, "plivo:30"),
             ("Status=failed&ErrorCode=900", Action::None, "plivo:900"),
-            ("Status=failed&ErrorCode=99999", Action::None, "unclassified:plivo:99999"),
+            (
+                "Status=failed&ErrorCode=99999",
+                Action::None,
+                "unclassified:plivo:99999",
+            ),
             ("Status=failed", Action::None, "status:failed"),
-            ("Status=Undelivered&ErrorCode=000", Action::None, "status:undelivered"),
+            (
+                "Status=Undelivered&ErrorCode=000",
+                Action::None,
+                "status:undelivered",
+            ),
         ];
         for (extra, action, reason) in cases {
             let e = one(&format!("{STATUS}&{extra}"));
             assert_eq!(e.address.as_str(), "+14155550101");
-            assert!(e.event_id.starts_with("db3ce55a-7f1d-11e1-8ea7-1231380bc196:"), "{extra}");
-            assert_eq!(testkit::decide::<Plivo>(&e), (action, reason.to_string()), "{extra}");
+            assert!(
+                e.event_id
+                    .starts_with("db3ce55a-7f1d-11e1-8ea7-1231380bc196:"),
+                "{extra}"
+            );
+            assert_eq!(
+                testkit::decide::<Plivo>(&e),
+                (action, reason.to_string()),
+                "{extra}"
+            );
         }
     }
 
@@ -371,13 +406,20 @@ mod tests {
         ] {
             let n = normalise(&form(&format!("{STATUS}&{extra}")), NOW).unwrap();
             assert!(n.events.is_empty(), "{extra}");
-            assert!(n.ignored.as_deref().unwrap().contains("no DND signal"), "{extra}");
+            assert!(
+                n.ignored.as_deref().unwrap().contains("no DND signal"),
+                "{extra}"
+            );
         }
         let no_to = normalise(&form("MessageUUID=x&Status=failed&ErrorCode=200"), NOW).unwrap();
         assert!(no_to.ignored.unwrap().contains("names no recipient"));
         let voice = normalise(&form("CallUUID=c&CallStatus=completed&From=1&To=2"), NOW).unwrap();
         assert!(voice.events.is_empty() && voice.ignored.is_some());
-        let rcs = normalise(&form("From=14155550100&Type=rcs&Text=STOP&MessageUUID=r"), NOW).unwrap();
+        let rcs = normalise(
+            &form("From=14155550100&Type=rcs&Text=STOP&MessageUUID=r"),
+            NOW,
+        )
+        .unwrap();
         assert!(rcs.events.is_empty() && rcs.ignored.unwrap().contains("rcs"));
     }
 
@@ -385,16 +427,32 @@ mod tests {
     fn refusals_are_for_what_never_succeeds() {
         let long = "u".repeat(MAX_EVENT_ID_LEN + 1);
         let cases = [
-            ("From=14155550100&Text=STOP".to_string(), "messageuuid is missing"),
+            (
+                "From=14155550100&Text=STOP".to_string(),
+                "messageuuid is missing",
+            ),
             ("MessageUUID=a&Text=STOP".to_string(), "from is missing"),
-            ("MessageUUID=a&From=hello&Text=STOP".to_string(), "from is not a valid sms"),
-            ("MessageUUID=a&To=0&Status=failed&ErrorCode=200".to_string(), "to is not a valid sms"),
-            (format!("MessageUUID={long}&From=14155550100&Text=STOP"), "bytes long"),
+            (
+                "MessageUUID=a&From=hello&Text=STOP".to_string(),
+                "from is not a valid sms",
+            ),
+            (
+                "MessageUUID=a&To=0&Status=failed&ErrorCode=200".to_string(),
+                "to is not a valid sms",
+            ),
+            (
+                format!("MessageUUID={long}&From=14155550100&Text=STOP"),
+                "bytes long",
+            ),
         ];
         for (body, fragment) in cases {
             let e = normalise(&form(&body), NOW).unwrap_err();
             assert_eq!(e.kind, crate::error::Kind::BadRequest, "{body}");
-            assert!(e.message.to_lowercase().contains(fragment), "{body}: {}", e.message);
+            assert!(
+                e.message.to_lowercase().contains(fragment),
+                "{body}: {}",
+                e.message
+            );
             assert!(!e.message.contains('\n'));
         }
     }
@@ -424,7 +482,11 @@ mod tests {
             ("+14155550100", "+14155550100"),
             ("0014155550100", "+14155550100"),
         ] {
-            assert_eq!(address(Channel::Sms, "From", raw).unwrap().as_str(), want, "{raw}");
+            assert_eq!(
+                address(Channel::Sms, "From", raw).unwrap().as_str(),
+                want,
+                "{raw}"
+            );
         }
     }
 }

@@ -148,9 +148,7 @@ fn signatures(header: &'static str, value: &str) -> Result<Vec<[u8; 32]>, Signat
         })
         .collect();
     if found.is_empty() {
-        return Err(malformed(
-            "no entry is the base64 of a 32-byte HMAC-SHA256",
-        ));
+        return Err(malformed("no entry is the base64 of a 32-byte HMAC-SHA256"));
     }
     Ok(found)
 }
@@ -238,7 +236,8 @@ mod tests {
         }
         s.push('.');
         s.push_str(nonce);
-        base64::engine::general_purpose::STANDARD.encode(hmac_sha256(token.as_bytes(), &[s.as_bytes()]))
+        base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(token.as_bytes(), &[s.as_bytes()]))
     }
 
     fn headers<'a>(sig: &'a str, nonce: &'a str) -> Headers<'a> {
@@ -250,7 +249,9 @@ mod tests {
     }
 
     fn inbound() -> Vec<(String, String)> {
-        form("From=14155550100&To=14155550199&Text=STOP&Type=sms&MessageUUID=abc&MessageIntent=optout")
+        form(
+            "From=14155550100&To=14155550199&Text=STOP&Type=sms&MessageUUID=abc&MessageIntent=optout",
+        )
     }
 
     /// Every Plivo entry of research/vectors.json (copied into
@@ -260,8 +261,7 @@ mod tests {
     /// with the legacy formulas here so the data stays honest.
     #[test]
     fn vectors() {
-        let vectors =
-            testkit::vectors(include_str!("../../../tests/providers/plivo/vectors.json"));
+        let vectors = testkit::vectors(include_str!("../../../tests/providers/plivo/vectors.json"));
         assert_eq!(vectors.len(), 11);
         let (mut good, mut bad, mut legacy) = (0, 0, 0);
         for v in &vectors {
@@ -343,8 +343,8 @@ mod tests {
                     msg.push_str(k);
                     msg.push_str(val);
                 }
-                let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes())
-                    .unwrap();
+                let mut mac =
+                    <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
                 mac.update(msg.as_bytes());
                 b64(&mac.finalize().into_bytes()) == given
             }
@@ -370,13 +370,22 @@ mod tests {
         );
         let mut added = params.clone();
         added.push(("ErrorCode".into(), "200".into()));
-        assert!(verify(URL, &added, &sig, NONCE).is_err(), "an unsigned extra parameter");
+        assert!(
+            verify(URL, &added, &sig, NONCE).is_err(),
+            "an unsigned extra parameter"
+        );
         assert!(verify(&URL.replace("acme", "evil"), &params, &sig, "x").is_err());
-        assert!(verify(URL, &params, &sig, "05429567804466091623").is_err(), "the nonce is signed");
+        assert!(
+            verify(URL, &params, &sig, "05429567804466091623").is_err(),
+            "the nonce is signed"
+        );
         // Parameter order does not matter; spaces around the values of headers do not.
         let mut shuffled = params.clone();
         shuffled.reverse();
-        assert_eq!(verify(URL, &shuffled, &format!(" {sig} "), &format!("{NONCE} ")), Ok(()));
+        assert_eq!(
+            verify(URL, &shuffled, &format!(" {sig} "), &format!("{NONCE} ")),
+            Ok(())
+        );
     }
 
     #[test]
@@ -386,13 +395,22 @@ mod tests {
         let new = sign("new-token", URL, &params, NONCE);
         let both = tokens(&["old-token", "new-token"]);
         for sig in [&old, &new] {
-            assert_eq!(verify_plivo(URL, Method::Post, &params, headers(sig, NONCE), &both), Ok(()));
+            assert_eq!(
+                verify_plivo(URL, Method::Post, &params, headers(sig, NONCE), &both),
+                Ok(())
+            );
         }
         // Plivo lists one signature per active token: any entry may match.
         let listed = format!("{old},{new}");
         let only_new = tokens(&["new-token"]);
         assert_eq!(
-            verify_plivo(URL, Method::Post, &params, headers(&listed, NONCE), &only_new),
+            verify_plivo(
+                URL,
+                Method::Post,
+                &params,
+                headers(&listed, NONCE),
+                &only_new
+            ),
             Ok(())
         );
         assert_eq!(
@@ -428,12 +446,42 @@ mod tests {
     fn signed_string_shapes() {
         let p = form("b=2&a=1&a=0");
         let cases = [
-            ("https://h.com/x", Method::Post, &p, "https://h.com/x?a0a1b2"),
-            ("https://h.com/x?z=9&y=8", Method::Post, &p, "https://h.com/x?y=8&z=9.a0a1b2"),
-            ("https://h.com/x?z=9", Method::Post, &Vec::new(), "https://h.com/x?z=9"),
-            ("https://h.com/x", Method::Post, &Vec::new(), "https://h.com/x"),
-            ("https://h.com/x/?b=a%20b&a=%3C1%3E#frag", Method::Get, &Vec::new(), "https://h.com/x/?a=<1>&b=a b"),
-            ("https://h.com/x", Method::Get, &Vec::new(), "https://h.com/x"),
+            (
+                "https://h.com/x",
+                Method::Post,
+                &p,
+                "https://h.com/x?a0a1b2",
+            ),
+            (
+                "https://h.com/x?z=9&y=8",
+                Method::Post,
+                &p,
+                "https://h.com/x?y=8&z=9.a0a1b2",
+            ),
+            (
+                "https://h.com/x?z=9",
+                Method::Post,
+                &Vec::new(),
+                "https://h.com/x?z=9",
+            ),
+            (
+                "https://h.com/x",
+                Method::Post,
+                &Vec::new(),
+                "https://h.com/x",
+            ),
+            (
+                "https://h.com/x/?b=a%20b&a=%3C1%3E#frag",
+                Method::Get,
+                &Vec::new(),
+                "https://h.com/x/?a=<1>&b=a b",
+            ),
+            (
+                "https://h.com/x",
+                Method::Get,
+                &Vec::new(),
+                "https://h.com/x",
+            ),
         ];
         for (url, method, params, want) in cases {
             assert_eq!(signed_string(url, method, params).unwrap(), want, "{url}");
@@ -448,11 +496,23 @@ mod tests {
         let t = tokens(&[TOKEN]);
         let run = |h: Headers<'_>, t: &[Secret]| verify_plivo(URL, Method::Post, &params, h, t);
         assert_eq!(
-            run(Headers { nonce: Some(NONCE), ..Headers::default() }, &t),
+            run(
+                Headers {
+                    nonce: Some(NONCE),
+                    ..Headers::default()
+                },
+                &t
+            ),
             Err(SignatureError::MissingHeader(SIGNATURE_HEADER))
         );
         assert_eq!(
-            run(Headers { signature: Some(&sig), ..Headers::default() }, &t),
+            run(
+                Headers {
+                    signature: Some(&sig),
+                    ..Headers::default()
+                },
+                &t
+            ),
             Err(SignatureError::MissingHeader(NONCE_HEADER))
         );
         let long = "A".repeat(MAX_SIGNATURE_HEADER_LEN + 1);
@@ -460,7 +520,13 @@ mod tests {
         for garbage in ["", "!!!", "AAAA", short.as_str(), long.as_str(), ",,,"] {
             let err = run(headers(garbage, NONCE), &t).unwrap_err();
             assert!(
-                matches!(err, SignatureError::Malformed { header: SIGNATURE_HEADER, .. }),
+                matches!(
+                    err,
+                    SignatureError::Malformed {
+                        header: SIGNATURE_HEADER,
+                        ..
+                    }
+                ),
                 "{garbage:?}: {err:?}"
             );
         }
@@ -468,11 +534,20 @@ mod tests {
         for nonce in ["", "  ", long_nonce.as_str()] {
             let err = run(headers(&sig, nonce), &t).unwrap_err();
             assert!(
-                matches!(err, SignatureError::Malformed { header: NONCE_HEADER, .. }),
+                matches!(
+                    err,
+                    SignatureError::Malformed {
+                        header: NONCE_HEADER,
+                        ..
+                    }
+                ),
                 "{nonce:?}: {err:?}"
             );
         }
-        assert_eq!(run(headers(&sig, NONCE), &[]), Err(SignatureError::NoSecret("plivo")));
+        assert_eq!(
+            run(headers(&sig, NONCE), &[]),
+            Err(SignatureError::NoSecret("plivo"))
+        );
         for e in [
             SignatureError::MissingHeader(SIGNATURE_HEADER),
             SignatureError::Mismatch(SIGNATURE_HEADER),
