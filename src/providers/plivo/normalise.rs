@@ -335,7 +335,7 @@ mod tests {
             ),
             ("Text=what&MessageIntent=", Action::Reachable, "inbound"),
             (
-                "Type=mms&Body=STOP&MediaCount=1&Media0=https%3A%2F%2Fm",
+                "Type=mms&Body=STOP&MediaCount=1&Media1=https%3A%2F%2Fm",
                 PERM,
                 "keyword:STOP",
             ),
