@@ -1,8 +1,9 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, the SNS
-//! certificate URL and PEM, and Brevo's Basic-or-Bearer `Authorization`. The first byte
-//! picks the scheme; the rest is split on newlines into header values and a body.
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, Plivo's
+//! V3 comma lists and nonce, the SNS certificate URL and PEM, and Brevo's Basic-or-Bearer
+//! `Authorization`. The first byte picks the scheme; the rest is split on newlines into
+//! header values and a body.
 //!
 //! Invariants: a refusal is a one-line message; nothing verifies unless it is the
 //! signature the scheme would compute; the signature the scheme computes verifies.
@@ -14,6 +15,7 @@ use dndgate::providers::brevo::verify as brevo;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
 use dndgate::providers::mailgun::verify as mailgun;
 use dndgate::providers::meta::verify as meta;
+use dndgate::providers::plivo::verify as plivo;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
 use dndgate::providers::ses::verify as sns;
@@ -38,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 10 {
+    match which % 11 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -167,6 +169,46 @@ fuzz_target!(|data: &[u8]| {
             // A token is never basic credentials, nor the other way round.
             assert!(brevo::verify_brevo(Some(&bearer), &creds, &[]).is_err());
             assert!(brevo::verify_brevo(Some(&good), &[], &tokens).is_err());
+        }
+        10 => {
+            // Plivo V3: a = X-Plivo-Signature-V3, b = its nonce, c = the main account's;
+            // the body is the form (and, as text, a query for the GET string).
+            let url = "https://gw.example.com/webhooks/plivo/acme";
+            let tokens = [Secret::new("plivo-token")];
+            let Ok(params) = dndgate::providers::plivo::normalise::decode_pairs(body) else {
+                return;
+            };
+            let headers = plivo::Headers {
+                signature: Some(&a),
+                nonce: Some(&b),
+                main_account: Some(&c),
+            };
+            let post = plivo::Method::Post;
+            if let Err(e) = plivo::verify_plivo(url, post, &params, headers, &tokens) {
+                refused(&e);
+            }
+            let query = format!("{url}?{}", String::from_utf8_lossy(body));
+            let _ = plivo::signed_string(&query, plivo::Method::Get, &[]);
+            // The signature the scheme computes verifies; another nonce does not.
+            let nonce = "31627761595286130198";
+            let signed = plivo::signed_string(url, post, &params)
+                .expect("a URL without a query always builds");
+            let mac = dndgate::signature::hmac_sha256(
+                b"plivo-token",
+                &[signed.as_bytes(), b".", nonce.as_bytes()],
+            );
+            let good = base64::engine::general_purpose::STANDARD.encode(mac);
+            let ok = plivo::Headers {
+                signature: Some(&good),
+                nonce: Some(nonce),
+                main_account: None,
+            };
+            assert!(plivo::verify_plivo(url, post, &params, ok, &tokens).is_ok());
+            let other = plivo::Headers {
+                nonce: Some("31627761595286130199"),
+                ..ok
+            };
+            assert!(plivo::verify_plivo(url, post, &params, other, &tokens).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

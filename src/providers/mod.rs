@@ -140,6 +140,7 @@ registry! {
     StandardWebhooks => standard_webhooks::StandardWebhooks,
     Telnyx => telnyx::Telnyx,
     Brevo => brevo::Brevo,
+    Plivo => plivo::Plivo,
 }
 
 impl Provider {
