@@ -1,0 +1,155 @@
+//! SparkPost event webhooks: batches of email events (bounces, out-of-band bounces,
+//! spam complaints, list and link unsubscribes), on `POST /webhooks/sparkpost/{tenant}`.
+//!
+//! The road: content type (the registry's first step) -> tenant section from the path
+//! -> authentication (HTTP basic auth, and/or the webhook's custom auth header) ->
+//! parse the batch -> normalise each entry.
+//!
+//! Why this order: SparkPost signs nothing. A webhook authenticates with credentials the
+//! operator set on it in SparkPost: Basic Auth (`Authorization: Basic`), or a custom
+//! header (`custom_headers`: a header name and a secret value). Both are per tenant, so
+//! the tenant comes first, and only from the path. They are checked, in constant time
+//! and against every configured value (rotation), before any byte of the body is read:
+//! an unauthenticated caller learns nothing about how a body would be handled (401, a
+//! `WWW-Authenticate` challenge when basic auth is configured, nothing written).
+//! SparkPost's third option, OAuth 2.0 client credentials (a bearer token from the
+//! operator's own token server), is not supported: a request carrying
+//! `Authorization: Bearer` is refused with a line that says to use basic auth or a
+//! custom header instead.
+//!
+//! Nothing in the scheme binds a request to a time or to its body, so replays are
+//! stopped by dedup on each entry's `event_id` (SparkPost keeps it across the retries
+//! of a batch, for 8 hours) and by event-time ordering behind it. A body that is no
+//! batch at all gets 400; an entry that cannot be read is refused on its own line of a
+//! 200 (SparkPost resends a failed batch whole for 8 hours); an entry without a DND
+//! signal, and the test batch SparkPost posts when a webhook is created
+//! (`[{"msys": {}}]`), is 200 and counted as skipped.
+
+pub mod normalise;
+pub mod verify;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::event::Source;
+use crate::road::{About, Road, SectionCx, Trip};
+use crate::secret::Secret;
+use verify::{Auth, HeaderAuth};
+
+/// The source SparkPost's events carry.
+pub const SOURCE: Source = Sparkpost::ABOUT.source();
+
+/// The challenge of a refused request when the tenant uses basic auth.
+const CHALLENGE: &str = "Basic realm=\"dndgate\"";
+
+/// The SparkPost provider.
+#[derive(Debug)]
+pub struct Sparkpost;
+
+/// A tenant's SparkPost section, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSection {
+    /// Basic-auth credentials, each `user:password` (SparkPost's `auth_credentials`).
+    #[serde(default)]
+    credentials: Vec<String>,
+    /// The name of the custom header that carries a secret (`custom_headers`).
+    auth_header: Option<String>,
+    /// The accepted values of `auth_header`, several while rotating.
+    #[serde(default)]
+    auth_header_values: Vec<String>,
+}
+
+impl Road for Sparkpost {
+    const ABOUT: About = About::new("sparkpost", include_str!("../../../providers/sparkpost.toml"));
+    type Settings = ();
+    /// What authenticates the tenant's webhooks: basic-auth credentials, a custom
+    /// header, or both (then both must match).
+    type Section = Auth;
+
+    fn section(section: &mut SectionCx<'_, '_>) -> Option<Auth> {
+        let raw: RawSection = section.read()?;
+        let at = section.at;
+        let credentials = section
+            .cx
+            .secrets(&format!("{at}.credentials"), &raw.credentials);
+        if credentials
+            .iter()
+            .any(|c| !verify::is_user_password(c.expose()))
+        {
+            section.problem(format!(
+                "{at}.credentials: write each as user:password (the user may not be empty; the password may)"
+            ));
+        }
+        let header = match raw.auth_header {
+            Some(name) => {
+                if let Err(why) = verify::check_header_name(&name) {
+                    section.problem(format!("{at}.auth_header: {why}"));
+                }
+                let values_at = format!("{at}.auth_header_values");
+                let values: Vec<Secret> = section.cx.required_secrets(
+                    &values_at,
+                    &raw.auth_header_values,
+                    "no request could carry the header",
+                );
+                if values.iter().any(|v| v.expose().trim().is_empty()) {
+                    section.problem(format!("{values_at}: a value may not be blank"));
+                }
+                Some(HeaderAuth {
+                    name: name.trim().to_ascii_lowercase(),
+                    values,
+                })
+            }
+            None => {
+                if !raw.auth_header_values.is_empty() {
+                    section.problem(format!(
+                        "{at}.auth_header_values is set but auth_header is not: name the header SparkPost sends them in"
+                    ));
+                }
+                None
+            }
+        };
+        if raw.credentials.is_empty() && header.is_none() {
+            section.problem(format!(
+                "{at}: set credentials (the webhook's Basic Auth user:password) or auth_header and auth_header_values (a custom header): SparkPost signs nothing, so its webhooks cannot be authenticated otherwise"
+            ));
+        }
+        Some(Auth {
+            credentials,
+            header,
+        })
+    }
+
+    async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
+        let (tenant, auth) = trip.path_tenant()?;
+        let req = trip.req;
+        let authorization = req.header("authorization");
+        let custom = auth
+            .header
+            .as_ref()
+            .and_then(|h| req.header(&h.name));
+        verify::verify(auth, authorization, custom).map_err(|e| {
+            let bearer = authorization
+                .is_some_and(|a| a.trim_start().to_ascii_lowercase().starts_with("bearer "));
+            let error = if bearer {
+                Error::unauthorized(format!(
+                    "SparkPost's OAuth 2.0 webhook authentication is not supported: set the webhook's Authentication to Basic Auth (tenants.{tenant}.sparkpost.credentials) or send a custom header (auth_header)"
+                ))
+                .with_reason(e.reason())
+            } else {
+                Error::from(e)
+            };
+            if auth.credentials.is_empty() {
+                error
+            } else {
+                error.with_challenge(CHALLENGE)
+            }
+        })?;
+        let entries = normalise::parse(&req.body)?;
+        let normalised = normalise::normalise(&entries, trip.receive());
+        trip.out.rejected.extend(normalised.rejected);
+        trip.out.skipped.extend(normalised.ignored);
+        trip.out.push(tenant, normalised.events);
+        Ok(())
+    }
+}
