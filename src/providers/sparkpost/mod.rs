@@ -92,9 +92,6 @@ impl Road for Sparkpost {
                     &raw.auth_header_values,
                     "no request could carry the header",
                 );
-                if values.iter().any(|v| v.expose().trim().is_empty()) {
-                    section.problem(format!("{values_at}: a value may not be blank"));
-                }
                 Some(HeaderAuth {
                     name: name.trim().to_ascii_lowercase(),
                     values,
@@ -151,5 +148,86 @@ impl Road for Sparkpost {
         trip.out.skipped.extend(normalised.ignored);
         trip.out.push(tenant, normalised.events);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::road::ConfigCx;
+
+    /// The section `text` read for tenant `acme`: the section, and every problem.
+    fn read(text: &str) -> (Option<Auth>, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut cx = ConfigCx::new(std::path::Path::new("."), &mut problems);
+        let value: toml::Value = toml::from_str(text).unwrap();
+        let section =
+            Sparkpost::section(&mut SectionCx::new("acme", "tenants.acme.sparkpost", value, &mut cx));
+        (section, problems)
+    }
+
+    #[test]
+    fn sections_that_load() {
+        let (auth, problems) = read(r#"credentials = ["hook:pass", "next:"]"#);
+        assert!(problems.is_empty(), "{problems:?}");
+        let auth = auth.unwrap();
+        assert_eq!(auth.credentials.len(), 2);
+        assert!(auth.header.is_none());
+
+        let (auth, problems) =
+            read(r#"auth_header = "X-Api-Key"
+auth_header_values = ["abcd", "efgh"]"#);
+        assert!(problems.is_empty(), "{problems:?}");
+        let header = auth.unwrap().header.unwrap();
+        assert_eq!(header.name, "x-api-key");
+        assert_eq!(header.values.len(), 2);
+
+        let (auth, problems) = read(
+            r#"credentials = ["hook:pass"]
+auth_header = "x-api-key"
+auth_header_values = ["abcd"]"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let auth = auth.unwrap();
+        assert!(!auth.credentials.is_empty() && auth.header.is_some());
+    }
+
+    #[test]
+    fn sections_that_are_refused_say_why() {
+        let cases = [
+            ("", "set credentials"),
+            (r#"credentials = []"#, "set credentials"),
+            (r#"credentials = ["nocolon"]"#, "user:password"),
+            (r#"credentials = [":pass"]"#, "user:password"),
+            (r#"auth_header = "x-api-key""#, "auth_header_values is empty"),
+            (
+                r#"auth_header = "x-api-key"
+auth_header_values = [" "]"#,
+                "empty",
+            ),
+            (
+                r#"auth_header = "Authorization"
+auth_header_values = ["abcd"]"#,
+                "set credentials",
+            ),
+            (
+                r#"auth_header = "x api key"
+auth_header_values = ["abcd"]"#,
+                "not an HTTP header name",
+            ),
+            (r#"auth_header_values = ["abcd"]"#, "auth_header is not"),
+            (r#"credential = ["a:b"]"#, "unknown field"),
+        ];
+        for (text, fragment) in cases {
+            let (_, problems) = read(text);
+            assert!(
+                problems.iter().any(|p| p.contains(fragment)),
+                "{text:?}: {problems:?}"
+            );
+            assert!(
+                problems.iter().all(|p| p.starts_with("tenants.acme.sparkpost")),
+                "{problems:?}"
+            );
+        }
     }
 }
