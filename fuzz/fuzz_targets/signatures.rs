@@ -1,6 +1,6 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, SparkPost's basic auth and custom header, and the SNS
 //! certificate URL and PEM. The first byte picks the scheme; the rest is split on
 //! newlines into header values and a body.
 //!
@@ -15,6 +15,7 @@ use dndgate::providers::mailgun::verify as mailgun;
 use dndgate::providers::meta::verify as meta;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
+use dndgate::providers::sparkpost::verify as sparkpost;
 use dndgate::providers::ses::verify as sns;
 use dndgate::providers::telnyx::verify as telnyx;
 use dndgate::providers::twilio::verify::{self as twilio, TwilioSigned};
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 9 {
+    match which % 10 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -150,6 +151,26 @@ fuzz_target!(|data: &[u8]| {
                     telnyx::verify_telnyx(&tampered, Some(&header), Some(&ts), &keys, now)
                         .is_err()
                 );
+            }
+        }
+        9 => {
+            let auth = sparkpost::Auth {
+                credentials: vec![Secret::new("sp_user:sp_pass")],
+                header: Some(sparkpost::HeaderAuth {
+                    name: "x-api-key".to_string(),
+                    values: vec![Secret::new("sp-header-value")],
+                }),
+            };
+            match sparkpost::verify(&auth, Some(&a), Some(&b)) {
+                Ok(()) => assert_eq!(b.trim(), "sp-header-value"),
+                Err(e) => refused(&e),
+            }
+            // The credentials SparkPost sends verify; one more byte in either does not.
+            let good = basic_auth::basic_auth_header("sp_user:sp_pass");
+            assert!(sparkpost::verify(&auth, Some(&good), Some("sp-header-value")).is_ok());
+            assert!(sparkpost::verify(&auth, Some(&good), Some(&format!("sp-header-value{c}x"))).is_err());
+            if let Err(e) = sparkpost::check_header_name(&c) {
+                check_line(&e);
             }
         }
         _ => {
