@@ -168,7 +168,10 @@ fuzz_target!(|data: &[u8]| {
             // The credentials SparkPost sends verify; one more byte in either does not.
             let good = basic_auth::basic_auth_header("sp_user:sp_pass");
             assert!(sparkpost::verify(&auth, Some(&good), Some("sp-header-value")).is_ok());
-            assert!(sparkpost::verify(&auth, Some(&good), Some(&format!("sp-header-value{c}x"))).is_err());
+            assert!(
+                sparkpost::verify(&auth, Some(&good), Some(&format!("sp-header-value{c}x")))
+                    .is_err()
+            );
             if let Err(e) = sparkpost::check_header_name(&c) {
                 check_line(&e);
             }

@@ -161,9 +161,124 @@ mod tests {
         let mut problems = Vec::new();
         let mut cx = ConfigCx::new(std::path::Path::new("."), &mut problems);
         let value: toml::Value = toml::from_str(text).unwrap();
-        let section =
-            Sparkpost::section(&mut SectionCx::new("acme", "tenants.acme.sparkpost", value, &mut cx));
+        let at = "tenants.acme.sparkpost";
+        let section = Sparkpost::section(&mut SectionCx::new("acme", at, value, &mut cx));
         (section, problems)
+    }
+
+    /// A host for a road that asks nothing of the house but whether a tenant exists.
+    struct Bare;
+
+    impl crate::road::Host for Bare {
+        fn public_url(&self) -> &str {
+            "https://hooks.example.com"
+        }
+        fn dedup_ttl(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(60)
+        }
+        fn has_tenant(&self, id: &str) -> bool {
+            id == "acme" || id == "globex"
+        }
+        fn fetch(&self) -> &dyn crate::fetch::Fetch {
+            panic!("the SparkPost road fetches nothing")
+        }
+        fn claim_once<'a>(
+            &'a self,
+            _: crate::road::Once<'a>,
+        ) -> crate::road::HostFuture<'a, bool> {
+            panic!("the SparkPost road claims no token")
+        }
+    }
+
+    /// Walk the road for tenant `tenant` with `headers` and `body`: the delivery, and
+    /// how the walk ended. acme uses basic auth, globex a custom header.
+    async fn walk(
+        tenant: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (crate::road::Delivery, Result<(), Error>) {
+        let mut tenants = std::collections::BTreeMap::new();
+        tenants.insert(
+            "acme".to_string(),
+            Auth {
+                credentials: vec![Secret::new("hook:pass")],
+                header: None,
+            },
+        );
+        tenants.insert(
+            "globex".to_string(),
+            Auth {
+                credentials: Vec::new(),
+                header: Some(HeaderAuth {
+                    name: "x-api-key".into(),
+                    values: vec![Secret::new("abcd")],
+                }),
+            },
+        );
+        let config = crate::road::ProviderConfig::<Sparkpost> {
+            settings: (),
+            tenants,
+            codes: Sparkpost::ABOUT.table(),
+        };
+        let req = crate::road::WebhookRequest {
+            provider: "sparkpost".into(),
+            tenant: Some(tenant.into()),
+            path_and_query: format!("/webhooks/sparkpost/{tenant}"),
+            content_type: Some("application/json".into()),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
+        let mut trip = Trip {
+            config: &config,
+            req: &req,
+            host: &Bare,
+            out: crate::road::Delivery::default(),
+        };
+        let result = Sparkpost::handle(&mut trip).await;
+        (trip.out, result)
+    }
+
+    const BOUNCE: &str = r#"[{"msys":{"message_event":{"type":"bounce","bounce_class":"10","event_id":"1","rcpt_to":"a@example.com","timestamp":"1454442600"}}},{"msys":{}}]"#;
+
+    #[tokio::test]
+    async fn the_road_authenticates_before_it_reads_the_body() {
+        let good = crate::providers::postmark::verify::basic_auth_header("hook:pass");
+        let (out, result) = walk("acme", &[("authorization", &good)], BOUNCE).await;
+        result.unwrap();
+        assert_eq!(out.tenant.as_deref(), Some("acme"));
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.skipped.len(), 1);
+
+        // Refused before the body is read: a body that is no batch gets 401, not 400.
+        let wrong = crate::providers::postmark::verify::basic_auth_header("hook:nope");
+        let (out, result) = walk("acme", &[("authorization", &wrong)], "not json").await;
+        let e = result.unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Unauthorized);
+        assert_eq!(e.challenge, Some(CHALLENGE));
+        assert!(out.events.is_empty());
+
+        let (_, result) = walk("acme", &[("authorization", "Bearer abc")], BOUNCE).await;
+        let e = result.unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Unauthorized);
+        assert!(e.message.contains("OAuth 2.0"), "{}", e.message);
+
+        // The custom header: no basic-auth challenge, since basic auth is not used.
+        let (out, result) = walk("globex", &[("x-api-key", "abcd")], BOUNCE).await;
+        result.unwrap();
+        assert_eq!(out.events.len(), 1);
+        let (_, result) = walk("globex", &[("x-api-key", "abce")], BOUNCE).await;
+        let e = result.unwrap_err();
+        assert_eq!((e.kind, e.challenge), (crate::error::Kind::Unauthorized, None));
+
+        // Authenticated, but no batch: 400.
+        let (_, result) = walk("globex", &[("x-api-key", "abcd")], "{}").await;
+        assert_eq!(result.unwrap_err().kind, crate::error::Kind::BadRequest);
+
+        let (_, result) = walk("initech", &[], BOUNCE).await;
+        assert_eq!(result.unwrap_err().kind, crate::error::Kind::NotFound);
     }
 
     #[test]

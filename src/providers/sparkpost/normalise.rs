@@ -127,7 +127,7 @@ pub fn normalise_entry(raw: &Value, received_ms: i64) -> Result<Entry, String> {
     let meaning = match kind {
         "bounce" => Meaning::Bounce("bounce"),
         "out_of_band" => Meaning::Bounce("out_of_band"),
-        "spam_complaint" if text(event, "fbtype").is_some_and(|t| t.eq_ignore_ascii_case("not-spam")) => {
+        "spam_complaint" if not_spam(event) => {
             return Ok(Entry::Ignored(
                 "spam_complaint with fbtype not-spam: the contact says it is not spam".into(),
             ));
@@ -146,7 +146,8 @@ pub fn normalise_entry(raw: &Value, received_ms: i64) -> Result<Entry, String> {
         .ok_or_else(|| format!("{kind}: its event_id is too long"))?;
     let event_time_ms = match event.get("timestamp") {
         None | Some(Value::Null) => received_ms,
-        Some(t) => seconds_to_ms(t).ok_or_else(|| format!("{kind}: its timestamp is not Unix seconds"))?,
+        Some(t) => seconds_to_ms(t)
+            .ok_or_else(|| format!("{kind}: its timestamp is not Unix seconds"))?,
     };
     let kind = match meaning {
         Meaning::Bounce(status) => EventKind::DeliveryStatus {
@@ -166,6 +167,11 @@ pub fn normalise_entry(raw: &Value, received_ms: i64) -> Result<Entry, String> {
         address,
         kind,
     )))
+}
+
+/// Is this complaint a "not-spam" feedback report (ARF `Feedback-Type: not-spam`)?
+fn not_spam(event: &Map<String, Value>) -> bool {
+    text(event, "fbtype").is_some_and(|t| t.eq_ignore_ascii_case("not-spam"))
 }
 
 /// A non-empty string field, trimmed.

@@ -168,7 +168,6 @@ mod tests {
         assert_eq!(all.len(), 7);
         let (mut good, mut bad) = (0, 0);
         for v in &all {
-            let name = v["name"].as_str().unwrap();
             let auth = Auth {
                 credentials: v["credentials"]
                     .as_array()
@@ -196,7 +195,6 @@ mod tests {
             } else {
                 bad += 1;
             }
-            let _ = name;
         }
         assert_eq!((good, bad), (3, 4));
     }
