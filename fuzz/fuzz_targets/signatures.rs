@@ -18,6 +18,7 @@ use dndgate::providers::meta::verify as meta;
 use dndgate::providers::plivo::verify as plivo;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
+use dndgate::providers::sparkpost::verify as sparkpost;
 use dndgate::providers::ses::verify as sns;
 use dndgate::providers::telnyx::verify as telnyx;
 use dndgate::providers::twilio::verify::{self as twilio, TwilioSigned};
@@ -40,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 11 {
+    match which % 12 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -209,6 +210,29 @@ fuzz_target!(|data: &[u8]| {
                 ..ok
             };
             assert!(plivo::verify_plivo(url, post, &params, other, &tokens).is_err());
+        }
+        11 => {
+            let auth = sparkpost::Auth {
+                credentials: vec![Secret::new("sp_user:sp_pass")],
+                header: Some(sparkpost::HeaderAuth {
+                    name: "x-api-key".to_string(),
+                    values: vec![Secret::new("sp-header-value")],
+                }),
+            };
+            match sparkpost::verify(&auth, Some(&a), Some(&b)) {
+                Ok(()) => assert_eq!(b.trim(), "sp-header-value"),
+                Err(e) => refused(&e),
+            }
+            // The credentials SparkPost sends verify; one more byte in either does not.
+            let good = basic_auth::basic_auth_header("sp_user:sp_pass");
+            assert!(sparkpost::verify(&auth, Some(&good), Some("sp-header-value")).is_ok());
+            assert!(
+                sparkpost::verify(&auth, Some(&good), Some(&format!("sp-header-value{c}x")))
+                    .is_err()
+            );
+            if let Err(e) = sparkpost::check_header_name(&c) {
+                check_line(&e);
+            }
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

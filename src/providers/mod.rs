@@ -141,6 +141,7 @@ registry! {
     Telnyx => telnyx::Telnyx,
     Brevo => brevo::Brevo,
     Plivo => plivo::Plivo,
+    Sparkpost => sparkpost::Sparkpost,
 }
 
 impl Provider {
