@@ -1,6 +1,6 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, Mandrill's HMAC-SHA1, and the SNS
 //! certificate URL and PEM. The first byte picks the scheme; the rest is split on
 //! newlines into header values and a body.
 //!
@@ -12,6 +12,7 @@ use base64::Engine as _;
 use dndgate::secret::Secret;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
 use dndgate::providers::mailgun::verify as mailgun;
+use dndgate::providers::mandrill::verify as mandrill;
 use dndgate::providers::meta::verify as meta;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 9 {
+    match which % 10 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -151,6 +152,22 @@ fuzz_target!(|data: &[u8]| {
                         .is_err()
                 );
             }
+        }
+        9 => {
+            // Mandrill: the form parameter named by the second line, with the body as
+            // its value, signed over a fixed URL.
+            let url = "https://gw.example.com/webhooks/mandrill/acme";
+            let params = vec![(b.clone(), String::from_utf8_lossy(body).into_owned())];
+            let keys = [Secret::new("mandrill-key")];
+            let good = mandrill::sign_mandrill("mandrill-key", url, &params);
+            match mandrill::verify_mandrill(url, &params, Some(&a), &keys) {
+                Ok(()) => assert_eq!(a.trim(), good, "only the computed signature verifies"),
+                Err(e) => refused(&e),
+            }
+            assert!(mandrill::verify_mandrill(url, &params, Some(&good), &keys).is_ok());
+            let mut tampered = params.clone();
+            tampered[0].1.push('x');
+            assert!(mandrill::verify_mandrill(url, &tampered, Some(&good), &keys).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];
