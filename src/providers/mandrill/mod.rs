@@ -36,8 +36,8 @@ pub mod verify;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, Answer, ProviderConfig, Reply, Road, SectionCx, Secrets, Trip};
 use crate::providers::twilio::normalise::parse_form;
+use crate::road::{About, Answer, ProviderConfig, Reply, Road, Secrets, SectionCx, Trip};
 
 /// The source Mandrill's events carry.
 pub const SOURCE: Source = Mandrill::ABOUT.source();

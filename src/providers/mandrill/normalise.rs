@@ -306,43 +306,72 @@ mod tests {
         let addr = json!({ "email": "A@Example.com" });
         testkit::assert_decisions::<Mandrill>(
             &[
-                (message("hard_bounce", addr.clone()), PERM, "mandrill:hard_bounce"),
-                (message("soft_bounce", addr.clone()), TEMP, "mandrill:soft_bounce"),
-                (message("reject", addr.clone()), PERM, "mandrill:reject"),
-                (message("spam", addr.clone()), PERM, "mandrill:complaint"),
-                (message("unsub", addr.clone()), PERM, "mandrill:stop"),
                 (
-                    message("hard_bounce", json!({"email": "a@example.com", "diag": "smtp;550 5.7.1 Sender rejected by policy"})),
-                    Action::None,
-                    "mandrill:hard_bounce.policy",
-                ),
-                (
-                    message("soft_bounce", json!({"email": "a@example.com", "diag": "smtp;452 4.2.2 Mailbox full"})),
-                    TEMP,
-                    "mandrill:soft_bounce.mailbox-full",
-                ),
-                (
-                    message("hard_bounce", json!({"email": "a@example.com", "diag": "smtp;552 5.2.2 over quota"})),
-                    TEMP,
-                    "mandrill:hard_bounce.mailbox-full",
-                ),
-                (
-                    message("soft_bounce", json!({"email": "a@example.com", "diag": "smtp;421 4.7.0 try later, reputation"})),
-                    Action::None,
-                    "mandrill:soft_bounce.policy",
-                ),
-                (
-                    message("hard_bounce", json!({"email": "a@example.com", "bounce_description": "bad_mailbox", "diag": "smtp;550 5.1.1 The email account that you tried to reach does not exist."})),
+                    message("hard_bounce", addr.clone()),
                     PERM,
                     "mandrill:hard_bounce",
                 ),
                 (
-                    message("reject", json!({"email": "a@example.com", "reject_reason": "invalid-sender"})),
+                    message("soft_bounce", addr.clone()),
+                    TEMP,
+                    "mandrill:soft_bounce",
+                ),
+                (message("reject", addr.clone()), PERM, "mandrill:reject"),
+                (message("spam", addr.clone()), PERM, "mandrill:complaint"),
+                (message("unsub", addr.clone()), PERM, "mandrill:stop"),
+                (
+                    message(
+                        "hard_bounce",
+                        json!({"email": "a@example.com", "diag": "smtp;550 5.7.1 Sender rejected by policy"}),
+                    ),
+                    Action::None,
+                    "mandrill:hard_bounce.policy",
+                ),
+                (
+                    message(
+                        "soft_bounce",
+                        json!({"email": "a@example.com", "diag": "smtp;452 4.2.2 Mailbox full"}),
+                    ),
+                    TEMP,
+                    "mandrill:soft_bounce.mailbox-full",
+                ),
+                (
+                    message(
+                        "hard_bounce",
+                        json!({"email": "a@example.com", "diag": "smtp;552 5.2.2 over quota"}),
+                    ),
+                    TEMP,
+                    "mandrill:hard_bounce.mailbox-full",
+                ),
+                (
+                    message(
+                        "soft_bounce",
+                        json!({"email": "a@example.com", "diag": "smtp;421 4.7.0 try later, reputation"}),
+                    ),
+                    Action::None,
+                    "mandrill:soft_bounce.policy",
+                ),
+                (
+                    message(
+                        "hard_bounce",
+                        json!({"email": "a@example.com", "bounce_description": "bad_mailbox", "diag": "smtp;550 5.1.1 The email account that you tried to reach does not exist."}),
+                    ),
+                    PERM,
+                    "mandrill:hard_bounce",
+                ),
+                (
+                    message(
+                        "reject",
+                        json!({"email": "a@example.com", "reject_reason": "invalid-sender"}),
+                    ),
                     Action::None,
                     "mandrill:reject.invalid-sender",
                 ),
                 (
-                    message("reject", json!({"email": "a@example.com", "reject_reason": "hard-bounce"})),
+                    message(
+                        "reject",
+                        json!({"email": "a@example.com", "reject_reason": "hard-bounce"}),
+                    ),
                     PERM,
                     "mandrill:reject.hard-bounce",
                 ),
@@ -352,7 +381,13 @@ mod tests {
         let e = one(&message("hard_bounce", json!({ "email": "A@Example.com" })));
         assert_eq!(
             testkit::identity(&e),
-            (SOURCE, Channel::Email, "a@example.com", "m1:hard_bounce:1700000000", 1_700_000_000_000)
+            (
+                SOURCE,
+                Channel::Email,
+                "a@example.com",
+                "m1:hard_bounce:1700000000",
+                1_700_000_000_000
+            )
         );
     }
 
@@ -365,18 +400,49 @@ mod tests {
         };
         testkit::assert_decisions::<Mandrill>(
             &[
-                (sync("blacklist", "add", json!("hard-bounce")), PERM, "mandrill:blacklist.hard-bounce"),
-                (sync("blacklist", "change", json!("soft-bounce")), TEMP, "mandrill:blacklist.soft-bounce"),
-                (sync("blacklist", "add", json!("spam")), PERM, "mandrill:blacklist.spam"),
-                (sync("blacklist", "add", json!("unsub")), PERM, "mandrill:blacklist.unsub"),
-                (sync("blacklist", "add", json!("custom")), PERM, "mandrill:blacklist.custom"),
-                (sync("blacklist", "add", Value::Null), PERM, "mandrill:blacklist"),
+                (
+                    sync("blacklist", "add", json!("hard-bounce")),
+                    PERM,
+                    "mandrill:blacklist.hard-bounce",
+                ),
+                (
+                    sync("blacklist", "change", json!("soft-bounce")),
+                    TEMP,
+                    "mandrill:blacklist.soft-bounce",
+                ),
+                (
+                    sync("blacklist", "add", json!("spam")),
+                    PERM,
+                    "mandrill:blacklist.spam",
+                ),
+                (
+                    sync("blacklist", "add", json!("unsub")),
+                    PERM,
+                    "mandrill:blacklist.unsub",
+                ),
+                (
+                    sync("blacklist", "add", json!("custom")),
+                    PERM,
+                    "mandrill:blacklist.custom",
+                ),
+                (
+                    sync("blacklist", "add", Value::Null),
+                    PERM,
+                    "mandrill:blacklist",
+                ),
             ],
             one,
         );
-        for (list, action) in [("blacklist", "remove"), ("whitelist", "add"), ("whitelist", "remove")] {
+        for (list, action) in [
+            ("blacklist", "remove"),
+            ("whitelist", "add"),
+            ("whitelist", "remove"),
+        ] {
             let got = normalise_event(&sync(list, action, json!("hard-bounce")), NOW);
-            assert!(matches!(got, Ok(Read::Ignored(_))), "{list} {action}: {got:?}");
+            assert!(
+                matches!(got, Ok(Read::Ignored(_))),
+                "{list} {action}: {got:?}"
+            );
         }
         // A sync event has no id: its content keys it, the same on a retry.
         let raw = sync("blacklist", "add", json!("hard-bounce"));
@@ -385,7 +451,14 @@ mod tests {
 
     #[test]
     fn events_without_a_dnd_signal_are_skipped() {
-        for name in ["send", "deferral", "open", "click", "inbound", "something_new"] {
+        for name in [
+            "send",
+            "deferral",
+            "open",
+            "click",
+            "inbound",
+            "something_new",
+        ] {
             let got = normalise_event(&message(name, json!({"email": "a@example.com"})), NOW);
             assert!(matches!(got, Ok(Read::Ignored(_))), "{name}: {got:?}");
         }
@@ -399,9 +472,18 @@ mod tests {
                 (json!({"msg": {}}), "neither an event nor a type"),
                 (json!({"event": "hard_bounce"}), "no msg"),
                 (json!({"event": "spam", "msg": {}}), "no email"),
-                (json!({"event": "spam", "msg": {"email": "not an address"}}), "email"),
-                (json!({"event": "spam", "ts": "yesterday", "msg": {"email": "a@example.com"}}), "ts"),
-                (json!({"event": "spam", "_id": "x".repeat(300), "msg": {"email": "a@example.com"}}), "too long"),
+                (
+                    json!({"event": "spam", "msg": {"email": "not an address"}}),
+                    "email",
+                ),
+                (
+                    json!({"event": "spam", "ts": "yesterday", "msg": {"email": "a@example.com"}}),
+                    "ts",
+                ),
+                (
+                    json!({"event": "spam", "_id": "x".repeat(300), "msg": {"email": "a@example.com"}}),
+                    "too long",
+                ),
                 (json!({"type": "blacklist", "action": "add"}), "reject"),
             ],
             |raw| normalise_event(raw, NOW).map(|_| ()),
@@ -413,9 +495,16 @@ mod tests {
         ];
         let out = normalise(&batch, NOW);
         assert_eq!(out.events.len(), 1);
-        assert_eq!(out.rejected, vec!["event 1: it is not a JSON object".to_string()]);
+        assert_eq!(
+            out.rejected,
+            vec!["event 1: it is not a JSON object".to_string()]
+        );
         assert_eq!(out.ignored.len(), 1);
-        assert!(out.ignored[0].starts_with("event 2: \"open\""), "{:?}", out.ignored);
+        assert!(
+            out.ignored[0].starts_with("event 2: \"open\""),
+            "{:?}",
+            out.ignored
+        );
     }
 
     #[test]
@@ -428,11 +517,23 @@ mod tests {
     #[test]
     fn the_form_and_the_batch() {
         let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
-        assert_eq!(events_param(&form(&[("mandrill_events", "[]")])).unwrap(), "[]");
+        assert_eq!(
+            events_param(&form(&[("mandrill_events", "[]")])).unwrap(),
+            "[]"
+        );
         assert!(events_param(&form(&[])).is_err());
-        assert!(events_param(&form(&[("mandrill_events", "[]"), ("mandrill_events", "[]")])).is_err());
+        assert!(
+            events_param(&form(&[
+                ("mandrill_events", "[]"),
+                ("mandrill_events", "[]")
+            ]))
+            .is_err()
+        );
         assert_eq!(parse("[]").unwrap(), Vec::<Value>::new());
         for bad in ["{}", "nope", ""] {
             let e = parse(bad).unwrap_err();
@@ -446,7 +547,10 @@ mod tests {
 
     #[test]
     fn enhanced_status_codes() {
-        assert_eq!(enhanced_status("smtp;550 5.1.1 no such user"), Some((5, 1, 1)));
+        assert_eq!(
+            enhanced_status("smtp;550 5.1.1 no such user"),
+            Some((5, 1, 1))
+        );
         assert_eq!(enhanced_status("smtp;421 4.7.0 later"), Some((4, 7, 0)));
         assert_eq!(enhanced_status("(#5.2.2)"), Some((5, 2, 2)));
         assert_eq!(enhanced_status("version 1.2.3 and 10.0.0.1"), None);
@@ -457,7 +561,9 @@ mod tests {
     /// bounce, a complaint and an unsubscribe.
     #[test]
     fn the_vector_batch() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/mandrill/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/mandrill/vectors.json"
+        ));
         let body = vectors[0]["body"].as_str().unwrap();
         let params = crate::providers::twilio::normalise::parse_form(body.as_bytes()).unwrap();
         let events = parse(events_param(&params).unwrap()).unwrap();
@@ -467,9 +573,21 @@ mod tests {
         assert_eq!(
             decided,
             vec![
-                ("bounce@example.com".to_string(), PERM, "mandrill:hard_bounce".to_string()),
-                ("complainer@example.com".to_string(), PERM, "mandrill:complaint".to_string()),
-                ("leaver@example.com".to_string(), PERM, "mandrill:stop".to_string()),
+                (
+                    "bounce@example.com".to_string(),
+                    PERM,
+                    "mandrill:hard_bounce".to_string()
+                ),
+                (
+                    "complainer@example.com".to_string(),
+                    PERM,
+                    "mandrill:complaint".to_string()
+                ),
+                (
+                    "leaver@example.com".to_string(),
+                    PERM,
+                    "mandrill:stop".to_string()
+                ),
             ]
         );
     }

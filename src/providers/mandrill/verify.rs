@@ -112,13 +112,17 @@ mod tests {
         testkit::secrets(values)
     }
 
-    const BOUNCE: &str = r#"[{"event":"hard_bounce","_id":"abc","ts":1700000000,"msg":{"email":"a@example.com"}}]"#;
+    const BOUNCE: &str =
+        r#"[{"event":"hard_bounce","_id":"abc","ts":1700000000,"msg":{"email":"a@example.com"}}]"#;
 
     #[test]
     fn sign_verify_tamper() {
         let params = events(BOUNCE);
         let sig = sign_mandrill("key", URL, &params);
-        assert_eq!(verify_mandrill(URL, &params, Some(&sig), &keys(&["key"])), Ok(()));
+        assert_eq!(
+            verify_mandrill(URL, &params, Some(&sig), &keys(&["key"])),
+            Ok(())
+        );
 
         let tampered = events(&BOUNCE.replace("hard_bounce", "soft_bounce"));
         assert_eq!(
@@ -148,14 +152,25 @@ mod tests {
 
     #[test]
     fn parameters_are_sorted_by_name() {
-        let a = vec![("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())];
-        let b = vec![("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())];
+        let a = vec![
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ];
+        let b = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ];
         let sig = sign_mandrill("key", URL, &a);
-        assert_eq!(verify_mandrill(URL, &b, Some(&sig), &keys(&["key"])), Ok(()));
+        assert_eq!(
+            verify_mandrill(URL, &b, Some(&sig), &keys(&["key"])),
+            Ok(())
+        );
         // By hand: the URL, then "a1", then "b2".
         let by_hand = mandrill_hmac(b"key", URL, &[("a", "1"), ("b", "2")]);
         assert_eq!(
-            base64::engine::general_purpose::STANDARD.decode(&sig).unwrap(),
+            base64::engine::general_purpose::STANDARD
+                .decode(&sig)
+                .unwrap(),
             by_hand
         );
     }
@@ -179,7 +194,13 @@ mod tests {
             verify_mandrill(URL, &params, None, &k),
             Err(SignatureError::MissingHeader(SIGNATURE_HEADER))
         );
-        for garbage in ["", "!!!not base64!!!", "AAAA", "dG9vIHNob3J0", &"A".repeat(200)] {
+        for garbage in [
+            "",
+            "!!!not base64!!!",
+            "AAAA",
+            "dG9vIHNob3J0",
+            &"A".repeat(200),
+        ] {
             let err = verify_mandrill(URL, &params, Some(garbage), &k).unwrap_err();
             assert!(
                 matches!(err, SignatureError::Malformed { .. }),
@@ -203,8 +224,9 @@ mod tests {
     /// mismatch. The HEAD probe is behaviour, not cryptography: see `mod.rs`.
     #[test]
     fn vectors() {
-        let vectors =
-            testkit::vectors(include_str!("../../../tests/providers/mandrill/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/mandrill/vectors.json"
+        ));
         let signed: Vec<_> = vectors.iter().filter(|v| v["method"] == "POST").collect();
         assert_eq!(signed.len(), 3);
         let mut verdicts = (0, 0);
