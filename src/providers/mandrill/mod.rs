@@ -96,16 +96,11 @@ fn is_url_check(params: &[(String, String)]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::normalise::form;
     use super::*;
 
     #[test]
     fn only_the_empty_batch_is_the_url_check() {
-        let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         assert!(is_url_check(&form(&[("mandrill_events", "[]")])));
         assert!(is_url_check(&form(&[("mandrill_events", " [] ")])));
         for not in [

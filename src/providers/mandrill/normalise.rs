@@ -280,6 +280,15 @@ fn text<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     obj.get(key).and_then(Value::as_str).map(str::trim)
 }
 
+/// A decoded form of `pairs`, for tests.
+#[cfg(test)]
+pub(super) fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,41 +407,29 @@ mod tests {
                     "reject": { "email": "x@example.com", "reason": reason, "detail": "", "expired": false },
                     "entry": { "email": "x@example.com", "detail": "note" } })
         };
-        testkit::assert_decisions::<Mandrill>(
-            &[
-                (
-                    sync("blacklist", "add", json!("hard-bounce")),
-                    PERM,
-                    "mandrill:blacklist.hard-bounce",
-                ),
-                (
-                    sync("blacklist", "change", json!("soft-bounce")),
-                    TEMP,
-                    "mandrill:blacklist.soft-bounce",
-                ),
-                (
-                    sync("blacklist", "add", json!("spam")),
-                    PERM,
-                    "mandrill:blacklist.spam",
-                ),
-                (
-                    sync("blacklist", "add", json!("unsub")),
-                    PERM,
-                    "mandrill:blacklist.unsub",
-                ),
-                (
-                    sync("blacklist", "add", json!("custom")),
-                    PERM,
-                    "mandrill:blacklist.custom",
-                ),
-                (
-                    sync("blacklist", "add", Value::Null),
-                    PERM,
-                    "mandrill:blacklist",
-                ),
-            ],
-            one,
-        );
+        let cases = [
+            (
+                "add",
+                json!("hard-bounce"),
+                PERM,
+                "mandrill:blacklist.hard-bounce",
+            ),
+            (
+                "change",
+                json!("soft-bounce"),
+                TEMP,
+                "mandrill:blacklist.soft-bounce",
+            ),
+            ("add", json!("spam"), PERM, "mandrill:blacklist.spam"),
+            ("add", json!("unsub"), PERM, "mandrill:blacklist.unsub"),
+            ("add", json!("custom"), PERM, "mandrill:blacklist.custom"),
+            ("add", Value::Null, PERM, "mandrill:blacklist"),
+        ];
+        let cases: Vec<_> = cases
+            .into_iter()
+            .map(|(action, reason, want, why)| (sync("blacklist", action, reason), want, why))
+            .collect();
+        testkit::assert_decisions::<Mandrill>(&cases, one);
         for (list, action) in [
             ("blacklist", "remove"),
             ("whitelist", "add"),
@@ -516,12 +513,6 @@ mod tests {
 
     #[test]
     fn the_form_and_the_batch() {
-        let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
         assert_eq!(
             events_param(&form(&[("mandrill_events", "[]")])).unwrap(),
             "[]"
