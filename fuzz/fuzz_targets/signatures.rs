@@ -14,6 +14,7 @@ use dndgate::secret::Secret;
 use dndgate::providers::brevo::verify as brevo;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
 use dndgate::providers::mailgun::verify as mailgun;
+use dndgate::providers::mandrill::verify as mandrill;
 use dndgate::providers::meta::verify as meta;
 use dndgate::providers::plivo::verify as plivo;
 use dndgate::providers::postmark::verify as basic_auth;
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 12 {
+    match which % 13 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -233,6 +234,22 @@ fuzz_target!(|data: &[u8]| {
             if let Err(e) = sparkpost::check_header_name(&c) {
                 check_line(&e);
             }
+        }
+        12 => {
+            // Mandrill: the form parameter named by the second line, with the body as
+            // its value, signed over a fixed URL.
+            let url = "https://gw.example.com/webhooks/mandrill/acme";
+            let params = vec![(b.clone(), String::from_utf8_lossy(body).into_owned())];
+            let keys = [Secret::new("mandrill-key")];
+            let good = mandrill::sign_mandrill("mandrill-key", url, &params);
+            match mandrill::verify_mandrill(url, &params, Some(&a), &keys) {
+                Ok(()) => assert_eq!(a.trim(), good, "only the computed signature verifies"),
+                Err(e) => refused(&e),
+            }
+            assert!(mandrill::verify_mandrill(url, &params, Some(&good), &keys).is_ok());
+            let mut tampered = params.clone();
+            tampered[0].1.push('x');
+            assert!(mandrill::verify_mandrill(url, &tampered, Some(&good), &keys).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

@@ -142,6 +142,7 @@ registry! {
     Brevo => brevo::Brevo,
     Plivo => plivo::Plivo,
     Sparkpost => sparkpost::Sparkpost,
+    Mandrill => mandrill::Mandrill,
 }
 
 impl Provider {
