@@ -71,6 +71,9 @@ pub enum Signer {
     },
     /// HTTP basic auth (Postmark): `key` is `user:password`.
     Basic { key: String },
+    /// SignalWire's compatibility API: Twilio's signature (see [`twilio`]) with the
+    /// project's Signing Key `key`, in `X-SignalWire-Signature`.
+    Signalwire { key: String },
 }
 
 fn sns_version() -> u8 {
@@ -211,6 +214,12 @@ impl Signer {
             }
             Signer::Basic { key } => {
                 req.set_header("Authorization", &basic(key));
+            }
+            Signer::Signalwire { key } => {
+                let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)
+                    .map_err(|e| format!("signalwire signs form parameters: {e}"))?;
+                let signature = twilio(key, &req.url, &params);
+                req.set_header("X-SignalWire-Signature", &signature);
             }
         }
         Ok(Vec::new())
