@@ -103,7 +103,9 @@ impl Road for SignalWire {
             None => by_project(trip, &form)?,
         };
         let url = format!("{}{}", trip.host.public_url(), req.path_and_query);
-        let (header, signature) = verify::signature_of(|name| req.header(name));
+        // The request's header names are lower case; the constants are as documented.
+        let (header, signature) =
+            verify::signature_of(|name| req.header(&name.to_ascii_lowercase()));
         verify::verify_signalwire(&url, &form, header, signature, &section.signing_keys)?;
         let received_ms = trip.receive();
         let normalised = normalise::normalise(&form, received_ms)?;
