@@ -158,3 +158,57 @@ fn warn_unaddressed(trip: &Trip<'_, SignalWire>, tenant: &str, status: &Unaddres
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(tenants: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            "public_url = \"https://hooks.example.com\"\n[tenants.acme]\napi_tokens = [\"t\"]\n[tenants.globex]\napi_tokens = [\"u\"]\n{tenants}\n"
+        );
+        Config::parse(&text, Path::new("."))
+    }
+
+    #[test]
+    fn a_section_reads_its_keys_and_lower_cases_its_project_ids() {
+        let config = parse(
+            "[tenants.acme.signalwire]\nsigning_keys = [\"PSKa\", \"PSKb\"]\nproject_ids = [\"B3877C40-DA60-4998-90AD-B792E98472AF\"]",
+        )
+        .expect("valid");
+        let section = &config.providers.signalwire.tenants["acme"];
+        assert_eq!(section.signing_keys.len(), 2);
+        assert_eq!(
+            section.project_ids,
+            ["b3877c40-da60-4998-90ad-b792e98472af"]
+        );
+    }
+
+    #[test]
+    fn a_bad_section_is_refused_in_one_line_per_problem() {
+        let cases = [
+            ("[tenants.acme.signalwire]\nproject_ids = []", "signing_keys is empty"),
+            (
+                "[tenants.acme.signalwire]\nsigning_keys = [\"k\"]\nproject_ids = [\"AC00000000000000000000000000000000\"]",
+                "is not a SignalWire project id",
+            ),
+            (
+                "[tenants.acme.signalwire]\nsigning_keys = [\"k\"]\napi_token = \"PT\"",
+                "unknown field `api_token`",
+            ),
+            (
+                "[tenants.acme.signalwire]\nsigning_keys = [\"k\"]\nproject_ids = [\"b3877c40-da60-4998-90ad-b792e98472af\"]\n[tenants.globex.signalwire]\nsigning_keys = [\"k2\"]\nproject_ids = [\"B3877C40-da60-4998-90ad-b792e98472af\"]",
+                "is also configured for tenant acme",
+            ),
+        ];
+        for (section, want) in cases {
+            let problems = parse(section).expect_err(section);
+            assert!(
+                problems.iter().any(|p| p.contains(want)),
+                "{section}: {problems:?}"
+            );
+            assert!(problems.iter().all(|p| !p.contains('\n')), "{problems:?}");
+        }
+    }
+}
