@@ -22,10 +22,9 @@ pub mod verify;
 
 use serde::Deserialize;
 
-use crate::classify::{self, Action};
 use crate::error::Error;
 use crate::event::Source;
-use crate::providers::twilio::normalise::{CallbackKind, UnaddressedStatus};
+use crate::providers::twilio::{self, normalise::CallbackKind};
 use crate::road::{About, Reply, Road, SectionCx, Trip};
 use crate::secret::Secret;
 
@@ -110,7 +109,7 @@ impl Road for SignalWire {
         let received_ms = trip.receive();
         let normalised = normalise::normalise(&form, received_ms)?;
         if let Some(status) = &normalised.unaddressed {
-            warn_unaddressed(trip, tenant, status);
+            twilio::warn_unaddressed("SignalWire", SOURCE, &trip.config.codes, tenant, status);
         }
         trip.out.reply = match normalised.kind {
             CallbackKind::Inbound => Reply::Twiml,
@@ -141,22 +140,6 @@ fn by_project<'a>(
     })?;
     trip.out.for_tenant(tenant);
     Ok((tenant, section))
-}
-
-/// A status callback without `To` is answered 2xx and counted as ignored: a retry would
-/// bring no `To` either. When its error code would have been a DND, that is worth a
-/// warning: the contact's record cannot be written from this callback.
-fn warn_unaddressed(trip: &Trip<'_, SignalWire>, tenant: &str, status: &UnaddressedStatus) {
-    let code = status.error_code.as_deref();
-    let decision = classify::classify_status(SOURCE, &status.status, code, &trip.config.codes);
-    if decision.action != Action::None {
-        tracing::warn!(
-            tenant,
-            message_sid = %status.message_sid,
-            reason = %decision.reason,
-            "SignalWire status callback carries a DND error code but no To: nothing to apply it to"
-        );
-    }
 }
 
 #[cfg(test)]
