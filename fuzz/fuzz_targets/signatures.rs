@@ -20,6 +20,7 @@ use dndgate::providers::plivo::verify as plivo;
 use dndgate::providers::postmark::verify as basic_auth;
 use dndgate::providers::sendgrid::verify as sendgrid;
 use dndgate::providers::sparkpost::verify as sparkpost;
+use dndgate::providers::signalwire::verify as signalwire;
 use dndgate::providers::ses::verify as sns;
 use dndgate::providers::telnyx::verify as telnyx;
 use dndgate::providers::twilio::verify::{self as twilio, TwilioSigned};
@@ -42,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 13 {
+    match which % 14 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -250,6 +251,22 @@ fuzz_target!(|data: &[u8]| {
             let mut tampered = params.clone();
             tampered[0].1.push('x');
             assert!(mandrill::verify_mandrill(url, &tampered, Some(&good), &keys).is_err());
+        }
+        13 => {
+            let url = "https://gw.example.com/webhooks/signalwire/acme";
+            let params = vec![(b.clone(), c.clone())];
+            let keys = [Secret::new("PSKsigning-key")];
+            // `a` under the header SignalWire documents, then under its Twilio alias.
+            for name in [signalwire::SIGNALWIRE_SIGNATURE_HEADER, signalwire::TWILIO_ALIAS_HEADER] {
+                let (header, value) = signalwire::signature_of(|h| (h == name).then_some(a.as_str()));
+                assert_eq!(header, name);
+                match signalwire::verify_signalwire(url, &params, header, value, &keys) {
+                    Ok(()) => assert_eq!(a.trim().len(), 28, "only a real HMAC-SHA1 verifies"),
+                    Err(e) => refused(&e),
+                }
+            }
+            let (header, value) = signalwire::signature_of(|_| None);
+            assert!(signalwire::verify_signalwire(url, &params, header, value, &keys).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

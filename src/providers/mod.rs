@@ -143,6 +143,7 @@ registry! {
     Plivo => plivo::Plivo,
     Sparkpost => sparkpost::Sparkpost,
     Mandrill => mandrill::Mandrill,
+    SignalWire => signalwire::SignalWire,
 }
 
 impl Provider {

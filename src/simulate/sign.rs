@@ -67,6 +67,9 @@ pub enum Signer {
     /// Mandrill: base64 HMAC-SHA1(webhook key `key`, URL + each form parameter's name
     /// and value, sorted by name) in `X-Mandrill-Signature`.
     Mandrill { key: String },
+    /// SignalWire's compatibility API: Twilio's signature (see [`twilio`]) with the
+    /// project's Signing Key `key`, in `X-SignalWire-Signature`.
+    Signalwire { key: String },
 }
 
 fn plivo_nonce() -> String {
@@ -179,6 +182,12 @@ impl Signer {
             }
             Signer::Basic { key } => {
                 req.set_header("Authorization", &basic(key));
+            }
+            Signer::Signalwire { key } => {
+                let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)
+                    .map_err(|e| format!("signalwire signs form parameters: {e}"))?;
+                let signature = twilio(key, &req.url, &params);
+                req.set_header("X-SignalWire-Signature", &signature);
             }
             Signer::Mandrill { key } => {
                 let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)

@@ -19,7 +19,7 @@ pub mod verify;
 
 use serde::Deserialize;
 
-use crate::classify::{self, Action};
+use crate::classify::{self, Action, ErrorTable};
 use crate::error::{Error, Kind};
 use crate::event::Source;
 use crate::road::{About, Reply, Road, SectionCx, Trip};
@@ -124,7 +124,7 @@ impl Road for Twilio {
             None => normalise::normalise_event_streams(&req.body, received_ms)?,
         };
         if let Some(status) = &normalised.unaddressed {
-            warn_unaddressed(trip, tenant, status);
+            warn_unaddressed("Twilio", SOURCE, &trip.config.codes, tenant, status);
         }
         trip.out.reply = match normalised.kind {
             _ if !normalised.rejected.is_empty() => Reply::Summary,
@@ -156,17 +156,24 @@ fn by_account<'a>(
 }
 
 /// A status callback without `To` is answered 2xx and counted as ignored: a retry would
-/// bring no `To` either. When its error code would have been a DND, that is worth a
-/// warning: the contact's record cannot be written from this callback.
-fn warn_unaddressed(trip: &Trip<'_, Twilio>, tenant: &str, status: &normalise::UnaddressedStatus) {
+/// bring no `To` either. When its error code would have been a DND by `codes`, that is
+/// worth a warning: the contact's record cannot be written from this callback.
+/// `provider` names the sender in the log line (SignalWire posts Twilio's callbacks too).
+pub(crate) fn warn_unaddressed(
+    provider: &str,
+    source: Source,
+    codes: &ErrorTable,
+    tenant: &str,
+    status: &normalise::UnaddressedStatus,
+) {
     let code = status.error_code.as_deref();
-    let decision = classify::classify_status(SOURCE, &status.status, code, &trip.config.codes);
+    let decision = classify::classify_status(source, &status.status, code, codes);
     if decision.action != Action::None {
         tracing::warn!(
             tenant,
             message_sid = %status.message_sid,
             reason = %decision.reason,
-            "Twilio status callback carries a DND error code but no To: nothing to apply it to"
+            "{provider} status callback carries a DND error code but no To: nothing to apply it to"
         );
     }
 }

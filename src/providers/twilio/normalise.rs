@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
+use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict, Source};
 use super::SOURCE;
 
 /// Decode an `application/x-www-form-urlencoded` body into its pairs, in order, repeated
@@ -149,6 +149,16 @@ impl Normalised {
 /// A message without `MessageSid`, an inbound message without `From`, or an address
 /// that does not normalise is a 400: Twilio will never send it differently.
 pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normalised, Error> {
+    normalise_as(SOURCE, params, received_ms)
+}
+
+/// [`normalise`] for a provider that posts Twilio's form webhooks under its own name
+/// (SignalWire's compatibility API): its events carry `source`.
+pub(crate) fn normalise_as(
+    source: Source,
+    params: &[(String, String)],
+    received_ms: i64,
+) -> Result<Normalised, Error> {
     let has_content = field(params, "Body").is_some() || field(params, "NumMedia").is_some();
     let status = non_empty(params, "MessageStatus");
     let sms_received =
@@ -161,7 +171,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         let from = required(params, "From", "who sent the message")?;
         let channel = phone_channel(from, false);
         let event = ChannelEvent {
-            provider: SOURCE,
+            provider: source,
             event_id: message_sid.to_string(),
             event_time_ms: received_ms,
             channel,
@@ -204,7 +214,7 @@ pub fn normalise(params: &[(String, String)], received_ms: i64) -> Result<Normal
         non_empty(params, "ChannelPrefix").is_some_and(|p| p.eq_ignore_ascii_case("whatsapp"));
     let channel = phone_channel(to, whatsapp_prefix);
     let event = ChannelEvent {
-        provider: SOURCE,
+        provider: source,
         event_id: format!("{message_sid}:{status}"),
         event_time_ms: received_ms,
         channel,

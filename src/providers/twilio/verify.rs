@@ -45,11 +45,25 @@ pub fn verify_twilio(
     signature: Option<&str>,
     tokens: &[Secret],
 ) -> Result<(), SignatureError> {
+    verify_as(TWILIO_SIGNATURE_HEADER, "twilio", url, signed, signature, tokens)
+}
+
+/// [`verify_twilio`] for a provider that signs Twilio's way under its own name:
+/// `header` names the header in every refusal and `provider` the missing secret.
+/// SignalWire's compatibility API signs so (see `providers::signalwire`).
+pub(crate) fn verify_as(
+    header: &'static str,
+    provider: &'static str,
+    url: &str,
+    signed: TwilioSigned<'_>,
+    signature: Option<&str>,
+    tokens: &[Secret],
+) -> Result<(), SignatureError> {
     let given = signature_header(
-        TWILIO_SIGNATURE_HEADER,
+        header,
         signature,
-        decode_hmac_sha1_base64,
-        "twilio",
+        |value| decode_hmac_sha1_base64(header, value),
+        provider,
         tokens,
     )?;
 
@@ -72,7 +86,7 @@ pub fn verify_twilio(
             .filter(|v| v.as_str() != url)
             .any(|v| matches(v));
     if !matched {
-        return Err(SignatureError::Mismatch(TWILIO_SIGNATURE_HEADER));
+        return Err(SignatureError::Mismatch(header));
     }
 
     // The signature covers only the URL for JSON, so without this check anyone holding a
@@ -90,16 +104,16 @@ pub fn verify_twilio(
 /// refusing it early bounds the work a forged header can cause.
 const MAX_SIGNATURE_LEN: usize = 64;
 
-fn decode_hmac_sha1_base64(header: &str) -> Result<Vec<u8>, SignatureError> {
+fn decode_hmac_sha1_base64(header: &'static str, value: &str) -> Result<Vec<u8>, SignatureError> {
     let bytes = base64_header(
-        TWILIO_SIGNATURE_HEADER,
         header,
+        value,
         MAX_SIGNATURE_LEN,
         "it is too long to be a base64 HMAC-SHA1",
     )?;
     if bytes.len() != 20 {
         return Err(SignatureError::Malformed {
-            header: TWILIO_SIGNATURE_HEADER,
+            header,
             why: "it does not decode to a 20-byte HMAC-SHA1",
         });
     }
