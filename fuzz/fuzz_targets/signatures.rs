@@ -1,6 +1,6 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic (Postmark, Bandwidth), Telnyx's Ed25519, and the SNS
 //! certificate URL and PEM. The first byte picks the scheme; the rest is split on
 //! newlines into header values and a body.
 //!
@@ -11,6 +11,7 @@
 use base64::Engine as _;
 use dndgate::secret::Secret;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
+use dndgate::providers::bandwidth::verify as bandwidth;
 use dndgate::providers::mailgun::verify as mailgun;
 use dndgate::providers::meta::verify as meta;
 use dndgate::providers::postmark::verify as basic_auth;
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 9 {
+    match which % 10 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -151,6 +152,19 @@ fuzz_target!(|data: &[u8]| {
                         .is_err()
                 );
             }
+        }
+        9 => {
+            // Bandwidth: HTTP basic auth with the application's callback credentials.
+            let creds = [Secret::new("15jPWZmXdm:xxv3jPsPR2")];
+            match bandwidth::verify_bandwidth(Some(&a), &creds) {
+                // Only the one base64 spelling of the credentials verifies (any case of
+                // the scheme name, any spaces around the token).
+                Ok(()) => assert!(a.contains("MTVqUFdabVhkbTp4eHYzalBzUFIy"), "{a:?}"),
+                Err(e) => refused(&e),
+            }
+            let good = bandwidth::basic_auth_header("15jPWZmXdm:xxv3jPsPR2");
+            assert!(bandwidth::verify_bandwidth(Some(&good), &creds).is_ok());
+            assert!(bandwidth::verify_bandwidth(None, &creds).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

@@ -139,6 +139,7 @@ registry! {
     Ses => ses::Ses,
     StandardWebhooks => standard_webhooks::StandardWebhooks,
     Telnyx => telnyx::Telnyx,
+    Bandwidth => bandwidth::Bandwidth,
 }
 
 impl Provider {
