@@ -13,6 +13,7 @@ use base64::Engine as _;
 use dndgate::secret::Secret;
 use dndgate::providers::brevo::verify as brevo;
 use dndgate::providers::standard_webhooks::verify::{self as sw, SignedHeaders, UNBRANDED};
+use dndgate::providers::bandwidth::verify as bandwidth;
 use dndgate::providers::mailgun::verify as mailgun;
 use dndgate::providers::mandrill::verify as mandrill;
 use dndgate::providers::meta::verify as meta;
@@ -43,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 14 {
+    match which % 15 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -267,6 +268,19 @@ fuzz_target!(|data: &[u8]| {
             }
             let (header, value) = signalwire::signature_of(|_| None);
             assert!(signalwire::verify_signalwire(url, &params, header, value, &keys).is_err());
+        }
+        14 => {
+            // Bandwidth: HTTP basic auth with the application's callback credentials.
+            let creds = [Secret::new("15jPWZmXdm:xxv3jPsPR2")];
+            match bandwidth::verify_bandwidth(Some(&a), &creds) {
+                // Only the one base64 spelling of the credentials verifies (any case of
+                // the scheme name, any spaces around the token).
+                Ok(()) => assert!(a.contains("MTVqUFdabVhkbTp4eHYzalBzUFIy"), "{a:?}"),
+                Err(e) => refused(&e),
+            }
+            let good = bandwidth::basic_auth_header("15jPWZmXdm:xxv3jPsPR2");
+            assert!(bandwidth::verify_bandwidth(Some(&good), &creds).is_ok());
+            assert!(bandwidth::verify_bandwidth(None, &creds).is_err());
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

@@ -144,6 +144,7 @@ registry! {
     Sparkpost => sparkpost::Sparkpost,
     Mandrill => mandrill::Mandrill,
     SignalWire => signalwire::SignalWire,
+    Bandwidth => bandwidth::Bandwidth,
 }
 
 impl Provider {
