@@ -1,6 +1,6 @@
 //! The signature header parsers, on untrusted header text: Twilio `X-Twilio-Signature`
 //! (and the URL spellings it is checked against), Meta `sha256=`, SendGrid's base64
-//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, and the SNS
+//! DER, Standard Webhooks `v1,` lists, Mailgun's hex, HTTP Basic, Telnyx's Ed25519, Vonage's `sig` and HS256 JWT, and the SNS
 //! certificate URL and PEM. The first byte picks the scheme; the rest is split on
 //! newlines into header values and a body.
 //!
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 9 {
+    match which % 10 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -150,6 +150,41 @@ fuzz_target!(|data: &[u8]| {
                     telnyx::verify_telnyx(&tampered, Some(&header), Some(&ts), &keys, now)
                         .is_err()
                 );
+            }
+        }
+        9 => {
+            use dndgate::providers::vonage::verify as vonage;
+            const SECRET: &str = "vonage-signature-secret";
+            let secrets = [Secret::new(SECRET)];
+            // Messages API: any Authorization header over any body.
+            let _ = vonage::unverified_api_key(&a);
+            match vonage::verify_messages(Some(&a), body, &secrets, NOW_SECS) {
+                Ok(claims) => assert!(claims.payload_hash.is_some() && claims.iat.is_some()),
+                Err(e) => refused(&e),
+            }
+            // SMS API: the body as a form, under the method `b`'s length picks.
+            let method = vonage::SigMethod::ALL[b.len() % vonage::SigMethod::ALL.len()];
+            if let Ok(mut params) = dndgate::providers::twilio::normalise::parse_form(body) {
+                match vonage::verify_sms(&params, method, &secrets, NOW_SECS) {
+                    Ok(()) => {}
+                    Err(e) => refused(&e),
+                }
+                // The signature the scheme computes verifies (names unique, a fresh
+                // timestamp); one changed value does not.
+                let mut seen = std::collections::BTreeSet::new();
+                params.retain(|(n, _)| n != "sig" && n != "timestamp" && seen.insert(n.clone()));
+                params.push(("timestamp".into(), NOW_SECS.to_string()));
+                let sig: String = method
+                    .sign(SECRET.as_bytes(), &vonage::signed_string(&params))
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                params.push(("sig".into(), sig));
+                assert!(vonage::verify_sms(&params, method, &secrets, NOW_SECS).is_ok());
+                params[0].1.push('x');
+                if params[0].0 != "sig" {
+                    assert!(vonage::verify_sms(&params, method, &secrets, NOW_SECS).is_err());
+                }
             }
         }
         _ => {

@@ -139,6 +139,7 @@ registry! {
     Ses => ses::Ses,
     StandardWebhooks => standard_webhooks::StandardWebhooks,
     Telnyx => telnyx::Telnyx,
+    Vonage => vonage::Vonage,
 }
 
 impl Provider {
