@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let body = parts.next().unwrap_or_default();
     let refused = |e: &dyn std::fmt::Display| check_line(&e.to_string());
 
-    match which % 15 {
+    match which % 16 {
         0 => {
             let url = "https://gw.example.com/webhooks/twilio/acme";
             let params = vec![(b.clone(), c.clone())];
@@ -281,6 +281,41 @@ fuzz_target!(|data: &[u8]| {
             let good = bandwidth::basic_auth_header("15jPWZmXdm:xxv3jPsPR2");
             assert!(bandwidth::verify_bandwidth(Some(&good), &creds).is_ok());
             assert!(bandwidth::verify_bandwidth(None, &creds).is_err());
+        }
+        15 => {
+            use dndgate::providers::vonage::verify as vonage;
+            const SECRET: &str = "vonage-signature-secret";
+            let secrets = [Secret::new(SECRET)];
+            // Messages API: any Authorization header over any body.
+            let _ = vonage::unverified_api_key(&a);
+            match vonage::verify_messages(Some(&a), body, &secrets, NOW_SECS) {
+                Ok(claims) => assert!(claims.payload_hash.is_some() && claims.iat.is_some()),
+                Err(e) => refused(&e),
+            }
+            // SMS API: the body as a form, under the method `b`'s length picks.
+            let method = vonage::SigMethod::ALL[b.len() % vonage::SigMethod::ALL.len()];
+            if let Ok(mut params) = dndgate::providers::twilio::normalise::parse_form(body) {
+                match vonage::verify_sms(&params, method, &secrets, NOW_SECS) {
+                    Ok(()) => {}
+                    Err(e) => refused(&e),
+                }
+                // The signature the scheme computes verifies (names unique, a fresh
+                // timestamp); one changed value does not.
+                let mut seen = std::collections::BTreeSet::new();
+                params.retain(|(n, _)| n != "sig" && n != "timestamp" && seen.insert(n.clone()));
+                params.push(("timestamp".into(), NOW_SECS.to_string()));
+                let sig: String = method
+                    .sign(SECRET.as_bytes(), &vonage::signed_string(&params))
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                params.push(("sig".into(), sig));
+                assert!(vonage::verify_sms(&params, method, &secrets, NOW_SECS).is_ok());
+                params[0].1.push('x');
+                if params[0].0 != "sig" {
+                    assert!(vonage::verify_sms(&params, method, &secrets, NOW_SECS).is_err());
+                }
+            }
         }
         _ => {
             let hosts = ["sns.*.amazonaws.com".to_string()];

@@ -145,6 +145,7 @@ registry! {
     Mandrill => mandrill::Mandrill,
     SignalWire => signalwire::SignalWire,
     Bandwidth => bandwidth::Bandwidth,
+    Vonage => vonage::Vonage,
 }
 
 impl Provider {

@@ -63,6 +63,11 @@ pub struct Simulate {
     /// Vars taken from the configuration (an account id the provider routes by).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Other fields of the sign table taken from the configuration (Vonage's
+    /// `method`): `"path"`, or `"path | default"` for a setting that has a default.
+    /// Like `key`, each replaces only what the case leaves to `[defaults.sign]`.
+    #[serde(default)]
+    pub sign: BTreeMap<String, String>,
     /// Why this provider cannot be simulated, and what to do instead.
     pub unsupported: Option<String>,
 }

@@ -332,14 +332,39 @@ fn prepare(
     request.url = format!("{FIXTURE_URL}{}", path.join("/"));
 
     let mut sign = cases.sign_table(case)?;
+    // A field the case sets itself (another key, another method) is the case's own;
+    // only what it leaves to `[defaults.sign]` comes from the configuration.
+    let own = |field: &str| case.sign.as_ref().is_some_and(|t| t.contains_key(field));
+    let mut from_config: Vec<(&str, &str)> = sim
+        .sign
+        .iter()
+        .map(|(f, p)| (f.as_str(), p.as_str()))
+        .collect();
     if let Some(path) = &sim.key {
-        let spec = fixture::lookup_path(raw, path, tenant)
-            .ok_or_else(|| format!("the configuration has no {}", path_for(path, tenant)))?;
-        let secret = crate::secret::resolve(spec, base)
-            .map_err(|e| format!("{}: {e}", path_for(path, tenant)))?;
-        if sign.contains_key("key") {
-            sign.insert("key".into(), secret.expose().into());
+        from_config.push(("key", path));
+    }
+    for (field, spec) in from_config {
+        if own(field) || !sign.contains_key(field) {
+            continue;
         }
+        let (path, default) = match spec.split_once(" | ") {
+            Some((p, d)) => (p.trim(), Some(d.trim())),
+            None => (spec, None),
+        };
+        let value = match (fixture::lookup_path(raw, path, tenant), default) {
+            (Some(v), _) => crate::secret::resolve(v, base)
+                .map_err(|e| format!("{}: {e}", path_for(path, tenant)))?
+                .expose()
+                .to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                return Err(format!(
+                    "the configuration has no {}",
+                    path_for(path, tenant)
+                ));
+            }
+        };
+        sign.insert(field.into(), value.into());
     }
     if let Some(path) = &sim.provider_key {
         let fixture_config: toml::Table =

@@ -70,6 +70,19 @@ pub enum Signer {
     /// SignalWire's compatibility API: Twilio's signature (see [`twilio`]) with the
     /// project's Signing Key `key`, in `X-SignalWire-Signature`.
     Signalwire { key: String },
+    /// Vonage, with signature secret `key`. `method` `md5hash`, `md5`, `sha1`, `sha256`
+    /// or `sha512` (the SMS API): a hex `sig` over the body's parameters (a form, or a
+    /// flat JSON object), each `&name=value` sorted by name with `&` and `=` in values
+    /// as `_`, then (md5hash) MD5 of that and the key, or the HMAC keyed by it; `sig`
+    /// is added to the body. `method = "jwt"` (the Messages API): an HS256 token with
+    /// `iat` (`iat`), `api_key` (`api_key`) and `payload_hash` (SHA-256 hex of the body)
+    /// in `Authorization: Bearer`.
+    Vonage {
+        key: String,
+        method: String,
+        api_key: Option<String>,
+        iat: Option<String>,
+    },
 }
 
 fn plivo_nonce() -> String {
@@ -182,6 +195,39 @@ impl Signer {
             }
             Signer::Basic { key } => {
                 req.set_header("Authorization", &basic(key));
+            }
+            Signer::Vonage {
+                key,
+                method,
+                api_key,
+                iat,
+            } => {
+                if method == "jwt" {
+                    let iat = iat.as_deref().ok_or("vonage jwt: no `iat` to sign")?;
+                    let token = vonage_jwt(key, iat, api_key.as_deref(), &req.body)?;
+                    req.set_header("Authorization", &format!("Bearer {token}"));
+                } else if req.body.first() == Some(&b'{') {
+                    let mut object: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_slice(&req.body)
+                            .map_err(|e| format!("vonage signs a flat JSON object: {e}"))?;
+                    let params: Vec<(String, String)> = object
+                        .iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(s) => (k.clone(), s.clone()),
+                            other => (k.clone(), other.to_string()),
+                        })
+                        .collect();
+                    object.insert("sig".into(), vonage_sig(key, method, &params)?.into());
+                    req.body = serde_json::Value::Object(object).to_string().into_bytes();
+                } else {
+                    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)
+                        .map_err(|e| format!("vonage signs form parameters: {e}"))?;
+                    let sig = vonage_sig(key, method, &params)?;
+                    while req.body.last() == Some(&b'\n') {
+                        req.body.pop();
+                    }
+                    req.body.extend_from_slice(format!("&sig={sig}").as_bytes());
+                }
             }
             Signer::Signalwire { key } => {
                 let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)
@@ -387,4 +433,69 @@ pub fn mandrill(key: &str, url: &str, params: &[(String, String)]) -> String {
         data.extend_from_slice(value.as_bytes());
     }
     B64.encode(hmac_sha1(key.as_bytes(), &data))
+}
+
+/// Vonage's SMS API signature (hex) of `params` with `method` and secret `key`.
+pub fn vonage_sig(key: &str, method: &str, params: &[(String, String)]) -> Result<String, String> {
+    use hmac::{KeyInit, Mac};
+    let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let signed: String = sorted
+        .iter()
+        .map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_")))
+        .collect();
+    fn mac<M: Mac + KeyInit>(key: &str, signed: &str) -> Vec<u8> {
+        let mut m = <M as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+        m.update(signed.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+    let bytes = match method {
+        "md5hash" => {
+            use md5::Digest;
+            md5::Md5::digest(format!("{signed}{key}").as_bytes()).to_vec()
+        }
+        "md5" => mac::<hmac::Hmac<md5::Md5>>(key, &signed),
+        "sha1" => mac::<hmac::Hmac<sha1::Sha1>>(key, &signed),
+        "sha256" => mac::<hmac::Hmac<sha2::Sha256>>(key, &signed),
+        "sha512" => mac::<hmac::Hmac<sha2::Sha512>>(key, &signed),
+        other => {
+            return Err(format!(
+                "vonage: method {other:?} (md5hash, md5, sha1, sha256, sha512 or jwt)"
+            ));
+        }
+    };
+    Ok(hex::encode(bytes))
+}
+
+/// A Vonage Messages API token: HS256 over `{"alg":"HS256","typ":"JWT"}` and the claims.
+pub fn vonage_jwt(
+    key: &str,
+    iat: &str,
+    api_key: Option<&str>,
+    body: &[u8],
+) -> Result<String, String> {
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let iat: i64 = iat
+        .parse()
+        .map_err(|_| format!("vonage jwt: iat {iat:?} is not Unix seconds"))?;
+    let mut claims = serde_json::json!({
+        "iat": iat,
+        "jti": format!("jti-{iat}-{}", hex::encode(sha2::Sha256::digest(body))),
+        "iss": "Vonage",
+        "payload_hash": hex::encode(sha2::Sha256::digest(body)),
+        "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+    });
+    if let Some(api_key) = api_key {
+        claims["api_key"] = api_key.into();
+    }
+    let input = format!(
+        "{}.{}",
+        b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    );
+    Ok(format!(
+        "{input}.{}",
+        b64.encode(hmac_sha256(key.as_bytes(), input.as_bytes()))
+    ))
 }
