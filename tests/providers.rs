@@ -183,6 +183,13 @@ async fn run_folder(dir: &Path) -> (usize, Vec<String>) {
                     case.name
                 ));
             }
+            if case.expect.iter().any(|e| e.tenant != "acme") {
+                failures.push(format!(
+                    "{name} / {}: event {event:?} is about another tenant than acme; \
+                     simulate replays an event for the tenant it is given",
+                    case.name
+                ));
+            }
             if !events.insert(event.clone()) {
                 failures.push(format!(
                     "{name} / {}: event {event:?} names two cases",

@@ -238,7 +238,7 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
             .parse()
             .map_err(|_| format!("unknown channel {:?}", expect.channel))?;
         let verdict = lookup
-            .check(tenant, channel, &expect.address)
+            .check(&expect.tenant, channel, &expect.address)
             .await
             .map_err(|e| format!("lookup {}: {e}", expect.address))?;
         let now = Outcome::of(&verdict);
@@ -309,6 +309,10 @@ fn prepare(
                 found = true;
             } else if decode(&value) == old {
                 overrides.insert(name, encode(address));
+                found = true;
+            } else if old.strip_prefix('+') == Some(value.as_str()) {
+                // Numbers written without their `+` (Vonage, Plivo).
+                overrides.insert(name, address.trim_start_matches('+').to_string());
                 found = true;
             }
         }

@@ -39,7 +39,10 @@ const CHALLENGE: &str = "Basic realm=\"dndgate\"";
 pub struct Bandwidth;
 
 impl Road for Bandwidth {
-    const ABOUT: About = About::new("bandwidth", include_str!("../../../providers/bandwidth.toml"));
+    const ABOUT: About = About::new(
+        "bandwidth",
+        include_str!("../../../providers/bandwidth.toml"),
+    );
     type Settings = ();
     /// The callback credentials set on the tenant's Bandwidth Messaging application
     /// (`credentials`, each `user:password`; several while rotating, and both the

@@ -75,8 +75,12 @@ pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
     for (index, callback) in callbacks.iter().enumerate() {
         match one(callback, received_ms) {
             One::Event(event) => out.events.push(event),
-            One::Skipped(why) => out.skipped.push(one_line(format!("callback {index}: {why}"))),
-            One::Rejected(why) => out.rejected.push(one_line(format!("callback {index}: {why}"))),
+            One::Skipped(why) => out
+                .skipped
+                .push(one_line(format!("callback {index}: {why}"))),
+            One::Rejected(why) => out
+                .rejected
+                .push(one_line(format!("callback {index}: {why}"))),
         }
     }
     Ok(out)
@@ -227,8 +231,9 @@ fn error_code(record: &Map<String, Value>) -> Option<String> {
 /// A contact's phone number, as sent (`None`: the field is missing or not a string).
 fn phone(raw: Option<&str>) -> Result<Address, String> {
     match raw {
-        Some(raw) => Address::parse(Channel::Sms, raw)
-            .map_err(|e| format!("not a valid sms address: {e}")),
+        Some(raw) => {
+            Address::parse(Channel::Sms, raw).map_err(|e| format!("not a valid sms address: {e}"))
+        }
         None => Err("no phone number".into()),
     }
 }
@@ -297,7 +302,13 @@ mod tests {
         let e = &n.events[0];
         assert_eq!(
             testkit::identity(e),
-            (SOURCE, Channel::Sms, "+12345678901", "14762070468292kw2fuqty55yp2b2", 1_473_877_216_000)
+            (
+                SOURCE,
+                Channel::Sms,
+                "+12345678901",
+                "14762070468292kw2fuqty55yp2b2",
+                1_473_877_216_000
+            )
         );
         assert_eq!(
             e.kind,
@@ -385,7 +396,10 @@ mod tests {
         let mut single = failed("+12345678902", json!(4720));
         single.as_object_mut().unwrap().remove("to");
         single["message"]["to"] = json!(["+12345678909"]);
-        assert_eq!(run(&[single.clone()]).events[0].address.as_str(), "+12345678909");
+        assert_eq!(
+            run(&[single.clone()]).events[0].address.as_str(),
+            "+12345678909"
+        );
         single["message"]["to"] = json!(["+12345678909", "+12345678908"]);
         let n = run(&[single]);
         assert!(n.events.is_empty());
@@ -414,8 +428,15 @@ mod tests {
                 n.rejected[2].clone(),
             ]
         );
-        assert!(n.rejected[2].starts_with("callback 4: message-received message.from: not a valid sms address"), "{n:?}");
-        assert_eq!(n.skipped, vec!["callback 3: type \"message-sending\": nothing to record".to_string()]);
+        assert!(
+            n.rejected[2]
+                .starts_with("callback 4: message-received message.from: not a valid sms address"),
+            "{n:?}"
+        );
+        assert_eq!(
+            n.skipped,
+            vec!["callback 3: type \"message-sending\": nothing to record".to_string()]
+        );
     }
 
     #[test]
@@ -445,13 +466,24 @@ mod tests {
             let n = run(std::slice::from_ref(&c));
             assert!(n.events.is_empty() && n.skipped.len() == 1, "{c}: {n:?}");
         }
-        assert_eq!(run(&[received(json!("STOP"), json!({"channel": "sms"}))]).events.len(), 1);
+        assert_eq!(
+            run(&[received(json!("STOP"), json!({"channel": "sms"}))])
+                .events
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn what_is_no_batch_is_400_on_one_line() {
         assert!(run(&[]).events.is_empty());
-        for bad in [&b"not json"[..], b"{}", b"{\"type\": \"message-received\"}", b"\"[]\"", b"[1,\n"] {
+        for bad in [
+            &b"not json"[..],
+            b"{}",
+            b"{\"type\": \"message-received\"}",
+            b"\"[]\"",
+            b"[1,\n",
+        ] {
             let e = normalise(bad, NOW).unwrap_err();
             assert_eq!(e.kind, Kind::BadRequest, "{}", String::from_utf8_lossy(bad));
             assert!(!e.message.contains('\n'), "{}", e.message);
@@ -461,7 +493,9 @@ mod tests {
     /// The vectors' body (Bandwidth's documented inbound SMS) is one ordinary message.
     #[test]
     fn the_vector_body_is_an_inbound_message() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/bandwidth/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/bandwidth/vectors.json"
+        ));
         for v in &vectors {
             let n = normalise(v["body"].as_str().unwrap().as_bytes(), NOW).unwrap();
             assert_eq!(n.events.len(), 1, "{n:?}");

@@ -21,7 +21,10 @@ pub use basic::{AUTHORIZATION_HEADER, basic_auth_header};
 /// or no colon ([`SignatureError::Malformed`]), no credential configured
 /// ([`SignatureError::NoSecret`]), no credential equal to the one sent
 /// ([`SignatureError::Mismatch`]).
-pub fn verify_bandwidth(header: Option<&str>, credentials: &[Secret]) -> Result<(), SignatureError> {
+pub fn verify_bandwidth(
+    header: Option<&str>,
+    credentials: &[Secret],
+) -> Result<(), SignatureError> {
     basic::verify_basic_auth(header, credentials, "bandwidth")
 }
 
@@ -38,7 +41,9 @@ mod tests {
     /// credentials (Bandwidth publishes no vectors: there is no signature).
     #[test]
     fn bandwidth_vectors() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/bandwidth/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/bandwidth/vectors.json"
+        ));
         assert_eq!(vectors.len(), 5);
         let (mut valid, mut invalid) = (0, 0);
         for v in &vectors {
@@ -100,8 +105,14 @@ mod tests {
         };
         let cases: Vec<(Option<&str>, SignatureError)> = vec![
             (None, SignatureError::MissingHeader(AUTHORIZATION_HEADER)),
-            (Some("Bearer MTVqUFdabVhkbTp4eHYzalBzUFIy"), malformed("its scheme is not Basic")),
-            (Some("Basic %%%"), malformed("the credentials are not standard base64")),
+            (
+                Some("Bearer MTVqUFdabVhkbTp4eHYzalBzUFIy"),
+                malformed("its scheme is not Basic"),
+            ),
+            (
+                Some("Basic %%%"),
+                malformed("the credentials are not standard base64"),
+            ),
         ];
         for (header, want) in cases {
             assert_eq!(verify_bandwidth(header, &ok), Err(want), "{header:?}");

@@ -83,7 +83,10 @@ impl Road for Brevo {
             section.problem(format!("{at}.credentials: write each as user:password"));
         }
         let tokens = section.cx.secrets(&format!("{at}.tokens"), &raw.tokens);
-        if tokens.iter().any(|t| t.expose().contains(char::is_whitespace)) {
+        if tokens
+            .iter()
+            .any(|t| t.expose().contains(char::is_whitespace))
+        {
             section.problem(format!(
                 "{at}.tokens: a bearer token has no spaces (write the token alone, without `Bearer `)"
             ));
@@ -148,7 +151,10 @@ mod tests {
             let (_, problems) = read(text);
             assert_eq!(problems.len(), 1, "{text}: {problems:?}");
             assert!(problems[0].contains(want), "{text}: {problems:?}");
-            assert!(problems[0].starts_with("tenants.acme.brevo"), "{problems:?}");
+            assert!(
+                problems[0].starts_with("tenants.acme.brevo"),
+                "{problems:?}"
+            );
         }
     }
 }

@@ -362,11 +362,7 @@ mod tests {
         ];
         for (event, want) in cases {
             let got = decide(&transactional(event));
-            assert_eq!(
-                got,
-                want.map(|(a, r)| (a, r.to_string())),
-                "{event}"
-            );
+            assert_eq!(got, want.map(|(a, r)| (a, r.to_string())), "{event}");
             if want.is_none() {
                 let n = run(&transactional(event));
                 assert_eq!(n.ignored.len(), 1, "{event}: {n:?}");
@@ -397,7 +393,10 @@ mod tests {
             );
         }
         // An unsubscribe is a global opt-out, not a marketing-only one.
-        assert_eq!(Some(run(&marketing("unsubscribe")).events[0].kind.clone()), UNSUB);
+        assert_eq!(
+            Some(run(&marketing("unsubscribe")).events[0].kind.clone()),
+            UNSUB
+        );
     }
 
     #[test]
@@ -432,7 +431,13 @@ mod tests {
         let ts_text = testkit::merged(no_epoch.clone(), json!({"ts": "1604933620"}));
         assert_eq!(t(ts_text), 1_604_933_620_000);
         let no_time = testkit::without(no_epoch, "ts");
-        for bad in [json!("soon"), json!(-5), json!(0), json!(1.5), json!(i64::MAX)] {
+        for bad in [
+            json!("soon"),
+            json!(-5),
+            json!(0),
+            json!(1.5),
+            json!(i64::MAX),
+        ] {
             let body = testkit::merged(no_time.clone(), json!({"ts_event": bad}));
             assert_eq!(t(body), NOW, "{bad}");
         }
@@ -444,16 +449,25 @@ mod tests {
         assert_eq!(e.event_id, "camp:17:unsubscribed:example@domain.com");
         assert_eq!(e.event_time_ms, 1_604_933_737_000);
         let as_text = testkit::merged(marketing("hard_bounce"), json!({"camp_id": "17"}));
-        assert_eq!(run(&as_text).events[0].event_id, "camp:17:hard_bounce:example@domain.com");
+        assert_eq!(
+            run(&as_text).events[0].event_id,
+            "camp:17:hard_bounce:example@domain.com"
+        );
         // Neither message-id nor camp_id: keyed by the content.
         let bare = testkit::without(marketing("spam"), "camp_id");
-        assert_eq!(run(&bare).events[0].event_id, crate::event::derived_event_id(&bare));
+        assert_eq!(
+            run(&bare).events[0].event_id,
+            crate::event::derived_event_id(&bare)
+        );
         // A key past the limit: keyed by the content.
         let long = testkit::merged(
             transactional("hard_bounce"),
             json!({"message-id": "m".repeat(MAX_EVENT_ID_LEN)}),
         );
-        assert_eq!(run(&long).events[0].event_id, crate::event::derived_event_id(&long));
+        assert_eq!(
+            run(&long).events[0].event_id,
+            crate::event::derived_event_id(&long)
+        );
     }
 
     #[test]
@@ -504,7 +518,10 @@ mod tests {
             json!({"event": "hard_bounce", "email": 5}),
         ] {
             let n = run(&body);
-            assert!(n.events.is_empty() && n.rejected.is_empty(), "{body}: {n:?}");
+            assert!(
+                n.events.is_empty() && n.rejected.is_empty(),
+                "{body}: {n:?}"
+            );
             assert_eq!(n.ignored.len(), 1, "{body}: {n:?}");
         }
     }

@@ -142,7 +142,11 @@ mod tests {
             format!("bearer {TOKEN}"),
             format!("BEARER   {TOKEN}  "),
         ] {
-            assert_eq!(verify_brevo(Some(&header), &creds, &tokens), Ok(()), "{header}");
+            assert_eq!(
+                verify_brevo(Some(&header), &creds, &tokens),
+                Ok(()),
+                "{header}"
+            );
         }
         // Retired: refused.
         assert_eq!(
@@ -198,9 +202,18 @@ mod tests {
             (None, SignatureError::MissingHeader(AUTHORIZATION_HEADER)),
             (Some(""), malformed("it is empty")),
             (Some("   "), malformed("it is empty")),
-            (Some(&long), malformed("it is too long to hold credentials or a token")),
-            (Some("Token abc"), malformed("its scheme is neither Basic nor Bearer")),
-            (Some(TOKEN), malformed("its scheme is neither Basic nor Bearer")),
+            (
+                Some(&long),
+                malformed("it is too long to hold credentials or a token"),
+            ),
+            (
+                Some("Token abc"),
+                malformed("its scheme is neither Basic nor Bearer"),
+            ),
+            (
+                Some(TOKEN),
+                malformed("its scheme is neither Basic nor Bearer"),
+            ),
             (Some("Bearer"), malformed("the bearer token is empty")),
             // Trimmed, "Bearer    " is "Bearer": the token is empty.
             (Some("Bearer    "), malformed("the bearer token is empty")),

@@ -23,11 +23,10 @@
 
 use serde_json::Value;
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
-use super::SOURCE;
-
 
 /// The body's `signature` object: what Mailgun signed and the signature. The strings
 /// are kept exactly as sent, because the timestamp is signed as text.
@@ -400,8 +399,10 @@ mod tests {
 
     #[test]
     fn parse_takes_the_signature_triple_as_sent() {
-        let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/mailgun/vectors.json")).unwrap();
+        let vectors: Vec<Value> = serde_json::from_str(include_str!(
+            "../../../tests/providers/mailgun/vectors.json"
+        ))
+        .unwrap();
         for v in &vectors {
             let body = v["body"].as_str().unwrap();
             let w = parse(body.as_bytes()).unwrap();

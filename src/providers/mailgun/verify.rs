@@ -12,8 +12,8 @@
 
 use sha2::Sha256;
 
-use crate::signature::{SignatureError, hmac_sha256, lowercase_hex_32};
 use crate::secret::{Secret, constant_time_eq};
+use crate::signature::{SignatureError, hmac_sha256, lowercase_hex_32};
 
 /// How the signature field is named in errors: it is a body field, not a header.
 pub const MAILGUN_SIGNATURE_FIELD: &str = "signature.signature";
@@ -49,8 +49,8 @@ pub fn verify_mailgun_key<'k>(
         header: MAILGUN_SIGNATURE_FIELD,
         why,
     };
-    let given =
-        lowercase_hex_32(signature).ok_or_else(|| malformed("it is not 64 lowercase hex digits"))?;
+    let given = lowercase_hex_32(signature)
+        .ok_or_else(|| malformed("it is not 64 lowercase hex digits"))?;
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(malformed("the token is empty or too long to be Mailgun's"));
     }
@@ -97,7 +97,9 @@ mod tests {
     /// event data is not signed (a changed recipient still verifies).
     #[test]
     fn shared_vectors() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/mailgun/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/mailgun/vectors.json"
+        ));
         assert_eq!(vectors.len(), 5, "vector file lost entries");
         for v in &vectors {
             assert_eq!(v["scheme"], "mailgun-hmac-sha256-timestamp-token");

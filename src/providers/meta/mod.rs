@@ -79,7 +79,10 @@ impl Section {
     fn lists(&self) -> [(&'static str, &Vec<String>); 4] {
         [
             ("whatsapp_phone_number_ids", &self.whatsapp_phone_number_ids),
-            ("whatsapp_business_account_ids", &self.whatsapp_business_account_ids),
+            (
+                "whatsapp_business_account_ids",
+                &self.whatsapp_business_account_ids,
+            ),
             ("page_ids", &self.page_ids),
             ("instagram_account_ids", &self.instagram_account_ids),
         ]
@@ -107,8 +110,16 @@ impl Road for Meta {
             return App::default();
         };
         App {
-            app_secrets: cx.required_secrets("meta.app_secrets", &raw.app_secrets, "Meta webhooks cannot be verified"),
-            verify_tokens: cx.required_secrets("meta.verify_tokens", &raw.verify_tokens, "Meta's subscription handshake cannot be answered"),
+            app_secrets: cx.required_secrets(
+                "meta.app_secrets",
+                &raw.app_secrets,
+                "Meta webhooks cannot be verified",
+            ),
+            verify_tokens: cx.required_secrets(
+                "meta.verify_tokens",
+                &raw.verify_tokens,
+                "Meta's subscription handshake cannot be answered",
+            ),
             configured: true,
         }
     }
@@ -122,7 +133,9 @@ impl Road for Meta {
                     section.problem(format!("{at}: {account:?} is not a Meta id (digits only)"));
                 }
                 if let Some(other) = section.claim(format!("{field}:{account}")) {
-                    section.problem(format!("{at}: {account} is also configured for tenant {other}"));
+                    section.problem(format!(
+                        "{at}: {account} is also configured for tenant {other}"
+                    ));
                 }
             }
         }
@@ -160,7 +173,8 @@ impl Road for Meta {
 
     fn handshake(config: &ProviderConfig<Self>, query: &str) -> Result<Answer, Error> {
         let app = app(config)?;
-        normalise::verify_handshake(query, &app.verify_tokens).map(|challenge| Answer::text(200, challenge))
+        normalise::verify_handshake(query, &app.verify_tokens)
+            .map(|challenge| Answer::text(200, challenge))
     }
 
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
@@ -206,7 +220,9 @@ fn app(config: &ProviderConfig<Meta>) -> Result<&App, Error> {
     if app.configured {
         Ok(app)
     } else {
-        Err(Error::not_found("no [meta] app is configured on this gateway"))
+        Err(Error::not_found(
+            "no [meta] app is configured on this gateway",
+        ))
     }
 }
 

@@ -51,10 +51,10 @@
 
 use serde_json::Value;
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::{Error, Kind};
 use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict};
-use super::SOURCE;
 use crate::secret::{Secret, constant_time_eq};
 
 /// The product a webhook is about: its top-level `object`.
@@ -821,8 +821,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::providers::testkit::secrets as tokens;
     use crate::providers::testkit::merged;
+    use crate::providers::testkit::secrets as tokens;
 
     const NOW: i64 = 1_700_000_000_000;
     const WABA: &str = "102290129340398";
@@ -1346,7 +1346,10 @@ mod tests {
                               "notification_messages_token": "tok",
                               "notification_messages_status": "RESUME NOTIFICATIONS"}
                 })),
-                page_events(&format!("optin:{PAGE}:5555:1458692752478:resume"), pref(false)),
+                page_events(
+                    &format!("optin:{PAGE}:5555:1458692752478:resume"),
+                    pref(false),
+                ),
             ),
             (
                 "Messenger first subscription (no status) is ignored",
@@ -1656,7 +1659,8 @@ mod tests {
     #[test]
     fn vector_bodies_parse_and_normalise() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json"))
+                .unwrap();
         let body_of = |name: &str| {
             vectors
                 .iter()
@@ -1688,7 +1692,8 @@ mod tests {
     #[test]
     fn handshake_vectors() {
         let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/providers/meta/vectors.json"))
+                .unwrap();
         let mut run = 0;
         for v in vectors
             .iter()

@@ -70,9 +70,9 @@ fn decode_meta_signature(header: &str) -> Result<[u8; 32], SignatureError> {
     if digest.len() != 64 {
         return Err(malformed("the digest after sha256= is not 64 hex digits"));
     }
-    lowercase_hex_32(digest).ok_or_else(|| malformed("the digest after sha256= is not lowercase hex"))
+    lowercase_hex_32(digest)
+        .ok_or_else(|| malformed("the digest after sha256= is not lowercase hex"))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -31,10 +31,10 @@
 
 use serde_json::{Map, Value};
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind};
-use super::SOURCE;
 
 /// What one Postmark request taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -278,8 +278,8 @@ fn time(record: &Map<String, Value>, fields: &[&str], received_ms: i64) -> i64 {
 mod tests {
     use super::*;
     use crate::classify::Action;
-    use crate::providers::testkit::{self, PERM, TEMP};
     use crate::error::Kind;
+    use crate::providers::testkit::{self, PERM, TEMP};
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000_000;

@@ -9,8 +9,8 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::signature::SignatureError;
 use crate::secret::{Secret, constant_time_eq};
+use crate::signature::SignatureError;
 
 /// The header that carries the credentials.
 pub const AUTHORIZATION_HEADER: &str = "Authorization";

@@ -28,11 +28,10 @@
 
 use serde_json::Value;
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
-use super::SOURCE;
-
 
 /// What a batch taught us.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -514,8 +513,10 @@ mod tests {
 
     #[test]
     fn official_vector_bodies_parse() {
-        let vectors: Vec<Value> =
-            serde_json::from_str(include_str!("../../../tests/providers/sendgrid/vectors.json")).unwrap();
+        let vectors: Vec<Value> = serde_json::from_str(include_str!(
+            "../../../tests/providers/sendgrid/vectors.json"
+        ))
+        .unwrap();
         // The single-event vector: a dropped Bounced Address.
         let events = parse(vectors[0]["body"].as_str().unwrap().as_bytes()).unwrap();
         let n = normalise(&events, RECEIVED);

@@ -136,7 +136,9 @@ mod tests {
     /// the derived ones (CRLF stripped, timestamp + 1).
     #[test]
     fn shared_vectors() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/sendgrid/vectors.json"));
+        let vectors = testkit::vectors(include_str!(
+            "../../../tests/providers/sendgrid/vectors.json"
+        ));
         assert_eq!(vectors.len(), 8, "vector file lost entries");
         let mut positives = 0;
         for v in &vectors {

@@ -87,12 +87,11 @@ struct RawSns {
 }
 
 impl Road for Ses {
-    const ABOUT: About =
-        About::new("ses", include_str!("../../../providers/ses.toml"))
-            .settings("sns")
-            // SNS sends text/plain unless the subscription's delivery policy sets
-            // headerContentType; application/json is the other value AWS allows.
-            .accepts(&["text/plain", "application/json"], "");
+    const ABOUT: About = About::new("ses", include_str!("../../../providers/ses.toml"))
+        .settings("sns")
+        // SNS sends text/plain unless the subscription's delivery policy sets
+        // headerContentType; application/json is the other value AWS allows.
+        .accepts(&["text/plain", "application/json"], "");
     type Settings = SnsSettings;
     type Section = Section;
 
@@ -246,7 +245,11 @@ fn check_age(envelope: &Envelope, dedup_ttl: Duration, received_ms: i64) -> Resu
 /// a 4xx, and a 5xx would only make it resend what we will refuse again; the
 /// subscription stays "pending confirmation" in the SNS console, where an operator
 /// confirms it.
-async fn subscribe(trip: &Trip<'_, Ses>, tenant: &str, envelope: &Envelope) -> Result<String, Error> {
+async fn subscribe(
+    trip: &Trip<'_, Ses>,
+    tenant: &str,
+    envelope: &Envelope,
+) -> Result<String, Error> {
     let topic = &envelope.topic_arn;
     let sns = &trip.config.settings;
     if !sns.confirm_subscriptions {

@@ -34,10 +34,10 @@
 
 use serde_json::{Map, Value};
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind};
-use super::SOURCE;
 
 /// The header in which SNS repeats the envelope's `Type`.
 pub const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";

@@ -39,9 +39,9 @@ use sha2::Sha256;
 use x509_cert::Certificate;
 use x509_cert::der::{DecodePem, Encode};
 
+use super::normalise::{Envelope, MessageType};
 use crate::error::Error;
 use crate::fetch::Fetch;
-use super::normalise::{Envelope, MessageType};
 
 /// Most certificates one cache keeps. SNS uses one per region at a time; the bound only
 /// stops a stream of distinct (allow-listed) URLs from growing memory.
@@ -522,7 +522,8 @@ mod tests {
     }
 
     fn vectors() -> Vec<Value> {
-        serde_json::from_str(include_str!("../../../tests/providers/ses/vectors.json")).expect("JSON")
+        serde_json::from_str(include_str!("../../../tests/providers/ses/vectors.json"))
+            .expect("JSON")
     }
 
     fn default_hosts() -> Vec<String> {

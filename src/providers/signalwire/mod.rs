@@ -72,7 +72,9 @@ impl Road for SignalWire {
         let at = section.at;
         let why = "SignalWire webhooks cannot be verified (the Signing Key is under API Credentials in the SignalWire Dashboard)";
         let keys_at = format!("{at}.signing_keys");
-        let signing_keys = section.cx.required_secrets(&keys_at, &raw.signing_keys, why);
+        let signing_keys = section
+            .cx
+            .required_secrets(&keys_at, &raw.signing_keys, why);
         let mut project_ids = Vec::with_capacity(raw.project_ids.len());
         for id in &raw.project_ids {
             if !normalise::is_project_id(id) {
@@ -171,7 +173,10 @@ mod tests {
     #[test]
     fn a_bad_section_is_refused_in_one_line_per_problem() {
         let cases = [
-            ("[tenants.acme.signalwire]\nproject_ids = []", "signing_keys is empty"),
+            (
+                "[tenants.acme.signalwire]\nproject_ids = []",
+                "signing_keys is empty",
+            ),
             (
                 "[tenants.acme.signalwire]\nsigning_keys = [\"k\"]\nproject_ids = [\"AC00000000000000000000000000000000\"]",
                 "is not a SignalWire project id",

@@ -89,13 +89,18 @@ mod tests {
             (SOURCE, Channel::Sms, "+15551234567", SID, NOW)
         );
         assert_eq!(e.provider.as_str(), "signalwire");
-        assert!(matches!(&e.kind, EventKind::Inbound { body, provider_verdict: None, .. } if body == "STOP"));
+        assert!(
+            matches!(&e.kind, EventKind::Inbound { body, provider_verdict: None, .. } if body == "STOP")
+        );
         assert_eq!(
             testkit::decide::<SignalWire>(e),
             (PERM, "keyword:STOP".to_string())
         );
         let start = normalise(&inbound("start"), NOW).expect("normalises");
-        assert_eq!(testkit::decide::<SignalWire>(&start.events[0]).0, Action::Unblock);
+        assert_eq!(
+            testkit::decide::<SignalWire>(&start.events[0]).0,
+            Action::Unblock
+        );
     }
 
     #[test]
@@ -105,7 +110,10 @@ mod tests {
         let n = normalise(&params, NOW).expect("normalises");
         assert!(matches!(
             &n.events[0].kind,
-            EventKind::Inbound { provider_verdict: Some(ProviderVerdict::OptOut), .. }
+            EventKind::Inbound {
+                provider_verdict: Some(ProviderVerdict::OptOut),
+                ..
+            }
         ));
     }
 
@@ -125,7 +133,13 @@ mod tests {
             let e = &n.events[0];
             assert_eq!(
                 testkit::identity(e),
-                (SOURCE, Channel::Sms, "+15559876543", format!("{SID}:{st}").as_str(), NOW)
+                (
+                    SOURCE,
+                    Channel::Sms,
+                    "+15559876543",
+                    format!("{SID}:{st}").as_str(),
+                    NOW
+                )
             );
             let (got, why) = testkit::decide::<SignalWire>(e);
             assert_eq!(got, action, "{st} {code:?}: {why}");
@@ -139,15 +153,21 @@ mod tests {
     fn records_without_a_signal_are_skipped_not_refused() {
         // A status of an inbound message, and a voice callback: 2xx, nothing to apply.
         for body in [
-            format!("MessageStatus=received&MessageSid={SID}&AccountSid={PROJECT}&From=%2B15551234567&To=%2B15559876543"),
-            format!("CallSid={SID}&AccountSid={PROJECT}&CallStatus=completed&From=%2B15551234567&To=%2B15559876543"),
+            format!(
+                "MessageStatus=received&MessageSid={SID}&AccountSid={PROJECT}&From=%2B15551234567&To=%2B15559876543"
+            ),
+            format!(
+                "CallSid={SID}&AccountSid={PROJECT}&CallStatus=completed&From=%2B15551234567&To=%2B15559876543"
+            ),
         ] {
             let n = normalise(&form(&body), NOW).expect("skipped, not refused");
             assert!(n.events.is_empty(), "{body}");
         }
         // A status callback without To: ignored, kept for a warning.
         let n = normalise(
-            &form(&format!("MessageStatus=undelivered&ErrorCode=30003&MessageSid={SID}")),
+            &form(&format!(
+                "MessageStatus=undelivered&ErrorCode=30003&MessageSid={SID}"
+            )),
             NOW,
         )
         .expect("ignored");

@@ -185,9 +185,15 @@ mod tests {
         let received = "https://hooks.example.com/webhooks/signalwire/acme";
         for (signed_url, valid) in [
             ("https://hooks.example.com/webhooks/signalwire/acme", true),
-            ("https://hooks.example.com:443/webhooks/signalwire/acme", true),
+            (
+                "https://hooks.example.com:443/webhooks/signalwire/acme",
+                true,
+            ),
             ("http://hooks.example.com/webhooks/signalwire/acme", false),
-            ("https://hooks.example.com:8443/webhooks/signalwire/acme", false),
+            (
+                "https://hooks.example.com:8443/webhooks/signalwire/acme",
+                false,
+            ),
         ] {
             let sig = sign("PSKkey", signed_url, &params);
             let got = verify_signalwire(
@@ -213,10 +219,7 @@ mod tests {
         assert_eq!(signature_of(both), (SIGNALWIRE_SIGNATURE_HEADER, Some(sw)));
         let alias_only = |h: &str| (h == TWILIO_ALIAS_HEADER).then_some(tw);
         assert_eq!(signature_of(alias_only), (TWILIO_ALIAS_HEADER, Some(tw)));
-        assert_eq!(
-            signature_of(|_| None),
-            (SIGNALWIRE_SIGNATURE_HEADER, None)
-        );
+        assert_eq!(signature_of(|_| None), (SIGNALWIRE_SIGNATURE_HEADER, None));
 
         // A signature sent only under the alias verifies, and a refusal names the
         // header the signature came from.
@@ -226,8 +229,7 @@ mod tests {
         let (h, v) = signature_of(|name| (name == TWILIO_ALIAS_HEADER).then_some(sig.as_str()));
         assert_eq!(verify_signalwire(URL, &params, h, v, &k), Ok(()));
         let wrong = sign("other", URL, &params);
-        let (h, v) =
-            signature_of(|name| (name == TWILIO_ALIAS_HEADER).then_some(wrong.as_str()));
+        let (h, v) = signature_of(|name| (name == TWILIO_ALIAS_HEADER).then_some(wrong.as_str()));
         assert_eq!(
             verify_signalwire(URL, &params, h, v, &k),
             Err(SignatureError::Mismatch(TWILIO_ALIAS_HEADER))
@@ -245,7 +247,13 @@ mod tests {
             verify_signalwire(URL, &params, h, None, &k),
             Err(SignatureError::MissingHeader(h))
         );
-        for garbage in ["", "!!!not base64!!!", "AAAA", "dG9vIHNob3J0", &"A".repeat(200)] {
+        for garbage in [
+            "",
+            "!!!not base64!!!",
+            "AAAA",
+            "dG9vIHNob3J0",
+            &"A".repeat(200),
+        ] {
             let err = verify_signalwire(URL, &params, h, Some(garbage), &k).unwrap_err();
             assert!(
                 matches!(err, SignatureError::Malformed { header, .. } if header == h),

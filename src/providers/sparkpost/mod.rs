@@ -61,7 +61,10 @@ struct RawSection {
 }
 
 impl Road for Sparkpost {
-    const ABOUT: About = About::new("sparkpost", include_str!("../../../providers/sparkpost.toml"));
+    const ABOUT: About = About::new(
+        "sparkpost",
+        include_str!("../../../providers/sparkpost.toml"),
+    );
     type Settings = ();
     /// What authenticates the tenant's webhooks: basic-auth credentials, a custom
     /// header, or both (then both must match).
@@ -121,10 +124,7 @@ impl Road for Sparkpost {
         let (tenant, auth) = trip.path_tenant()?;
         let req = trip.req;
         let authorization = req.header("authorization");
-        let custom = auth
-            .header
-            .as_ref()
-            .and_then(|h| req.header(&h.name));
+        let custom = auth.header.as_ref().and_then(|h| req.header(&h.name));
         verify::verify(auth, authorization, custom).map_err(|e| {
             let bearer = authorization
                 .is_some_and(|a| a.trim_start().to_ascii_lowercase().starts_with("bearer "));
@@ -182,10 +182,7 @@ mod tests {
         fn fetch(&self) -> &dyn crate::fetch::Fetch {
             panic!("the SparkPost road fetches nothing")
         }
-        fn claim_once<'a>(
-            &'a self,
-            _: crate::road::Once<'a>,
-        ) -> crate::road::HostFuture<'a, bool> {
+        fn claim_once<'a>(&'a self, _: crate::road::Once<'a>) -> crate::road::HostFuture<'a, bool> {
             panic!("the SparkPost road claims no token")
         }
     }
@@ -271,7 +268,10 @@ mod tests {
         assert_eq!(out.events.len(), 1);
         let (_, result) = walk("globex", &[("x-api-key", "abce")], BOUNCE).await;
         let e = result.unwrap_err();
-        assert_eq!((e.kind, e.challenge), (crate::error::Kind::Unauthorized, None));
+        assert_eq!(
+            (e.kind, e.challenge),
+            (crate::error::Kind::Unauthorized, None)
+        );
 
         // Authenticated, but no batch: 400.
         let (_, result) = walk("globex", &[("x-api-key", "abcd")], "{}").await;
@@ -289,9 +289,10 @@ mod tests {
         assert_eq!(auth.credentials.len(), 2);
         assert!(auth.header.is_none());
 
-        let (auth, problems) =
-            read(r#"auth_header = "X-Api-Key"
-auth_header_values = ["abcd", "efgh"]"#);
+        let (auth, problems) = read(
+            r#"auth_header = "X-Api-Key"
+auth_header_values = ["abcd", "efgh"]"#,
+        );
         assert!(problems.is_empty(), "{problems:?}");
         let header = auth.unwrap().header.unwrap();
         assert_eq!(header.name, "x-api-key");
@@ -314,7 +315,10 @@ auth_header_values = ["abcd"]"#,
             (r#"credentials = []"#, "set credentials"),
             (r#"credentials = ["nocolon"]"#, "user:password"),
             (r#"credentials = [":pass"]"#, "user:password"),
-            (r#"auth_header = "x-api-key""#, "auth_header_values is empty"),
+            (
+                r#"auth_header = "x-api-key""#,
+                "auth_header_values is empty",
+            ),
             (
                 r#"auth_header = "x-api-key"
 auth_header_values = [" "]"#,
@@ -340,7 +344,9 @@ auth_header_values = ["abcd"]"#,
                 "{text:?}: {problems:?}"
             );
             assert!(
-                problems.iter().all(|p| p.starts_with("tenants.acme.sparkpost")),
+                problems
+                    .iter()
+                    .all(|p| p.starts_with("tenants.acme.sparkpost")),
                 "{problems:?}"
             );
         }

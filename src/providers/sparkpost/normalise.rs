@@ -142,12 +142,14 @@ pub fn normalise_entry(raw: &Value, received_ms: i64) -> Result<Entry, String> {
         .ok_or_else(|| format!("{kind} has no rcpt_to"))?;
     let address = Address::parse(Channel::Email, email).map_err(|e| format!("{kind}: {e}"))?;
     // Without its event_id an event still carries its DND: keyed by its content.
-    let event_id = crate::event::event_id_or_derived(id_text(event.get("event_id")).as_deref(), raw)
-        .ok_or_else(|| format!("{kind}: its event_id is too long"))?;
+    let event_id =
+        crate::event::event_id_or_derived(id_text(event.get("event_id")).as_deref(), raw)
+            .ok_or_else(|| format!("{kind}: its event_id is too long"))?;
     let event_time_ms = match event.get("timestamp") {
         None | Some(Value::Null) => received_ms,
-        Some(t) => seconds_to_ms(t)
-            .ok_or_else(|| format!("{kind}: its timestamp is not Unix seconds"))?,
+        Some(t) => {
+            seconds_to_ms(t).ok_or_else(|| format!("{kind}: its timestamp is not Unix seconds"))?
+        }
     };
     let kind = match meaning {
         Meaning::Bounce(status) => EventKind::DeliveryStatus {
@@ -338,7 +340,10 @@ mod tests {
             (unsubscribe_event("list_unsubscribe"), UNSUB),
             (unsubscribe_event("link_unsubscribe"), UNSUB),
             (message_event(json!({"type": "delivery"})), None),
-            (message_event(json!({"type": "delay", "bounce_class": "20"})), None),
+            (
+                message_event(json!({"type": "delay", "bounce_class": "20"})),
+                None,
+            ),
             (message_event(json!({"type": "injection"})), None),
             (message_event(json!({"type": "policy_rejection"})), None),
             (
@@ -358,12 +363,36 @@ mod tests {
     #[test]
     fn decisions_through_the_shipped_table() {
         let cases: Vec<(Value, Action, &str)> = vec![
-            (message_event(json!({"bounce_class": "10"})), PERM, "sparkpost:10"),
-            (message_event(json!({"bounce_class": "30"})), PERM, "sparkpost:30"),
-            (message_event(json!({"bounce_class": "90"})), PERM, "sparkpost:90"),
-            (message_event(json!({"bounce_class": "20"})), TEMP, "sparkpost:20"),
-            (message_event(json!({"bounce_class": "22"})), TEMP, "sparkpost:22"),
-            (message_event(json!({"bounce_class": "24"})), TEMP, "sparkpost:24"),
+            (
+                message_event(json!({"bounce_class": "10"})),
+                PERM,
+                "sparkpost:10",
+            ),
+            (
+                message_event(json!({"bounce_class": "30"})),
+                PERM,
+                "sparkpost:30",
+            ),
+            (
+                message_event(json!({"bounce_class": "90"})),
+                PERM,
+                "sparkpost:90",
+            ),
+            (
+                message_event(json!({"bounce_class": "20"})),
+                TEMP,
+                "sparkpost:20",
+            ),
+            (
+                message_event(json!({"bounce_class": "22"})),
+                TEMP,
+                "sparkpost:22",
+            ),
+            (
+                message_event(json!({"bounce_class": "24"})),
+                TEMP,
+                "sparkpost:24",
+            ),
             (
                 message_event(json!({"bounce_class": "1"})),
                 Action::None,
@@ -409,8 +438,16 @@ mod tests {
                 PERM,
                 "sparkpost:complaint",
             ),
-            (unsubscribe_event("list_unsubscribe"), PERM, "sparkpost:stop"),
-            (unsubscribe_event("link_unsubscribe"), PERM, "sparkpost:stop"),
+            (
+                unsubscribe_event("list_unsubscribe"),
+                PERM,
+                "sparkpost:stop",
+            ),
+            (
+                unsubscribe_event("link_unsubscribe"),
+                PERM,
+                "sparkpost:stop",
+            ),
         ];
         assert_decisions::<super::super::Sparkpost>(&cases, event_of);
     }
@@ -450,7 +487,10 @@ mod tests {
         let e = event_of(&message_event(
             json!({"event_id": 1234, "timestamp": 1_454_442_601}),
         ));
-        assert_eq!((e.event_id.as_str(), e.event_time_ms), ("1234", 1_454_442_601_000));
+        assert_eq!(
+            (e.event_id.as_str(), e.event_time_ms),
+            ("1234", 1_454_442_601_000)
+        );
     }
 
     #[test]
@@ -473,8 +513,14 @@ mod tests {
                 json!({"msys": {"message_event": {"type": "bounce"}, "track_event": {"type": "open"}}}),
                 "more than one event",
             ),
-            (json!({"msys": {"message_event": "bounce"}}), "not an object"),
-            (json!({"msys": {"message_event": {"rcpt_to": "a@example.com"}}}), "no type"),
+            (
+                json!({"msys": {"message_event": "bounce"}}),
+                "not an object",
+            ),
+            (
+                json!({"msys": {"message_event": {"rcpt_to": "a@example.com"}}}),
+                "no type",
+            ),
             (
                 json!({"msys": {"message_event": {"type": "bounce", "bounce_class": "10"}}}),
                 "no rcpt_to",
@@ -483,8 +529,14 @@ mod tests {
                 message_event(json!({"rcpt_to": "not an address", "raw_rcpt_to": null})),
                 "bounce:",
             ),
-            (message_event(json!({"timestamp": "yesterday"})), "timestamp"),
-            (message_event(json!({"timestamp": "1454442600000"})), "timestamp"),
+            (
+                message_event(json!({"timestamp": "yesterday"})),
+                "timestamp",
+            ),
+            (
+                message_event(json!({"timestamp": "1454442600000"})),
+                "timestamp",
+            ),
             (
                 message_event(json!({"event_id": "9".repeat(300)})),
                 "too long",
@@ -510,7 +562,11 @@ mod tests {
         assert_eq!(n.rejected.len(), 1);
         assert!(n.rejected[0].starts_with("event 3: "), "{:?}", n.rejected);
         assert_eq!(n.ignored.len(), 2);
-        assert!(n.ignored[0].starts_with("event 1: an empty msys"), "{:?}", n.ignored);
+        assert!(
+            n.ignored[0].starts_with("event 1: an empty msys"),
+            "{:?}",
+            n.ignored
+        );
         assert!(n.ignored[1].starts_with("event 2: "), "{:?}", n.ignored);
     }
 

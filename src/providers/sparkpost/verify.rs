@@ -164,7 +164,9 @@ mod tests {
     /// examples (SparkPost publishes no signature vectors: it signs nothing).
     #[test]
     fn sparkpost_vectors() {
-        let all = vectors(include_str!("../../../tests/providers/sparkpost/vectors.json"));
+        let all = vectors(include_str!(
+            "../../../tests/providers/sparkpost/vectors.json"
+        ));
         assert_eq!(all.len(), 7);
         let (mut good, mut bad) = (0, 0);
         for v in &all {
@@ -185,10 +187,7 @@ mod tests {
                         .collect(),
                 }),
             };
-            let custom = auth
-                .header
-                .as_ref()
-                .and_then(|h| vector_header(v, &h.name));
+            let custom = auth.header.as_ref().and_then(|h| vector_header(v, &h.name));
             let result = verify(&auth, vector_header(v, AUTHORIZATION_HEADER), custom);
             if crate::providers::testkit::assert_vector_validity(v, &result) {
                 good += 1;
@@ -288,7 +287,11 @@ mod tests {
     #[test]
     fn nothing_configured_verifies_nothing() {
         assert_eq!(
-            verify(&Auth::default(), Some(&basic_auth_header(USER)), Some("abcd")),
+            verify(
+                &Auth::default(),
+                Some(&basic_auth_header(USER)),
+                Some("abcd")
+            ),
             Err(SignatureError::NoSecret("sparkpost"))
         );
         assert_eq!(
@@ -313,10 +316,21 @@ mod tests {
         for bad in ["", "nocolon", ":password"] {
             assert!(!is_user_password(bad), "{bad}");
         }
-        for ok in ["x-api-key", "X-Dndgate-Token", "x-messagesystems-webhook-token"] {
+        for ok in [
+            "x-api-key",
+            "X-Dndgate-Token",
+            "x-messagesystems-webhook-token",
+        ] {
             assert_eq!(check_header_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "x api key", "x-key:", "Authorization", "content-type", "Host"] {
+        for bad in [
+            "",
+            "x api key",
+            "x-key:",
+            "Authorization",
+            "content-type",
+            "Host",
+        ] {
             assert!(check_header_name(bad).is_err(), "{bad}");
         }
     }

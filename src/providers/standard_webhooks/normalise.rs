@@ -24,10 +24,10 @@
 
 use serde_json::{Map, Value};
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind};
-use super::SOURCE;
 
 /// Most recipients read from one event; a real email names far fewer, and the bound
 /// keeps a hostile (but signed) payload from fanning out without limit.
@@ -178,7 +178,7 @@ fn per_recipient(
     )
     .into_iter()
     .map(|(id, address, ())| event(id, event_ms, address, kind.clone()))
-        .collect();
+    .collect();
     Ok(out)
 }
 
@@ -197,8 +197,8 @@ fn event(event_id: String, event_time_ms: i64, address: Address, kind: EventKind
 mod tests {
     use super::*;
     use crate::classify::Action;
-    use crate::providers::testkit::{self, PERM, TEMP};
     use crate::error::Kind;
+    use crate::providers::testkit::{self, PERM, TEMP};
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000_000;

@@ -16,9 +16,9 @@
 
 use base64::Engine as _;
 
-pub use crate::signature::{WHSEC_PREFIX, decode_whsec, sign_whsec};
-use crate::signature::{SignatureError, whsec_hmac, within_window};
 use crate::secret::{Secret, constant_time_eq};
+use crate::signature::{SignatureError, whsec_hmac, within_window};
+pub use crate::signature::{WHSEC_PREFIX, decode_whsec, sign_whsec};
 
 /// How far a request's signed timestamp may be from our clock, either way, in seconds:
 /// five minutes, as the Standard Webhooks specification and Svix's libraries use.
@@ -161,7 +161,6 @@ pub fn verify_standard_webhooks<'a>(
     }
 }
 
-
 /// The decoded signatures of the `v1` entries of a signature header. Entries of other
 /// versions, and `v1` entries that are not base64 of 32 bytes, are skipped: they can
 /// match nothing, and a sender may add versions we do not know.
@@ -178,8 +177,8 @@ fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, secrets};
     use crate::error::Error;
+    use crate::providers::testkit::{self, secrets};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";

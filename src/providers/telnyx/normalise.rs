@@ -115,7 +115,9 @@ impl Message<'_> {
     /// `message.received`: one inbound event from the sender.
     fn received(&self, event_type: &str, payload: &Map<String, Value>) -> Normalised {
         if text(payload, "direction").is_some_and(|d| !d.eq_ignore_ascii_case("inbound")) {
-            return ignored(format!("{event_type} that is not inbound: nothing to record"));
+            return ignored(format!(
+                "{event_type} that is not inbound: nothing to record"
+            ));
         }
         let from = payload.get("from").and_then(|f| f.get("phone_number"));
         let address = match phone(from) {
@@ -136,7 +138,9 @@ impl Message<'_> {
     /// `message.sent` / `message.finalized`: one delivery status per recipient.
     fn status(&self, event_type: &str, payload: &Map<String, Value>) -> Normalised {
         if text(payload, "direction").is_some_and(|d| !d.eq_ignore_ascii_case("outbound")) {
-            return ignored(format!("{event_type} that is not outbound: nothing to record"));
+            return ignored(format!(
+                "{event_type} that is not outbound: nothing to record"
+            ));
         }
         let recipients: Vec<&Value> = ["to", "cc"]
             .iter()
@@ -170,9 +174,13 @@ impl Message<'_> {
                 .contains(&status.as_str())
                 .then(|| code.clone())
                 .flatten();
-            self.event(id, address, EventKind::DeliveryStatus { status, error_code })
+            self.event(
+                id,
+                address,
+                EventKind::DeliveryStatus { status, error_code },
+            )
         })
-            .collect();
+        .collect();
         out
     }
 
@@ -354,19 +362,64 @@ mod tests {
         let cases: Vec<(Value, Value, Action, &str)> = vec![
             (json!("STOP"), none.clone(), PERM, "keyword:STOP"),
             (json!("stop all"), none.clone(), PERM, "keyword:STOP ALL"),
-            (json!("Start"), none.clone(), Action::Unblock, "keyword:START"),
+            (
+                json!("Start"),
+                none.clone(),
+                Action::Unblock,
+                "keyword:START",
+            ),
             (json!("HELP"), none.clone(), Action::Help, "keyword:HELP"),
-            (json!("see you at 5"), none.clone(), Action::Reachable, "inbound"),
+            (
+                json!("see you at 5"),
+                none.clone(),
+                Action::Reachable,
+                "inbound",
+            ),
             // Telnyx's own verdict, where Advanced Opt-In/Out adds one.
-            (json!("Halt"), json!({"autoresponse_type": "stop"}), PERM, "provider:STOP"),
-            (json!("JOIN"), json!({"autoresponse_type": "START"}), Action::Unblock, "provider:START"),
-            (json!("?"), json!({"autoresponse_type": "info"}), Action::Help, "provider:HELP"),
-            (json!("x"), json!({"autoresponse_type": "opt-out"}), PERM, "provider:STOP"),
+            (
+                json!("Halt"),
+                json!({"autoresponse_type": "stop"}),
+                PERM,
+                "provider:STOP",
+            ),
+            (
+                json!("JOIN"),
+                json!({"autoresponse_type": "START"}),
+                Action::Unblock,
+                "provider:START",
+            ),
+            (
+                json!("?"),
+                json!({"autoresponse_type": "info"}),
+                Action::Help,
+                "provider:HELP",
+            ),
+            (
+                json!("x"),
+                json!({"autoresponse_type": "opt-out"}),
+                PERM,
+                "provider:STOP",
+            ),
             // The opt-out side wins when the verdicts disagree.
-            (json!("STOP"), json!({"autoresponse_type": "start"}), PERM, "keyword:STOP"),
+            (
+                json!("STOP"),
+                json!({"autoresponse_type": "start"}),
+                PERM,
+                "keyword:STOP",
+            ),
             // A value we cannot read gives no verdict: the text decides.
-            (json!("STOP"), json!({"autoresponse_type": "custom"}), PERM, "keyword:STOP"),
-            (json!("hello"), json!({"autoresponse_type": "custom"}), Action::Reachable, "inbound"),
+            (
+                json!("STOP"),
+                json!({"autoresponse_type": "custom"}),
+                PERM,
+                "keyword:STOP",
+            ),
+            (
+                json!("hello"),
+                json!({"autoresponse_type": "custom"}),
+                Action::Reachable,
+                "inbound",
+            ),
         ];
         assert_one_decision_each("+13125550100", cases, received);
     }
@@ -395,17 +448,67 @@ mod tests {
         let err = |code: Value| json!([{"code": code, "title": "t", "detail": "d"}]);
         let cases: Vec<(Value, Value, Action, &str)> = vec![
             (to("delivered"), json!([]), Action::None, "status:delivered"),
-            (to("delivery_failed"), err(json!("40300")), PERM, "telnyx:40300"),
-            (to("delivery_failed"), err(json!("40001")), PERM, "telnyx:40001"),
-            (to("delivery_failed"), err(json!(40008)), TEMP, "telnyx:40008"),
-            (to("sending_failed"), err(json!("40006")), TEMP, "telnyx:40006"),
-            (to("delivery_failed"), err(json!("40002")), Action::None, "telnyx:40002"),
-            (to("delivery_failed"), err(json!("40003")), Action::None, "telnyx:40003"),
-            (to("delivery_failed"), err(json!("49999")), Action::None, "unclassified:telnyx:49999"),
-            (to("delivery_failed"), json!([]), Action::None, "status:delivery_failed"),
+            (
+                to("delivery_failed"),
+                err(json!("40300")),
+                PERM,
+                "telnyx:40300",
+            ),
+            (
+                to("delivery_failed"),
+                err(json!("40001")),
+                PERM,
+                "telnyx:40001",
+            ),
+            (
+                to("delivery_failed"),
+                err(json!(40008)),
+                TEMP,
+                "telnyx:40008",
+            ),
+            (
+                to("sending_failed"),
+                err(json!("40006")),
+                TEMP,
+                "telnyx:40006",
+            ),
+            (
+                to("delivery_failed"),
+                err(json!("40002")),
+                Action::None,
+                "telnyx:40002",
+            ),
+            (
+                to("delivery_failed"),
+                err(json!("40003")),
+                Action::None,
+                "telnyx:40003",
+            ),
+            (
+                to("delivery_failed"),
+                err(json!("49999")),
+                Action::None,
+                "unclassified:telnyx:49999",
+            ),
+            (
+                to("delivery_failed"),
+                json!([]),
+                Action::None,
+                "status:delivery_failed",
+            ),
             // A code beside a status that is not a failure says nothing.
-            (to("delivery_unconfirmed"), err(json!("40300")), Action::None, "status:delivery_unconfirmed"),
-            (to("delivered"), err(json!("40001")), Action::None, "status:delivered"),
+            (
+                to("delivery_unconfirmed"),
+                err(json!("40300")),
+                Action::None,
+                "status:delivery_unconfirmed",
+            ),
+            (
+                to("delivered"),
+                err(json!("40001")),
+                Action::None,
+                "status:delivered",
+            ),
         ];
         assert_one_decision_each("+13125550199", cases, finalized);
     }
@@ -432,14 +535,26 @@ mod tests {
             ]
         );
         assert_eq!(n.rejected.len(), 2, "{:?}", n.rejected);
-        assert!(n.rejected[0].starts_with("recipient 3:"), "{:?}", n.rejected);
-        assert!(n.rejected[1].contains("no phone_number"), "{:?}", n.rejected);
+        assert!(
+            n.rejected[0].starts_with("recipient 3:"),
+            "{:?}",
+            n.rejected
+        );
+        assert!(
+            n.rejected[1].contains("no phone_number"),
+            "{:?}",
+            n.rejected
+        );
     }
 
     #[test]
     fn ignored_and_refused() {
         // Event types we do not act on: accepted, nothing to apply.
-        for event_type in ["message.delivered_to_handset", "call.initiated", "number_order.complete"] {
+        for event_type in [
+            "message.delivered_to_handset",
+            "call.initiated",
+            "number_order.complete",
+        ] {
             let n = run(&webhook(event_type, json!({})));
             assert!(n.events.is_empty() && n.rejected.is_empty());
             assert!(n.ignored.unwrap().contains(event_type));
@@ -459,7 +574,10 @@ mod tests {
         assert_eq!(n.rejected.len(), 1, "{n:?}");
         // No occurred_at: the time of receipt.
         let mut untimed = received(json!("hi"), json!({}));
-        untimed["data"].as_object_mut().unwrap().remove("occurred_at");
+        untimed["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("occurred_at");
         assert_eq!(run(&untimed).events[0].event_time_ms, NOW);
 
         // What can never be a Telnyx webhook: 400, one line.
@@ -476,7 +594,12 @@ mod tests {
             no_payload.to_string().into_bytes(),
         ] {
             let e = normalise(&bad, NOW).unwrap_err();
-            assert_eq!(e.kind, Kind::BadRequest, "{}", String::from_utf8_lossy(&bad));
+            assert_eq!(
+                e.kind,
+                Kind::BadRequest,
+                "{}",
+                String::from_utf8_lossy(&bad)
+            );
             assert!(!e.message.contains('\n'), "{}", e.message);
         }
     }

@@ -106,8 +106,8 @@ pub fn verify_telnyx(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer as _, SigningKey};
     use crate::providers::testkit;
+    use ed25519_dalek::{Signer as _, SigningKey};
 
     /// RFC 8032 section 7.1, test 1 and test 2: seed and public key.
     const SEED_1: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
@@ -174,9 +174,8 @@ mod tests {
         let ts = NOW.to_string();
         let sig = sign(SEED_1, &ts, BODY);
         let k = keys(&[KEY_1]);
-        let verify = |body: &[u8], sig: &str, ts: &str| {
-            verify_telnyx(body, Some(sig), Some(ts), &k, NOW)
-        };
+        let verify =
+            |body: &[u8], sig: &str, ts: &str| verify_telnyx(body, Some(sig), Some(ts), &k, NOW);
         assert_eq!(verify(BODY, &sig, &ts), Ok(()));
         // The body and the timestamp are each part of the signed content.
         let tampered = br#"{"data":{"event_type":"message.received","id":"e2"}}"#;
@@ -198,7 +197,10 @@ mod tests {
         let both = keys(&[KEY_2, KEY_1]);
         for seed in [SEED_1, SEED_2] {
             let sig = sign(seed, &ts, BODY);
-            assert_eq!(verify_telnyx(BODY, Some(&sig), Some(&ts), &both, NOW), Ok(()));
+            assert_eq!(
+                verify_telnyx(BODY, Some(&sig), Some(&ts), &both, NOW),
+                Ok(())
+            );
         }
         let sig = sign(SEED_2, &ts, BODY);
         assert!(verify_telnyx(BODY, Some(&sig), Some(&ts), &keys(&[KEY_1]), NOW).is_err());

@@ -73,7 +73,9 @@ impl Road for Twilio {
         let at = section.at;
         let why = "Twilio webhooks cannot be verified";
         let tokens_at = format!("{at}.auth_tokens");
-        let auth_tokens = section.cx.required_secrets(&tokens_at, &raw.auth_tokens, why);
+        let auth_tokens = section
+            .cx
+            .required_secrets(&tokens_at, &raw.auth_tokens, why);
         for sid in &raw.account_sids {
             if !(sid.len() == 34 && sid.starts_with("AC")) {
                 section.problem(format!(

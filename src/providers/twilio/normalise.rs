@@ -12,10 +12,10 @@
 
 use serde_json::Value;
 
+use super::SOURCE;
 use crate::address::Address;
 use crate::error::Error;
 use crate::event::{Channel, ChannelEvent, EventKind, ProviderVerdict, Source};
-use super::SOURCE;
 
 /// Decode an `application/x-www-form-urlencoded` body into its pairs, in order, repeated
 /// names kept (signature verification needs every pair exactly as sent).

@@ -45,7 +45,14 @@ pub fn verify_twilio(
     signature: Option<&str>,
     tokens: &[Secret],
 ) -> Result<(), SignatureError> {
-    verify_as(TWILIO_SIGNATURE_HEADER, "twilio", url, signed, signature, tokens)
+    verify_as(
+        TWILIO_SIGNATURE_HEADER,
+        "twilio",
+        url,
+        signed,
+        signature,
+        tokens,
+    )
 }
 
 /// [`verify_twilio`] for a provider that signs Twilio's way under its own name:
@@ -349,7 +356,8 @@ mod tests {
 
     #[test]
     fn shared_vectors() {
-        let vectors = testkit::vectors(include_str!("../../../tests/providers/twilio/vectors.json"));
+        let vectors =
+            testkit::vectors(include_str!("../../../tests/providers/twilio/vectors.json"));
         assert!(vectors.len() >= 20, "vector file lost entries");
         for v in &vectors {
             let name = v["name"].as_str().expect("name");
