@@ -27,6 +27,9 @@ use crate::secret::Secret;
 /// header names only and the body's length, never credentials or addresses.
 #[derive(Clone)]
 pub struct WebhookRequest {
+    /// How the provider called: POST, or GET with the parameters in the query (only
+    /// for a provider whose [`About::get_webhooks`] is set).
+    pub method: WebhookMethod,
     /// The provider segment of the path.
     pub provider: String,
     /// The tenant segment of the path, when the provider posts per tenant.
@@ -42,9 +45,19 @@ pub struct WebhookRequest {
     pub body: Vec<u8>,
 }
 
+/// The method of a webhook request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookMethod {
+    /// A body (almost every provider, always).
+    Post,
+    /// Parameters in the query (Vonage's SMS API and Plivo, when an account picks GET).
+    Get,
+}
+
 impl fmt::Debug for WebhookRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookRequest")
+            .field("method", &self.method)
             .field("provider", &self.provider)
             .field("tenant", &self.tenant)
             .field("content_type", &self.content_type)
@@ -66,14 +79,25 @@ impl WebhookRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The raw query string (after `?`; empty without one).
+    pub fn query(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or("", |(_, query)| query)
     }
 
     /// Refuse (415) a body whose media type is not one `about` accepts, in one line
     /// that says what the provider sends ("content type text/plain is not accepted:
     /// telnyx posts application/json").
     pub fn require_content_type(&self, about: &About) -> Result<(), Error> {
+        if self.method == WebhookMethod::Get {
+            // A GET carries its parameters in the query and no body to type.
+            return Ok(());
+        }
         match self.content_type.as_deref() {
             Some(t) if about.accepts.contains(&t) => Ok(()),
             other => Err(Error::new(
@@ -525,6 +549,9 @@ pub struct About {
     pub accepts: &'static [&'static str],
     /// Said after the accepted types when one is refused (empty for nothing).
     pub accepts_note: &'static str,
+    /// The provider may call its webhook URL with GET, the parameters in the query:
+    /// a GET then walks the road like a POST instead of reaching [`Road::handshake`].
+    pub get_webhooks: bool,
 }
 
 impl About {
@@ -538,6 +565,15 @@ impl About {
             codes,
             accepts: &["application/json"],
             accepts_note: "",
+            get_webhooks: false,
+        }
+    }
+
+    /// Taking webhooks by GET too (parameters in the query).
+    pub const fn get_webhooks(self) -> About {
+        About {
+            get_webhooks: true,
+            ..self
         }
     }
 

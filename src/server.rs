@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use crate::api;
 use crate::error::{Error, Kind};
 use crate::lookup::Lookup;
-use crate::pipeline::{Answer, Gateway, WebhookRequest};
+use crate::pipeline::{Answer, Gateway, WebhookMethod, WebhookRequest};
 use crate::telemetry::{self, RequestInfo};
 
 /// In-flight requests get this long to finish after a shutdown signal.
@@ -342,10 +342,22 @@ async fn route_request(
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
         ["readyz"] if method == Method::GET => respond(app.gateway.readiness_bare().await),
         ["healthz"] | ["readyz"] => method_not_allowed("GET", false),
-        ["webhooks", provider] | ["webhooks", provider, _] if method == Method::GET => respond(
-            app.gateway
-                .handshake(provider, req.uri().query().unwrap_or("")),
-        ),
+        // A provider that may send its webhooks by GET gets them on its road; any other
+        // GET (Meta's subscription handshake) or HEAD (Mandrill's check that the URL
+        // exists) is the provider's handshake. Hyper sends no body with a HEAD answer.
+        ["webhooks", provider, rest @ ..]
+            if rest.len() <= 1 && method == Method::GET && app.gateway.takes_get(provider) =>
+        {
+            webhook(app, req, provider, rest.first().copied(), peer, info).await
+        }
+        ["webhooks", provider] | ["webhooks", provider, _]
+            if method == Method::GET || method == Method::HEAD =>
+        {
+            respond(
+                app.gateway
+                    .handshake(provider, req.uri().query().unwrap_or("")),
+            )
+        }
         ["webhooks", _provider] | ["webhooks", _provider, _] if method != Method::POST => {
             method_not_allowed("GET, POST", false)
         }
@@ -446,6 +458,11 @@ async fn webhook(
                 .to_ascii_lowercase()
         });
     let request = WebhookRequest {
+        method: if parts.method == Method::GET {
+            WebhookMethod::Get
+        } else {
+            WebhookMethod::Post
+        },
         provider: provider.to_string(),
         tenant,
         path_and_query: parts

@@ -69,12 +69,13 @@ async fn run_case(
     let folder = dir.to_path_buf();
     let mut req = cases.request(&folder, case, &vars, PUBLIC_URL)?;
     let method = req.method.clone();
-    let path = req.url[PUBLIC_URL.len()..].to_string();
     let table = fixture::resolve_sign_table(&folder, cases.sign_table(case)?, &vars)?;
     for served in FixtureSigner::from_table(table)?.sign(&mut req)? {
         fetch.serve(&served.url, served.body);
     }
     cases.set_headers(case, &vars, &mut req)?;
+    // After signing: a signer may add to a GET's query (Vonage's `sig`).
+    let path = req.url[PUBLIC_URL.len()..].to_string();
     if let Some(t) = &case.tamper {
         let text = String::from_utf8(req.body).map_err(|_| "tamper: the body is not text")?;
         if !text.contains(&t.replace) {

@@ -20,7 +20,7 @@ use crate::store::{Claim, Store, StoreError};
 
 mod links;
 
-pub use crate::road::{Answer, EMPTY_TWIML, WebhookRequest};
+pub use crate::road::{Answer, EMPTY_TWIML, WebhookMethod, WebhookRequest};
 /// How one request went ([`crate::telemetry::Report`]).
 pub use crate::telemetry::Report;
 /// The clock ([`crate::time::now_ms`]), where the road reads it.
@@ -211,8 +211,14 @@ impl Gateway {
         Ok(answer(reply, report))
     }
 
-    /// Answer a GET on a provider's route (Meta's hub.challenge); `query` is the raw
-    /// query string.
+    /// Whether `provider` (a route segment) may send its webhooks by GET
+    /// ([`About::get_webhooks`](crate::road::About::get_webhooks)).
+    pub fn takes_get(&self, provider: &str) -> bool {
+        route(provider).is_ok_and(|p| p.about().get_webhooks)
+    }
+
+    /// Answer a GET or HEAD on a provider's route (Meta's hub.challenge, Mandrill's
+    /// check); `query` is the raw query string.
     pub fn handshake(&self, provider: &str, query: &str) -> Answer {
         route(provider)
             .and_then(|p| self.config.providers.handshake(p, query))

@@ -361,6 +361,7 @@ mod tests {
             assert!(!about_accepts.is_empty(), "{p} accepts nothing");
             for content_type in [Some("text/csv"), None] {
                 let req = WebhookRequest {
+                    method: crate::road::WebhookMethod::Post,
                     provider: p.as_str().to_string(),
                     tenant: Some("nosuch".to_string()),
                     path_and_query: format!("/webhooks/{p}/nosuch"),

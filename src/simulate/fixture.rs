@@ -421,6 +421,13 @@ impl CaseFile {
             headers: Vec::new(),
             body: body.into_bytes(),
         };
+        if method == "GET" && !req.body.is_empty() {
+            // A GET carries its payload (a form) as the query.
+            let query = String::from_utf8_lossy(&req.body).trim_end().to_string();
+            let joiner = if req.url.contains('?') { '&' } else { '?' };
+            req.url = format!("{}{joiner}{query}", req.url);
+            req.body.clear();
+        }
         if let Some(ct) = case
             .content_type
             .as_ref()

@@ -196,11 +196,12 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     )?;
     let mut req = prepared.request;
     let public_url = config.public_url.clone();
-    let path = req.url[FIXTURE_URL.len()..].to_string();
-    req.url = format!("{public_url}{path}");
+    req.url = format!("{public_url}{}", &req.url[FIXTURE_URL.len()..]);
     let table = fixture::resolve_sign_table(&folder, prepared.sign, &prepared.vars)?;
     fixture::signer(table)?.sign(&mut req)?;
     cases.set_headers(case, &prepared.vars, &mut req)?;
+    // After signing: a signer may add to a GET's query (Vonage's `sig`).
+    let path = req.url[public_url.len()..].to_string();
 
     let target = args.url.clone().unwrap_or_else(|| {
         let mut listen = config.listen;

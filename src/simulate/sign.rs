@@ -206,6 +206,12 @@ impl Signer {
                     let iat = iat.as_deref().ok_or("vonage jwt: no `iat` to sign")?;
                     let token = vonage_jwt(key, iat, api_key.as_deref(), &req.body)?;
                     req.set_header("Authorization", &format!("Bearer {token}"));
+                } else if req.method == "GET" {
+                    let query = req.url.split_once('?').map_or("", |(_, q)| q);
+                    let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
+                        .map_err(|e| format!("vonage signs query parameters: {e}"))?;
+                    let sig = vonage_sig(key, method, &params)?;
+                    req.url = format!("{}&sig={sig}", req.url);
                 } else if req.body.first() == Some(&b'{') {
                     let mut object: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_slice(&req.body)
@@ -242,8 +248,13 @@ impl Signer {
                 req.set_header("X-Mandrill-Signature", &signature);
             }
             Signer::Plivo { key, nonce } => {
-                let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&req.body)
-                    .map_err(|e| format!("plivo signs form parameters: {e}"))?;
+                // A GET's parameters are in the URL's query, which `plivo` signs.
+                let params: Vec<(String, String)> = if req.method == "GET" {
+                    Vec::new()
+                } else {
+                    serde_urlencoded::from_bytes(&req.body)
+                        .map_err(|e| format!("plivo signs form parameters: {e}"))?
+                };
                 let signature = plivo(key, &req.url, &params, nonce)?;
                 req.set_header("X-Plivo-Signature-V3", &signature);
                 req.set_header("X-Plivo-Signature-V3-Nonce", nonce);

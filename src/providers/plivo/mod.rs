@@ -17,17 +17,16 @@
 //! (`MessageUUID`, `MessageUUID:status`), as for Twilio. A verified callback we do not
 //! act on (a delivered status, a voice callback) is 200 and counted as skipped.
 //!
-//! Only POST is served. Plivo can call a Message URL with GET (parameters in the
-//! query); the verifier builds GET's signed string too ([`verify::Method::Get`]), but
-//! the server sends a GET on a webhook route to [`Road::handshake`], which sees
-//! neither the headers nor the tenant. Configure the method as POST (Plivo's default).
+//! POST (Plivo's default) and GET are served (`About::get_webhooks`): a GET's
+//! parameters are its query, and its signed string is built as Plivo builds GET's
+//! ([`verify::Method::Get`]: the URL with its sorted query, no form part).
 
 pub mod normalise;
 pub mod verify;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, Reply, Road, SectionCx, Trip};
+use crate::road::{About, Reply, Road, SectionCx, Trip, WebhookMethod};
 use crate::secret::Secret;
 use normalise::CallbackKind;
 use verify::{Headers, MAIN_ACCOUNT_HEADER, Method, NONCE_HEADER, SIGNATURE_HEADER};
@@ -51,8 +50,9 @@ impl Road for Plivo {
     const ABOUT: About = About::new("plivo", include_str!("../../../providers/plivo.toml"))
         .accepts(
             &["application/x-www-form-urlencoded"],
-            "set the Message URL's method to POST",
-        );
+            "or a GET with the parameters in the query",
+        )
+        .get_webhooks();
     type Settings = ();
     type Section = Section;
 
@@ -66,14 +66,21 @@ impl Road for Plivo {
     async fn handle(trip: &mut Trip<'_, Self>) -> Result<(), Error> {
         let (tenant, section) = trip.path_tenant()?;
         let req = trip.req;
-        let params = normalise::parse_form(&req.body)?;
+        let (method, params) = match req.method {
+            WebhookMethod::Get => (Method::Get, normalise::parse_form(req.query().as_bytes())?),
+            WebhookMethod::Post => (Method::Post, normalise::parse_form(&req.body)?),
+        };
+        let signed_params: &[(String, String)] = match method {
+            Method::Get => &[],
+            Method::Post => &params,
+        };
         let url = format!("{}{}", trip.host.public_url(), req.path_and_query);
         let headers = Headers {
             signature: req.header(SIGNATURE_HEADER),
             nonce: req.header(NONCE_HEADER),
             main_account: req.header(MAIN_ACCOUNT_HEADER),
         };
-        verify::verify_plivo(&url, Method::Post, &params, headers, &section.auth_tokens)?;
+        verify::verify_plivo(&url, method, signed_params, headers, &section.auth_tokens)?;
         let received_ms = trip.receive();
         let normalised = normalise::normalise(&params, received_ms)?;
         if normalised.kind == CallbackKind::Inbound {

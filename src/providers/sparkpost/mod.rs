@@ -218,6 +218,7 @@ mod tests {
             codes: Sparkpost::ABOUT.table(),
         };
         let req = crate::road::WebhookRequest {
+            method: crate::road::WebhookMethod::Post,
             provider: "sparkpost".into(),
             tenant: Some(tenant.into()),
             path_and_query: format!("/webhooks/sparkpost/{tenant}"),

@@ -27,10 +27,8 @@
 //! is never applied.
 //!
 //! GET webhooks: the SMS API can be set to send its webhooks as GET with the parameters
-//! in the query. The registry routes a GET on a provider's path to [`Road::handshake`],
-//! which has no host, no clock and no delivery, so a GET cannot carry events today:
-//! Vonage accounts must choose POST (form or JSON). The verifier and normaliser take
-//! decoded parameters, so a query would need only the route (see the README).
+//! in the query (`About::get_webhooks`): a GET walks the SMS API's road with the
+//! query's parameters, signed the same way.
 
 pub mod normalise;
 pub mod verify;
@@ -39,7 +37,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::event::Source;
-use crate::road::{About, Road, SectionCx, Trip};
+use crate::road::{About, Road, SectionCx, Trip, WebhookMethod};
 use crate::secret::Secret;
 use verify::SigMethod;
 
@@ -79,8 +77,9 @@ impl Road for Vonage {
     const ABOUT: About = About::new("vonage", include_str!("../../../providers/vonage.toml"))
         .accepts(
             &["application/x-www-form-urlencoded", "application/json"],
-            "set the SMS API's webhook method to POST (form or JSON); the Messages API posts JSON",
-        );
+            "the SMS API sends a form, JSON or a GET query; the Messages API posts JSON",
+        )
+        .get_webhooks();
     type Settings = ();
     type Section = Section;
 
@@ -141,7 +140,8 @@ impl Road for Vonage {
                 normalise::normalise_messages(&req.body, received_ms)?,
             )
         } else {
-            let json = req.content_type.as_deref() == Some("application/json");
+            let get = req.method == WebhookMethod::Get;
+            let json = !get && req.content_type.as_deref() == Some("application/json");
             if json && authorization.is_none() && normalise::unsigned_messages_callback(&req.body) {
                 // Vonage: "in the rare case of an internal error, it is possible that the
                 // callback service will send an unsigned callback. By returning an HTTP
@@ -151,7 +151,9 @@ impl Road for Vonage {
                     "unsigned Vonage Messages API callback: not applied; Vonage retries it signed",
                 ));
             }
-            let params = if json {
+            let params = if get {
+                crate::providers::twilio::normalise::parse_form(req.query().as_bytes())?
+            } else if json {
                 normalise::json_params(&req.body)?
             } else {
                 crate::providers::twilio::normalise::parse_form(&req.body)?
