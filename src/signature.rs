@@ -94,6 +94,45 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// HMAC-SHA1 under `key` of a URL followed by each parameter's name and value, in the
+/// order given (Twilio and Mandrill sign this way; each sorts the parameters its own way).
+pub fn hmac_sha1_url_params(key: &[u8], url: &str, params: &[(&str, &str)]) -> [u8; 20] {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in params {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The base64 of an HMAC-SHA1 is 28 characters; anything much longer is not one, and
+/// refusing it early bounds the work a forged header can cause.
+const MAX_HMAC_SHA1_BASE64_LEN: usize = 64;
+
+/// A header holding a base64 HMAC-SHA1 (Twilio, SignalWire, Mandrill), decoded: 20
+/// bytes, or why not.
+pub fn hmac_sha1_base64_header(
+    header: &'static str,
+    value: &str,
+) -> Result<Vec<u8>, SignatureError> {
+    let bytes = base64_header(
+        header,
+        value,
+        MAX_HMAC_SHA1_BASE64_LEN,
+        "it is too long to be a base64 HMAC-SHA1",
+    )?;
+    if bytes.len() != 20 {
+        return Err(SignatureError::Malformed {
+            header,
+            why: "it does not decode to a 20-byte HMAC-SHA1",
+        });
+    }
+    Ok(bytes)
+}
+
 /// The 32 bytes of a SHA-256 digest written as 64 lowercase hex digits, as Mailgun and
 /// Meta send it; `None` for anything else (uppercase included). The length is checked
 /// before decoding, which bounds the work a forged value can cause.

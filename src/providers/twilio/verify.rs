@@ -6,12 +6,12 @@
 //! Twilio's own back end is inconsistent about ports and query encoding, so the URL is
 //! tried in the same spellings Twilio's SDKs accept (see [`twilio_url_variants`]).
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::secret::{Secret, constant_time_eq};
-use crate::signature::{SignatureError, base64_header, signature_header};
+use crate::signature::{
+    SignatureError, hmac_sha1_base64_header, hmac_sha1_url_params, signature_header,
+};
 
 /// The header that carries Twilio's signature.
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -69,7 +69,7 @@ pub(crate) fn verify_as(
     let given = signature_header(
         header,
         signature,
-        |value| decode_hmac_sha1_base64(header, value),
+        |value| hmac_sha1_base64_header(header, value),
         provider,
         tokens,
     )?;
@@ -81,7 +81,7 @@ pub(crate) fn verify_as(
 
     let matches = |variant: &str| {
         tokens.iter().any(|token| {
-            let expected = twilio_hmac(token.expose().as_bytes(), variant, &params);
+            let expected = hmac_sha1_url_params(token.expose().as_bytes(), variant, &params);
             constant_time_eq(&expected, &given)
         })
     };
@@ -107,26 +107,6 @@ pub(crate) fn verify_as(
     Ok(())
 }
 
-/// The base64 of an HMAC-SHA1 is 28 characters; anything much longer is not one, and
-/// refusing it early bounds the work a forged header can cause.
-const MAX_SIGNATURE_LEN: usize = 64;
-
-fn decode_hmac_sha1_base64(header: &'static str, value: &str) -> Result<Vec<u8>, SignatureError> {
-    let bytes = base64_header(
-        header,
-        value,
-        MAX_SIGNATURE_LEN,
-        "it is too long to be a base64 HMAC-SHA1",
-    )?;
-    if bytes.len() != 20 {
-        return Err(SignatureError::Malformed {
-            header,
-            why: "it does not decode to a 20-byte HMAC-SHA1",
-        });
-    }
-    Ok(bytes)
-}
-
 /// Twilio's parameter order: by name, then by value, exact duplicates once. Sorting the
 /// pairs lexicographically gives exactly that, because names compare first.
 fn sorted_unique_params(params: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -137,17 +117,6 @@ fn sorted_unique_params(params: &[(String, String)]) -> Vec<(&str, &str)> {
     sorted.sort_unstable();
     sorted.dedup();
     sorted
-}
-
-fn twilio_hmac(token: &[u8], url: &str, params: &[(&str, &str)]) -> [u8; 20] {
-    let mut mac =
-        <Hmac<Sha1> as KeyInit>::new_from_slice(token).expect("HMAC takes a key of any length");
-    mac.update(url.as_bytes());
-    for (name, value) in params {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    mac.finalize().into_bytes().into()
 }
 
 /// The `bodySHA256` of a JSON request's URL, exactly as Twilio adds it: present once
@@ -350,7 +319,7 @@ mod tests {
 
     /// Sign the way Twilio does, for the sign-verify-tamper tests.
     fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
-        let mac = twilio_hmac(token.as_bytes(), url, &sorted_unique_params(params));
+        let mac = hmac_sha1_url_params(token.as_bytes(), url, &sorted_unique_params(params));
         base64::engine::general_purpose::STANDARD.encode(mac)
     }
 
