@@ -552,6 +552,10 @@ pub struct About {
     /// The provider may call its webhook URL with GET, the parameters in the query:
     /// a GET then walks the road like a POST instead of reaching [`Road::handshake`].
     pub get_webhooks: bool,
+    /// The status that makes this provider try a request again when the gateway cannot
+    /// take it now (Redis down and the spool full): 503 unless set. Brevo drops a
+    /// webhook on any 5xx and retries a 429.
+    pub retry_status: u16,
 }
 
 impl About {
@@ -566,6 +570,15 @@ impl About {
             accepts: &["application/json"],
             accepts_note: "",
             get_webhooks: false,
+            retry_status: 503,
+        }
+    }
+
+    /// Asking for a retry with `status` instead of 503.
+    pub const fn retry_status(self, status: u16) -> About {
+        About {
+            retry_status: status,
+            ..self
         }
     }
 

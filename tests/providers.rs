@@ -745,3 +745,49 @@ async fn simulate_explains_what_it_cannot_sign() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_redis_down_brevo_is_asked_to_retry_with_429_and_twilio_with_503() {
+    // Brevo drops a webhook answered 5xx and retries a 429; Twilio retries a 503. The
+    // test gateway has no spool, so with Redis down nothing can be taken now.
+    let mut redis = RedisServer::start();
+    let gateway = format!(
+        "{}\n{}",
+        folder_text("brevo", "gateway.toml"),
+        folder_text("twilio", "gateway.toml")
+    );
+    let gw = TestGateway::start(&format!("{}\n{gateway}", base_config(&redis.url()))).await;
+    redis.kill();
+
+    let body = br#"{"event":"hard_bounce","email":"down@example.com","id":1,"message-id":"<down@brevo>","ts_event":1,"reason":"unknown user"}"#;
+    let auth = common::sign::basic("brevo_user:brevo_pass_123");
+    let r = http(
+        gw.addr,
+        "POST",
+        "/webhooks/brevo/acme",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+
+    let params = [
+        ("From", "+15550100077"),
+        ("Body", "STOP"),
+        ("MessageSid", "SM0077"),
+        ("AccountSid", "AC00000000000000000000000000000000"),
+    ];
+    let r = gw
+        .twilio(
+            "/webhooks/twilio/acme",
+            "test_auth_token_0123456789abcdef",
+            &params,
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    gw.stop().await;
+}

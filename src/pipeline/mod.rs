@@ -169,7 +169,7 @@ impl Gateway {
                 Answer::from_error(&e)
             }
         };
-        (answer, report)
+        (retry_as_the_provider_asks(&req.provider, answer), report)
     }
 
     /// Route, walk the provider's road, then classify and apply what it delivered.
@@ -380,4 +380,15 @@ impl Gateway {
         }
         answer
     }
+}
+
+/// A 503 ("try again") in the status `provider` retries
+/// ([`About::retry_status`](crate::road::About::retry_status)); the Retry-After stays.
+fn retry_as_the_provider_asks(provider: &str, mut answer: Answer) -> Answer {
+    if answer.status == 503
+        && let Ok(p) = route(provider)
+    {
+        answer.status = p.about().retry_status;
+    }
+    answer
 }
