@@ -791,3 +791,60 @@ async fn with_redis_down_brevo_is_asked_to_retry_with_429_and_twilio_with_503() 
     assert_eq!(r.status, 503, "{}", r.body);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_named_event_replays_for_another_address() {
+    // What a user does first: `dndgate simulate ... PROVIDER EVENT +15551234567`. Each
+    // folder's events are replayed in order, each fixture address mapped to a new one,
+    // so an event that builds on an earlier one (START after STOP) finds it there. The
+    // event must reach the new address, not the fixture's, and not be deduplicated as a
+    // replay of the fixture's own event id.
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for dir in folders() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let cases = CaseFile::parse(&folder_text(&name, "cases.toml")).unwrap();
+        if cases.simulate.unsupported.is_some() {
+            continue;
+        }
+        let gateway = folder_text(&name, "gateway.toml");
+        let sim = Simulated::start(&gateway, &gateway).await;
+        let mut mapped: BTreeMap<String, String> = BTreeMap::new();
+        for (event, case) in cases.events() {
+            let Some(first) = case.expect.first() else {
+                continue;
+            };
+            let n = mapped.len();
+            let other = mapped
+                .entry(first.address.clone())
+                .or_insert_with(|| {
+                    if first.address.contains('@') {
+                        format!("replay-{n}@example.org")
+                    } else {
+                        format!("+1555019{n:04}")
+                    }
+                })
+                .clone();
+            if !(first.address.contains('@') || first.address.starts_with('+')) {
+                continue; // PAGE_ID:USER_ID: no address to make up
+            }
+            ran += 1;
+            let (code, out, err) = sim.run(&[&name, event, &other]).await;
+            if code == 2 && case.writes_nothing && err.contains("built in") {
+                continue; // an event about no address (a test batch, a URL check)
+            }
+            if code != 0 {
+                failures.push(format!("{name} {event} {other}: exit {code}\n{out}{err}"));
+                continue;
+            }
+            let mut expect = first.clone();
+            expect.address = other.clone();
+            for wrong in check_expectations(&sim.redis, &[expect]).await.unwrap() {
+                failures.push(format!("{name} {event}: {wrong}"));
+            }
+        }
+        sim.gw.stop().await;
+    }
+    println!("{ran} event(s) replayed for another address");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -305,15 +305,8 @@ fn prepare(
             .ok_or("this event checks no address, so it takes none")?;
         let mut found = false;
         for (name, value) in plain {
-            if value == old {
-                overrides.insert(name, address.to_string());
-                found = true;
-            } else if decode(&value) == old {
-                overrides.insert(name, encode(address));
-                found = true;
-            } else if old.strip_prefix('+') == Some(value.as_str()) {
-                // Numbers written without their `+` (Vonage, Plivo).
-                overrides.insert(name, address.trim_start_matches('+').to_string());
+            if let Some(new) = replace_address(&value, &old, address) {
+                overrides.insert(name, new);
                 found = true;
             }
         }
@@ -413,6 +406,32 @@ fn written_vars(
         .collect())
 }
 
+/// `value` (a var as written) with the address `old` in it replaced by `new`, or `None`
+/// when it does not hold `old`: the address itself (an email address in any case), its
+/// percent-encoding (a form), the number without its `+` (Vonage, Plivo), or the number
+/// after a channel prefix (`whatsapp:+1...`, Twilio).
+fn replace_address(value: &str, old: &str, new: &str) -> Option<String> {
+    if value == old || (old.contains('@') && value.eq_ignore_ascii_case(old)) {
+        return Some(new.to_string());
+    }
+    let decoded = decode(value);
+    if decoded == old {
+        return Some(encode(new));
+    }
+    if old.strip_prefix('+') == Some(value) {
+        return Some(new.trim_start_matches('+').to_string());
+    }
+    let (prefix, rest) = decoded.rsplit_once(':')?;
+    (rest == old && !prefix.is_empty()).then(|| {
+        let replaced = format!("{prefix}:{new}");
+        if decoded == value {
+            replaced
+        } else {
+            encode(&replaced)
+        }
+    })
+}
+
 fn path_for(path: &str, tenant: &str) -> String {
     path.replace("{tenant}", tenant)
 }
@@ -483,6 +502,33 @@ mod tests {
                 p.as_str()
             );
         }
+    }
+
+    #[test]
+    fn an_address_is_found_however_the_payload_writes_it() {
+        let new = "+15550001111";
+        assert_eq!(
+            replace_address("+15550100001", "+15550100001", new).unwrap(),
+            new
+        );
+        assert_eq!(
+            replace_address("%2B15550100001", "+15550100001", new).unwrap(),
+            "%2B15550001111"
+        );
+        assert_eq!(
+            replace_address("15550100001", "+15550100001", new).unwrap(),
+            "15550001111"
+        );
+        assert_eq!(
+            replace_address("whatsapp%3A%2B15550100001", "+15550100001", new).unwrap(),
+            "whatsapp%3A%2B15550001111"
+        );
+        assert_eq!(
+            replace_address("Hard@Example.com", "hard@example.com", "b@example.org").unwrap(),
+            "b@example.org"
+        );
+        assert_eq!(replace_address("+15550100002", "+15550100001", new), None);
+        assert_eq!(replace_address("STOP", "+15550100001", new), None);
     }
 
     #[test]
