@@ -20,7 +20,7 @@
 
 use super::SOURCE;
 use crate::address::Address;
-use crate::error::Error;
+use crate::error::{Error, quoted};
 use crate::event::{Channel, ChannelEvent, EventKind, MAX_EVENT_ID_LEN, ProviderVerdict};
 
 /// The statuses of a message Plivo could not send or deliver: the only ones whose
@@ -165,8 +165,11 @@ fn status_callback(
     let uuid = message_uuid(params)?;
     let status = status.to_ascii_lowercase();
     if !FAILED.contains(&status.as_str()) {
+        // Both come from the request: quoted, so the line stays one line.
         return Ok(Normalised::ignored(format!(
-            "message {uuid}: status {status} carries no DND signal"
+            "message {}: status {} carries no DND signal",
+            quoted(uuid),
+            quoted(&status)
         )));
     }
     let Some(channel) = channel(params) else {
@@ -178,7 +181,9 @@ fn status_callback(
         .map(str::to_string);
     let Some(to) = non_empty(params, "To") else {
         return Ok(Normalised::ignored(format!(
-            "message {uuid}: status {status} names no recipient (To): nothing to apply it to"
+            "message {}: status {} names no recipient (To): nothing to apply it to",
+            quoted(uuid),
+            quoted(&status)
         )));
     };
     let event = ChannelEvent::new(
@@ -237,10 +242,11 @@ fn channel(params: &[(String, String)]) -> Option<Channel> {
 
 fn unknown_type(params: &[(String, String)], uuid: &str) -> String {
     let kind = non_empty(params, "Type").unwrap_or_default();
-    crate::error::one_line(format!(
-        "message {uuid}: type {:?} is not sms, mms or whatsapp",
-        kind.chars().take(32).collect::<String>()
-    ))
+    format!(
+        "message {}: type {} is not sms, mms or whatsapp",
+        quoted(uuid),
+        quoted(kind)
+    )
 }
 
 /// A number as Plivo writes it (E.164 without `+`), normalised.
@@ -277,6 +283,20 @@ mod tests {
 
     fn form(body: &str) -> Vec<(String, String)> {
         decode_pairs(body.as_bytes()).expect("test form")
+    }
+
+    #[test]
+    fn what_a_request_names_stays_on_one_line_in_a_skip_message() {
+        // Found by the fuzzer: a status with newlines in it spanned lines of the answer.
+        for body in [
+            "MessageUUID=a%0Ab&Status=queued%0A%0Asent",
+            "MessageUUID=a%0Ab&Status=failed&Type=fax%0A",
+            "MessageUUID=a%0Ab&Status=failed&ErrorCode=50",
+        ] {
+            let n = normalise(&form(body), NOW).unwrap();
+            let why = n.ignored.expect(body);
+            assert!(!why.contains(['\n', '\r']), "{why:?}");
+        }
     }
 
     fn one(body: &str) -> ChannelEvent {
