@@ -528,6 +528,22 @@ impl<'s, 'c> SectionCx<'s, 'c> {
     }
 }
 
+/// A batch that is a JSON array (SendGrid, SparkPost, Bandwidth, Mandrill's
+/// `mandrill_events`): its elements. Anything else is refused whole (400), naming
+/// `what` was read and saying `shape`, what the provider posts: it is not the
+/// provider's batch, and would never arrive differently.
+pub fn json_array(json: &[u8], what: &str, shape: &str) -> Result<Vec<serde_json::Value>, Error> {
+    match serde_json::from_slice(json) {
+        Ok(serde_json::Value::Array(items)) => Ok(items),
+        Ok(_) => Err(Error::bad_request(format!(
+            "{what} is not a JSON array: {shape}"
+        ))),
+        Err(e) => Err(Error::bad_request(format!(
+            "{what} is not JSON ({e}): {shape}"
+        ))),
+    }
+}
+
 /// What names a provider: its name, its embedded error-code table and, where they
 /// differ from the defaults, its route aliases, its section key and its gateway-wide
 /// table. Built with `const` calls: `About::new("twilio", include_str!(..))`.

@@ -64,13 +64,11 @@ enum One {
 /// 400 only for a body that cannot be Bandwidth callbacks at all: not JSON, or not a
 /// JSON array. An empty array is accepted with nothing to do.
 pub fn normalise(body: &[u8], received_ms: i64) -> Result<Normalised, Error> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request(format!("Bandwidth callback body is not JSON: {e}")))?;
-    let Value::Array(callbacks) = value else {
-        return Err(Error::bad_request(
-            "Bandwidth callback body is not a JSON array of callbacks",
-        ));
-    };
+    let callbacks = crate::road::json_array(
+        body,
+        "the body",
+        "Bandwidth posts a JSON array of callbacks",
+    )?;
     let mut out = Normalised::default();
     for (index, callback) in callbacks.iter().enumerate() {
         match one(callback, received_ms) {

@@ -93,15 +93,11 @@ pub fn events_param(params: &[(String, String)]) -> Result<&str, Error> {
 /// Parse the batch: a JSON array. Anything else is refused whole (400): it is not
 /// Mandrill's shape and would never arrive differently.
 pub fn parse(json: &str) -> Result<Vec<Value>, Error> {
-    match serde_json::from_str(json) {
-        Ok(Value::Array(events)) => Ok(events),
-        Ok(_) => Err(Error::bad_request(format!(
-            "{EVENTS_PARAM} is not a JSON array: Mandrill posts an array of events"
-        ))),
-        Err(e) => Err(Error::bad_request(format!(
-            "{EVENTS_PARAM} is not JSON ({e}): Mandrill posts a JSON array of events"
-        ))),
-    }
+    crate::road::json_array(
+        json.as_bytes(),
+        EVENTS_PARAM,
+        "Mandrill posts a JSON array of events",
+    )
 }
 
 /// Normalise a batch. `received_ms` stands in for an event without a `ts`.

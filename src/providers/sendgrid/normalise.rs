@@ -47,17 +47,7 @@ pub struct Normalised {
 /// is refused whole (400): it is not the Event Webhook, and SendGrid could never
 /// deliver it differently.
 pub fn parse(body: &[u8]) -> Result<Vec<Value>, Error> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::bad_request(format!(
-            "the body is not JSON ({e}): SendGrid posts a JSON array of events"
-        ))
-    })?;
-    match value {
-        Value::Array(events) => Ok(events),
-        _ => Err(Error::bad_request(
-            "the body is not a JSON array: SendGrid posts a JSON array of events",
-        )),
-    }
+    crate::road::json_array(body, "the body", "SendGrid posts a JSON array of events")
 }
 
 /// Normalise a batch. `received_ms` stands in for an event without a `timestamp`.

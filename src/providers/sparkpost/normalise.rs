@@ -60,17 +60,11 @@ pub enum Entry {
 /// is refused whole (400): it is not a SparkPost batch, and SparkPost could never
 /// deliver it differently.
 pub fn parse(body: &[u8]) -> Result<Vec<Value>, Error> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::bad_request(format!(
-            "the body is not JSON ({e}): SparkPost posts a JSON array of {{\"msys\": {{...}}}} entries"
-        ))
-    })?;
-    match value {
-        Value::Array(entries) => Ok(entries),
-        _ => Err(Error::bad_request(
-            "the body is not a JSON array: SparkPost posts a JSON array of {\"msys\": {...}} entries",
-        )),
-    }
+    crate::road::json_array(
+        body,
+        "the body",
+        "SparkPost posts a JSON array of {\"msys\": {...}} entries",
+    )
 }
 
 /// Normalise a batch. `received_ms` stands in for an event without a readable
