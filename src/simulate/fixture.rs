@@ -478,17 +478,7 @@ pub fn signer(table: toml::Table) -> Result<Signer, String> {
 /// The value at a dotted `path` of a TOML document (`{tenant}` replaced); a list's
 /// first entry; `None` when the path leads nowhere or to no text.
 pub fn lookup_path<'a>(doc: &'a toml::Table, path: &str, tenant: &str) -> Option<&'a str> {
-    let path = path.replace("{tenant}", tenant);
-    let mut parts = path.split('.');
-    let mut value = doc.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_table()?.get(part)?;
-    }
-    match value {
-        toml::Value::String(s) => Some(s),
-        toml::Value::Array(a) => a.first()?.as_str(),
-        _ => None,
-    }
+    lookup_all(doc, path, tenant).into_iter().next()
 }
 
 /// The values of a list (or the one value) at a dotted `path`.

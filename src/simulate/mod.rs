@@ -185,18 +185,20 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     let raw: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
     let base = args.config.parent().unwrap_or(Path::new("."));
 
+    let public_url = config.public_url.as_str();
     let prepared = prepare(
         &folder,
         &cases,
         case,
-        &raw,
-        base,
-        tenant,
+        Target {
+            raw: &raw,
+            base,
+            tenant,
+            public_url,
+        },
         args.address.as_deref(),
     )?;
     let mut req = prepared.request;
-    let public_url = config.public_url.clone();
-    req.url = format!("{public_url}{}", &req.url[FIXTURE_URL.len()..]);
     let table = fixture::resolve_sign_table(&folder, prepared.sign, &prepared.vars)?;
     fixture::signer(table)?.sign(&mut req)?;
     cases.set_headers(case, &prepared.vars, &mut req)?;
@@ -264,10 +266,16 @@ async fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     Ok(as_expected)
 }
 
-/// The URL the fixtures are signed for before the real public URL replaces it.
-const FIXTURE_URL: &str = "https://fixture.invalid";
+/// Where a case is replayed: the configuration as written (`raw`, in the directory
+/// `base`), the tenant, and the public URL the provider signs.
+struct Target<'a> {
+    raw: &'a toml::Table,
+    base: &'a Path,
+    tenant: &'a str,
+    public_url: &'a str,
+}
 
-/// A case made ready for a tenant: its request (unsigned, for [`FIXTURE_URL`]), its
+/// A case made ready for a tenant: its request (unsigned, for the public URL), its
 /// sign table with the configured key, its vars, and its expectations for the tenant.
 struct Prepared {
     request: Request,
@@ -280,11 +288,15 @@ fn prepare(
     folder: &Embedded,
     cases: &CaseFile,
     case: &fixture::Case,
-    raw: &toml::Table,
-    base: &Path,
-    tenant: &str,
+    target: Target<'_>,
     address: Option<&str>,
 ) -> Result<Prepared, String> {
+    let Target {
+        raw,
+        base,
+        tenant,
+        public_url,
+    } = target;
     if case.tamper.is_some() {
         return Err("a tampered case is not an event to simulate".into());
     }
@@ -325,12 +337,12 @@ fn prepare(
         }
     }
     let vars = fixture::Vars::new(&cases.defaults, case, &overrides)?;
-    let mut request = cases.request(folder, case, &vars, FIXTURE_URL)?;
-    let path: Vec<&str> = request.url[FIXTURE_URL.len()..]
+    let mut request = cases.request(folder, case, &vars, public_url)?;
+    let path: Vec<&str> = request.url[public_url.len()..]
         .split('/')
         .map(|s| if s == FIXTURE_TENANT { tenant } else { s })
         .collect();
-    request.url = format!("{FIXTURE_URL}{}", path.join("/"));
+    request.url = format!("{public_url}{}", path.join("/"));
 
     let mut sign = cases.sign_table(case)?;
     // A field the case sets itself (another key, another method) is the case's own;
