@@ -38,6 +38,19 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Whether `given` equals any of `candidates`, in time that says neither which one
+/// matched nor how much of it: each side is hashed (SHA-256, so the lengths no longer
+/// tell) and every candidate is compared. For credentials and tokens sent as they are
+/// (HTTP basic auth, bearer tokens, a custom header's value).
+pub fn equals_any<'a>(given: &[u8], candidates: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = Sha256::digest(given);
+    // Fold rather than `any`, so every candidate is compared.
+    candidates.into_iter().fold(false, |found, candidate| {
+        constant_time_eq(&Sha256::digest(candidate), &given) | found
+    })
+}
+
 /// Resolve a secret written inline, as `env:VAR` or as `file:PATH` (relative to `base`,
 /// the configuration's directory; surrounding whitespace trimmed).
 pub fn resolve(spec: &str, base: &Path) -> Result<Secret, String> {
@@ -58,5 +71,21 @@ pub fn resolve(spec: &str, base: &Path) -> Result<Secret, String> {
         Err("secret is empty".to_string())
     } else {
         Ok(Secret::new(spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equals_any_finds_a_match_among_several_and_nothing_else() {
+        let configured: [&[u8]; 2] = [b"old:pass", b"new:pass"];
+        assert!(equals_any(b"new:pass", configured));
+        assert!(equals_any(b"old:pass", configured));
+        assert!(!equals_any(b"new:pas", configured));
+        assert!(!equals_any(b"new:passs", configured));
+        assert!(!equals_any(b"", configured));
+        assert!(!equals_any(b"new:pass", std::iter::empty::<&[u8]>()));
     }
 }

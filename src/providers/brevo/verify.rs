@@ -12,10 +12,8 @@
 //! neither where the bytes differ, nor the configured token's length, nor which one
 //! matched; several tokens can be live while one is rotated.
 
-use sha2::{Digest, Sha256};
-
 use crate::providers::postmark::verify::verify_basic_auth;
-use crate::secret::{Secret, constant_time_eq};
+use crate::secret::{Secret, equals_any};
 use crate::signature::SignatureError;
 
 /// The header that carries the credentials or the token.
@@ -70,13 +68,10 @@ pub fn verify_brevo(
     if tokens.is_empty() {
         return Err(SignatureError::NoSecret(PROVIDER));
     }
-    let given = Sha256::digest(token.as_bytes());
-    // Fold rather than `any`, so the time taken does not say which token matched.
-    let matched = tokens.iter().fold(false, |found, expected| {
-        let expected = Sha256::digest(expected.expose().as_bytes());
-        constant_time_eq(&expected, &given) | found
-    });
-    if matched {
+    if equals_any(
+        token.as_bytes(),
+        tokens.iter().map(|t| t.expose().as_bytes()),
+    ) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch("the bearer token"))

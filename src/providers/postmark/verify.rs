@@ -7,9 +7,8 @@
 //! length; every credential is tried, whatever matched first, so one can be rotated.
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
-use crate::secret::{Secret, constant_time_eq};
+use crate::secret::{Secret, equals_any};
 use crate::signature::SignatureError;
 
 /// The header that carries the credentials.
@@ -37,13 +36,7 @@ pub fn verify_basic_auth(
     if credentials.is_empty() {
         return Err(SignatureError::NoSecret(provider));
     }
-    let given = Sha256::digest(&given);
-    // Fold rather than `any`, so the time taken does not say which credential matched.
-    let matched = credentials.iter().fold(false, |found, credential| {
-        let expected = Sha256::digest(credential.expose().as_bytes());
-        constant_time_eq(&expected, &given) | found
-    });
-    if matched {
+    if equals_any(&given, credentials.iter().map(|c| c.expose().as_bytes())) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch("the Authorization credentials"))
