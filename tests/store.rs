@@ -723,3 +723,111 @@ async fn an_expiry_found_by_a_change_that_writes_nothing_is_audited_once() {
     );
     assert_eq!(outcomes(&store, &c).await, ["applied", "expired"]);
 }
+
+/// Group commit: changes that arrive together share script calls, yet each caller gets
+/// its own change's reply (applied, or duplicate for the second delivery of an event),
+/// and a change that fails in Redis fails alone.
+#[tokio::test]
+async fn changes_arriving_together_share_script_calls_and_keep_their_own_replies() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let now = dndgate::time::now_ms();
+    // One address whose failure window is not a sorted set: its temporary block fails
+    // with WRONGTYPE inside the script.
+    let broken = sms("+15550007999");
+    let fails = format!(
+        "dnd:{{{}}}:fails:sms:+15550007999",
+        dndgate::store::keys("acme", &broken).tag
+    );
+    redis.cli(&["SET", &fails, "not a zset"]).unwrap();
+    let calls_before = redis.calls("evalsha") + redis.calls("eval");
+    let mut set = tokio::task::JoinSet::new();
+    const N: usize = 150;
+    for i in 0..N {
+        // Every event delivered twice at once: one applies, the other is a duplicate.
+        for _ in 0..2 {
+            let store = store.clone();
+            set.spawn(async move {
+                let a = sms(&format!("+1555000{i:04}"));
+                let id = format!("SMgc{i}");
+                (
+                    i,
+                    apply(
+                        &store,
+                        &a,
+                        ev(StoreAction::BlockPermanent, "keyword:STOP", &id, now),
+                    )
+                    .await,
+                )
+            });
+        }
+    }
+    let bad = {
+        let (store, broken) = (store.clone(), broken.clone());
+        tokio::spawn(async move {
+            store
+                .apply(&Change {
+                    tenant: "acme",
+                    address: &broken,
+                    scopes: &[Scope::Channel(Channel::Sms)],
+                    action: StoreAction::BlockTemporary,
+                    reason: "twilio:30003",
+                    provider: dndgate::providers::Provider::Twilio.source(),
+                    event_id: "SMgc-broken",
+                    event_ms: now,
+                    received_ms: now,
+                    now_ms: now,
+                    temporary_ttl: Duration::from_secs(3600),
+                    escalate_after: 3,
+                    escalate_window: Duration::from_secs(86400),
+                    actor: None,
+                    evidence: None,
+                    contact: None,
+                })
+                .await
+        })
+    };
+    let mut applied = vec![0; N];
+    let mut duplicate = vec![0; N];
+    while let Some(done) = set.join_next().await {
+        let (i, reply) = done.unwrap();
+        match reply {
+            Applied::Duplicate => duplicate[i] += 1,
+            Applied::Done(d) => {
+                assert_eq!(d.len(), 1);
+                assert_eq!(d[0].1, Outcome::Applied, "address {i}");
+                applied[i] += 1;
+            }
+        }
+    }
+    assert!(applied.iter().all(|n| *n == 1), "{applied:?}");
+    assert!(duplicate.iter().all(|n| *n == 1), "{duplicate:?}");
+    let bad = bad.await.unwrap();
+    assert!(
+        matches!(bad, Err(dndgate::store::StoreError::Unavailable(ref m)) if m.contains("WRONGTYPE")),
+        "{bad:?}"
+    );
+    let calls = redis.calls("evalsha") + redis.calls("eval") - calls_before;
+    assert!(
+        calls < (2 * N + 1) as u64,
+        "{calls} script calls for {} changes: nothing was batched",
+        2 * N + 1
+    );
+    for i in 0..N {
+        let a = sms(&format!("+1555000{i:04}"));
+        assert!(
+            store
+                .lookup("acme", Channel::Sms, &a, now + 1)
+                .await
+                .unwrap()
+                .blocked
+        );
+    }
+    assert!(
+        !store
+            .lookup("acme", Channel::Sms, &broken, now + 1)
+            .await
+            .unwrap()
+            .blocked
+    );
+}

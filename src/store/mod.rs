@@ -35,6 +35,7 @@ use sha1::{Digest, Sha1};
 use crate::address::Address;
 use crate::event::{Channel, Scope, Source};
 
+mod batch;
 mod conn;
 pub use conn::{
     Batch, CLUSTER_SCHEMES, ConnectOptions, Connection, LazyCluster, Target, cluster_url,
@@ -356,7 +357,7 @@ pub struct Change<'a> {
 impl Change<'_> {
     /// The JSON the apply script reads. Times go as decimal strings: Lua numbers are
     /// doubles and print in exponent form.
-    fn script_arg(&self, dedup_ttl: Duration) -> String {
+    fn script_arg(&self, seen: &Seen) -> String {
         let arg = ScriptArg {
             action: self.action.as_str(),
             event_ms: Decimal(self.event_ms as i128),
@@ -376,7 +377,8 @@ impl Change<'_> {
             source: self.provider.as_str(),
             provider: self.provider.as_str(),
             event_id: self.event_id,
-            dedup_ttl_s: Decimal(dedup_ttl.as_secs().max(1) as i128),
+            seen: Decimal(seen.member as i128),
+            seen_ttl_s: Decimal(seen.ttl_s as i128),
             address: self.address.as_str(),
             tenant: self.tenant,
             fields: self
@@ -419,7 +421,8 @@ struct ScriptArg<'a> {
     source: &'static str,
     provider: &'static str,
     event_id: &'a str,
-    dedup_ttl_s: Decimal,
+    seen: Decimal,
+    seen_ttl_s: Decimal,
     address: &'a str,
     tenant: &'a str,
     fields: Vec<String>,
@@ -430,6 +433,50 @@ struct ScriptArg<'a> {
     evidence: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     contact: Option<&'a str>,
+}
+
+/// Where an event's dedup mark goes: a 64-bit digest of `PROVIDER:EVENT_ID` as an
+/// integer member (so a set of up to 512 stays an intset, 8 bytes a member), in one of
+/// 256 sets per shard and window, `dnd:{TENANT:S}:seen:W:NN`. A window is `dedup_ttl`
+/// long (W counts windows since the epoch) and a set expires at the end of the window
+/// after its own, so a mark lives between one and two `dedup_ttl`s; the script looks
+/// in this window's set and the one before.
+struct Seen {
+    member: i64,
+    set: u8,
+    window: u64,
+    /// Seconds from the change's clock to the end of the next window: relative, so the
+    /// set's life follows the change's clock and not Redis's (they agree in service).
+    ttl_s: u64,
+}
+
+impl Seen {
+    fn of(change: &Change<'_>, dedup_ttl: Duration) -> Seen {
+        let mut h = Sha1::new();
+        h.update(change.provider.as_str().as_bytes());
+        h.update(b":");
+        h.update(change.event_id.as_bytes());
+        let d = h.finalize();
+        let member = i64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+        let width = dedup_ttl.as_secs().max(1);
+        let now_s = u64::try_from(change.now_ms.max(0) / 1000).unwrap_or(0);
+        let window = now_s / width;
+        Seen {
+            member,
+            set: d[8],
+            window,
+            ttl_s: (window + 2) * width - now_s,
+        }
+    }
+
+    /// The set of this window (`back` 0) or the one before (`back` 1).
+    fn key(&self, tag: &str, back: u64) -> String {
+        format!(
+            "dnd:{{{tag}}}:seen:{}:{:02x}",
+            self.window.saturating_sub(back),
+            self.set
+        )
+    }
 }
 
 /// What happened to one scope's record.
@@ -562,6 +609,8 @@ pub struct StoreOptions {
 pub struct Store {
     conn: Connection,
     script: Script,
+    /// The changes waiting for their script call (group commit).
+    batcher: std::sync::Arc<batch::Batcher>,
     /// Counts the changes this store (and its clones) applied, per shard, so the
     /// delivery of events out in this process wakes the shard's workers at once
     /// instead of at their next poll.
@@ -589,6 +638,7 @@ impl Store {
         Ok(Store {
             conn,
             script: Script::new(APPLY_LUA),
+            batcher: Default::default(),
             applied: std::sync::Arc::new(std::array::from_fn(|_| {
                 tokio::sync::watch::Sender::new(0)
             })),
@@ -626,30 +676,75 @@ impl Store {
     }
 
     /// Apply one change atomically: dedup marker, records, audit entries in one script
-    /// call.
+    /// call, shared with the changes that arrive at the same time (group commit, see
+    /// `batch.rs`). Returns once this change is written.
     pub async fn apply(&self, change: &Change<'_>) -> Result<Applied, StoreError> {
         let keys = keys(change.tenant, change.address);
-        let seen = format!(
-            "dnd:{{{}}}:seen:{}:{}",
-            keys.tag, change.provider, change.event_id
-        );
-        let mut invocation = self.script.prepare_invoke();
-        invocation.key(&keys.bucket).key(&keys.audit).key(&seen);
+        let seen = Seen::of(change, self.options.dedup_ttl);
+        let mut job_keys = Vec::with_capacity(5 + change.scopes.len());
+        job_keys.push(keys.bucket.clone());
+        job_keys.push(keys.audit.clone());
+        job_keys.push(seen.key(&keys.tag, 0));
+        job_keys.push(seen.key(&keys.tag, 1));
         for scope in change.scopes {
-            invocation.key(format!(
+            job_keys.push(format!(
                 "dnd:{{{}}}:fails:{}",
                 keys.tag,
                 field(*scope, change.address)
             ));
         }
-        invocation.key(keys.expiring());
-        invocation.arg(change.script_arg(self.options.dedup_ttl));
-        let mut conn = self.conn.clone();
-        let reply: Value = self
-            .with_timeout(invocation.invoke_async(&mut conn))
-            .await?;
+        job_keys.push(keys.expiring());
+        let (done, reply) = tokio::sync::oneshot::channel();
+        let job = batch::Job {
+            keys: job_keys,
+            arg: change.script_arg(&seen),
+            done,
+        };
+        // On a cluster every key of a call must be in one slot: group by hash tag.
+        let group = if self.conn.is_cluster() {
+            keys.tag.as_str()
+        } else {
+            ""
+        };
+        if let Some(first) = self.batcher.push(group, job) {
+            let (store, group) = (self.clone(), group.to_string());
+            tokio::spawn(async move { store.send_batches(&group, first).await });
+        }
+        // The batch's own call is bounded by the timeout; this job may first wait for
+        // the call before it.
+        let reply = match tokio::time::timeout(2 * self.options.timeout, reply).await {
+            Ok(Ok(reply)) => reply?,
+            Ok(Err(_)) => return Err(StoreError::Unavailable("apply call dropped".into())),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no answer within {:?}",
+                    2 * self.options.timeout
+                )));
+            }
+        };
         self.applied[keys.shard()].send_modify(|n| *n = n.wrapping_add(1));
         parse_applied(reply, change.scopes)
+    }
+
+    /// Send `batch` of `group` as one script call, then whatever queued meanwhile,
+    /// until nothing waits.
+    async fn send_batches(&self, group: &str, mut batch: Vec<batch::Job>) {
+        loop {
+            let mut invocation = self.script.prepare_invoke();
+            for job in &batch {
+                invocation.arg(job.keys.len()).arg(&job.arg);
+                for key in &job.keys {
+                    invocation.key(key);
+                }
+            }
+            let mut conn = self.conn.clone();
+            let reply = self.with_timeout(invocation.invoke_async(&mut conn)).await;
+            batch::deliver(batch, reply);
+            match self.batcher.next(group) {
+                Some(next) => batch = next,
+                None => return,
+            }
+        }
     }
 
     /// Changes as this store applies them to shard `shard` (0 to 15, any tenant):
@@ -1126,6 +1221,18 @@ fn parse_applied(reply: Value, scopes: &[Scope]) -> Result<Applied, StoreError> 
         && b.as_slice() == b"duplicate"
     {
         return Ok(Applied::Duplicate);
+    }
+    // The script's call failed for this change alone (a Redis error on one of its
+    // keys): as a failed call was before group commit, Redis is not usable for it.
+    if let [Value::BulkString(b), message] = items.as_slice()
+        && b.as_slice() == b"error"
+    {
+        crate::telemetry::metrics().redis_errors.inc();
+        let message = match message {
+            Value::BulkString(m) => String::from_utf8_lossy(m).into_owned(),
+            other => format!("{other:?}"),
+        };
+        return Err(StoreError::Unavailable(message));
     }
     if items.len() != scopes.len() {
         return Err(bad("one result per scope expected"));

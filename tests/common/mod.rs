@@ -237,6 +237,21 @@ impl RedisServer {
         }
     }
 
+    /// How many times `command` ran (INFO commandstats), summed over every node.
+    pub fn calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        self.ports
+            .iter()
+            .filter_map(|p| node_cli(*p, &["INFO", "commandstats"]))
+            .flat_map(|info| {
+                info.lines()
+                    .filter_map(|l| l.strip_prefix(&prefix))
+                    .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
     /// The keys matching `pattern` on every node, sorted.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
