@@ -38,6 +38,9 @@ struct Args {
     run: u64,
     /// Every request an inbound STOP (`--mix stop`) instead of the campaign's mix.
     stop_storm: bool,
+    /// Send exactly this many requests, then stop (`--requests N`, for
+    /// `bench/footprint.sh`); 0: run for `--seconds`.
+    requests: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +53,7 @@ fn args() -> Args {
         warmup: 2,
         run: std::process::id() as u64,
         stop_storm: false,
+        requests: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +66,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--warmup" => a.warmup = value.parse().expect("--warmup N"),
             "--run" => a.run = value.parse().expect("--run N"),
+            "--requests" => a.requests = value.parse().expect("--requests N"),
             "--mix" => {
                 a.stop_storm = match value.as_str() {
                     "campaign" => false,
@@ -187,7 +192,8 @@ async fn main() {
     let host = host.to_string();
     let path = if path.is_empty() { "/" } else { path }.to_string();
     let counter = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
+    // With a fixed number of requests, every one is measured.
+    let measuring = Arc::new(AtomicBool::new(args.requests > 0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
@@ -211,6 +217,9 @@ async fn main() {
                     continue;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
+                if args.requests > 0 && n >= args.requests {
+                    break;
+                }
                 let (body, signature) = signed(&args, &path, n);
                 let req = Request::post(&path)
                     .header("host", &host)
@@ -238,12 +247,26 @@ async fn main() {
             (latencies, errors, reconnects - 1)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed;
+    if args.requests > 0 {
+        let started = Instant::now();
+        let mut results = Vec::new();
+        for t in tasks.drain(..) {
+            results.push(t.await.unwrap());
+        }
+        elapsed = started.elapsed().as_secs_f64();
+        tasks = results
+            .into_iter()
+            .map(|r| tokio::spawn(async move { r }))
+            .collect();
+    } else {
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        measuring.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        measuring.store(false, Ordering::Relaxed);
+        elapsed = started.elapsed().as_secs_f64();
+    }
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let (mut errors, mut reconnects) = (0, 0);

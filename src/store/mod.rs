@@ -12,7 +12,8 @@
 //!   `all:+1415...`), value `STATE|EVENT_MS|EXPIRES_MS|REASON|SOURCE`, at most 64
 //!   bytes so the hash stays listpack-encoded.
 //! - `dnd:{TENANT:S}:audit` is the audit stream of the shard.
-//! - `dnd:{TENANT:S}:seen:PROVIDER:EVENT_ID` is a dedup marker with a TTL.
+//! - `dnd:{TENANT:S}:seen:W:NN` holds dedup marks: 64-bit digests of `PROVIDER:EVENT_ID`
+//!   as integer set members, by time window (see `Seen`).
 //! - `dnd:{TENANT:S}:fails:SCOPE:ADDRESS` is a sorted set of recent temporary failures
 //!   (score: event time), for escalation; it expires with the window.
 //! - `dnd:{TENANT:S}:spooled` is the spool marker: a hash, one field per gateway spool
