@@ -33,6 +33,7 @@ admin_listen = "off"
 public_url = "https://hooks.example.com"
 redis_url = "redis://127.0.0.1:$rport/"
 [tenants.acme]
+api_tokens = ["bench-api-token"]
 [tenants.acme.twilio]
 auth_tokens = ["$token"]
 account_sids = ["AC00000000000000000000000000000000"]
@@ -46,7 +47,7 @@ TOML
   kill "$gw"; wait "$gw" 2>/dev/null || true
   after=$(used)
   # Every key's MEMORY USAGE (all elements sampled), summed by kind.
-  redis-cli -p "$rport" --scan --count 1000 > "$work/keys"
+  redis-cli -p "$rport" --scan > "$work/keys"
   sed 's/.*/MEMORY USAGE & SAMPLES 0/' "$work/keys" | redis-cli -p "$rport" > "$work/usage"
   events=$(redis-cli -p "$rport" --scan --pattern '*:seen:*' | sed 's/^/SCARD /' | redis-cli -p "$rport" | awk '{s+=$1} END {print s+0}')
   records=$(grep -E '^dnd:\{[^}]*\}:[0-9a-f]{3}$' "$work/keys" | sed 's/^/HLEN /' | redis-cli -p "$rport" | awk '{s+=$1} END {print s+0}')

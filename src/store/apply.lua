@@ -270,8 +270,11 @@ local function apply_one()
 
   -- Expired temporary records block nothing; when this bucket is written anyway, drop
   -- them so memory does not grow with every bounce ever seen. (Readers never need this:
-  -- they compare EXPIRES_MS with their clock.)
-  if wrote then
+  -- they compare EXPIRES_MS with their clock.) The shard's expiry index says first
+  -- whether any temporary record of the shard has run out: when none has, there is
+  -- nothing to drop, and the bucket is not read whole (it is, on every write of a STOP
+  -- storm, about 30 fields at a million records).
+  if wrote and #redis.call('ZRANGEBYSCORE', expiring, '-inf', c.now_ms, 'LIMIT', 0, 1) > 0 then
     local all = redis.call('HGETALL', record)
     for j = 1, #all, 2 do
       local exp = string.match(all[j + 1], '^T|%d+|(%d+)|')
