@@ -762,7 +762,7 @@ impl Store {
         if conn.is_cluster() {
             // One pipeline per slot: a tenant's buckets sit in 16 slots (one per shard),
             // each shard's marker with them, ahead of them.
-            let mut batch = Batch::with_capacity(16 + addresses.len());
+            let mut batch = Batch::with_capacity(addresses.len().min(16) + addresses.len());
             let markers = lookup_commands(tenant, channel, addresses, &bits, |key, cmd| {
                 batch.add(key, cmd);
             });
@@ -770,7 +770,8 @@ impl Store {
             return verdicts_of(tenant, channel, markers, addresses.len(), &replies, now_ms);
         }
         let pipeline = |addresses: &[Address], bits: &[u16]| {
-            let mut pipe = redis::Pipeline::with_capacity(16 + addresses.len());
+            let mut pipe =
+                redis::Pipeline::with_capacity(addresses.len().min(16) + addresses.len());
             let markers = lookup_commands(tenant, channel, addresses, bits, |_, cmd| {
                 pipe.add_command(cmd);
             });
@@ -783,7 +784,9 @@ impl Store {
         }
         // Even chunks of at most LOOKUP_CHUNK, each sent (in order, on the one
         // connection) as soon as it is built and read into verdicts by its own task.
-        let size = addresses.len().div_ceil(addresses.len().div_ceil(LOOKUP_CHUNK));
+        let size = addresses
+            .len()
+            .div_ceil(addresses.len().div_ceil(LOOKUP_CHUNK));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (addresses, bits)) in addresses.chunks(size).zip(bits.chunks(size)).enumerate() {
             let (pipe, markers) = pipeline(addresses, bits);
@@ -800,9 +803,8 @@ impl Store {
         let joined = tokio::time::timeout(self.options.timeout, async {
             let mut parts: Vec<Option<Vec<Verdict>>> = vec![None; chunks];
             while let Some(done) = tasks.join_next().await {
-                let (i, verdicts) = done.map_err(|e| {
-                    StoreError::Protocol(format!("lookup task failed: {e}"))
-                })??;
+                let (i, verdicts) =
+                    done.map_err(|e| StoreError::Protocol(format!("lookup task failed: {e}")))??;
                 parts[i] = Some(verdicts);
             }
             Ok::<_, StoreError>(parts)
@@ -820,7 +822,8 @@ impl Store {
         };
         let mut verdicts = Vec::with_capacity(addresses.len());
         for part in parts {
-            verdicts.extend(part.ok_or_else(|| StoreError::Protocol("missing lookup part".into()))?);
+            verdicts
+                .extend(part.ok_or_else(|| StoreError::Protocol("missing lookup part".into()))?);
         }
         Ok(verdicts)
     }
@@ -1168,11 +1171,7 @@ fn verdict(channel: Channel, own: Option<&str>, all: Option<&str>, now_ms: i64) 
     let deciding = candidates
         .iter()
         .find(|(_, r)| blocks(r, view_blocks_service_at))
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|(_, r)| blocks(r, view_blocks_at))
-        })
+        .or_else(|| candidates.iter().find(|(_, r)| blocks(r, view_blocks_at)))
         .or_else(|| candidates.iter().find(|(_, r)| r.is_some()));
     let Some((scope, record)) = deciding else {
         return Verdict {
