@@ -1159,7 +1159,14 @@ impl Store {
     }
 }
 
-fn verdict(channel: Channel, own: Option<&str>, all: Option<&str>, now_ms: i64) -> Verdict {
+/// The verdict of owned stored values (the unit tests' form of [`decide`]).
+#[cfg(test)]
+fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i64) -> Verdict {
+    decide(channel, own.as_deref(), all.as_deref(), now_ms)
+}
+
+/// The verdict of the channel's stored value and the `all` one, read in place.
+fn decide(channel: Channel, own: Option<&str>, all: Option<&str>, now_ms: i64) -> Verdict {
     let own = own.map(RecordView::read);
     let all = all.map(RecordView::read);
     let candidates = [(Scope::Channel(channel), own), (Scope::All, all)];
@@ -1218,7 +1225,7 @@ fn verdict_of_reply(channel: Channel, reply: &Value, now_ms: i64) -> Result<Verd
             items.len()
         )));
     };
-    Ok(verdict(channel, reply_text(own)?, reply_text(all)?, now_ms))
+    Ok(decide(channel, reply_text(own)?, reply_text(all)?, now_ms))
 }
 
 /// The verdicts of a lookup pipeline's replies: `markers` EXISTS replies (a spool
