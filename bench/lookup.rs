@@ -74,17 +74,18 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Run `op` from `concurrency` tasks for `seconds` (after a second of warm-up) and
-/// print the rate and latency percentiles.
+/// print the rate and latency percentiles. `op` gets its task's number (0 to
+/// `concurrency - 1`) and the operation's number.
 async fn closed_loop<F, Fut>(concurrency: usize, seconds: u64, op: F)
 where
-    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let counter = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for task in 0..concurrency {
         let (op, counter, measuring, stop) =
             (op.clone(), counter.clone(), measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
@@ -93,7 +94,7 @@ where
             while !stop.load(Ordering::Relaxed) {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let started = Instant::now();
-                let ok = op(n).await;
+                let ok = op(task, n).await;
                 if measuring.load(Ordering::Relaxed) {
                     // Only answered operations count towards the rate.
                     if ok {
@@ -216,7 +217,7 @@ async fn main() {
     match a.mode.as_str() {
         "single" => {
             let lookup = Lookup::connect(&a.redis).unwrap();
-            closed_loop(a.concurrency, a.seconds, move |n| {
+            closed_loop(a.concurrency, a.seconds, move |_, n| {
                 let lookup = lookup.clone();
                 async move { lookup.check("acme", Channel::Sms, &number(n)).await.is_ok() }
             })
@@ -238,18 +239,19 @@ async fn main() {
             .await;
         }
         "http" => {
-            // One connection per task, reconnected when the server closes it (after
-            // `limits.max_requests_per_connection`); a failed request counts as an error.
+            // One connection per task (its own: no task waits for another's), reconnected
+            // when the server closes it (after `limits.max_requests_per_connection`); a
+            // failed request counts as an error.
             let slots: Arc<Vec<Slot>> = Arc::new(
                 (0..a.concurrency)
                     .map(|_| tokio::sync::Mutex::new(None))
                     .collect(),
             );
             let (token, target) = (Arc::new(a.token.clone()), Arc::new(a.target.clone()));
-            closed_loop(a.concurrency, a.seconds, move |n| {
+            closed_loop(a.concurrency, a.seconds, move |task, n| {
                 let (slots, token, target) = (slots.clone(), token.clone(), target.clone());
                 async move {
-                    let mut slot = slots[(n as usize) % slots.len()].lock().await;
+                    let mut slot = slots[task].lock().await;
                     if slot.as_ref().is_none_or(|(s, _)| s.is_closed()) {
                         *slot = Some(connect(&target).await);
                     }

@@ -19,8 +19,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::address::{Address, AddressError};
 use crate::config::DEFAULT_DEDUP_TTL;
 use crate::event::Channel;
@@ -117,21 +115,53 @@ impl Lookup {
         let result = async {
             check_tenant(tenant)?;
             let address = Address::parse(channel, raw_address)?;
-            self.check_spool(tenant)?;
-            Ok(self
-                .store
-                .lookup(tenant, channel, &address, now_ms())
-                .await?)
+            self.lookup_one(tenant, channel, &address).await
         }
         .await;
-        let counts = match &result {
+        Self::single_done(&result, started);
+        result
+    }
+
+    /// [`Lookup::check`] for an address already normalised (the HTTP API parses it to
+    /// answer with it).
+    pub async fn check_address(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &Address,
+    ) -> Result<Verdict, LookupError> {
+        let started = std::time::Instant::now();
+        let result = async {
+            check_tenant(tenant)?;
+            self.lookup_one(tenant, channel, address).await
+        }
+        .await;
+        Self::single_done(&result, started);
+        result
+    }
+
+    async fn lookup_one(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &Address,
+    ) -> Result<Verdict, LookupError> {
+        self.check_spool(tenant)?;
+        Ok(self
+            .store
+            .lookup(tenant, channel, address, now_ms())
+            .await?)
+    }
+
+    /// Count a single check.
+    fn single_done(result: &Result<Verdict, LookupError>, started: std::time::Instant) {
+        let counts = match result {
             Ok(v) if v.blocked => telemetry::LookupCounts::blocked(1),
             Ok(_) => telemetry::LookupCounts::allowed(1),
             Err(LookupError::Address(_)) => telemetry::LookupCounts::invalid(1),
             Err(_) => telemetry::LookupCounts::error(1),
         };
         telemetry::lookup_done("single", &counts, started.elapsed());
-        result
     }
 
     /// The verdicts for many addresses on one channel, in one round trip, in the order
@@ -173,25 +203,39 @@ impl Lookup {
         if raw_addresses.len() > MAX_BATCH {
             return Err(LookupError::TooMany(raw_addresses.len()));
         }
-        let parsed: Vec<Result<Address, AddressError>> = raw_addresses
-            .iter()
-            .map(|a| Address::parse(channel, a.as_ref()))
-            .collect();
-        let valid: Vec<Address> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+        // The valid addresses in order, and where each refused one was.
+        let mut valid: Vec<Address> = Vec::with_capacity(raw_addresses.len());
+        let mut refused: Vec<(usize, AddressError)> = Vec::new();
+        for (i, raw) in raw_addresses.iter().enumerate() {
+            match Address::parse(channel, raw.as_ref()) {
+                Ok(a) => valid.push(a),
+                Err(e) => refused.push((i, e)),
+            }
+        }
         self.check_spool(tenant)?;
-        let mut verdicts = self
+        let verdicts = self
             .store
             .lookup_many(tenant, channel, &valid, now_ms())
-            .await?
-            .into_iter();
-        Ok(parsed
-            .into_iter()
-            .map(|p| {
-                p.map(|_| {
-                    verdicts
-                        .next()
-                        .expect("one verdict per valid address (lookup_many checks the count)")
-                })
+            .await?;
+        if verdicts.len() != valid.len() {
+            return Err(StoreError::Protocol(format!(
+                "{} verdicts for {} addresses",
+                verdicts.len(),
+                valid.len()
+            ))
+            .into());
+        }
+        if refused.is_empty() {
+            return Ok(verdicts.into_iter().map(Ok).collect());
+        }
+        let mut verdicts = verdicts.into_iter();
+        let mut refused = refused.into_iter().peekable();
+        Ok((0..raw_addresses.len())
+            .map(|i| match refused.next_if(|(at, _)| *at == i) {
+                Some((_, e)) => Err(e),
+                None => Ok(verdicts
+                    .next()
+                    .expect("one verdict per valid address (counted above)")),
             })
             .collect())
     }
@@ -212,19 +256,50 @@ pub fn verdict_json(
     address: &str,
     v: &Verdict,
 ) -> serde_json::Value {
-    json!({
-        "tenant": tenant,
-        "channel": channel.as_str(),
-        "address": address,
-        "blocked": v.blocked,
-        "marketing_only": v.marketing_only,
-        "record": v.record.as_ref().map(|r| json!({
-            "scope": v.scope.map(|s| s.as_str()),
-            "state": r.state.as_str(),
-            "reason": r.reason,
-            "source": r.source,
-            "event_ms": r.event_ms,
-            "expires_ms": r.expires_ms,
-        })),
-    })
+    serde_json::to_value(VerdictJson::new(tenant, channel, address, v))
+        .expect("a verdict serialises")
+}
+
+/// A verdict in the shape of [`verdict_json`], serialised straight to text (the HTTP
+/// API's answer) without building a JSON value first. Fields in the order
+/// `serde_json::Value` prints them (sorted).
+#[derive(serde::Serialize)]
+pub struct VerdictJson<'a> {
+    address: &'a str,
+    blocked: bool,
+    channel: &'static str,
+    marketing_only: bool,
+    record: Option<RecordJson<'a>>,
+    tenant: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct RecordJson<'a> {
+    event_ms: i64,
+    expires_ms: Option<i64>,
+    reason: &'a str,
+    scope: Option<&'static str>,
+    source: &'a str,
+    state: &'static str,
+}
+
+impl<'a> VerdictJson<'a> {
+    /// The JSON of `v`, the verdict for `address` of `tenant` on `channel`.
+    pub fn new(tenant: &'a str, channel: Channel, address: &'a str, v: &'a Verdict) -> Self {
+        VerdictJson {
+            address,
+            blocked: v.blocked,
+            channel: channel.as_str(),
+            marketing_only: v.marketing_only,
+            record: v.record.as_ref().map(|r| RecordJson {
+                event_ms: r.event_ms,
+                expires_ms: r.expires_ms,
+                reason: &r.reason,
+                scope: v.scope.map(|s| s.as_str()),
+                source: &r.source,
+                state: r.state.as_str(),
+            }),
+            tenant,
+        }
+    }
 }

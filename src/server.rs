@@ -582,6 +582,10 @@ async fn api_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let config = &app.gateway.config;
+    // A request without a body (a lookup's GET) has nothing to wait for.
+    if hyper::body::Body::is_end_stream(req.body()) {
+        return Ok((tenant, Vec::new()));
+    }
     let body = read_body(
         req.into_body(),
         declared,

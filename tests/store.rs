@@ -288,6 +288,72 @@ async fn batch_lookup_of_ten_thousand() {
     assert!(other.iter().all(|v| !v.blocked));
 }
 
+/// A batch big enough to go as several pipelines answers in the order given, around
+/// the addresses it refuses, and fails closed as a whole on the spool marker of any
+/// one shard it touches (here the shard of its last address only).
+#[tokio::test]
+async fn big_batch_keeps_its_order_and_fails_closed_on_one_shards_marker() {
+    use sha1::Digest;
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let t = 1_764_000_000_000;
+    let raw: Vec<String> = (0..7_000)
+        .map(|i| {
+            if i % 1000 == 999 {
+                format!("not a number {i}")
+            } else {
+                format!("+1777{i:07}")
+            }
+        })
+        .collect();
+    for i in (0..7_000).filter(|i| i % 5 == 0 && i % 1000 != 999) {
+        let id = format!("SM{i}");
+        let action = ev(StoreAction::BlockPermanent, "keyword:STOP", &id, t);
+        apply(&store, &sms(&raw[i]), action).await;
+    }
+    let lookup = dndgate::lookup::Lookup::from_store(store.clone());
+    let items = lookup.check_many("acme", Channel::Sms, &raw).await.unwrap();
+    assert_eq!(items.len(), raw.len());
+    for (i, item) in items.iter().enumerate() {
+        if i % 1000 == 999 {
+            assert!(item.is_err(), "address {i} is refused");
+        } else {
+            let v = item.as_ref().unwrap();
+            assert_eq!(v.blocked, i % 5 == 0, "address {i}");
+            if v.blocked {
+                let r = v.record.as_ref().unwrap();
+                assert_eq!(
+                    (r.reason.as_str(), r.source.as_str()),
+                    ("keyword:STOP", "twilio")
+                );
+            }
+        }
+    }
+    let last = sms(&raw[6_998]);
+    let shard = &hex::encode(sha1::Sha1::digest(last.as_str().as_bytes()))[..1];
+    let marker = format!("dnd:{{acme:{shard}}}:spooled");
+    redis.cli(&["HSET", &marker, "some-gateway", "1"]).unwrap();
+    let err = lookup
+        .check_many("acme", Channel::Sms, &raw)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            dndgate::lookup::LookupError::Store(dndgate::store::StoreError::Spooled(_))
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .lookup_many("acme", Channel::Sms, &[last], t + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, dndgate::store::StoreError::Spooled(_)),
+        "{err:?}"
+    );
+}
+
 /// The export walk and the batch lookup see every record wherever it lives: on a
 /// cluster the tenant's 16 shards spread over all three masters, so a walk of one node
 /// or a pipeline sent to one node would miss some.

@@ -49,6 +49,10 @@ const APPLY_LUA: &str = include_str!("apply.lua");
 /// The Lua script that audits one expiry the sweeper found.
 const EXPIRE_LUA: &str = include_str!("expire.lua");
 
+/// The most addresses one lookup pipeline carries; a larger batch goes as a few
+/// pipelines at once (see [`Store::lookup_many`]).
+pub const LOOKUP_CHUNK: usize = 2_500;
+
 /// The Redis keys of one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -60,31 +64,41 @@ pub struct Keys {
     pub tag: String,
 }
 
-/// The record hash of `address` of `tenant` alone: what a lookup needs, built with one
-/// allocation.
-fn bucket_key(tenant: &str, address: &Address) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The first 16 bits of the SHA-1 of `address`: its shard (the top 4) and its bucket
+/// in the shard (the next 12), all a lookup needs to name its keys.
+fn address_bits(address: &Address) -> u16 {
     let d = Sha1::digest(address.as_str().as_bytes());
-    let hex = |n: u8| HEX[n as usize] as char;
-    let mut key = String::with_capacity(tenant.len() + 12);
+    u16::from_be_bytes([d[0], d[1]])
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Write `dnd:{TENANT:S}:` for the shard of `bits` (see [`address_bits`]) to `key`.
+fn push_shard_prefix(key: &mut String, tenant: &str, bits: u16) {
+    let hex = |n: u16| HEX[usize::from(n & 0xf)] as char;
     key.push_str("dnd:{");
     key.push_str(tenant);
     key.push(':');
-    key.push(hex(d[0] >> 4));
+    key.push(hex(bits >> 12));
     key.push_str("}:");
-    key.push(hex(d[0] & 0xf));
-    key.push(hex(d[1] >> 4));
-    key.push(hex(d[1] & 0xf));
-    key
 }
 
-/// The spool marker of the shard whose bucket is `bucket` (`dnd:{TENANT:S}:BBB` ->
-/// `dnd:{TENANT:S}:spooled`): same hash tag, so it is read in the same round trip, on
-/// the same cluster node, as the record.
-fn spooled_key_of_bucket(bucket: &str) -> String {
-    let mut key = String::with_capacity(bucket.len() + 4);
-    key.push_str(&bucket[..bucket.len() - 3]);
-    key.push_str("spooled");
+/// Write the record hash `dnd:{TENANT:S}:BBB` of `bits` (see [`address_bits`]) to
+/// `key`.
+fn push_bucket_key(key: &mut String, tenant: &str, bits: u16) {
+    let hex = |n: u16| HEX[usize::from(n & 0xf)] as char;
+    push_shard_prefix(key, tenant, bits);
+    key.push(hex(bits >> 8));
+    key.push(hex(bits >> 4));
+    key.push(hex(bits));
+}
+
+/// The record hash of `address` of `tenant` alone: what a lookup needs, built with one
+/// allocation.
+#[cfg(test)]
+fn bucket_key(tenant: &str, address: &Address) -> String {
+    let mut key = String::with_capacity(tenant.len() + 12);
+    push_bucket_key(&mut key, tenant, address_bits(address));
     key
 }
 
@@ -208,6 +222,56 @@ pub struct Record {
 impl Record {
     /// Parse a stored value; `None` for a value this version does not understand.
     pub fn parse(value: &str) -> Option<Record> {
+        RecordView::parse(value).map(RecordView::to_record)
+    }
+
+    /// Read a stored value whatever it holds: what [`Record::parse`] cannot read is a
+    /// permanent record of unknown origin (time 0, reason and source `?`), as the
+    /// apply script reads it, so an unreadable value never counts as "no record".
+    pub fn read(value: &str) -> Record {
+        RecordView::read(value).to_record()
+    }
+
+    /// Does this record block sending at `now_ms`? A marketing-only record counts as
+    /// blocking: a sender that does not say its message is a service message is
+    /// treated as sending marketing (see [`Record::blocks_service_at`]).
+    pub fn blocks_at(&self, now_ms: i64) -> bool {
+        blocks_at(self.state, self.expires_ms, now_ms)
+    }
+}
+
+impl Record {
+    /// Does this record block a service (non-marketing) message at `now_ms`? Only a
+    /// marketing-only record answers differently from [`Record::blocks_at`].
+    pub fn blocks_service_at(&self, now_ms: i64) -> bool {
+        self.state != State::Marketing && self.blocks_at(now_ms)
+    }
+}
+
+/// Does a record in `state` (expiring at `expires_ms`) block sending at `now_ms`: the
+/// rule of [`Record::blocks_at`].
+fn blocks_at(state: State, expires_ms: Option<i64>, now_ms: i64) -> bool {
+    match state {
+        State::Permanent | State::Marketing => true,
+        State::Temporary => expires_ms.is_some_and(|e| e > now_ms),
+        State::Cleared => false,
+    }
+}
+
+/// A stored record read in place, borrowing the stored value: a lookup decides on
+/// views and allocates only for the record it returns.
+#[derive(Debug, Clone, Copy)]
+struct RecordView<'a> {
+    state: State,
+    event_ms: i64,
+    expires_ms: Option<i64>,
+    reason: &'a str,
+    source: &'a str,
+}
+
+impl<'a> RecordView<'a> {
+    /// [`Record::parse`], borrowing.
+    fn parse(value: &'a str) -> Option<RecordView<'a>> {
         let mut parts = value.splitn(5, '|');
         let state = match parts.next()? {
             "P" => State::Permanent,
@@ -223,46 +287,45 @@ impl Record {
         } else {
             Some(expires.parse().ok()?)
         };
-        Some(Record {
+        Some(RecordView {
             state,
             event_ms,
             expires_ms,
-            reason: parts.next()?.to_string(),
-            source: parts.next()?.to_string(),
+            reason: parts.next()?,
+            source: parts.next()?,
         })
     }
 
-    /// Read a stored value whatever it holds: what [`Record::parse`] cannot read is a
-    /// permanent record of unknown origin (time 0, reason and source `?`), as the
-    /// apply script reads it, so an unreadable value never counts as "no record".
-    pub fn read(value: &str) -> Record {
-        Record::parse(value).unwrap_or_else(|| Record {
+    /// [`Record::read`], borrowing.
+    fn read(value: &'a str) -> RecordView<'a> {
+        RecordView::parse(value).unwrap_or(RecordView {
             state: State::Permanent,
             event_ms: 0,
             expires_ms: None,
-            reason: "?".to_string(),
-            source: "?".to_string(),
+            reason: "?",
+            source: "?",
         })
     }
 
-    /// Does this record block sending at `now_ms`? A marketing-only record counts as
-    /// blocking: a sender that does not say its message is a service message is
-    /// treated as sending marketing (see [`Record::blocks_service_at`]).
-    pub fn blocks_at(&self, now_ms: i64) -> bool {
-        match self.state {
-            State::Permanent | State::Marketing => true,
-            State::Temporary => self.expires_ms.is_some_and(|e| e > now_ms),
-            State::Cleared => false,
+    fn to_record(self) -> Record {
+        Record {
+            state: self.state,
+            event_ms: self.event_ms,
+            expires_ms: self.expires_ms,
+            reason: self.reason.to_string(),
+            source: self.source.to_string(),
         }
     }
 }
 
-impl Record {
-    /// Does this record block a service (non-marketing) message at `now_ms`? Only a
-    /// marketing-only record answers differently from [`Record::blocks_at`].
-    pub fn blocks_service_at(&self, now_ms: i64) -> bool {
-        self.state != State::Marketing && self.blocks_at(now_ms)
-    }
+/// [`Record::blocks_at`] of a view.
+fn view_blocks_at(r: &RecordView, now_ms: i64) -> bool {
+    blocks_at(r.state, r.expires_ms, now_ms)
+}
+
+/// [`Record::blocks_service_at`] of a view.
+fn view_blocks_service_at(r: &RecordView, now_ms: i64) -> bool {
+    r.state != State::Marketing && view_blocks_at(r, now_ms)
 }
 
 /// What the apply script should do; mirrors the classification's actions.
@@ -773,9 +836,13 @@ impl Store {
 
     /// The verdicts for many addresses on one channel, in one round trip (a pipeline
     /// of one HMGET per address, with one EXISTS of the spool marker per shard the
-    /// addresses fall in), in the order given. A spool marker on any of those shards
-    /// fails the whole call with [`StoreError::Spooled`]: the tenant has acknowledged
-    /// changes that Redis does not have yet.
+    /// addresses fall in, ahead of them), in the order given. A spool marker on any of
+    /// those shards fails the whole call with [`StoreError::Spooled`]: the tenant has
+    /// acknowledged changes that Redis does not have yet.
+    ///
+    /// On one server a batch larger than [`LOOKUP_CHUNK`] goes as a few pipelines at
+    /// once on the same connection, each with its own shards' markers ahead of its
+    /// records, so that Redis answers one while the replies of another are read.
     pub async fn lookup_many(
         &self,
         tenant: &str,
@@ -786,66 +853,75 @@ impl Store {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let buckets: Vec<String> = addresses.iter().map(|a| bucket_key(tenant, a)).collect();
-        // One marker per shard (at most 16), read before the records.
-        let mut markers: Vec<String> = Vec::with_capacity(16);
-        for bucket in &buckets {
-            let marker = spooled_key_of_bucket(bucket);
-            if !markers.contains(&marker) {
-                markers.push(marker);
-            }
-        }
-        let hmget = |bucket: &str, address: &Address| {
-            let mut cmd = redis::cmd("HMGET");
-            cmd.arg(bucket)
-                .arg(field(Scope::Channel(channel), address))
-                .arg(field(Scope::All, address));
-            cmd
-        };
+        let bits: Vec<u16> = addresses.iter().map(address_bits).collect();
         let mut conn = self.conn.clone();
-        let replies: Vec<Value> = if conn.is_cluster() {
+        if conn.is_cluster() {
             // One pipeline per slot: a tenant's buckets sit in 16 slots (one per shard),
-            // each shard's marker with them.
-            let mut batch = Batch::with_capacity(markers.len() + addresses.len());
-            for marker in &markers {
-                let mut cmd = redis::cmd("EXISTS");
-                cmd.arg(marker);
-                batch.add(marker, cmd);
-            }
-            for (bucket, address) in buckets.iter().zip(addresses) {
-                batch.add(bucket, hmget(bucket, address));
-            }
-            self.with_timeout(conn.run_batch(&batch)).await?
-        } else {
-            let mut pipe = redis::pipe();
-            for marker in &markers {
-                pipe.cmd("EXISTS").arg(marker);
-            }
-            for (bucket, address) in buckets.iter().zip(addresses) {
-                pipe.add_command(hmget(bucket, address));
-            }
-            self.with_timeout(pipe.query_async(&mut conn)).await?
+            // each shard's marker with them, ahead of them.
+            let mut batch = Batch::with_capacity(addresses.len().min(16) + addresses.len());
+            let markers = lookup_commands(tenant, channel, addresses, &bits, |key, cmd| {
+                batch.add(key, cmd);
+            });
+            let replies: Vec<Value> = self.with_timeout(conn.run_batch(&batch)).await?;
+            return verdicts_of(tenant, channel, markers, addresses.len(), &replies, now_ms);
+        }
+        let pipeline = |addresses: &[Address], bits: &[u16]| {
+            let mut pipe =
+                redis::Pipeline::with_capacity(addresses.len().min(16) + addresses.len());
+            let markers = lookup_commands(tenant, channel, addresses, bits, |_, cmd| {
+                pipe.add_command(cmd);
+            });
+            (pipe, markers)
         };
-        if replies.len() != markers.len() + addresses.len() {
-            return Err(StoreError::Protocol(format!(
-                "{} replies for {} lookups",
-                replies.len(),
-                addresses.len()
-            )));
+        if addresses.len() <= LOOKUP_CHUNK {
+            let (pipe, markers) = pipeline(addresses, &bits);
+            let replies: Vec<Value> = self.with_timeout(pipe.query_async(&mut conn)).await?;
+            return verdicts_of(tenant, channel, markers, addresses.len(), &replies, now_ms);
         }
-        let (marks, records) = replies.split_at(markers.len());
-        if marks.iter().any(|m| !matches!(m, Value::Int(0))) {
-            return Err(StoreError::Spooled(tenant.to_string()));
+        // Even chunks of at most LOOKUP_CHUNK, each sent (in order, on the one
+        // connection) as soon as it is built and read into verdicts by its own task.
+        let size = addresses
+            .len()
+            .div_ceil(addresses.len().div_ceil(LOOKUP_CHUNK));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (addresses, bits)) in addresses.chunks(size).zip(bits.chunks(size)).enumerate() {
+            let (pipe, markers) = pipeline(addresses, bits);
+            let (mut conn, tenant, n) = (conn.clone(), tenant.to_string(), addresses.len());
+            tasks.spawn(async move {
+                let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| {
+                    crate::telemetry::metrics().redis_errors.inc();
+                    unavailable(e)
+                })?;
+                verdicts_of(&tenant, channel, markers, n, &replies, now_ms).map(|v| (i, v))
+            });
         }
-        records
-            .iter()
-            .map(|reply| {
-                let (own, all): (Option<String>, Option<String>) =
-                    redis::FromRedisValue::from_redis_value_ref(reply)
-                        .map_err(|e| StoreError::Protocol(format!("HMGET reply: {e}")))?;
-                Ok(verdict(channel, own, all, now_ms))
-            })
-            .collect()
+        let chunks = tasks.len();
+        let joined = tokio::time::timeout(self.options.timeout, async {
+            let mut parts: Vec<Option<Vec<Verdict>>> = vec![None; chunks];
+            while let Some(done) = tasks.join_next().await {
+                let (i, verdicts) =
+                    done.map_err(|e| StoreError::Protocol(format!("lookup task failed: {e}")))??;
+                parts[i] = Some(verdicts);
+            }
+            Ok::<_, StoreError>(parts)
+        })
+        .await;
+        let parts = match joined {
+            Ok(parts) => parts?,
+            Err(_) => {
+                crate::telemetry::metrics().redis_errors.inc();
+                return Err(StoreError::Unavailable(format!(
+                    "no answer within {:?}",
+                    self.options.timeout
+                )));
+            }
+        };
+        let mut verdicts = Vec::with_capacity(addresses.len());
+        for part in parts {
+            verdicts
+                .extend(part.ok_or_else(|| StoreError::Protocol("missing lookup part".into()))?);
+        }
+        Ok(verdicts)
     }
 
     /// Set this gateway's spool marker for `tenant` on all 16 shards: field
@@ -1179,22 +1255,26 @@ impl Store {
     }
 }
 
+/// The verdict of owned stored values (the unit tests' form of [`decide`]).
+#[cfg(test)]
 fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i64) -> Verdict {
-    let own = own.as_deref().map(Record::read);
-    let all = all.as_deref().map(Record::read);
+    decide(channel, own.as_deref(), all.as_deref(), now_ms)
+}
+
+/// The verdict of the channel's stored value and the `all` one, read in place.
+fn decide(channel: Channel, own: Option<&str>, all: Option<&str>, now_ms: i64) -> Verdict {
+    let own = own.map(RecordView::read);
+    let all = all.map(RecordView::read);
     let candidates = [(Scope::Channel(channel), own), (Scope::All, all)];
-    let blocks =
-        |r: &Option<Record>, f: fn(&Record, i64) -> bool| r.as_ref().is_some_and(|r| f(r, now_ms));
+    let blocks = |r: &Option<RecordView>, f: fn(&RecordView, i64) -> bool| {
+        r.as_ref().is_some_and(|r| f(r, now_ms))
+    };
     // The strongest record decides: one that blocks service messages too, else a
     // marketing-only one, else whatever is stored.
     let deciding = candidates
         .iter()
-        .find(|(_, r)| blocks(r, Record::blocks_service_at))
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|(_, r)| blocks(r, Record::blocks_at))
-        })
+        .find(|(_, r)| blocks(r, view_blocks_service_at))
+        .or_else(|| candidates.iter().find(|(_, r)| blocks(r, view_blocks_at)))
         .or_else(|| candidates.iter().find(|(_, r)| r.is_some()));
     let Some((scope, record)) = deciding else {
         return Verdict {
@@ -1204,13 +1284,117 @@ fn verdict(channel: Channel, own: Option<String>, all: Option<String>, now_ms: i
             scope: None,
         };
     };
-    let blocked = blocks(record, Record::blocks_at);
+    let blocked = blocks(record, view_blocks_at);
     Verdict {
         blocked,
-        marketing_only: blocked && !blocks(record, Record::blocks_service_at),
-        record: record.clone(),
+        marketing_only: blocked && !blocks(record, view_blocks_service_at),
+        record: record.map(RecordView::to_record),
         scope: Some(*scope),
     }
+}
+
+/// The text of one field in an HMGET reply: `None` for a missing field.
+fn reply_text(v: &Value) -> Result<Option<&str>, StoreError> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .map(Some)
+            .map_err(|e| StoreError::Protocol(format!("HMGET reply: {e}"))),
+        Value::SimpleString(s) => Ok(Some(s)),
+        Value::VerbatimString { text, .. } => Ok(Some(text)),
+        other => Err(StoreError::Protocol(format!(
+            "HMGET reply: unexpected {other:?}"
+        ))),
+    }
+}
+
+/// The verdict of one lookup's HMGET reply (the channel's record, the `all` record).
+fn verdict_of_reply(channel: Channel, reply: &Value, now_ms: i64) -> Result<Verdict, StoreError> {
+    let Value::Array(items) = reply else {
+        return Err(StoreError::Protocol(format!(
+            "HMGET reply: not an array: {reply:?}"
+        )));
+    };
+    let [own, all] = items.as_slice() else {
+        return Err(StoreError::Protocol(format!(
+            "HMGET reply: {} values for 2 fields",
+            items.len()
+        )));
+    };
+    Ok(decide(channel, reply_text(own)?, reply_text(all)?, now_ms))
+}
+
+/// The verdicts of a lookup pipeline's replies: `markers` EXISTS replies (a spool
+/// marker on any fails the whole lookup), then one HMGET reply per address.
+fn verdicts_of(
+    tenant: &str,
+    channel: Channel,
+    markers: usize,
+    addresses: usize,
+    replies: &[Value],
+    now_ms: i64,
+) -> Result<Vec<Verdict>, StoreError> {
+    if replies.len() != markers + addresses {
+        return Err(StoreError::Protocol(format!(
+            "{} replies for {} lookups",
+            replies.len(),
+            addresses
+        )));
+    }
+    let (marks, records) = replies.split_at(markers);
+    if marks.iter().any(|m| !matches!(m, Value::Int(0))) {
+        return Err(StoreError::Spooled(tenant.to_string()));
+    }
+    records
+        .iter()
+        .map(|reply| verdict_of_reply(channel, reply, now_ms))
+        .collect()
+}
+
+/// The commands of a lookup of `addresses` (with their [`address_bits`]), each with
+/// the key that routes it: first one `EXISTS` of the spool marker per shard the
+/// addresses fall in, then one `HMGET BUCKET CHANNEL:ADDRESS all:ADDRESS` per address.
+/// `add` gets each command; returns how many markers come first.
+fn lookup_commands(
+    tenant: &str,
+    channel: Channel,
+    addresses: &[Address],
+    bits: &[u16],
+    mut add: impl FnMut(&str, redis::Cmd),
+) -> usize {
+    let shards = bits.iter().fold(0u16, |s, b| s | 1 << (b >> 12));
+    let mut key = String::with_capacity(tenant.len() + 16);
+    for shard in 0..16u16 {
+        if shards & (1 << shard) != 0 {
+            key.clear();
+            push_shard_prefix(&mut key, tenant, shard << 12);
+            key.push_str("spooled");
+            let mut cmd = redis::Cmd::with_capacity(2, 6 + key.len());
+            cmd.arg("EXISTS").arg(key.as_str());
+            add(&key, cmd);
+        }
+    }
+    let scope = Scope::Channel(channel).as_str();
+    let mut own = String::with_capacity(64);
+    let mut all = String::with_capacity(64);
+    for (address, bits) in addresses.iter().zip(bits) {
+        key.clear();
+        push_bucket_key(&mut key, tenant, *bits);
+        own.clear();
+        own.push_str(scope);
+        own.push(':');
+        own.push_str(address.as_str());
+        all.clear();
+        all.push_str("all:");
+        all.push_str(address.as_str());
+        let mut cmd = redis::Cmd::with_capacity(4, 5 + key.len() + own.len() + all.len());
+        cmd.arg("HMGET")
+            .arg(key.as_str())
+            .arg(own.as_str())
+            .arg(all.as_str());
+        add(&key, cmd);
+    }
+    shards.count_ones() as usize
 }
 
 fn parse_applied(reply: Value, scopes: &[Scope]) -> Result<Applied, StoreError> {
