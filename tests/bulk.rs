@@ -748,3 +748,41 @@ fn item_03_an_import_row_dated_in_the_future_is_refused_and_pins_nothing() {
         assert!(s.blocked("sms", address), "{address}");
     }
 }
+
+/// Rows of one address are applied in file order, even with many rows in flight: a
+/// `permanent` row and a `cleared` row of one address with the same event time
+/// (the later write wins a tie), in one order for even addresses and the other for
+/// odd ones, thousands of them side by side; every record ends as its last row says.
+#[test]
+fn rows_of_one_address_are_applied_in_file_order() {
+    let s = Setup::new();
+    let pairs = 3_000;
+    let mut file = String::from("scope,address,state,reason,source,event_ms,expires_ms\n");
+    let mut want = BTreeSet::new();
+    for i in 0..pairs {
+        let address = format!("+1415556{i:04}");
+        let states = if i % 2 == 0 {
+            ["permanent", "cleared"]
+        } else {
+            ["cleared", "permanent"]
+        };
+        for state in states {
+            file.push_str(&format!("sms,{address},{state},r,import,1700000000000,\n"));
+        }
+        want.insert(format!(
+            "sms,{address},{},r,import,1700000000000,",
+            states[1]
+        ));
+    }
+    let path = s.file("pairs.csv", &file);
+    let r = s.import("acme", "dndgate", &[], &path);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout.trim(),
+        format!("imported {}, already present 0, bad 0", 2 * pairs)
+    );
+    let (_, rows) = s.export("acme", &["--all-states"]);
+    let wrong: Vec<_> = want.difference(&rows).take(5).collect();
+    assert!(wrong.is_empty(), "records not as their last row: {wrong:?}");
+    assert_eq!(rows, want);
+}

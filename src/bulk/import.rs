@@ -8,16 +8,19 @@
 //! records again (same state, reason and time), with fresh audit entries.
 //!
 //! Rows are read as a stream: a row that fails to parse is reported with its line
-//! number and never applied; the good rows around it are. Up to [`CONCURRENCY`] rows
-//! are applied at once.
+//! number and never applied; the good rows around it are. Up to [`LANES`] rows are
+//! applied at once, never two of one address: the rows of one address are applied in
+//! file order.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use csv::ByteRecord;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::address::Address;
@@ -29,9 +32,14 @@ use crate::time::now_ms;
 
 use super::{EXPORT_COLUMNS, fatal};
 
-/// Rows applied at once: each is one script call, so 32 keep Redis busy without
-/// queueing a file's worth of work in memory.
-pub const CONCURRENCY: usize = 32;
+/// Rows applied at once, at most: one lane each. The store sends rows that arrive
+/// together to Redis together, so the more in flight, the fewer round trips.
+pub const LANES: usize = 1024;
+
+/// Rows read ahead per lane, waiting for the lane's row in flight: the reader runs
+/// ahead of a slow lane by this much before it waits, which bounds memory to
+/// `LANES * (LANE_QUEUE + 1)` rows.
+pub const LANE_QUEUE: usize = 4;
 
 /// The file formats `import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -139,20 +147,28 @@ pub enum Item {
 
 /// The rows of an import file, parsed one at a time.
 pub struct Rows {
-    format: Format,
-    scope: Option<Scope>,
-    now_ms: i64,
+    how: How,
     source: Source,
 }
 
+/// How rows become [`Row`]s: the format, the scope asked for, the time of import.
+struct How {
+    format: Format,
+    scope: Option<Scope>,
+    now_ms: i64,
+}
+
+/// The input, with the buffer each row is read into (reused from row to row).
 enum Source {
     Csv {
         reader: csv::Reader<Box<dyn Read>>,
         columns: Columns,
+        record: ByteRecord,
     },
     Lines {
         reader: BufReader<Box<dyn Read>>,
         line: u64,
+        buf: Vec<u8>,
     },
 }
 
@@ -191,6 +207,7 @@ impl Rows {
             Source::Lines {
                 reader: BufReader::with_capacity(1 << 16, input),
                 line: 0,
+                buf: Vec::new(),
             }
         } else {
             let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
@@ -201,16 +218,21 @@ impl Rows {
             Source::Csv {
                 columns: columns(format, &header)?,
                 reader,
+                record: ByteRecord::new(),
             }
         };
         Ok(Rows {
-            format,
-            scope,
-            now_ms,
+            how: How {
+                format,
+                scope,
+                now_ms,
+            },
             source,
         })
     }
+}
 
+impl How {
     fn parse_csv(&self, line: u64, record: &ByteRecord, columns: &Columns) -> Item {
         let field = |i: usize| -> Result<&str, String> {
             let raw = record.get(i).unwrap_or_default();
@@ -293,34 +315,30 @@ impl Iterator for Rows {
     type Item = Result<Item, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let how = &self.how;
         match &mut self.source {
-            Source::Csv { reader, .. } => {
-                let mut record = ByteRecord::new();
-                match reader.read_byte_record(&mut record) {
-                    Ok(false) => None,
-                    Err(e) => Some(Err(format!("cannot read the file: {e}"))),
-                    Ok(true) => {
-                        let line = record.position().map_or(0, |p| p.line());
-                        let Source::Csv { columns, .. } = &self.source else {
-                            unreachable!("matched above")
-                        };
-                        Some(Ok(self.parse_csv(line, &record, columns)))
-                    }
+            Source::Csv {
+                reader,
+                columns,
+                record,
+            } => match reader.read_byte_record(record) {
+                Ok(false) => None,
+                Err(e) => Some(Err(format!("cannot read the file: {e}"))),
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    Some(Ok(how.parse_csv(line, record, columns)))
                 }
-            }
-            Source::Lines { .. } => loop {
-                let Source::Lines { reader, line } = &mut self.source else {
-                    unreachable!("matched above")
-                };
-                let mut buf = Vec::new();
-                match reader.read_until(b'\n', &mut buf) {
+            },
+            Source::Lines { reader, line, buf } => loop {
+                buf.clear();
+                match reader.read_until(b'\n', buf) {
                     Ok(0) => return None,
                     Err(e) => return Some(Err(format!("cannot read the file: {e}"))),
                     Ok(_) => {}
                 }
                 *line += 1;
                 let line = *line;
-                let Ok(text) = std::str::from_utf8(&buf) else {
+                let Ok(text) = std::str::from_utf8(buf) else {
                     return Some(Ok(Item::Bad {
                         line,
                         message: "not valid UTF-8".into(),
@@ -330,7 +348,7 @@ impl Iterator for Rows {
                 if text.is_empty() || text.starts_with('#') {
                     continue;
                 }
-                return Some(Ok(match self.suppression(text, Channel::Sms, None) {
+                return Some(Ok(match how.suppression(text, Channel::Sms, None) {
                     Ok(mut row) => {
                         row.line = line;
                         Item::Row(row)
@@ -555,16 +573,26 @@ fn row_outcome(outcomes: &Outcomes) -> RowOutcome {
     }
 }
 
-async fn apply_row(store: Store, tenant: Arc<Tenant>, row: Row) -> Result<RowOutcome, StoreError> {
+/// Apply one row. `temporary` is this lane's copy of the tenant for rows that carry
+/// their own temporary ttl (made on the first such row, then only its ttl changes).
+async fn apply_row(
+    store: &Store,
+    tenant: &Tenant,
+    temporary: &mut Option<Tenant>,
+    row: &Row,
+) -> Result<RowOutcome, StoreError> {
     // A temporary record's expiry is event time + the tenant's temporary_ttl; to
     // reproduce an exported expiry exactly, the row's own ttl stands in for the
     // tenant's, and an imported record never counts towards escalation.
     let tenant = match row.temporary_ttl {
         Some(ttl) => {
-            let mut t = (*tenant).clone();
+            let t = temporary.get_or_insert_with(|| {
+                let mut t = tenant.clone();
+                t.policy.escalate_after = u32::MAX;
+                t
+            });
             t.policy.temporary_ttl = ttl;
-            t.policy.escalate_after = u32::MAX;
-            Arc::new(t)
+            &*t
         }
         None => tenant,
     };
@@ -582,7 +610,7 @@ async fn apply_row(store: Store, tenant: Arc<Tenant>, row: Row) -> Result<RowOut
         actor: None,
         evidence: None,
     };
-    state::apply(&store, &tenant, &request)
+    state::apply(store, tenant, &request)
         .await
         .map(|o| row_outcome(&o))
 }
@@ -598,33 +626,84 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Count one finished row, or keep the first error.
-fn tally(
-    result: Result<Result<RowOutcome, StoreError>, tokio::task::JoinError>,
-    summary: &mut ImportSummary,
-    failure: &mut Option<ImportError>,
-) {
-    match result {
-        Ok(Ok(RowOutcome::Imported)) => summary.imported += 1,
-        Ok(Ok(RowOutcome::Present)) => summary.present += 1,
-        Ok(Ok(RowOutcome::Superseded)) => {
-            summary.present += 1;
-            summary.superseded += 1;
+impl ImportSummary {
+    fn count(&mut self, outcome: RowOutcome) {
+        match outcome {
+            RowOutcome::Imported => self.imported += 1,
+            RowOutcome::Present => self.present += 1,
+            RowOutcome::Superseded => {
+                self.present += 1;
+                self.superseded += 1;
+            }
         }
-        Ok(Err(e)) => {
-            failure.get_or_insert(ImportError::Store(e));
-        }
-        Err(e) => {
-            failure.get_or_insert(ImportError::Store(StoreError::Protocol(format!(
-                "import task failed: {e}"
-            ))));
-        }
+    }
+
+    fn add(&mut self, other: ImportSummary) {
+        self.imported += other.imported;
+        self.present += other.present;
+        self.superseded += other.superseded;
+        self.bad += other.bad;
     }
 }
 
-/// Apply `rows` for `tenant`, [`CONCURRENCY`] at a time; `on_bad` hears of every bad
-/// row (line, message) as it is read. Returns the summary, and the error that stopped
-/// the import early, if any (rows in flight then are finished first).
+/// What the lanes share: the first error, and whether one happened (so that no lane
+/// starts another row, and the reader stops reading).
+#[derive(Default)]
+struct Failure {
+    stopped: AtomicBool,
+    first: Mutex<Option<ImportError>>,
+}
+
+impl Failure {
+    fn set(&self, e: ImportError) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(e);
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// The lane of an address: every row of one address goes to the same lane, so rows
+/// of one address are applied one after another, in file order.
+fn lane_of(address: &Address) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    address.as_str().hash(&mut h);
+    (h.finish() % LANES as u64) as usize
+}
+
+/// One lane: its rows, one at a time, in the order they were read. A lane stops
+/// taking rows once any lane has failed; the row it is applying then is finished.
+async fn lane(
+    store: Store,
+    tenant: Arc<Tenant>,
+    failure: Arc<Failure>,
+    mut rows: mpsc::Receiver<Row>,
+) -> ImportSummary {
+    let mut summary = ImportSummary::default();
+    let mut temporary = None;
+    while let Some(row) = rows.recv().await {
+        if failure.stopped() {
+            break;
+        }
+        match apply_row(&store, &tenant, &mut temporary, &row).await {
+            Ok(outcome) => summary.count(outcome),
+            Err(e) => failure.set(ImportError::Store(e)),
+        }
+    }
+    summary
+}
+
+/// Apply `rows` for `tenant`; `on_bad` hears of every bad row (line, message) as it
+/// is read. Rows go to [`LANES`] lanes by a hash of their address: each lane applies
+/// its rows one after another in file order (so two rows of one address are never
+/// applied at once or out of order), the lanes run at the same time (up to [`LANES`]
+/// rows in flight), and each holds at most [`LANE_QUEUE`] rows read ahead, which
+/// bounds memory. Returns the summary, and the error that stopped the import early,
+/// if any (rows in flight then are finished first).
 pub async fn import(
     store: &Store,
     tenant: &Tenant,
@@ -632,36 +711,45 @@ pub async fn import(
     on_bad: &mut dyn FnMut(u64, &str),
 ) -> (ImportSummary, Option<ImportError>) {
     let tenant = Arc::new(tenant.clone());
+    let failure = Arc::new(Failure::default());
     let mut summary = ImportSummary::default();
-    let mut failure: Option<ImportError> = None;
-    let mut running: JoinSet<Result<RowOutcome, StoreError>> = JoinSet::new();
+    // The lanes start with the first row that needs one: a short file starts few.
+    let mut lanes: Vec<Option<mpsc::Sender<Row>>> = (0..LANES).map(|_| None).collect();
+    let mut running: JoinSet<ImportSummary> = JoinSet::new();
     for item in rows {
         match item {
-            Err(e) => {
-                failure.get_or_insert(ImportError::Read(e));
-            }
+            Err(e) => failure.set(ImportError::Read(e)),
             Ok(Item::Bad { line, message }) => {
                 summary.bad += 1;
                 on_bad(line, &message);
             }
             Ok(Item::Row(row)) => {
-                while running.len() >= CONCURRENCY {
-                    if let Some(r) = running.join_next().await {
-                        tally(r, &mut summary, &mut failure);
-                    }
-                }
-                if failure.is_none() {
-                    running.spawn(apply_row(store.clone(), tenant.clone(), row));
-                }
+                let sender = lanes[lane_of(&row.address)].get_or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(LANE_QUEUE);
+                    running.spawn(lane(store.clone(), tenant.clone(), failure.clone(), rx));
+                    tx
+                });
+                // A lane only ends early after a failure, which stops the loop below.
+                let _ = sender.send(row).await;
             }
         }
-        if failure.is_some() {
+        if failure.stopped() {
             break;
         }
     }
-    while let Some(r) = running.join_next().await {
-        tally(r, &mut summary, &mut failure);
+    // Closing the lanes lets each finish what it holds.
+    drop(lanes);
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok(s) => summary.add(s),
+            Err(e) => failure.set(ImportError::Store(StoreError::Protocol(format!(
+                "import task failed: {e}"
+            )))),
+        }
     }
+    let failure = Arc::into_inner(failure)
+        .and_then(|f| f.first.into_inner().ok())
+        .flatten();
     (summary, failure)
 }
 
