@@ -294,8 +294,10 @@ local function apply_one()
     if r[2] ~= 'noop' and r[2] ~= 'refused' and r[2] ~= 'refused_time' then marked = true end
   end
   if marked then
+    -- The set's end is fixed by its window: set once, by the first mark (NX), so
+    -- later marks neither reset it nor add a write to the append-only file.
     redis.call('SADD', seen, c.seen)
-    redis.call('EXPIRE', seen, c.seen_ttl_s)
+    redis.call('EXPIRE', seen, c.seen_ttl_s, 'NX')
   end
   return results
 end
