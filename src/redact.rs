@@ -218,7 +218,9 @@ pub fn mask_event_id(id: &str) -> String {
 /// (several may be joined by `@`, as `EVENT@ADDRESS` joins an id and an address) and
 /// `+` numbers. Already masked text (`***`) is left alone.
 fn mask_token(token: &str) -> Cow<'_, str> {
-    if token.contains("***") || !(token.contains('@') || token.contains('+')) {
+    // The one-byte searches first: most tokens have neither, and `"***"` needs a
+    // substring searcher set up per call.
+    if !(token.contains('@') || token.contains('+')) || token.contains("***") {
         return Cow::Borrowed(token);
     }
     let pieces: Vec<&str> = token.split('@').collect();
@@ -292,31 +294,33 @@ pub fn mask_log_line(line: &str) -> Cow<'_, str> {
                     | ':'
             )
     };
-    let mut out = String::with_capacity(line.len());
-    let mut changed = false;
+    // Built only from the first token that changes (most lines change nothing: what
+    // they name is masked already): `line[..copied]` is in `out` by then.
+    let mut out: Option<String> = None;
+    let mut copied = 0;
     let mut rest = line;
     while !rest.is_empty() {
         let start = rest.find(|c: char| !separator(c)).unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
         rest = &rest[start..];
         let end = rest.find(separator).unwrap_or(rest.len());
         let (token, tail) = rest.split_at(end);
         // Trailing sentence punctuation is not part of an address.
         let core = token.trim_end_matches(['.', '!', '?']);
-        let masked = mask_token(core);
-        if let Cow::Owned(m) = masked {
-            out.push_str(&m);
-            out.push_str(&token[core.len()..]);
-            changed = true;
-        } else {
-            out.push_str(token);
+        if let Cow::Owned(m) = mask_token(core) {
+            let at = line.len() - rest.len();
+            let o = out.get_or_insert_with(|| String::with_capacity(line.len() + 8));
+            o.push_str(&line[copied..at]);
+            o.push_str(&m);
+            copied = at + core.len();
         }
         rest = tail;
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(line)
+    match out {
+        Some(mut o) => {
+            o.push_str(&line[copied..]);
+            Cow::Owned(o)
+        }
+        None => Cow::Borrowed(line),
     }
 }
 
