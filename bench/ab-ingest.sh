@@ -64,6 +64,7 @@ listen = "127.0.0.1:$port"
 admin_listen = "off"
 public_url = "https://hooks.example.com"
 redis_url = "redis://127.0.0.1:$rport/"
+spool_dir = "$work/spool-$side-$round"
 [tenants.acme]
 api_tokens = ["bench-api-token"]
 [tenants.acme.twilio]
