@@ -283,22 +283,16 @@ async fn handle(
     let response = match side {
         Side::Public => {
             route_request(app, req, peer, &path, &segments, &mut info)
-                .instrument(span.clone())
+                .instrument(span)
                 .await
         }
         Side::Admin => {
             admin_route(app, &req, &path, &segments)
-                .instrument(span.clone())
+                .instrument(span)
                 .await
         }
     };
-    telemetry::request_finished(
-        &span,
-        route,
-        info,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    telemetry::request_finished(route, info, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -441,11 +435,13 @@ async fn webhook(
             return respond(Answer::from_error(&e));
         }
     };
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string()))),
+    );
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
