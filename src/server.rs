@@ -283,16 +283,22 @@ async fn handle(
     let response = match side {
         Side::Public => {
             route_request(app, req, peer, &path, &segments, &mut info)
-                .instrument(span)
+                .instrument(span.clone())
                 .await
         }
         Side::Admin => {
             admin_route(app, &req, &path, &segments)
-                .instrument(span)
+                .instrument(span.clone())
                 .await
         }
     };
-    telemetry::request_finished(route, info, response.status().as_u16(), started.elapsed());
+    telemetry::request_finished(
+        &span,
+        route,
+        info,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

@@ -484,13 +484,16 @@ pub struct RequestInfo {
     pub verification: Option<&'static str>,
 }
 
-/// The span every request runs in: its route family and method, on every log line of
-/// the request. What is learnt by the end (tenant, outcome, status) goes to the
-/// request counter, not into the span: the span closes right after, no line is logged
-/// in it then, and recording the fields made the formatting subscriber render them
-/// again on every request for no line (issue 16).
+/// The span every request runs in; [`request_finished`] fills in what is learnt.
 pub fn request_span(route: &'static str, method: &str) -> tracing::Span {
-    tracing::info_span!("request", route, method)
+    tracing::info_span!(
+        "request",
+        route,
+        method,
+        tenant = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
 }
 
 /// How a webhook that was answered 2xx went.
@@ -513,9 +516,10 @@ pub fn webhook_outcome(
     }
 }
 
-/// Count one request: the request counter and latency, and the verification failure
-/// counter for a 401 on a webhook route.
+/// Count and close one request: the request counter and latency, the verification
+/// failure counter for a 401 on a webhook route, and the span's fields.
 pub fn request_finished(
+    span: &tracing::Span,
     route: &'static str,
     info: RequestInfo,
     status: u16,
@@ -528,6 +532,22 @@ pub fn request_finished(
         _ => "error",
     });
     let tenant = info.tenant.unwrap_or_default();
+    // One record call for the three fields: a formatting subscriber re-renders the
+    // span's fields on every call.
+    if let Some(meta) = span.metadata() {
+        let fields = meta.fields();
+        if let (Some(t), Some(o), Some(s)) = (
+            fields.field("tenant"),
+            fields.field("outcome"),
+            fields.field("status"),
+        ) {
+            span.record_all(&fields.value_set(&[
+                (&t, Some(&tenant.as_str() as &dyn tracing::Value)),
+                (&o, Some(&outcome as &dyn tracing::Value)),
+                (&s, Some(&status as &dyn tracing::Value)),
+            ]));
+        }
+    }
     let m = metrics();
     if status == 401 && !matches!(route, "api" | "link" | "metrics" | "health" | "unknown") {
         m.verification_failures
