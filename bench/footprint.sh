@@ -43,7 +43,7 @@ TOML
   used() { redis-cli -p "$rport" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
   before=$(used)
   load=$("$bin/examples/bench-load" --target "http://127.0.0.1:$port/webhooks/twilio/acme" \
-    --token "$token" --mix stop --requests "$n" --connections 64)
+    --token "$token" --mix opt-outs --requests "$n" --connections 64)
   kill "$gw"; wait "$gw" 2>/dev/null || true
   after=$(used)
   # Every key's MEMORY USAGE (all elements sampled), summed by kind.

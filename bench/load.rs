@@ -14,9 +14,20 @@
 //! and is signed as Twilio signs (HMAC-SHA1 over the public URL and the sorted
 //! parameters), so a receiver does the whole job on every request.
 //!
-//! `--mix stop` sends a STOP storm instead: every request an inbound STOP from one of
-//! the 200,000 numbers, so every request writes a DND change (the worst case for
-//! events out, `bench/events_out.sh`).
+//! `--mix stop` sends a STOP storm instead: every request a signed inbound keyword, 90%
+//! STOP and 10% START, each from a number no other request of the run uses (derived from
+//! the request counter: `+1` and ten digits, the area code 200-999 from the run and the
+//! higher digits of the counter), so every request is new and every STOP writes a DND
+//! change (the worst case for the apply step and for events out, `bench/events_out.sh`).
+//!
+//! `--mix retry` sends a retry storm: the same 1,000 signed inbound STOPs (fixed
+//! MessageSids and numbers, the same in every run) cycled, so once the warm-up has
+//! delivered each of them, nearly every request is a duplicate the apply script turns
+//! away at its first line (a STOP leaves a dedup marker; a START on a number without a
+//! record would not, which is why this set is STOP only).
+//!
+//! The JSON line's `sent` counts every request sent, warm-up included, so a caller can
+//! divide a process's CPU time over the whole load run by it.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,12 +47,29 @@ struct Args {
     seconds: u64,
     warmup: u64,
     run: u64,
-    /// Every request an inbound STOP (`--mix stop`) instead of the campaign's mix.
-    stop_storm: bool,
+    /// What to send (`--mix`).
+    mix: Mix,
     /// Send exactly this many requests, then stop (`--requests N`, for
     /// `bench/footprint.sh`); 0: run for `--seconds`.
     requests: u64,
 }
+
+/// The request mix (`--mix campaign|stop|retry`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// A campaign's callbacks: receipts, texts, keywords, failures.
+    Campaign,
+    /// A STOP storm: 90% STOP, 10% START, every request from a new number.
+    Stop,
+    /// A retry storm: 1,000 fixed STOP requests cycled.
+    Retry,
+    /// Every request a STOP from a new number (`--mix opt-outs`, for
+    /// `bench/footprint.sh`: every request one applied opt-out).
+    OptOuts,
+}
+
+/// How many distinct requests a retry storm cycles through.
+const RETRY_SET: u64 = 1_000;
 
 fn args() -> Args {
     let mut a = Args {
@@ -52,7 +80,7 @@ fn args() -> Args {
         seconds: 10,
         warmup: 2,
         run: std::process::id() as u64,
-        stop_storm: false,
+        mix: Mix::Campaign,
         requests: 0,
     };
     let mut it = std::env::args().skip(1);
@@ -68,10 +96,12 @@ fn args() -> Args {
             "--run" => a.run = value.parse().expect("--run N"),
             "--requests" => a.requests = value.parse().expect("--requests N"),
             "--mix" => {
-                a.stop_storm = match value.as_str() {
-                    "campaign" => false,
-                    "stop" => true,
-                    other => panic!("--mix campaign|stop, not {other}"),
+                a.mix = match value.as_str() {
+                    "campaign" => Mix::Campaign,
+                    "stop" => Mix::Stop,
+                    "retry" => Mix::Retry,
+                    "opt-outs" => Mix::OptOuts,
+                    other => panic!("--mix campaign|stop|retry|opt-outs, not {other}"),
                 }
             }
             other => panic!("unknown flag {other}"),
@@ -83,24 +113,47 @@ fn args() -> Args {
 
 /// The form parameters of request `n` (deterministic, so every receiver gets the
 /// same sequence).
-fn params(n: u64, run: u64, stop_storm: bool) -> Vec<(&'static str, String)> {
-    let sid = format!("SM{run:08x}{n:024x}");
-    let number = format!("+1555{:07}", (n.wrapping_mul(2_654_435_761)) % 200_000);
+fn params(n: u64, run: u64, mix: Mix) -> Vec<(&'static str, String)> {
     let ours = "+14155550000".to_string();
     let account = (
         "AccountSid",
         "AC00000000000000000000000000000000".to_string(),
     );
-    if stop_storm {
-        return vec![
-            account,
-            ("Body", "STOP".into()),
+    let keyword = |body: &str, number: String, sid: String| {
+        vec![
+            account.clone(),
+            ("Body", body.into()),
             ("From", number),
             ("MessageSid", sid),
             ("NumMedia", "0".into()),
-            ("To", ours),
-        ];
+            ("To", ours.clone()),
+        ]
+    };
+    match mix {
+        Mix::Campaign => {}
+        Mix::Stop | Mix::OptOuts => {
+            // A number of its own: ten million per area code, the area code moving
+            // on with the run and the counter (200-999, all valid NANP area codes'
+            // first digits), so no two requests of a run share one.
+            let area = 200 + (run % 800 + n / 10_000_000) % 800;
+            let number = format!("+1{area}{:07}", n % 10_000_000);
+            let body = if mix == Mix::Stop && n % 10 == 9 {
+                "START"
+            } else {
+                "STOP"
+            };
+            return keyword(body, number, format!("SM{run:08x}{n:024x}"));
+        }
+        Mix::Retry => {
+            // Fixed: the same set in every run, so every delivery after the first of
+            // each is a duplicate (also across runs on one database).
+            let i = n % RETRY_SET;
+            let number = format!("+1666{i:07}");
+            return keyword("STOP", number, format!("SMffffffff{i:024x}"));
+        }
     }
+    let sid = format!("SM{run:08x}{n:024x}");
+    let number = format!("+1555{:07}", (n.wrapping_mul(2_654_435_761)) % 200_000);
     match n % 100 {
         0..70 => vec![
             account,
@@ -151,7 +204,7 @@ fn params(n: u64, run: u64, stop_storm: bool) -> Vec<(&'static str, String)> {
 }
 
 fn signed(args: &Args, path: &str, n: u64) -> (String, String) {
-    let mut p = params(n, args.run, args.stop_storm);
+    let mut p = params(n, args.run, args.mix);
     p.sort();
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(args.token.as_bytes()).unwrap();
     mac.update(args.public_url.as_bytes());
@@ -288,6 +341,7 @@ async fn main() {
         "{}",
         serde_json::json!({
             "requests": all.len(),
+            "sent": counter.load(Ordering::Relaxed),
             "errors": errors,
             "reconnects": reconnects,
             "rps": (all.len() as f64 / elapsed).round(),

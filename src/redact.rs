@@ -218,7 +218,9 @@ pub fn mask_event_id(id: &str) -> String {
 /// (several may be joined by `@`, as `EVENT@ADDRESS` joins an id and an address) and
 /// `+` numbers. Already masked text (`***`) is left alone.
 fn mask_token(token: &str) -> Cow<'_, str> {
-    if token.contains("***") || !(token.contains('@') || token.contains('+')) {
+    // The one-byte searches first: most tokens have neither, and `"***"` needs a
+    // substring searcher set up per call.
+    if !(token.contains('@') || token.contains('+')) || token.contains("***") {
         return Cow::Borrowed(token);
     }
     let pieces: Vec<&str> = token.split('@').collect();
@@ -292,31 +294,38 @@ pub fn mask_log_line(line: &str) -> Cow<'_, str> {
                     | ':'
             )
     };
-    let mut out = String::with_capacity(line.len());
-    let mut changed = false;
-    let mut rest = line;
-    while !rest.is_empty() {
-        let start = rest.find(|c: char| !separator(c)).unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        let end = rest.find(separator).unwrap_or(rest.len());
-        let (token, tail) = rest.split_at(end);
+    // Only a token (a run of non-separators) holding an `@` or a `+` can change, so
+    // the line is searched for those bytes and each one's token taken around it; the
+    // answer is built only from the first token that changes (most lines change
+    // nothing: what they name is masked already), `line[..copied]` in it by then.
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(i) = line[from..].find(['@', '+']) {
+        let at = from + i;
+        let start = line[..at]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| separator(c))
+            .map_or(0, |(j, c)| j + c.len_utf8());
+        let end = line[at..].find(separator).map_or(line.len(), |j| at + j);
+        let token = &line[start..end];
         // Trailing sentence punctuation is not part of an address.
         let core = token.trim_end_matches(['.', '!', '?']);
-        let masked = mask_token(core);
-        if let Cow::Owned(m) = masked {
-            out.push_str(&m);
-            out.push_str(&token[core.len()..]);
-            changed = true;
-        } else {
-            out.push_str(token);
+        if let Cow::Owned(m) = mask_token(core) {
+            let o = out.get_or_insert_with(|| String::with_capacity(line.len() + 8));
+            o.push_str(&line[copied..start]);
+            o.push_str(&m);
+            copied = start + core.len();
         }
-        rest = tail;
+        from = end;
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(line)
+    match out {
+        Some(mut o) => {
+            o.push_str(&line[copied..]);
+            Cow::Owned(o)
+        }
+        None => Cow::Borrowed(line),
     }
 }
 
@@ -465,6 +474,58 @@ mod tests {
         ];
         for (line, masked) in table {
             assert_eq!(mask_log_line(line), masked, "{line}");
+        }
+    }
+
+    /// The token-by-token walk `mask_log_line` did before it searched for `@` and
+    /// `+` (issue 16): both must answer alike on any line.
+    fn mask_log_line_token_by_token(line: &str) -> String {
+        let separator = |c: char| c.is_whitespace() || "\"'\\,;<>[](){}=:".contains(c);
+        let mut out = String::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let start = rest.find(|c: char| !separator(c)).unwrap_or(rest.len());
+            out.push_str(&rest[..start]);
+            rest = &rest[start..];
+            let end = rest.find(separator).unwrap_or(rest.len());
+            let (token, tail) = rest.split_at(end);
+            let core = token.trim_end_matches(['.', '!', '?']);
+            match mask_token(core) {
+                Cow::Owned(m) => {
+                    out.push_str(&m);
+                    out.push_str(&token[core.len()..]);
+                }
+                Cow::Borrowed(_) => out.push_str(token),
+            }
+            rest = tail;
+        }
+        out
+    }
+
+    #[test]
+    fn the_searching_mask_answers_as_the_token_walk() {
+        let lines = [
+            "",
+            "+",
+            "@",
+            "+14155551234",
+            "a@b.c",
+            " +14155551234 ",
+            "x+14155551234",
+            "to=+14155551234, cc=bob@example.com; and +447700900123.",
+            "tenant=\"acme\" address=+1******0029 outcome=\"applied\" reason=\"keyword:STOP\"",
+            "from\u{a0}+14155551234\u{2003}bob@example.com!",
+            "é+14155551234 ü@x.y +1 ++ @@ a@@b.c +14155551234+14155551235",
+            "(carol@example.com)[+14155551234]{dave@example.org}<+33612345678>",
+            "id=m1:dave.x@example.org@+14155551234 next",
+            "trailing +14155551234?! and al***@example.com and eve@example.com...",
+        ];
+        for line in lines {
+            assert_eq!(
+                mask_log_line(line),
+                mask_log_line_token_by_token(line),
+                "{line:?}"
+            );
         }
     }
 

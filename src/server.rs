@@ -441,11 +441,13 @@ async fn webhook(
             return respond(Answer::from_error(&e));
         }
     };
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string()))),
+    );
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
