@@ -36,8 +36,8 @@ pub(super) const MAX_IN_FLIGHT: usize = 2;
 pub(super) struct Job {
     /// The change's keys, in the script's order.
     pub keys: Vec<String>,
-    /// The change as the script's JSON.
-    pub arg: String,
+    /// The change as the script's arguments.
+    pub args: super::ScriptArgs,
     /// Where its reply goes.
     pub done: oneshot::Sender<Result<Value, StoreError>>,
 }
@@ -135,7 +135,10 @@ mod tests {
         (
             Job {
                 keys: vec![],
-                arg: String::new(),
+                args: super::super::ScriptArgs {
+                    text: String::new(),
+                    ends: vec![],
+                },
                 done,
             },
             rx,

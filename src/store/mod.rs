@@ -419,84 +419,87 @@ pub struct Change<'a> {
 }
 
 impl Change<'_> {
-    /// The JSON the apply script reads. Times go as decimal strings: Lua numbers are
-    /// doubles and print in exponent form.
-    fn script_arg(&self, seen: &Seen) -> String {
-        let arg = ScriptArg {
-            action: self.action.as_str(),
-            event_ms: Decimal(self.event_ms as i128),
-            received_ms: Decimal(self.received_ms as i128),
-            now_ms: Decimal(self.now_ms as i128),
-            ttl_ms: Decimal(self.temporary_ttl.as_millis() as i128),
-            escalate_count: Decimal(self.escalate_after.max(1) as i128),
-            escalate_window_ms: Decimal(self.escalate_window.as_millis().max(1) as i128),
-            max_skew_ms: Decimal(crate::time::MAX_SKEW_MS as i128),
-            floor_ms: Decimal(crate::time::FLOOR_MS as i128),
-            // `|` separates the record's fields; a reason never carries one.
-            reason: if self.reason.contains('|') {
-                std::borrow::Cow::Owned(self.reason.replace('|', "/"))
-            } else {
-                std::borrow::Cow::Borrowed(self.reason)
-            },
-            source: self.provider.as_str(),
-            provider: self.provider.as_str(),
-            event_id: self.event_id,
-            seen: Decimal(seen.member as i128),
-            seen_ttl_s: Decimal(seen.ttl_s as i128),
-            address: self.address.as_str(),
-            tenant: self.tenant,
-            fields: self
-                .scopes
-                .iter()
-                .map(|s| field(*s, self.address))
-                .collect(),
-            actor: self.actor,
-            evidence: self.evidence,
-            contact: self.contact,
+    /// The apply script's arguments for this change, in its order (see `apply.lua`).
+    /// Times go as decimal strings: Lua numbers are doubles and print in exponent form.
+    fn script_args(&self, seen: &Seen) -> ScriptArgs {
+        use std::fmt::Write as _;
+        let mut a = ScriptArgs {
+            text: String::with_capacity(160 + 2 * self.address.as_str().len()),
+            ends: Vec::with_capacity(20 + self.scopes.len()),
         };
-        serde_json::to_string(&arg).expect("a struct of strings serialises")
+        let num = |a: &mut ScriptArgs, n: i128| {
+            let _ = write!(a.text, "{n}");
+            a.end();
+        };
+        num(&mut a, i128::from(seen.member));
+        num(&mut a, i128::from(seen.ttl_s));
+        a.push(self.action.as_str());
+        num(&mut a, i128::from(self.event_ms));
+        num(&mut a, i128::from(self.received_ms));
+        num(&mut a, i128::from(self.now_ms));
+        num(&mut a, self.temporary_ttl.as_millis() as i128);
+        num(&mut a, i128::from(self.escalate_after.max(1)));
+        num(&mut a, self.escalate_window.as_millis().max(1) as i128);
+        num(&mut a, i128::from(crate::time::MAX_SKEW_MS));
+        num(&mut a, i128::from(crate::time::FLOOR_MS));
+        // `|` separates the record's fields; a reason never carries one.
+        if self.reason.contains('|') {
+            a.push(&self.reason.replace('|', "/"));
+        } else {
+            a.push(self.reason);
+        }
+        a.push(self.provider.as_str());
+        a.push(self.event_id);
+        a.push(self.address.as_str());
+        a.push(self.tenant);
+        for optional in [self.actor, self.evidence, self.contact] {
+            if let Some(v) = optional {
+                a.text.push('=');
+                a.push(v);
+            } else {
+                a.end();
+            }
+        }
+        num(&mut a, self.scopes.len() as i128);
+        for scope in self.scopes {
+            a.push(scope.as_str());
+            // The field, `SCOPE:ADDRESS`, written in place.
+            a.ends.pop();
+            a.text.push(':');
+            a.push(self.address.as_str());
+        }
+        a
     }
 }
 
-/// A number the apply script reads as a decimal string (Lua numbers are doubles and
-/// print in exponent form).
-struct Decimal(i128);
-
-impl serde::Serialize for Decimal {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
+/// One change's script arguments: their text one after another in one buffer, and
+/// where each ends (one allocation for the text, one for the ends).
+pub(super) struct ScriptArgs {
+    text: String,
+    ends: Vec<usize>,
 }
 
-/// The JSON the apply script reads, serialised straight from borrowed fields (it is on
-/// every event's path).
-#[derive(serde::Serialize)]
-struct ScriptArg<'a> {
-    action: &'static str,
-    event_ms: Decimal,
-    received_ms: Decimal,
-    now_ms: Decimal,
-    ttl_ms: Decimal,
-    escalate_count: Decimal,
-    escalate_window_ms: Decimal,
-    max_skew_ms: Decimal,
-    floor_ms: Decimal,
-    reason: std::borrow::Cow<'a, str>,
-    source: &'static str,
-    provider: &'static str,
-    event_id: &'a str,
-    seen: Decimal,
-    seen_ttl_s: Decimal,
-    address: &'a str,
-    tenant: &'a str,
-    fields: Vec<String>,
-    // Absent, not null: a JSON null is truthy in the script.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    evidence: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    contact: Option<&'a str>,
+impl ScriptArgs {
+    /// The argument written since the last one ends here.
+    fn end(&mut self) {
+        self.ends.push(self.text.len());
+    }
+
+    /// Append `s` as the next argument (after whatever of it is already written).
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.end();
+    }
+
+    /// The arguments, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let s = &self.text[start..end];
+            start = end;
+            s
+        })
+    }
 }
 
 /// Where an event's dedup mark goes: a 64-bit digest of `PROVIDER:EVENT_ID` as an
@@ -761,7 +764,7 @@ impl Store {
         let (done, reply) = tokio::sync::oneshot::channel();
         let job = batch::Job {
             keys: job_keys,
-            arg: change.script_arg(&seen),
+            args: change.script_args(&seen),
             done,
         };
         // On a cluster every key of a call must be in one slot: group by hash tag.
@@ -796,7 +799,10 @@ impl Store {
         loop {
             let mut invocation = self.script.prepare_invoke();
             for job in &batch {
-                invocation.arg(job.keys.len()).arg(&job.arg);
+                invocation.arg(job.keys.len());
+                for arg in job.args.iter() {
+                    invocation.arg(arg);
+                }
                 for key in &job.keys {
                     invocation.key(key);
                 }
