@@ -56,6 +56,19 @@ fn link_expiry_setting(name: &str, text: &str, problems: &mut Vec<String>) -> Op
 /// configured: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9091";
 
+/// Which listener serves the operator console (`console` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleOn {
+    /// The admin listener (`admin_listen`, loopback by default): the default, so the
+    /// console is reached only by who can reach the admin port.
+    Admin,
+    /// The public listener, beside the webhooks (behind the operators' own access
+    /// rules, e.g. a VPN or an identity-aware proxy).
+    Public,
+    /// Not served.
+    Off,
+}
+
 /// A configuration that loaded and passed every check.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,6 +77,9 @@ pub struct Config {
     /// Where the admin listener listens (`admin_listen`; `None` for "off"): `/metrics`
     /// and the detailed `/readyz`, which name tenants and counts, never on `listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// Which listener serves the operator console under `/console/` (`console`:
+    /// "admin", the default, "public" or "off").
+    pub console: ConsoleOn,
     /// The base URL providers call and sign, without a trailing slash.
     pub public_url: String,
     /// Where Redis is.
@@ -242,6 +258,7 @@ enum RawRedisUrl {
 struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
+    console: Option<String>,
     public_url: Option<String>,
     redis_url: Option<RawRedisUrl>,
     max_body_bytes: Option<usize>,
@@ -456,6 +473,22 @@ impl Config {
         });
 
         let admin_listen = admin_listen(raw.admin_listen, &mut problems);
+        let console = match raw.console.as_deref() {
+            None | Some("admin") => ConsoleOn::Admin,
+            Some("public") => ConsoleOn::Public,
+            Some("off") => ConsoleOn::Off,
+            Some(other) => {
+                problems.push(format!(
+                    "console: {other:?} must be \"admin\" (the admin listener), \"public\" or \"off\""
+                ));
+                ConsoleOn::Off
+            }
+        };
+        if console == ConsoleOn::Admin && admin_listen.is_none() && raw.console.is_some() {
+            problems.push(
+                "console = \"admin\" needs an admin listener: set admin_listen, or console = \"public\" or \"off\"".to_string(),
+            );
+        }
 
         let public_url = match raw.public_url {
             Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
@@ -734,6 +767,7 @@ impl Config {
             Ok(Config {
                 listen,
                 admin_listen,
+                console,
                 public_url,
                 redis,
                 max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),

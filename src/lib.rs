@@ -41,6 +41,7 @@ pub mod bulk;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod endpoint;
 pub mod error;
 pub mod event;

@@ -546,11 +546,13 @@ pub fn json_array(json: &[u8], what: &str, shape: &str) -> Result<Vec<serde_json
 
 /// What names a provider: its name, its embedded error-code table and, where they
 /// differ from the defaults, its route aliases, its section key and its gateway-wide
-/// table. Built with `const` calls: `About::new("twilio", include_str!(..))`.
+/// table. Built with `const` calls: `About::new("twilio", "Twilio", include_str!(..))`.
 #[derive(Debug, Clone, Copy)]
 pub struct About {
     /// The name in routes (`/webhooks/<name>`), metrics, audit entries and the spool.
     pub name: &'static str,
+    /// The name people know it by, as the console writes it (`SendGrid`, `Amazon SES`).
+    pub title: &'static str,
     /// Other route names that reach this road (`resend` for Standard Webhooks).
     pub aliases: &'static [&'static str],
     /// The key of its tenant section (`[tenants.ID.<section>]`) and of its
@@ -575,10 +577,11 @@ pub struct About {
 }
 
 impl About {
-    /// A provider called `name` with the error-code table `codes`.
-    pub const fn new(name: &'static str, codes: &'static str) -> About {
+    /// A provider called `name` (`title` to people) with the error-code table `codes`.
+    pub const fn new(name: &'static str, title: &'static str, codes: &'static str) -> About {
         About {
             name,
+            title,
             aliases: &[],
             section: name,
             settings: None,

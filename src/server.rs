@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::api;
+use crate::config::ConsoleOn;
+use crate::console;
 use crate::error::{Error, Kind};
 use crate::lookup::Lookup;
 use crate::pipeline::{Answer, Gateway, WebhookMethod, WebhookRequest};
@@ -287,7 +289,7 @@ async fn handle(
                 .await
         }
         Side::Admin => {
-            admin_route(app, &req, &path, &segments)
+            admin_route(app, req, &path, &segments)
                 .instrument(span.clone())
                 .await
         }
@@ -305,7 +307,7 @@ async fn handle(
 /// The admin listener's routes: `/metrics`, the detailed `/readyz`, `/healthz`.
 async fn admin_route(
     app: &App,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
     path: &str,
     segments: &[&str],
 ) -> Response<Full<Bytes>> {
@@ -323,8 +325,16 @@ async fn admin_route(
             })
         }
         ["healthz"] | ["readyz"] | ["metrics"] => method_not_allowed("GET", false),
+        ["console", rest @ ..] if app.gateway.config.console == ConsoleOn::Admin => {
+            console(app, req, rest).await
+        }
         _ => respond(Answer::from_error(&Error::not_found(format!(
-            "no route {path} on the admin listener: it serves /metrics, /readyz and /healthz"
+            "no route {path} on the admin listener: it serves /metrics, /readyz, /healthz{}",
+            if app.gateway.config.console == ConsoleOn::Admin {
+                " and /console/"
+            } else {
+                ""
+            }
         )))),
     }
 }
@@ -398,6 +408,9 @@ async fn route_request(
             ..Answer::text(200, OPENAPI)
         }),
         ["openapi.json"] => method_not_allowed("GET", true),
+        ["console", rest @ ..] if app.gateway.config.console == ConsoleOn::Public => {
+            console(app, req, rest).await
+        }
         ["v1", "tenants", tenant, rest @ ..] => api_route(app, req, tenant, rest, info).await,
         ["v1", ..] => respond(api::error_answer(&Error::not_found(format!(
             "no API route {path}"
@@ -489,6 +502,65 @@ async fn webhook(
     }
     telemetry::webhook_answered(provider, &report, answer.status, &answer.body, peer);
     respond(answer)
+}
+
+/// A request to the operator console (`crate::console`): GET and HEAD read, POST
+/// sends a form of at most `console::MAX_BODY` bytes.
+async fn console(app: &App, req: Request<Incoming>, rest: &[&str]) -> Response<Full<Bytes>> {
+    let post = match *req.method() {
+        Method::GET | Method::HEAD => false,
+        Method::POST => true,
+        _ => return method_not_allowed("GET, POST", false),
+    };
+    let query = req.uri().query().unwrap_or("").to_string();
+    let cookie = req
+        .headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let body = if post {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let timeout = app.gateway.config.limits.body_read_timeout;
+        match read_body(req.into_body(), declared, console::MAX_BODY, timeout).await {
+            Ok(b) => b,
+            Err(e) => return respond(Answer::from_error(&e)),
+        }
+    } else {
+        Vec::new()
+    };
+    let answer = console::handle(
+        &app.gateway,
+        console::ConsoleRequest {
+            post,
+            path: rest,
+            query: &query,
+            cookie: (!cookie.is_empty()).then_some(cookie.as_str()),
+            body: &body,
+        },
+    )
+    .await;
+    let mut response = respond(answer.answer);
+    let headers = response.headers_mut();
+    for (name, value) in console::SECURITY_HEADERS {
+        headers.insert(*name, HeaderValue::from_static(value));
+    }
+    for cookie in &answer.set_cookies {
+        if let Ok(v) = HeaderValue::from_str(cookie) {
+            headers.append(hyper::header::SET_COOKIE, v);
+        }
+    }
+    if let Some(name) = answer.attachment
+        && let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+    {
+        headers.insert(hyper::header::CONTENT_DISPOSITION, v);
+    }
+    response
 }
 
 /// The OpenAPI description of the operator API, kept in the repository.

@@ -465,6 +465,7 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         },
         ["v1", ..] | ["openapi.json"] => "api",
         ["u", ..] => "link",
+        ["console", ..] => "console",
         ["metrics"] => "metrics",
         ["healthz"] | ["readyz"] => "health",
         _ => "unknown",

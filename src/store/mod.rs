@@ -162,6 +162,16 @@ fn link_key(link_id: &[u8; 8]) -> String {
     format!("dndlink:{{{}}}:{id}", &id[..1])
 }
 
+/// A stream entry as Redis gives it: its id and its fields in order.
+pub type StreamEntry = (String, Vec<(String, String)>);
+
+/// The key of a console session: `dndsession:DIGEST`, the SHA-256 of the session id
+/// in hex (the cookie's value is never stored, so a reader of Redis cannot sign in
+/// with what it reads). One key each, so any slot on a cluster.
+fn session_key(digest: &str) -> String {
+    format!("dndsession:{digest}")
+}
+
 /// The hash field, in the address's bucket, that names the contact the address is
 /// linked to.
 fn link_field(address: &Address) -> String {
@@ -1209,6 +1219,49 @@ impl Store {
         Ok((next, records))
     }
 
+    /// Every record of the tenant (cleared ones too), each once, to `visit`, with how
+    /// many buckets were read. SCAN may return a bucket twice, so bucket keys are
+    /// remembered (at most 16 x 4,096 of them), not records.
+    pub async fn each_record(
+        &self,
+        tenant: &str,
+        mut visit: impl FnMut(Scope, &Record),
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("dnd:{{{tenant}:?}}:???");
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        loop {
+            let (next, bucket_keys): (u64, Vec<String>) = self
+                .with_timeout(conn.scan_page(cursor, &pattern, 1000))
+                .await?;
+            let fresh: Vec<String> = bucket_keys
+                .into_iter()
+                .filter(|k| seen.insert(k.clone()))
+                .collect();
+            let mut batch = Batch::with_capacity(fresh.len());
+            for key in &fresh {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(key);
+                batch.add(key, cmd);
+            }
+            let buckets: Vec<Vec<(String, String)>> =
+                self.with_timeout(conn.run_batch(&batch)).await?;
+            for (field, value) in buckets.iter().flatten() {
+                let Some((scope, _)) = field.split_once(':') else {
+                    continue;
+                };
+                if let (Ok(scope), Some(record)) = (scope.parse::<Scope>(), Record::parse(value)) {
+                    visit(scope, &record);
+                }
+            }
+            if next == 0 {
+                return Ok(seen.len());
+            }
+            cursor = next;
+        }
+    }
+
     /// The audit entries of the shard that holds `address`, oldest first, filtered to
     /// that address (at most `count` scanned from the newest).
     pub async fn history(
@@ -1258,6 +1311,78 @@ impl Store {
             .collect();
         mine.reverse();
         Ok((mine, window_start))
+    }
+
+    /// The tenant's newest audit entries across its 16 shards, newest first (by the
+    /// entry id's time, Redis's clock at writing): at most `count`, each as its id and
+    /// fields. For the console's overview.
+    pub async fn recent_audit(
+        &self,
+        tenant: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let keys = audit_keys(tenant);
+        let mut batch = Batch::with_capacity(keys.len());
+        for key in &keys {
+            let mut cmd = redis::cmd("XREVRANGE");
+            cmd.arg(key).arg("+").arg("-").arg("COUNT").arg(count);
+            batch.add(key, cmd);
+        }
+        let mut conn = self.conn.clone();
+        let shards: Vec<Vec<StreamEntry>> = self.with_timeout(conn.run_batch(&batch)).await?;
+        let order = |id: &str| {
+            let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+            (
+                ms.parse::<u64>().unwrap_or(0),
+                seq.parse::<u64>().unwrap_or(0),
+            )
+        };
+        let mut all: Vec<_> = shards.into_iter().flatten().collect();
+        all.sort_by_key(|(id, _)| std::cmp::Reverse(order(id)));
+        all.truncate(count);
+        Ok(all)
+    }
+
+    /// Keep a console session: `value` under the digest of its id, for `ttl`.
+    pub async fn put_session(
+        &self,
+        digest: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(
+            redis::cmd("SET")
+                .arg(session_key(digest))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// The console session kept under `digest`, if it has not expired or ended.
+    pub async fn session(&self, digest: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(
+            redis::cmd("GET")
+                .arg(session_key(digest))
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    /// End the console session kept under `digest` (sign-out).
+    pub async fn drop_session(&self, digest: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.with_timeout(
+            redis::cmd("DEL")
+                .arg(session_key(digest))
+                .query_async::<i64>(&mut conn),
+        )
+        .await
+        .map(|_| ())
     }
 }
 

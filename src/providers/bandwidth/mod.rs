@@ -41,6 +41,7 @@ pub struct Bandwidth;
 impl Road for Bandwidth {
     const ABOUT: About = About::new(
         "bandwidth",
+        "Bandwidth",
         include_str!("../../../providers/bandwidth.toml"),
     );
     type Settings = ();

@@ -66,8 +66,12 @@ struct RawSection {
 impl Road for Brevo {
     // Brevo drops a webhook answered with any 5xx, and retries a 429
     // (developers.brevo.com/docs/retry-mechanism): "try again" is a 429 here.
-    const ABOUT: About =
-        About::new("brevo", include_str!("../../../providers/brevo.toml")).retry_status(429);
+    const ABOUT: About = About::new(
+        "brevo",
+        "Brevo",
+        include_str!("../../../providers/brevo.toml"),
+    )
+    .retry_status(429);
     type Settings = ();
     type Section = Section;
 

@@ -35,11 +35,15 @@ const FUTURE_SKEW: Duration = Duration::from_secs(300);
 pub struct Mailgun;
 
 impl Road for Mailgun {
-    const ABOUT: About = About::new("mailgun", include_str!("../../../providers/mailgun.toml"))
-        .accepts(
-            &["application/json"],
-            "legacy form-encoded webhooks are not served",
-        );
+    const ABOUT: About = About::new(
+        "mailgun",
+        "Mailgun",
+        include_str!("../../../providers/mailgun.toml"),
+    )
+    .accepts(
+        &["application/json"],
+        "legacy form-encoded webhooks are not served",
+    );
     type Settings = ();
     /// The webhook signing keys (`signing_keys`).
     type Section = Secrets;

@@ -50,8 +50,12 @@ pub struct Mandrill;
 pub const URL_CHECK_ANSWER: &str = "ok: an empty Mandrill batch, nothing to apply\n";
 
 impl Road for Mandrill {
-    const ABOUT: About = About::new("mandrill", include_str!("../../../providers/mandrill.toml"))
-        .accepts(&["application/x-www-form-urlencoded"], "");
+    const ABOUT: About = About::new(
+        "mandrill",
+        "Mandrill",
+        include_str!("../../../providers/mandrill.toml"),
+    )
+    .accepts(&["application/x-www-form-urlencoded"], "");
     type Settings = ();
     type Section = Secrets;
 

@@ -101,7 +101,7 @@ struct RawApp {
 
 impl Road for Meta {
     const ABOUT: About =
-        About::new("meta", include_str!("../../../providers/meta.toml")).settings("meta");
+        About::new("meta", "Meta", include_str!("../../../providers/meta.toml")).settings("meta");
     type Settings = App;
     type Section = Section;
 

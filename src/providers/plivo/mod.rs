@@ -47,12 +47,16 @@ pub struct Section {
 }
 
 impl Road for Plivo {
-    const ABOUT: About = About::new("plivo", include_str!("../../../providers/plivo.toml"))
-        .accepts(
-            &["application/x-www-form-urlencoded"],
-            "or a GET with the parameters in the query",
-        )
-        .get_webhooks();
+    const ABOUT: About = About::new(
+        "plivo",
+        "Plivo",
+        include_str!("../../../providers/plivo.toml"),
+    )
+    .accepts(
+        &["application/x-www-form-urlencoded"],
+        "or a GET with the parameters in the query",
+    )
+    .get_webhooks();
     type Settings = ();
     type Section = Section;
 

@@ -32,7 +32,11 @@ const CHALLENGE: &str = "Basic realm=\"dndgate\"";
 pub struct Postmark;
 
 impl Road for Postmark {
-    const ABOUT: About = About::new("postmark", include_str!("../../../providers/postmark.toml"));
+    const ABOUT: About = About::new(
+        "postmark",
+        "Postmark",
+        include_str!("../../../providers/postmark.toml"),
+    );
     type Settings = ();
     /// The basic-auth credentials written into the tenant's webhook URLs
     /// (`credentials`, each `user:password`).

@@ -36,7 +36,11 @@ pub struct Section {
 }
 
 impl Road for Sendgrid {
-    const ABOUT: About = About::new("sendgrid", include_str!("../../../providers/sendgrid.toml"));
+    const ABOUT: About = About::new(
+        "sendgrid",
+        "SendGrid",
+        include_str!("../../../providers/sendgrid.toml"),
+    );
     type Settings = ();
     type Section = Section;
 

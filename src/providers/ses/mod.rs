@@ -87,11 +87,15 @@ struct RawSns {
 }
 
 impl Road for Ses {
-    const ABOUT: About = About::new("ses", include_str!("../../../providers/ses.toml"))
-        .settings("sns")
-        // SNS sends text/plain unless the subscription's delivery policy sets
-        // headerContentType; application/json is the other value AWS allows.
-        .accepts(&["text/plain", "application/json"], "");
+    const ABOUT: About = About::new(
+        "ses",
+        "Amazon SES",
+        include_str!("../../../providers/ses.toml"),
+    )
+    .settings("sns")
+    // SNS sends text/plain unless the subscription's delivery policy sets
+    // headerContentType; application/json is the other value AWS allows.
+    .accepts(&["text/plain", "application/json"], "");
     type Settings = SnsSettings;
     type Section = Section;
 

@@ -58,6 +58,7 @@ pub struct RawSection {
 impl Road for SignalWire {
     const ABOUT: About = About::new(
         "signalwire",
+        "SignalWire",
         include_str!("../../../providers/signalwire.toml"),
     )
     .accepts(

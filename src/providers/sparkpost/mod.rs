@@ -63,6 +63,7 @@ struct RawSection {
 impl Road for Sparkpost {
     const ABOUT: About = About::new(
         "sparkpost",
+        "SparkPost",
         include_str!("../../../providers/sparkpost.toml"),
     );
     type Settings = ();

@@ -30,6 +30,7 @@ pub struct StandardWebhooks;
 impl Road for StandardWebhooks {
     const ABOUT: About = About::new(
         "standard-webhooks",
+        "Standard Webhooks",
         include_str!("../../../providers/standard-webhooks.toml"),
     )
     .aliases(&["resend"])

@@ -45,7 +45,11 @@ pub struct Section {
 }
 
 impl Road for Telnyx {
-    const ABOUT: About = About::new("telnyx", include_str!("../../../providers/telnyx.toml"));
+    const ABOUT: About = About::new(
+        "telnyx",
+        "Telnyx",
+        include_str!("../../../providers/telnyx.toml"),
+    );
     type Settings = ();
     type Section = Section;
 

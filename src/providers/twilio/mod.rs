@@ -60,11 +60,15 @@ pub struct RawSection {
 }
 
 impl Road for Twilio {
-    const ABOUT: About = About::new("twilio", include_str!("../../../providers/twilio.toml"))
-        .accepts(
-            &["application/x-www-form-urlencoded", "application/json"],
-            "application/json comes from Event Streams",
-        );
+    const ABOUT: About = About::new(
+        "twilio",
+        "Twilio",
+        include_str!("../../../providers/twilio.toml"),
+    )
+    .accepts(
+        &["application/x-www-form-urlencoded", "application/json"],
+        "application/json comes from Event Streams",
+    );
     type Settings = ();
     type Section = Section;
 

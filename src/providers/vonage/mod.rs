@@ -74,12 +74,16 @@ pub struct RawSection {
 }
 
 impl Road for Vonage {
-    const ABOUT: About = About::new("vonage", include_str!("../../../providers/vonage.toml"))
-        .accepts(
-            &["application/x-www-form-urlencoded", "application/json"],
-            "the SMS API sends a form, JSON or a GET query; the Messages API posts JSON",
-        )
-        .get_webhooks();
+    const ABOUT: About = About::new(
+        "vonage",
+        "Vonage",
+        include_str!("../../../providers/vonage.toml"),
+    )
+    .accepts(
+        &["application/x-www-form-urlencoded", "application/json"],
+        "the SMS API sends a form, JSON or a GET query; the Messages API posts JSON",
+    )
+    .get_webhooks();
     type Settings = ();
     type Section = Section;
 
