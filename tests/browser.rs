@@ -9,118 +9,17 @@
 //! where missing); `DNDGATE_CHROMIUM` and `DNDGATE_CHROMEDRIVER` point elsewhere. They
 //! fail, never skip, when the browser is missing.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
+use browser::*;
 use common::*;
 use dndgate::event::Channel;
 use dndgate::lookup::Lookup;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// Phone width in CSS pixels (a common modern phone).
-const PHONE_WIDTH: u32 = 390;
-const PHONE_HEIGHT: u32 = 844;
-
-fn tool(env: &str, default: &str) -> String {
-    let path = std::env::var(env).unwrap_or_else(|_| default.to_string());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} is missing: install Debian's chromium and chromium-driver (.ci/run does), \
-         or set {env}"
-    );
-    path
-}
-
-/// A chromedriver on a free port, and one browser session on it.
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    /// Start headless Chromium emulating a phone.
-    async fn start() -> Browser {
-        let chromium = tool("DNDGATE_CHROMIUM", "/usr/bin/chromium");
-        let chromedriver = tool("DNDGATE_CHROMEDRIVER", "/usr/bin/chromedriver");
-        let port = free_port();
-        // Its own process group, so that a failed test takes the browser down with it.
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let profile = tempfile::tempdir().unwrap();
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-                "mobileEmulation": {
-                    "deviceMetrics": {"width": PHONE_WIDTH, "height": PHONE_HEIGHT, "pixelRatio": 2.0, "touch": true}
-                }
-            }
-        });
-        let caps = match caps {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        let mut last = None;
-        for _ in 0..100 {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(client) => {
-                    return Browser {
-                        client,
-                        driver,
-                        _profile: profile,
-                    };
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start a session: {last:?}");
-    }
-
-    async fn close(self) {
-        let _ = self.client.clone().close().await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.wait();
-    }
-}
-
-/// Wait for the browser to arrive at `url`.
-async fn arrive(client: &Client, url: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_url(&url::Url::parse(url).unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("never reached {url}: {e}"));
-}
 
 /// The page runs no script at all (its policy forbids them), so what the browser does
 /// with it is what a mail app with JavaScript off does.

@@ -454,16 +454,9 @@ fn capitalised(text: &str) -> String {
 }
 
 /// Why a record is what it is, in words, with its date.
-fn record_words(gw: &Gateway, record: &Record, now_ms: i64) -> String {
+fn record_words(gw: &Gateway, record: &Record) -> String {
     let why = words::reason(&record.reason, &record.source, &code_meaning(gw));
-    let when = words::date(record.event_ms);
-    if record.blocks_at(now_ms) {
-        format!("{} on {when}", capitalised(&why))
-    } else if record.state == State::Cleared {
-        format!("Lifted on {when}: {why}")
-    } else {
-        format!("{} on {when}", capitalised(&why))
-    }
+    format!("{} on {}", capitalised(&why), words::date(record.event_ms))
 }
 
 fn badge(record: Option<&Record>, now_ms: i64) -> &'static str {
@@ -565,7 +558,7 @@ async fn contact_page(
                 state: words::state(record.as_ref(), now),
                 reason: record
                     .as_ref()
-                    .map(|r| record_words(gw, r, now))
+                    .map(|r| record_words(gw, r))
                     .unwrap_or_default(),
                 all_blocks: all_blocks && scope != Scope::All,
             });
@@ -637,12 +630,15 @@ fn entry_view(gw: &Gateway, e: &AuditEntry) -> EntryView {
                     "reference" => "Reference",
                     other => other,
                 };
-                (
-                    label.to_string(),
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string()),
-                )
+                let text = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                let text = match crate::time::parse_rfc3339_ms(&text) {
+                    Some(ms) if k == "captured_at" => words::date_time(ms),
+                    _ => text,
+                };
+                (label.to_string(), text)
             })
             .collect(),
         _ => Vec::new(),
@@ -652,11 +648,20 @@ fn entry_view(gw: &Gateway, e: &AuditEntry) -> EntryView {
         scope: scope_label(e.scope),
         address: e.address.clone(),
         outcome: e.outcome.as_str().to_string(),
-        what: words::outcome(e.outcome.as_str(), &e.action).to_string(),
-        why: words::reason(&e.reason, &e.provider, &code_meaning(gw)),
+        what: capitalised(words::outcome(e.outcome.as_str(), &e.action)),
+        why: if e.action == "clear" && e.reason == "operator" {
+            "an operator asked to lift it".to_string()
+        } else {
+            words::reason(&e.reason, &e.provider, &code_meaning(gw))
+        },
         source: words::source(&e.provider),
         event_id: e.event_id.clone(),
-        actor: e.actor.clone(),
+        // Changes made in the console are recorded as `console:NAME`.
+        actor: e.actor.as_ref().map(|a| match a.strip_prefix("console:") {
+            Some(name) => format!("{name} (console)"),
+            None if a == "console" => "the console".to_string(),
+            None => a.clone(),
+        }),
         evidence,
     }
 }
@@ -706,7 +711,7 @@ async fn save(gw: &Gateway, s: &Session, fields: &[(String, String)]) -> Result<
                 consent.push(ConsentView {
                     key: key.clone(),
                     label: format!("{} for {address}", words::scope(scope)),
-                    reason: record_words(gw, record, now),
+                    reason: record_words(gw, record),
                     agreed: String::new(),
                     captured_at: String::new(),
                     method: String::new(),
@@ -814,7 +819,7 @@ async fn consent(gw: &Gateway, s: &Session, fields: &[(String, String)]) -> Resu
             label: format!("{} for {address}", words::scope(scope)),
             reason: record
                 .as_ref()
-                .map(|r| record_words(gw, r, now))
+                .map(|r| record_words(gw, r))
                 .unwrap_or_default(),
             agreed: typed[0].to_string(),
             captured_at: typed[1].to_string(),
@@ -872,7 +877,7 @@ async fn overview(gw: &Gateway, s: &Session, error: Option<String>) -> Result<An
             when: words::date_time(e.event_ms),
             scope: scope_label(e.scope),
             address: e.address.clone(),
-            what: words::outcome(e.outcome.as_str(), &e.action).to_string(),
+            what: capitalised(words::outcome(e.outcome.as_str(), &e.action)),
             why: words::reason(&e.reason, &e.provider, &code_meaning(gw)),
         })
         .collect();

@@ -59,9 +59,8 @@ button {{ padding: .55rem 1rem; border-radius: .4rem; border: 2px solid {ACCENT}
 button.secondary {{ background: #fff; color: {ACCENT}; }}
 button.link {{ background: none; border: 0; color: {ACCENT}; padding: 0; font-weight: 400; text-decoration: underline; }}
 .rows {{ list-style: none; margin: 0 0 1rem; padding: 0; }}
-.row {{ display: flex; gap: .75rem; align-items: flex-start; padding: .75rem 0; border-top: 1px solid #eceef2; }}
-.row label {{ display: flex; gap: .75rem; align-items: center; font-weight: 600; min-width: 12rem; }}
-.row .what {{ flex: 1; }}
+.row {{ display: grid; grid-template-columns: 15rem 1fr; gap: .25rem .75rem; align-items: start; padding: .75rem 0; border-top: 1px solid #eceef2; }}
+.row label {{ display: flex; gap: .75rem; align-items: center; font-weight: 600; cursor: pointer; }}
 .address {{ color: #555; font-size: .9rem; word-break: break-all; }}
 .badge {{ display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .85rem; font-weight: 600; }}
 .badge.allowed {{ background: #e3f5e9; color: #11652f; }}
@@ -74,12 +73,16 @@ button.link {{ background: none; border: 0; color: {ACCENT}; padding: 0; font-we
 .consent {{ border: 2px solid #9b1c1c; border-radius: .5rem; padding: 1rem; margin: 1rem 0; }}
 .consent .fields {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(14rem, 1fr)); gap: .75rem; margin: .75rem 0; }}
 .consent label {{ display: block; font-weight: 600; }}
+.table {{ overflow-x: auto; }}
 table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ text-align: left; padding: .4rem .5rem; border-top: 1px solid #eceef2; vertical-align: top; }}
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .timeline {{ list-style: none; margin: 0; padding: 0; }}
 .timeline li {{ border-left: 3px solid #d5d9e0; padding: 0 0 1rem 1rem; }}
 .timeline .when {{ color: #555; font-size: .9rem; }}
+dl.evidence {{ display: grid; grid-template-columns: max-content 1fr; gap: .1rem .75rem; margin: .35rem 0 0; padding: .5rem .75rem; background: #f6f7f9; border-radius: .4rem; }}
+dl.evidence dt {{ color: #555; }}
+dl.evidence dd {{ margin: 0; }}
 .timeline .event-id {{ font-family: ui-monospace, monospace; font-size: .85rem; word-break: break-all; }}
 .muted {{ color: #666; }}
 .visually-hidden {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }}
@@ -87,9 +90,10 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 .signin label {{ display: block; font-weight: 600; margin-top: .75rem; }}
 .signin button {{ width: 100%; margin-top: 1rem; }}
 @media (max-width: 40rem) {{
-  .row {{ flex-direction: column; }}
-  .row label {{ min-width: 0; }}
+  .row {{ grid-template-columns: 1fr; }}
   .hide-narrow {{ display: none; }}
+  table {{ font-size: .85rem; }}
+  th, td {{ padding: .35rem .25rem; }}
 }}
 </style>
 </head>
@@ -431,7 +435,7 @@ pub fn overview(
         ));
     }
     body.push_str(&format!(
-        "<section class=\"counts\">\n<h1>Tenant {}</h1>\n<table>\n<thead><tr><th>Channel</th><th class=\"n\">Permanent</th><th class=\"n\">Temporary</th><th class=\"n\">Marketing only</th><th class=\"n hide-narrow\">Lifted</th></tr></thead>\n<tbody>\n",
+        "<section class=\"counts\">\n<h1>Tenant {}</h1>\n<div class=\"table\"><table>\n<thead><tr><th>Channel</th><th class=\"n\">Permanent</th><th class=\"n\">Temporary</th><th class=\"n\">Marketing</th><th class=\"n hide-narrow\">Lifted</th></tr></thead>\n<tbody>\n",
         escape(tenant)
     ));
     for c in counts {
@@ -444,7 +448,7 @@ pub fn overview(
             label = escape(c.label),
         ));
     }
-    body.push_str("</tbody>\n</table>\n<p><a href=\"/console/export.csv\" class=\"export\" download>Export the records that block now (CSV)</a></p>\n</section>\n");
+    body.push_str("</tbody>\n</table></div>\n<p><a href=\"/console/export.csv\" class=\"export\" download>Export the records that block now (CSV)</a></p>\n</section>\n");
     body.push_str("<section class=\"recent\">\n<h2>Last changes</h2>\n");
     if recent.is_empty() {
         body.push_str("<p class=\"muted\">Nothing recorded yet.</p>\n");
