@@ -28,8 +28,8 @@ The rules it checks (docs/ARCHITECTURE.md, "Invariants"):
   the spool or the state engine); the server names no provider; classification names
   only the event types; the lower floors name nothing above them;
 - only the server names hyper (`hyper`, `hyper_util`, `http_body_util`);
-- only the store writes a Redis key (a string literal opening with `dnd:`, `dndlink:`
-  or `dndkey:` anywhere outside src/store/, its unit tests included).
+- only the store writes a Redis key (a string literal opening with `dnd:`, `dndlink:`,
+  `dndkey:` or `dndsession:` anywhere outside src/store/, its unit tests included).
 """
 import argparse
 import os
@@ -67,7 +67,7 @@ LAYERS = [
 # External crates only the server may name.
 SERVER_ONLY_CRATES = {"hyper", "hyper_util", "http_body_util"}
 # A Redis key written outside the store: a string literal that opens like one.
-KEY_LITERAL = re.compile(r'"dnd(?:link|key)?:')
+KEY_LITERAL = re.compile(r'"dnd(?:link|key|session)?:')
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"[0-9][0-9A-Za-z_]*")

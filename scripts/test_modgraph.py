@@ -328,6 +328,8 @@ class LayerRules(unittest.TestCase):
          "layer: pipeline names http_body_util (src/pipeline.rs:4)"),
         ("pipeline.rs", 'const K: &str = "dndlink:{x}:1";',
          "layer: src/pipeline.rs:4 writes a Redis key: only the store knows the key layout"),
+        ("pipeline.rs", 'const K: &str = "dndsession:ab";',
+         "layer: src/pipeline.rs:4 writes a Redis key: only the store knows the key layout"),
     ]
 
     def test_the_base_crate_passes(self):

@@ -358,6 +358,54 @@ async fn sessions_csrf_and_tenants_over_plain_http() {
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 
+    // A temporary block (Twilio error 30003 on a text to Carol) reads as such, and
+    // unticking it lifts it: no consent needed.
+    let carol = "+14155550133";
+    let r = gw
+        .twilio(
+            "/webhooks/twilio",
+            TWILIO_TOKEN,
+            &status_callback(
+                "SM00000000000000000000000000000633",
+                carol,
+                "undelivered",
+                Some("30003"),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(blocked(&redis, "acme", Channel::Sms, carol).await);
+    let panel = acme.get("/console/contact?address=%2B14155550133").await;
+    assert!(panel.body.contains("Temporary"), "{}", panel.body);
+    assert!(panel.body.contains("until "), "{}", panel.body);
+    assert!(
+        panel.body.contains("Error 30003 at Twilio"),
+        "{}",
+        panel.body
+    );
+    let csrf = acme.csrf.clone();
+    let r = acme
+        .post(
+            "/console/contact",
+            &[
+                ("csrf", &csrf),
+                ("subject_address", carol),
+                ("shown", "sms|+14155550133"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some("/console/contact?address=%2B14155550133&n=saved")
+    );
+    assert!(
+        !blocked(&redis, "acme", Channel::Sms, carol).await,
+        "lifted"
+    );
+    let last = audit_of(&redis, "acme", carol).pop().unwrap();
+    assert!(last.contains("clear") && last.contains("applied"), "{last}");
+
     // The export is the tenant's CSV, as `dndgate export` writes it.
     let csv = acme.get("/console/export.csv").await;
     assert_eq!(csv.status, 200);
