@@ -279,7 +279,11 @@ async fn handle(
     let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let route = telemetry::route_label(&segments);
+    let provider = match segments.as_slice() {
+        ["webhooks", p, ..] => app.gateway.provider_name(p),
+        _ => None,
+    };
+    let route = telemetry::route_label(&segments, provider);
     let span = telemetry::request_span(route, req.method().as_str());
     let mut info = RequestInfo::default();
     let response = match side {
@@ -500,7 +504,8 @@ async fn webhook(
             report.spooled,
         ));
     }
-    telemetry::webhook_answered(provider, &report, answer.status, &answer.body, peer);
+    let label = app.gateway.provider_name(provider).unwrap_or("unknown");
+    telemetry::webhook_answered(provider, label, &report, answer.status, &answer.body, peer);
     respond(answer)
 }
 

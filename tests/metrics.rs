@@ -98,6 +98,27 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     )
     .await;
     assert_eq!(r.status, 404);
+    // A provider added after the first seven is counted under its own name, not as
+    // `unknown` (an unsigned Telnyx post for a tenant without a Telnyx section), and
+    // a route that names no provider is `unknown`.
+    let telnyx = http(
+        addr,
+        "POST",
+        "/webhooks/telnyx/acme",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert!(telnyx.status >= 400, "{}", telnyx.body);
+    let nobody = http(
+        addr,
+        "POST",
+        "/webhooks/nosuchprovider",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(nobody.status, 404);
     let auth = format!("Bearer {API_TOKEN}");
     let r = http(
         addr,
@@ -134,6 +155,23 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
     assert_eq!(get(&requests("unchanged", "acme", 200)), 1.0);
     assert_eq!(get(&requests("refused", "acme", 401)), 2.0);
     assert_eq!(get(&requests("refused", "", 404)), 1.0);
+    assert_eq!(
+        get(&format!(
+            "dndgate_requests_total{{provider=\"telnyx\",tenant=\"\",outcome=\"refused\",status=\"{}\"}}",
+            telnyx.status
+        )),
+        1.0,
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        get(
+            "dndgate_requests_total{provider=\"unknown\",tenant=\"\",outcome=\"refused\",status=\"404\"}"
+        ),
+        1.0,
+        "only the route with no provider is unknown: {}",
+        r.body
+    );
     assert!(
         !r.body.contains("nosuchtenant"),
         "an unknown tenant is not a label"
@@ -206,8 +244,8 @@ async fn metrics_count_what_happened_and_the_json_log_carries_the_span() {
         .collect();
     assert_eq!(
         refused.len(),
-        3,
-        "two bad signatures, one unknown tenant: {log}"
+        5,
+        "two bad signatures, one unknown tenant, Telnyx for a tenant without it, no such provider: {log}"
     );
     assert!(
         !log.contains("+14155550101"),

@@ -211,6 +211,12 @@ impl Gateway {
         Ok(answer(reply, report))
     }
 
+    /// The registry's name of the provider a route segment names (an alias resolves to
+    /// its provider), for metric labels; `None` for no provider.
+    pub fn provider_name(&self, segment: &str) -> Option<&'static str> {
+        route(segment).ok().map(Provider::as_str)
+    }
+
     /// Whether `provider` (a route segment) may send its webhooks by GET
     /// ([`About::get_webhooks`](crate::road::About::get_webhooks)).
     pub fn takes_get(&self, provider: &str) -> bool {
