@@ -240,6 +240,14 @@ fn percent_decode(segment: &str) -> Result<String, Error> {
     String::from_utf8(out).map_err(|_| Error::bad_request(format!("{segment:?} is not UTF-8")))
 }
 
+/// The length a request declares (`Content-Length`), if it is a number.
+fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Read the whole body, at most `limit` bytes, within `timeout`
 /// (`limits.body_read_timeout`): a body that stalls gets 408 and the connection closes.
 async fn read_body(
@@ -388,11 +396,7 @@ async fn route_request(
                         .get(CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    let declared = req
-                        .headers()
-                        .get(CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
+                    let declared = declared_length(req.headers());
                     // A preference form is a few hundred bytes; one-click bodies less.
                     let timeout = app.gateway.config.limits.body_read_timeout;
                     match read_body(req.into_body(), declared, 16 * 1024, timeout).await {
@@ -434,11 +438,7 @@ async fn webhook(
     info: &mut RequestInfo,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let declared = declared_length(&parts.headers);
     let tenant = match tenant.map(percent_decode).transpose() {
         Ok(t) => t,
         Err(e) => return respond(Answer::from_error(&e)),
@@ -526,11 +526,7 @@ async fn console(app: &App, req: Request<Incoming>, rest: &[&str]) -> Response<F
         .collect::<Vec<_>>()
         .join("; ");
     let body = if post {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let declared = declared_length(req.headers());
         let timeout = app.gateway.config.limits.body_read_timeout;
         match read_body(req.into_body(), declared, console::MAX_BODY, timeout).await {
             Ok(b) => b,
@@ -655,11 +651,7 @@ async fn api_request(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     api::authorize(&app.gateway.config, &tenant, authorization)?;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let declared = declared_length(req.headers());
     let config = &app.gateway.config;
     // A request without a body (a lookup's GET) has nothing to wait for.
     if hyper::body::Body::is_end_stream(req.body()) {

@@ -451,39 +451,19 @@ async fn the_console_is_served_where_the_configuration_says() {
         "admin_listen = \"off\"\nconsole = \"public\"",
         1,
     );
-    let gw = TestGateway::start(&public).await;
-    assert_eq!(
-        http(gw.addr, "GET", "/console/login", &[], b"")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        http(gw.admin_addr, "GET", "/console/login", &[], b"")
-            .await
-            .status,
-        404
-    );
-    gw.stop().await;
     let off = config_text(&redis.url()).replacen(
         "admin_listen = \"off\"",
         "admin_listen = \"off\"\nconsole = \"off\"",
         1,
     );
-    let gw = TestGateway::start(&off).await;
-    assert_eq!(
-        http(gw.addr, "GET", "/console/login", &[], b"")
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        http(gw.admin_addr, "GET", "/console/login", &[], b"")
-            .await
-            .status,
-        404
-    );
-    gw.stop().await;
+    // (configuration, status on the public listener, status on the admin listener)
+    for (config, public_status, admin_status) in [(public, 200, 404), (off, 404, 404)] {
+        let gw = TestGateway::start(&config).await;
+        let on = |addr| async move { http(addr, "GET", "/console/login", &[], b"").await.status };
+        assert_eq!(on(gw.addr).await, public_status, "{config}");
+        assert_eq!(on(gw.admin_addr).await, admin_status, "{config}");
+        gw.stop().await;
+    }
     let problems = dndgate::config::Config::parse(
         &config_text(&redis.url()).replacen(
             "admin_listen = \"off\"",
