@@ -175,8 +175,35 @@ async fn admin_loop(
     }
 }
 
-fn respond(answer: Answer) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+/// A response body: the whole answer at once, or pieces as they come (the console's
+/// export, which is never held whole).
+type Body = http_body_util::Either<Full<Bytes>, Pieces>;
+
+/// A body sent piece by piece from a channel; an `Err` piece ends it as a failed
+/// transfer (the client sees the download break, never a short file that looks whole).
+pub struct Pieces(tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>);
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|piece| {
+            piece.map(|p| {
+                p.map(|bytes| hyper::body::Frame::data(Bytes::from(bytes)))
+                    .map_err(std::io::Error::other)
+            })
+        })
+    }
+}
+
+fn respond(answer: Answer) -> Response<Body> {
+    let mut response = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(
+        answer.body,
+    ))));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
@@ -203,7 +230,7 @@ fn respond(answer: Answer) -> Response<Full<Bytes>> {
     response
 }
 
-fn method_not_allowed(allowed: &'static str, api: bool) -> Response<Full<Bytes>> {
+fn method_not_allowed(allowed: &'static str, api: bool) -> Response<Body> {
     let e = Error::new(
         Kind::MethodNotAllowed,
         format!("method not allowed here; use {allowed}"),
@@ -277,12 +304,7 @@ async fn read_body(
 }
 
 /// Answer one request inside its span, then count it.
-async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    side: Side,
-) -> Response<Full<Bytes>> {
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr, side: Side) -> Response<Body> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let path = req.uri().path().to_string();
@@ -322,7 +344,7 @@ async fn admin_route(
     req: Request<Incoming>,
     path: &str,
     segments: &[&str],
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let get = req.method() == Method::GET;
     match segments {
         ["healthz"] if get => respond(Answer::text(200, "ok\n")),
@@ -358,7 +380,7 @@ async fn route_request(
     path: &str,
     segments: &[&str],
     info: &mut RequestInfo,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let method = req.method().clone();
     match segments {
         ["healthz"] if method == Method::GET => respond(Answer::text(200, "ok\n")),
@@ -436,7 +458,7 @@ async fn webhook(
     tenant: Option<&str>,
     peer: SocketAddr,
     info: &mut RequestInfo,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let declared = declared_length(&parts.headers);
     let tenant = match tenant.map(percent_decode).transpose() {
@@ -511,7 +533,7 @@ async fn webhook(
 
 /// A request to the operator console (`crate::console`): GET and HEAD read, POST
 /// sends a form of at most `console::MAX_BODY` bytes.
-async fn console(app: &App, req: Request<Incoming>, rest: &[&str]) -> Response<Full<Bytes>> {
+async fn console(app: &App, req: Request<Incoming>, rest: &[&str]) -> Response<Body> {
     let post = match *req.method() {
         Method::GET | Method::HEAD => false,
         Method::POST => true,
@@ -547,6 +569,9 @@ async fn console(app: &App, req: Request<Incoming>, rest: &[&str]) -> Response<F
     )
     .await;
     let mut response = respond(answer.answer);
+    if let Some(pieces) = answer.pieces {
+        *response.body_mut() = http_body_util::Either::Right(Pieces(pieces));
+    }
     let headers = response.headers_mut();
     for (name, value) in console::SECURITY_HEADERS {
         headers.insert(*name, HeaderValue::from_static(value));
@@ -574,7 +599,7 @@ async fn api_route(
     tenant: &str,
     rest: &[&str],
     info: &mut RequestInfo,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let method = req.method().clone();
     let allowed: &'static str = match rest {
         ["dnd", "check"] => "POST",

@@ -991,3 +991,57 @@ async fn the_panel_fits_a_phone() {
     browser.close().await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_export_streams_every_page_and_matches_dndgate_export() {
+    let redis = RedisServer::start();
+    let gw = TestGateway::start(&config_text(&redis.url())).await;
+    // 6,000 numbers: their buckets span several SCAN pages, so the download comes in
+    // several pieces.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dndgate.toml");
+    std::fs::write(&config, config_text(&redis.url())).unwrap();
+    let list = dir.path().join("list.txt");
+    let numbers: String = (0..6000).map(|i| format!("+1555{i:07}\n")).collect();
+    std::fs::write(&list, numbers).unwrap();
+    let config = config.to_str().unwrap();
+    let (code, _, err) = dndgate(&[
+        "import",
+        "--config",
+        config,
+        "--tenant",
+        "acme",
+        "--format",
+        "list",
+        "--scope",
+        "sms",
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, cli, err) = dndgate(&["export", "--config", config, "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+
+    let acme = Session::sign_in(gw.admin_addr, "acme", API_TOKEN).await;
+    let r = acme.get("/console/export.csv").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "sent as it is read"
+    );
+    assert!(!r.body.ends_with("<incomplete>"), "a whole transfer");
+    let rows = |text: &str| -> (String, std::collections::BTreeSet<String>) {
+        let mut lines = text.lines();
+        let header = lines.next().unwrap().to_string();
+        (header, lines.map(str::to_string).collect())
+    };
+    let (console_header, console_rows) = rows(&r.body);
+    let (cli_header, cli_rows) = rows(&cli);
+    assert_eq!(console_header, cli_header);
+    assert_eq!(console_rows.len(), 6000);
+    assert_eq!(
+        console_rows, cli_rows,
+        "the console's export is `dndgate export`'s"
+    );
+    gw.stop().await;
+}

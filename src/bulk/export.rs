@@ -58,41 +58,84 @@ pub struct ExportFilter {
 }
 
 /// Write the tenant's records to `out` as CSV (header included) and return how many
-/// rows were written. Pages through [`Store::export_page`] until the cursor is back at
-/// 0; SCAN may return a bucket twice, so rows are de-duplicated by (scope, address).
+/// rows were written: [`Export`]'s pieces in turn.
 pub async fn export<W: Write>(
     store: &Store,
     tenant: &str,
     filter: ExportFilter,
-    out: W,
+    mut out: W,
 ) -> Result<u64, ExportError> {
-    let mut writer = csv::Writer::from_writer(out);
-    writer
-        .write_record(EXPORT_COLUMNS)
-        .map_err(ExportError::Write)?;
-    // The field text (`scope:address`) is the record's identity in its bucket.
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut written = 0u64;
-    let mut cursor = 0u64;
-    loop {
-        let (next, records) = store.export_page(tenant, cursor).await?;
+    let mut export = Export::new(filter);
+    while let Some(piece) = export.next_piece(store, tenant).await? {
+        out.write_all(&piece)
+            .map_err(|e| ExportError::Write(e.into()))?;
+    }
+    out.flush().map_err(|e| ExportError::Write(e.into()))?;
+    Ok(export.written)
+}
+
+/// A tenant's export as CSV, one piece per page of [`Store::records_page`] (the header
+/// first), so a caller can send it as it comes (the console's download) without
+/// holding it whole. Pages until the cursor is back at 0; a bucket SCAN returns twice
+/// is read once.
+pub struct Export {
+    filter: ExportFilter,
+    cursor: u64,
+    seen: HashSet<String>,
+    started: bool,
+    done: bool,
+    /// Rows written so far.
+    pub written: u64,
+}
+
+impl Export {
+    /// An export not yet started.
+    pub fn new(filter: ExportFilter) -> Export {
+        Export {
+            filter,
+            cursor: 0,
+            seen: HashSet::new(),
+            started: false,
+            done: false,
+            written: 0,
+        }
+    }
+
+    /// The next piece of the CSV; `None` once it is complete.
+    pub async fn next_piece(
+        &mut self,
+        store: &Store,
+        tenant: &str,
+    ) -> Result<Option<Vec<u8>>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        if !self.started {
+            self.started = true;
+            writer
+                .write_record(EXPORT_COLUMNS)
+                .map_err(ExportError::Write)?;
+        }
+        let (next, records) = store
+            .records_page(tenant, self.cursor, &mut self.seen)
+            .await?;
         for (scope, address, record) in records {
-            if filter.scope.is_some_and(|s| s != scope)
-                || !(filter.all_states || record.blocks_at(filter.now_ms))
-                || !seen.insert(format!("{scope}:{address}"))
+            if self.filter.scope.is_some_and(|s| s != scope)
+                || !(self.filter.all_states || record.blocks_at(self.filter.now_ms))
             {
                 continue;
             }
             write_row(&mut writer, scope, &address, &record)?;
-            written += 1;
+            self.written += 1;
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+        self.cursor = next;
+        self.done = next == 0;
+        writer
+            .into_inner()
+            .map(Some)
+            .map_err(|e| ExportError::Write(e.into_error().into()))
     }
-    writer.flush().map_err(|e| ExportError::Write(e.into()))?;
-    Ok(written)
 }
 
 fn write_row<W: Write>(

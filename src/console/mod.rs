@@ -82,6 +82,9 @@ pub struct ConsoleAnswer {
     pub set_cookies: Vec<String>,
     /// Send the body as a download with this file name.
     pub attachment: Option<String>,
+    /// The body, in pieces as they are made, in place of the answer's (the export).
+    /// An `Err` piece breaks the transfer off.
+    pub pieces: Option<tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>>,
 }
 
 impl From<Answer> for ConsoleAnswer {
@@ -90,6 +93,7 @@ impl From<Answer> for ConsoleAnswer {
             answer,
             set_cookies: Vec::new(),
             attachment: None,
+            pieces: None,
         }
     }
 }
@@ -284,6 +288,7 @@ async fn sign_in_page(gw: &Gateway, error: Option<&str>, status: u16) -> Console
         answer: html(status, page::sign_in(&csrf, error)),
         set_cookies: vec![set_cookie(gw, SIGN_IN_COOKIE, &csrf, 3600)],
         attachment: None,
+        pieces: None,
     }
 }
 
@@ -340,6 +345,7 @@ async fn sign_in(gw: &Gateway, req: &ConsoleRequest<'_>) -> ConsoleAnswer {
             set_cookie(gw, SIGN_IN_COOKIE, "", 0),
         ],
         attachment: None,
+        pieces: None,
     }
 }
 
@@ -351,6 +357,7 @@ async fn sign_out(gw: &Gateway, s: &Session) -> ConsoleAnswer {
         answer: redirect("/console/login".into()),
         set_cookies: vec![set_cookie(gw, SESSION_COOKIE, "", 0)],
         attachment: None,
+        pieces: None,
     }
 }
 
@@ -888,24 +895,53 @@ async fn overview(gw: &Gateway, s: &Session, error: Option<String>) -> Result<An
     ))
 }
 
+/// The tenant's records that block now, as the CSV of `dndgate export`, sent page by
+/// page: the gateway never holds the whole file (a million records would be about
+/// 60 MB). The first page is read before answering, so a Redis that does not answer
+/// gets a 503 page; a failure later breaks the download off.
 async fn export(gw: &Gateway, s: &Session) -> ConsoleAnswer {
-    let mut csv = Vec::new();
-    let filter = crate::bulk::export::ExportFilter {
+    use crate::bulk::export::{Export, ExportError, ExportFilter};
+    let mut export = Export::new(ExportFilter {
         scope: None,
         all_states: false,
         now_ms: now_ms(),
+    });
+    let first = match export.next_piece(&gw.store, &s.tenant).await {
+        Ok(piece) => piece.unwrap_or_default(),
+        Err(ExportError::Store(e)) => return unavailable(&e).into(),
+        Err(e) => return html(500, page::message("Export failed", &e.to_string(), None)).into(),
     };
-    match crate::bulk::export::export(&gw.store, &s.tenant, filter, &mut csv).await {
-        Ok(_) => ConsoleAnswer {
-            answer: Answer {
-                content_type: "text/csv; charset=utf-8",
-                ..Answer::text(200, String::from_utf8_lossy(&csv).into_owned())
-            },
-            set_cookies: Vec::new(),
-            attachment: Some(format!("dnd-{}.csv", s.tenant)),
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let store = gw.store.clone();
+    let tenant = s.tenant.clone();
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        loop {
+            let piece = match export.next_piece(&store, &tenant).await {
+                Ok(Some(piece)) => Ok(piece),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "console: export broken off");
+                    Err(e.to_string())
+                }
+            };
+            let failed = piece.is_err();
+            // The browser went away: stop reading Redis.
+            if tx.send(piece).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ConsoleAnswer {
+        answer: Answer {
+            content_type: "text/csv; charset=utf-8",
+            ..Answer::text(200, String::new())
         },
-        Err(crate::bulk::export::ExportError::Store(e)) => unavailable(&e).into(),
-        Err(e) => html(500, page::message("Export failed", &e.to_string(), None)).into(),
+        set_cookies: Vec::new(),
+        attachment: Some(format!("dnd-{}.csv", s.tenant)),
+        pieces: Some(rx),
     }
 }
 

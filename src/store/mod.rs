@@ -1186,11 +1186,25 @@ impl Store {
 
     /// One page of a tenant's records for export: from `cursor` (start with 0) to the
     /// returned cursor (0 when done). Records are `(scope, address, record)`; cleared
-    /// records are included (they carry the opt-in time).
+    /// records are included (they carry the opt-in time). SCAN may return a bucket on
+    /// two pages: [`Store::records_page`] skips those.
     pub async fn export_page(
         &self,
         tenant: &str,
         cursor: u64,
+    ) -> Result<(u64, Vec<(Scope, Address, Record)>), StoreError> {
+        self.records_page(tenant, cursor, &mut std::collections::HashSet::new())
+            .await
+    }
+
+    /// [`Store::export_page`], reading only the buckets not in `seen` and adding them
+    /// to it, so a walk from cursor 0 back to 0 yields each record once. `seen` holds
+    /// bucket keys, at most 16 x 4,096 of them, however many records there are.
+    pub async fn records_page(
+        &self,
+        tenant: &str,
+        cursor: u64,
+        seen: &mut std::collections::HashSet<String>,
     ) -> Result<(u64, Vec<(Scope, Address, Record)>), StoreError> {
         let mut conn = self.conn.clone();
         // Buckets are dnd:{TENANT:S}:BBB with S and BBB hex digits; nothing else matches.
@@ -1199,8 +1213,12 @@ impl Store {
         let (next, bucket_keys): (u64, Vec<String>) = self
             .with_timeout(conn.scan_page(cursor, &pattern, 1000))
             .await?;
-        let mut batch = Batch::with_capacity(bucket_keys.len());
-        for key in &bucket_keys {
+        let fresh: Vec<String> = bucket_keys
+            .into_iter()
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
+        let mut batch = Batch::with_capacity(fresh.len());
+        for key in &fresh {
             let mut cmd = redis::cmd("HGETALL");
             cmd.arg(key);
             batch.add(key, cmd);
@@ -1219,44 +1237,21 @@ impl Store {
         Ok((next, records))
     }
 
-    /// Every record of the tenant (cleared ones too), each once, to `visit`, with how
-    /// many buckets were read. SCAN may return a bucket twice, so bucket keys are
-    /// remembered (at most 16 x 4,096 of them), not records.
+    /// Every record of the tenant (cleared ones too), each once, to `visit`.
     pub async fn each_record(
         &self,
         tenant: &str,
         mut visit: impl FnMut(Scope, &Record),
-    ) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("dnd:{{{tenant}:?}}:???");
+    ) -> Result<(), StoreError> {
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
         loop {
-            let (next, bucket_keys): (u64, Vec<String>) = self
-                .with_timeout(conn.scan_page(cursor, &pattern, 1000))
-                .await?;
-            let fresh: Vec<String> = bucket_keys
-                .into_iter()
-                .filter(|k| seen.insert(k.clone()))
-                .collect();
-            let mut batch = Batch::with_capacity(fresh.len());
-            for key in &fresh {
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(key);
-                batch.add(key, cmd);
-            }
-            let buckets: Vec<Vec<(String, String)>> =
-                self.with_timeout(conn.run_batch(&batch)).await?;
-            for (field, value) in buckets.iter().flatten() {
-                let Some((scope, _)) = field.split_once(':') else {
-                    continue;
-                };
-                if let (Ok(scope), Some(record)) = (scope.parse::<Scope>(), Record::parse(value)) {
-                    visit(scope, &record);
-                }
+            let (next, records) = self.records_page(tenant, cursor, &mut seen).await?;
+            for (scope, _, record) in &records {
+                visit(*scope, record);
             }
             if next == 0 {
-                return Ok(seen.len());
+                return Ok(());
             }
             cursor = next;
         }

@@ -373,14 +373,48 @@ pub async fn http(
         .unwrap()
         .parse()
         .unwrap();
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(": "))
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     HttpResponse {
         status,
         headers,
-        body: body.to_string(),
+        body,
+    }
+}
+
+/// A chunked body's data. A body cut short (no last, empty chunk) keeps what arrived
+/// and ends with `<incomplete>`, so a test can tell a broken transfer from a whole one.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            out.push_str("<incomplete>");
+            return out;
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            out.push_str("<incomplete>");
+            return out;
+        };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            out.push_str(after);
+            out.push_str("<incomplete>");
+            return out;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
     }
 }
 
