@@ -945,6 +945,45 @@ async fn export(gw: &Gateway, s: &Session) -> ConsoleAnswer {
     }
 }
 
+/// Read `data` as everything the console reads from a request before it touches the
+/// store (a form body, a `Cookie` header, a query string), and render the pages that
+/// take text; each parse's refusals returned as one line each. For the fuzz targets in
+/// `fuzz/` only.
+#[doc(hidden)]
+pub fn fuzz_inputs(data: &[u8], now_ms: i64) -> Vec<String> {
+    let mut refusals = Vec::new();
+    let text = String::from_utf8_lossy(data);
+    let _ = cookie(Some(&text), SESSION_COOKIE).map(is_token);
+    let _ = cookie(Some(&text), SIGN_IN_COOKIE);
+    for fields in [
+        form(data),
+        serde_urlencoded::from_str(&text).unwrap_or_default(),
+    ] {
+        for prefix in ["", "subject_"] {
+            if let Some(subject) = Subject::from_fields(&fields, prefix) {
+                let _ = subject.query();
+            }
+        }
+        for (name, value) in &fields {
+            if matches!(name.as_str(), "shown" | "dnd" | "row") && parse_row(value).is_none() {
+                refusals.push(format!("{value:?} is not a channel and address"));
+            }
+        }
+        let evidence = Evidence {
+            agreed: field(&fields, "agreed").trim().to_string(),
+            captured_at: captured_at(field(&fields, "captured_at")),
+            method: field(&fields, "method").trim().to_string(),
+            reference: field(&fields, "reference").trim().to_string(),
+        };
+        if let Err(e) = evidence.validate(now_ms) {
+            refusals.push(e);
+        }
+        let _ = page::sign_in(field(&fields, "csrf"), Some(field(&fields, "tenant")));
+        let _ = page::message(field(&fields, "q"), &text, Some((&text, &text)));
+    }
+    refusals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -971,6 +1010,41 @@ mod tests {
         assert!(parse_row("sms|alice@example.com").is_none());
         assert!(parse_row("fax|+14155550100").is_none());
         assert!(parse_row("sms").is_none());
+    }
+
+    #[test]
+    fn what_a_request_carries_is_read_without_panics_and_refused_in_one_line() {
+        let now = 1_767_225_600_000;
+        let inputs: [&[u8]; 6] = [
+            b"shown=sms%7C%2B1&dnd=fax%7Cx&row=%7C&agreed=%0Aa&captured_at=2999-01-01T00%3A00&method=carrier+pigeon",
+            b"subject_address=%FF%FE&subject_id=..&csrf=%00",
+            b"dndgate_console=\xff\xfe; ;=;==",
+            b"q=<script>&tenant=\"><b>",
+            b"",
+            &[0xff, 0x00, b'=', b'&', 0x80],
+        ];
+        for input in inputs {
+            for refusal in fuzz_inputs(input, now) {
+                assert!(
+                    !refusal.is_empty() && !refusal.contains('\n'),
+                    "{refusal:?}"
+                );
+            }
+        }
+        let refusals = fuzz_inputs(
+            b"row=sms%7Cnobody&agreed=x&captured_at=2999-01-01T00%3A00&method=web+form&reference=r",
+            now,
+        );
+        assert!(
+            refusals
+                .iter()
+                .any(|r| r.contains("not a channel and address")),
+            "{refusals:?}"
+        );
+        assert!(
+            refusals.iter().any(|r| r.contains("evidence.captured_at")),
+            "{refusals:?}"
+        );
     }
 
     #[test]
