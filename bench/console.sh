@@ -70,7 +70,8 @@ rows = [l.split() for l in sys.stdin if l.strip()]
 codes = {r[0] for r in rows}
 secs = sorted(float(r[1]) for r in rows)
 size = int(rows[-1][2])
-print(f"{sys.argv[1]}: median {secs[len(secs)//2]*1000:.0f} ms, slowest {secs[-1]*1000:.0f} ms, {size:,} bytes, status {\",\".join(sorted(codes))}")
+status = ",".join(sorted(codes))
+print(f"{sys.argv[1]}: median {secs[len(secs)//2]*1000:.0f} ms, slowest {secs[-1]*1000:.0f} ms, {size:,} bytes, status {status}")
 ' "$what"
 }
 
