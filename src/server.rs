@@ -181,7 +181,7 @@ type Body = http_body_util::Either<Full<Bytes>, Pieces>;
 
 /// A body sent piece by piece from a channel; an `Err` piece ends it as a failed
 /// transfer (the client sees the download break, never a short file that looks whole).
-pub struct Pieces(tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>);
+struct Pieces(tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>);
 
 impl hyper::body::Body for Pieces {
     type Data = Bytes;

@@ -265,7 +265,10 @@ pub async fn handle(gw: &Gateway, req: ConsoleRequest<'_>) -> ConsoleAnswer {
                     )
                     .await
                 }
-                None => Ok(redirect("/console/overview".into())),
+                None => {
+                    let error = "That link names no valid address or contact id: search again.";
+                    overview(gw, &s, Some(error.to_string())).await
+                }
             }
         }
         (true, ["contact"]) => save(gw, &s, &fields).await,
