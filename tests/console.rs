@@ -275,7 +275,11 @@ async fn sessions_csrf_and_tenants_over_plain_http() {
     // A link that names nothing valid says so.
     let r = acme.get("/console/contact?address=not-a-number").await;
     assert_eq!(r.status, 404, "{}", r.body);
-    assert!(r.body.contains("names no valid address or contact id"), "{}", r.body);
+    assert!(
+        r.body.contains("names no valid address or contact id"),
+        "{}",
+        r.body
+    );
 
     // The panel shows the STOP in words.
     let panel = acme.get("/console/contact?address=%2B14155550101").await;
